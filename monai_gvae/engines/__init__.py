@@ -1,0 +1,6 @@
+"""Engines: the GVAE trainer (GVAE and its VAE / WGAN-GP baselines) and the reconstruction evaluator."""
+
+from .gvae_evaluator import GVAEEvaluator
+from .gvae_trainer import OBJECTIVES, GVAETrainer, NonFiniteLossError, unwrap
+
+__all__ = ["GVAETrainer", "GVAEEvaluator", "NonFiniteLossError", "OBJECTIVES", "unwrap"]

@@ -1,0 +1,332 @@
+"""``GVAETrainer``: the single training loop of GVAE and its baselines (VAE, WGAN-GP)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from monai.engines import Trainer
+from monai.engines.utils import default_metric_cmp_fn, default_prepare_batch
+from monai.utils import CommonKeys
+from torch import nn
+from torch.optim import Optimizer
+
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
+from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
+
+__all__ = ["GVAETrainer", "OBJECTIVES", "NonFiniteLossError", "unwrap"]
+
+OBJECTIVES = ("gvae", "vae", "wgan_gp")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term, or the input batch, became NaN or Inf during training."""
+
+
+def unwrap(module: nn.Module | None) -> nn.Module | None:
+    """The module inside a ``DistributedDataParallel``/``DataParallel``/compiled wrapper."""
+    while module is not None and hasattr(module, "module") and isinstance(module.module, nn.Module):
+        module = module.module
+    return getattr(module, "_orig_mod", module)
+
+
+class GVAETrainer(Trainer):
+    """Trains a GVAE (encoder + generator against a WGAN-GP critic) on PyTorch-Ignite through MONAI's engine.
+
+    One iteration = ``n_critic`` critic steps on detached fakes (reconstructions ``G(z_e)`` and prior samples
+    ``G(z_p)``), then one encoder+generator step on ``w_rec * L1 + w_kl * KL - w_adv * E[D(fakes)]``.
+    The baselines are the same loop with terms switched off by ``objective``:
+
+    * ``"gvae"``: encoder, generator and critic (the paper's model).
+    * ``"vae"``: encoder and generator, no critic, no adversarial term (``critic`` may be ``None``).
+    * ``"wgan_gp"``: generator and critic on prior samples only, no encoder, no reconstruction/KL.
+
+    ``engine.state.output`` holds floats ``loss_d``, ``loss_g``, ``loss_rec``, ``loss_kl``, ``loss_adv``, ``gp``,
+    ``wasserstein`` and ``kl_weight`` (terms an objective does not use are 0.0), plus the detached input batch
+    (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics.
+
+    Networks may be wrapped in ``DistributedDataParallel`` (see the bundles' ``multi_gpu_train.yaml``): each
+    network is called once per step on a concatenated batch, so DDP sees one forward per backward. Checkpoint
+    the unwrapped ``GVAE``, not the wrappers.
+
+    Args:
+        device: device to train on.
+        max_epochs: number of epochs.
+        train_data_loader: loader of dicts; ``prepare_batch`` extracts the input batch (image + label
+            channels, in [-1, 1]; see ``monai_gvae.transforms.PackImageLabeld``).
+        network: the ``GVAE`` (encoder + generator). Its parts are trained unless ``encoder``/``generator``
+            are given (e.g. DDP wrappers of ``network.encoder`` / ``network.generator``).
+        critic: the critic (``GVAECritic``), possibly DDP-wrapped; ``None`` for ``objective="vae"``.
+        optimizer: optimiser of encoder + generator parameters.
+        critic_optimizer: optimiser of the critic's parameters; ``None`` for ``objective="vae"``.
+        loss_function: the encoder-generator objective; default ``EncoderGeneratorLoss()``.
+        critic_loss_function: the critic objective; default ``CriticLoss(gp_weight=10)``.
+        objective: ``"gvae"``, ``"vae"`` or ``"wgan_gp"``.
+        n_critic: critic steps per encoder-generator step (the same real batch, fresh fakes each step).
+        encoder: overrides ``network.encoder`` (a DDP wrapper of it).
+        generator: overrides ``network.generator`` (a DDP wrapper of it).
+        seed: seed of the trainer's own ``torch.Generator`` for latents, reparameterisation noise and
+            gradient-penalty interpolation; the process rank is added so that DDP ranks draw different latents.
+            ``None`` draws from torch's global generator.
+        ema_decay: keep an exponential moving average of the generator (``self.generator_ema``) with this decay.
+        check_finite: raise :class:`NonFiniteLossError` naming the iteration and the term when the input or a
+            loss becomes NaN/Inf (no optimiser step is taken with such a loss).
+        amp: mixed precision (autocast): float16 with gradient scaling on CUDA, bfloat16 on CPU.
+        amp_dtype: override the autocast dtype.
+        epoch_length, non_blocking, prepare_batch, iteration_update, postprocessing, key_train_metric,
+        additional_metrics, metric_cmp_fn, train_handlers, event_names, event_to_attr, decollate,
+        optim_set_to_none, to_kwargs, amp_kwargs: as in ``monai.engines.SupervisedTrainer``.
+
+    Raises:
+        ValueError: unknown objective, or a network/optimiser the objective needs is missing.
+
+    Example::
+
+        gvae = GVAE(spatial_dims=2, in_channels=1, image_size=32, latent_size=16)
+        critic = GVAECritic(spatial_dims=2, in_channels=1, image_size=32)
+        trainer = GVAETrainer(
+            device="cpu", max_epochs=1, train_data_loader=loader, network=gvae, critic=critic,
+            optimizer=torch.optim.Adam(gvae.parameters(), 1e-4),
+            critic_optimizer=torch.optim.Adam(critic.parameters(), 1e-4),
+        )
+        trainer.run()
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: GVAE | None = None,
+        critic: nn.Module | None = None,
+        optimizer: Optimizer | None = None,
+        critic_optimizer: Optimizer | None = None,
+        loss_function: EncoderGeneratorLoss | None = None,
+        critic_loss_function: CriticLoss | None = None,
+        objective: str = "gvae",
+        n_critic: int = 1,
+        encoder: nn.Module | None = None,
+        generator: nn.Module | None = None,
+        seed: int | None = None,
+        ema_decay: float | None = None,
+        check_finite: bool = True,
+        amp: bool = False,
+        amp_dtype: torch.dtype | str | None = None,
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable = default_prepare_batch,
+        iteration_update: Callable | None = None,
+        postprocessing: Callable | None = None,
+        key_train_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        train_handlers: Sequence | None = None,
+        event_names: list | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = False,
+        optim_set_to_none: bool = True,
+        to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            postprocessing=postprocessing,
+            key_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            handlers=train_handlers,
+            amp=amp,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            to_kwargs=to_kwargs,
+            amp_kwargs=amp_kwargs,
+        )
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
+        self.objective = objective
+        self.network = network
+        self.encoder = encoder if encoder is not None else (network.encoder if network is not None else None)
+        self.generator = generator if generator is not None else (network.generator if network is not None else None)
+        self.critic = critic
+        self.optimizer = optimizer
+        self.critic_optimizer = critic_optimizer
+        self._check_networks()
+        self.loss_function = loss_function if loss_function is not None else EncoderGeneratorLoss()
+        self.critic_loss_function = critic_loss_function if critic_loss_function is not None else CriticLoss()
+        self.n_critic = n_critic
+        self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
+        self.latent_size = unwrap(self.generator).latent_size
+        self.check_finite = check_finite
+        self.optim_set_to_none = optim_set_to_none
+
+        device = torch.device(device)
+        self.amp_dtype = _resolve_amp_dtype(amp_dtype, device)
+        # GradScaler only matters for float16; bfloat16 has float32's range.
+        use_scaler = amp and device.type == "cuda" and self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=use_scaler)
+
+        self.seed = seed
+        self.latent_generator: torch.Generator | None = None
+        if seed is not None:
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            self.latent_generator = torch.Generator(device=device).manual_seed(int(seed) + rank)
+
+        self.generator_ema: torch.optim.swa_utils.AveragedModel | None = None
+        if ema_decay is not None:
+            if not 0.0 < ema_decay < 1.0:
+                raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}.")
+            self.generator_ema = torch.optim.swa_utils.AveragedModel(
+                unwrap(self.generator),
+                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay),
+                use_buffers=True,
+            )
+        # Freezing the critic during the generator step skips its weight gradients; DDP needs the same set of
+        # parameters to require gradients in every backward, so a wrapped critic is left alone.
+        self._freeze_critic_in_g_step = critic is not None and unwrap(critic) is critic
+
+    def _check_networks(self) -> None:
+        needs = {
+            "gvae": ("encoder", "generator", "critic", "optimizer", "critic_optimizer"),
+            "vae": ("encoder", "generator", "optimizer"),
+            "wgan_gp": ("generator", "critic", "optimizer", "critic_optimizer"),
+        }[self.objective]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"objective {self.objective!r} needs {', '.join(missing)}; pass network/critic/optimisers.")
+
+    def run(self) -> None:  # type: ignore[override]
+        """Run training; calling it again continues from the current state (as ``Trainer.run``)."""
+        # Trainer.run would install a CUDA GradScaler whenever amp is set; the scalers are made in __init__.
+        super(Trainer, self).run()
+
+    # --- random draws through the trainer's generator
+    def _randn(self, *shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=self.latent_generator, device=self.state.device)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def _fakes(self, x: torch.Tensor, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Fakes for the critic/generator: ``[G(z_e), G(z_p)]`` (gvae), ``G(z_e)`` (vae) or ``G(z_p)`` (wgan_gp).
+
+        Returns ``(fakes, mu, logvar)``; the first ``len(x)`` fakes are reconstructions except for wgan_gp.
+        """
+        batch = x.shape[0]
+        mu = logvar = None
+        latents = []
+        with torch.set_grad_enabled(with_grad), self._autocast():
+            if self.objective != "wgan_gp":
+                mu, logvar = self.encoder(x)
+                logvar = logvar.clamp(*self.logvar_clamp)
+                latents.append(reparameterize(mu, logvar, self.latent_generator))
+            if self.objective != "vae":
+                latents.append(self._randn(batch, self.latent_size))
+            # One generator call on the concatenated latents: one forward per backward for DDP, and a
+            # larger, faster batch.
+            fakes = self.generator(torch.cat(latents).to(x.dtype))
+        return fakes, mu, logvar
+
+    def _critic_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fakes, _, _ = self._fakes(x, with_grad=False)
+        reals = x.repeat(fakes.shape[0] // x.shape[0], *([1] * (x.ndim - 1)))
+        self.critic_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        with self._autocast():
+            scores = self.critic(torch.cat([x, fakes]))
+        real_scores, fake_scores = scores[: x.shape[0]], scores[x.shape[0] :]
+        # The penalty runs outside autocast: a float16 gradient norm can overflow.
+        gp = self.critic_loss_function.penalty(self.critic, reals, fakes, self.latent_generator)
+        terms = self.critic_loss_function(real_scores, fake_scores, gp)
+        loss = terms["loss"]
+        self._guard({"loss_d": loss, "gp": gp}, "critic")
+        self.scaler_d.scale(loss).backward()
+        self.scaler_d.step(self.critic_optimizer)
+        self.scaler_d.update()
+        return {"loss_d": loss.detach(), "gp": gp.detach(), "wasserstein": terms["wasserstein"].detach()}
+
+    def _generator_step(self, x: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
+        self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        fakes, mu, logvar = self._fakes(x, with_grad=True)
+        recon = fakes[: x.shape[0]] if self.objective != "wgan_gp" else None
+        fake_scores = None
+        if self.objective != "vae":
+            if self._freeze_critic_in_g_step:
+                self.critic.requires_grad_(False)
+            with self._autocast():
+                fake_scores = self.critic(fakes)
+        terms = self.loss_function(
+            x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
+        )
+        self._guard({"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}, "encoder-generator")
+        self.scaler_g.scale(terms["loss"]).backward()
+        self.scaler_g.step(self.optimizer)
+        self.scaler_g.update()
+        if self._freeze_critic_in_g_step:
+            self.critic.requires_grad_(True)
+        if self.generator_ema is not None:
+            self.generator_ema.update_parameters(unwrap(self.generator))
+        out = {"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}
+        out = {k: v.detach() for k, v in out.items()}
+        out["pred"] = recon.detach() if recon is not None else fakes.detach()
+        return out
+
+    def _guard(self, terms: dict[str, torch.Tensor], step: str) -> None:
+        if not self.check_finite:
+            return
+        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
+        if not bool(torch.isfinite(values).all()):
+            bad = [name for name, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad)} in the {step} step at iteration {self.state.iteration} "
+                f"(epoch {self.state.epoch}); no optimiser step was taken with it."
+            )
+
+    def _iteration(self, engine: GVAETrainer, batchdata: dict | Sequence) -> dict[str, Any]:
+        """One GVAE iteration: ``n_critic`` critic steps, then one encoder-generator step."""
+        if batchdata is None:
+            raise ValueError("must provide batch data for current iteration.")
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        x = torch.as_tensor(x)
+        if engine.check_finite and not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"input batch at iteration {engine.state.iteration} contains NaN or Inf values "
+                f"(shape {tuple(x.shape)}); check the data and the intensity transforms."
+            )
+        for net in (engine.encoder, engine.generator, engine.critic):
+            if net is not None:
+                net.train()  # an evaluator may have left them in eval mode
+        output: dict[str, Any] = {}
+        if engine.objective != "vae":
+            for _ in range(engine.n_critic):
+                output.update(engine._critic_step(x))
+        output.update(engine._generator_step(x, engine.state.iteration))
+        output["kl_weight"] = engine.loss_function.kl_weight_at(engine.state.iteration)
+        for key in ("loss_d", "gp", "wasserstein", "loss_g", "loss_rec", "loss_kl", "loss_adv"):
+            value = output.get(key)
+            output[key] = float(value) if value is not None else 0.0
+        output[CommonKeys.IMAGE] = x
+        output[CommonKeys.LABEL] = x
+        return output
+
+
+def _resolve_amp_dtype(amp_dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    if amp_dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.bfloat16
+    if isinstance(amp_dtype, str):
+        try:
+            return {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}[amp_dtype]
+        except KeyError as e:
+            raise ValueError(f"amp_dtype must be float16 or bfloat16, got {amp_dtype!r}.") from e
+    return amp_dtype

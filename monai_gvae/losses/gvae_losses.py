@@ -1,0 +1,189 @@
+"""GVAE objectives: KL to the prior, Wasserstein critic loss with gradient penalty, encoder-generator loss.
+
+Pure functions and modules: no optimiser and no engine in here (see ``monai_gvae.engines``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = [
+    "kl_divergence",
+    "gradient_penalty",
+    "wasserstein_critic_loss",
+    "wasserstein_generator_loss",
+    "CriticLoss",
+    "EncoderGeneratorLoss",
+]
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` in nats, summed over latent dimensions.
+
+    Args:
+        mu: ``(N, latent)`` means.
+        logvar: ``(N, latent)`` log-variances.
+        reduction: ``"mean"`` over the batch, ``"sum"``, or ``"none"`` (one value per sample).
+
+    Returns:
+        the KL divergence per sample (``"none"``) or reduced over the batch.
+
+    Example::
+
+        kl = kl_divergence(torch.zeros(2, 8), torch.zeros(2, 8))  # tensor(0.)
+    """
+    per_sample = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+    return _reduce(per_sample, reduction)
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty ``E[(||grad_x D(x_hat)||_2 - 1)^2]`` on random interpolates of real and fake.
+
+    Each sample gets its own interpolation weight ``eps ~ U(0, 1)``; the penalty is computed per sample,
+    which is why the critic should not normalise with batch statistics.
+
+    Args:
+        critic: the critic network.
+        real: real batch.
+        fake: fake batch of the same shape (detached from the generator).
+        generator: optional ``torch.Generator`` for ``eps``.
+
+    Returns:
+        scalar penalty with a graph (``create_graph=True``) so it can be back-propagated into the critic.
+    """
+    if real.shape != fake.shape:
+        raise ValueError(f"real and fake batches must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}.")
+    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    eps = torch.rand(shape, generator=generator, device=generator.device if generator else real.device)
+    eps = eps.to(device=real.device, dtype=real.dtype)
+    interpolates = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
+    scores = critic(interpolates)
+    (grad,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
+    # Computed in float32: under autocast the norm of a half-precision gradient can overflow.
+    grad_norm = grad.float().flatten(1).norm(2, dim=1)
+    return (grad_norm - 1.0).pow(2).mean()
+
+
+def wasserstein_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
+    """Critic's Wasserstein loss ``E[D(fake)] - E[D(real)]`` (minimised by the critic)."""
+    return fake_scores.float().mean() - real_scores.float().mean()
+
+
+def wasserstein_generator_loss(fake_scores: torch.Tensor) -> torch.Tensor:
+    """Generator's adversarial loss ``-E[D(fake)]`` (minimised by encoder and generator)."""
+    return -fake_scores.float().mean()
+
+
+class CriticLoss(nn.Module):
+    """``L_D = E[D(fake)] - E[D(real)] + gp_weight * GP``.
+
+    The critic's scores are computed by the caller (the trainer scores reals and fakes in one batched call);
+    :meth:`penalty` computes the gradient penalty.
+
+    Args:
+        gp_weight: weight of the gradient penalty (Gulrajani et al.: 10); 0 disables it.
+
+    Example::
+
+        loss_fn = CriticLoss(gp_weight=10.0)
+        gp = loss_fn.penalty(critic, real, fake)
+        terms = loss_fn(critic(real), critic(fake), gp)  # {"loss", "wasserstein", "gp"}
+    """
+
+    def __init__(self, gp_weight: float = 10.0) -> None:
+        super().__init__()
+        if gp_weight < 0:
+            raise ValueError(f"gp_weight must be >= 0, got {gp_weight}.")
+        self.gp_weight = gp_weight
+
+    def penalty(
+        self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The gradient penalty (zero without a graph when ``gp_weight`` is 0), computed in float32."""
+        if not self.gp_weight:
+            return real.new_zeros((), dtype=torch.float32)
+        return gradient_penalty(critic, real.float(), fake.float(), generator)
+
+    def forward(
+        self, real_scores: torch.Tensor, fake_scores: torch.Tensor, gp: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Return ``loss`` (total), ``wasserstein`` (``E[D(real)] - E[D(fake)]``, the distance estimate) and ``gp``."""
+        loss = wasserstein_critic_loss(real_scores, fake_scores)
+        gp = loss.new_zeros(()) if gp is None else gp
+        return {"loss": loss + self.gp_weight * gp, "wasserstein": -loss, "gp": gp}
+
+
+class EncoderGeneratorLoss(nn.Module):
+    """``L_EG = w_rec * L1(x, x_rec) + w_kl(t) * KL + w_adv * (-E[D(fakes)])``.
+
+    The reconstruction term is the mean absolute error per element in the networks' [-1, 1] range; the KL
+    term is in nats per sample (summed over the latent, averaged over the batch). ``w_kl(t)`` ramps
+    linearly from 0 to ``kl_weight`` over ``kl_warmup_iterations`` (KL warm-up avoids posterior collapse
+    while the decoder is still poor).
+
+    Args:
+        rec_weight: weight of the L1 reconstruction term (0 disables it: the WGAN-GP baseline).
+        kl_weight: weight of the KL term after warm-up.
+        adv_weight: weight of the adversarial term (0 disables it: the VAE baseline).
+        kl_warmup_iterations: iterations over which the KL weight ramps up; 0 for none.
+
+    Example::
+
+        loss_fn = EncoderGeneratorLoss(rec_weight=1.0, kl_weight=1e-3, adv_weight=1e-2)
+        terms = loss_fn(x, recon, mu, logvar, fake_scores, iteration=10)
+        terms["loss"].backward()
+    """
+
+    def __init__(
+        self,
+        rec_weight: float = 1.0,
+        kl_weight: float = 1e-3,
+        adv_weight: float = 1e-2,
+        kl_warmup_iterations: int = 0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("rec_weight", rec_weight), ("kl_weight", kl_weight), ("adv_weight", adv_weight)):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}.")
+        self.rec_weight, self.kl_weight, self.adv_weight = rec_weight, kl_weight, adv_weight
+        self.kl_warmup_iterations = kl_warmup_iterations
+
+    def kl_weight_at(self, iteration: int) -> float:
+        """KL weight after ``iteration`` iterations of warm-up."""
+        if self.kl_warmup_iterations <= 0:
+            return self.kl_weight
+        return self.kl_weight * min(1.0, iteration / self.kl_warmup_iterations)
+
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        recon: torch.Tensor | None,
+        mu: torch.Tensor | None,
+        logvar: torch.Tensor | None,
+        fake_scores: torch.Tensor | None,
+        iteration: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """Return the total ``loss`` and its terms ``rec``, ``kl``, ``adv`` (absent inputs give zero terms)."""
+        ref = next(t for t in (x, recon, mu, fake_scores) if t is not None)
+        zero = ref.new_zeros((), dtype=torch.float32)
+        rec = (recon.float() - x.float()).abs().mean() if recon is not None else zero
+        kl = kl_divergence(mu.float(), logvar.float()) if mu is not None else zero
+        adv = wasserstein_generator_loss(fake_scores) if fake_scores is not None else zero
+        loss = self.rec_weight * rec + self.kl_weight_at(iteration) * kl + self.adv_weight * adv
+        return {"loss": loss, "rec": rec, "kl": kl, "adv": adv}
+
+
+def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    if reduction == "none":
+        return values
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}.")

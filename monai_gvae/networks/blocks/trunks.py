@@ -1,0 +1,248 @@
+"""Convolutional trunks shared by the GVAE encoder, generator and critic.
+
+Two families are built here:
+
+* ``"resnet"`` -- the paper's Tables 1-2 generalised to any power-of-two size: a residual unit per level,
+  average pooling (down) or nearest upsampling (up) between levels, from the image size down to a
+  ``4 x 4`` (or ``4 x 4 x 4``) feature map. The paper's 128x128 generator starts from ``S/4``; going
+  down to 4 instead keeps the linear layer between latent and features small at any size (a linear
+  layer from a 1000-d latent to ``256 x 32 x 32`` alone would hold 262M weights).
+* ``"conv"`` -- the paper's 3D variant (section 4.2): four stride-2 ``3x3(x3)`` convolutions, each
+  followed by normalisation and LeakyReLU, mirrored by four stride-2 transposed convolutions.
+
+Both are built from MONAI blocks (``Convolution``, ``ResidualUnit``, ``UpSample``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from monai.networks.blocks import Convolution, ResidualUnit, UpSample
+from torch import nn
+
+__all__ = ["DownsamplingTrunk", "UpsamplingTrunk", "channel_schedule", "check_image_size", "ARCHITECTURES"]
+
+ARCHITECTURES = ("resnet", "conv")
+LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2, "inplace": False})
+MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 1024
+RESNET_MIN_RESOLUTION = 4
+CONV_NUM_LAYERS = 4
+
+
+def check_image_size(image_size: int, architecture: str) -> None:
+    """Raise ``ValueError`` unless ``image_size`` is a power of two the architecture can take.
+
+    Args:
+        image_size: edge length of the square/cubic image.
+        architecture: ``"resnet"`` or ``"conv"``.
+
+    Raises:
+        ValueError: unknown architecture, or a size that is not a power of two in [16, 1024].
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}.")
+    if (
+        not isinstance(image_size, int)
+        or image_size < MIN_IMAGE_SIZE
+        or image_size > MAX_IMAGE_SIZE
+        or image_size & (image_size - 1)
+    ):
+        raise ValueError(
+            f"image_size must be a power of two between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} for the "
+            f"{architecture!r} architecture, got {image_size!r} (pad or resize the images, e.g. 28 -> 32)."
+        )
+
+
+def channel_schedule(image_size: int, architecture: str, base_channels: int, max_channels: int) -> list[int]:
+    """Channels per level, from full resolution down to the smallest feature map.
+
+    The number of channels doubles each time the resolution halves, capped at ``max_channels``.
+
+    Returns:
+        list of channel counts, one per level (``resnet``: log2(size) - 1 levels; ``conv``: 4 layers).
+    """
+    check_image_size(image_size, architecture)
+    if architecture == "resnet":
+        num_levels = int(math.log2(image_size // RESNET_MIN_RESOLUTION)) + 1
+    else:
+        num_levels = CONV_NUM_LAYERS
+    return [min(max_channels, base_channels * 2**i) for i in range(num_levels)]
+
+
+def final_resolution(image_size: int, architecture: str) -> int:
+    """Edge length of the smallest feature map (where the linear layers connect)."""
+    return RESNET_MIN_RESOLUTION if architecture == "resnet" else image_size // 2**CONV_NUM_LAYERS
+
+
+class DownsamplingTrunk(nn.Module):
+    """Image -> flattened feature vector (shared body of encoder and critic).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: channels of the input (image plus label channels).
+        image_size: edge length of the input.
+        architecture: ``"resnet"`` or ``"conv"``.
+        base_channels: channels at full resolution.
+        max_channels: cap on the channel count.
+        num_res_units: residual units per level (``resnet`` only).
+        norm: MONAI normalisation name/tuple, or ``None``.
+        dropout: dropout probability inside the blocks.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        image_size: int,
+        architecture: str = "resnet",
+        base_channels: int = 32,
+        max_channels: int = 256,
+        num_res_units: int = 1,
+        norm: str | tuple | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        channels = channel_schedule(image_size, architecture, base_channels, max_channels)
+        layers: list[nn.Module] = []
+        if architecture == "resnet":
+            layers.append(Convolution(spatial_dims, in_channels, channels[0], kernel_size=3, act=LEAKY_RELU, norm=None))
+            for level, ch in enumerate(channels[:-1]):
+                for _ in range(num_res_units):
+                    layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
+                layers.append(_avg_pool(spatial_dims))
+                layers.append(Convolution(spatial_dims, ch, channels[level + 1], kernel_size=1, conv_only=True))
+            for _ in range(num_res_units):
+                layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
+        else:
+            prev = in_channels
+            for ch in channels:
+                layers.append(
+                    Convolution(
+                        spatial_dims, prev, ch, strides=2, kernel_size=3, act=LEAKY_RELU, norm=norm, dropout=dropout
+                    )
+                )
+                prev = ch
+        self.body = nn.Sequential(*layers)
+        self.out_features = channels[-1] * final_resolution(image_size, architecture) ** spatial_dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.body(x), 1)
+
+
+class UpsamplingTrunk(nn.Module):
+    """Latent vector -> image in [-1, 1] (the generator body), mirroring :class:`DownsamplingTrunk`.
+
+    Args:
+        spatial_dims: 2 or 3.
+        latent_size: length of the latent vector.
+        out_channels: channels of the generated image (image plus label channels).
+        image_size: edge length of the output.
+        architecture: ``"resnet"`` or ``"conv"``.
+        base_channels: channels at full resolution.
+        max_channels: cap on the channel count.
+        num_res_units: residual units per level (``resnet`` only).
+        norm: MONAI normalisation name/tuple, or ``None``.
+        dropout: dropout probability inside the blocks (the paper uses 0.3).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        latent_size: int,
+        out_channels: int,
+        image_size: int,
+        architecture: str = "resnet",
+        base_channels: int = 32,
+        max_channels: int = 256,
+        num_res_units: int = 1,
+        norm: str | tuple | None = "batch",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        channels = channel_schedule(image_size, architecture, base_channels, max_channels)[::-1]
+        start = final_resolution(image_size, architecture)
+        self.start_shape = (channels[0],) + (start,) * spatial_dims
+        self.project = nn.Linear(latent_size, channels[0] * start**spatial_dims)
+        layers: list[nn.Module] = []
+        if architecture == "resnet":
+            for level, ch in enumerate(channels[:-1]):
+                for _ in range(num_res_units):
+                    layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
+                layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest", align_corners=None))
+                layers.append(
+                    Convolution(spatial_dims, ch, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
+                )
+            for _ in range(num_res_units):
+                layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
+            layers.append(Convolution(spatial_dims, channels[-1], out_channels, kernel_size=3, conv_only=True))
+        else:
+            for level, ch in enumerate(channels):
+                last = level == len(channels) - 1
+                layers.append(
+                    Convolution(
+                        spatial_dims,
+                        ch,
+                        out_channels if last else channels[level + 1],
+                        strides=2,
+                        kernel_size=3,
+                        is_transposed=True,
+                        act=LEAKY_RELU,
+                        norm=norm,
+                        dropout=dropout,
+                        conv_only=last,
+                    )
+                )
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.project(z).view(z.shape[0], *self.start_shape)
+        return torch.tanh(self.body(h))
+
+
+def _residual_unit(spatial_dims: int, channels: int, norm: str | tuple | None, dropout: float) -> nn.Module:
+    return ResidualUnit(
+        spatial_dims,
+        channels,
+        channels,
+        kernel_size=3,
+        subunits=2,
+        act=LEAKY_RELU,
+        norm=norm,
+        dropout=dropout if dropout > 0 else None,
+    )
+
+
+def _avg_pool(spatial_dims: int) -> nn.Module:
+    return nn.AvgPool2d(2) if spatial_dims == 2 else nn.AvgPool3d(2)
+
+
+def as_tuple_norm(norm: str | Sequence | None) -> str | tuple | None:
+    """Bundle configs give lists for tuples; MONAI's factories want tuples."""
+    if isinstance(norm, list):
+        return tuple(norm)
+    return norm
+
+
+def check_input(x: torch.Tensor, spatial_dims: int, in_channels: int, image_size: int, name: str) -> None:
+    """Raise ``ValueError`` naming the problem when ``x`` is not ``(N, in_channels, S, S[, S])``."""
+    expected = (in_channels,) + (image_size,) * spatial_dims
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} expects a torch.Tensor, got {type(x).__name__}.")
+    if x.ndim != spatial_dims + 2:
+        raise ValueError(
+            f"{name} expects a {spatial_dims + 2}-d batch (N, C, {', '.join(['S'] * spatial_dims)}) "
+            f"of shape (N, {', '.join(map(str, expected))}), got shape {tuple(x.shape)}."
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"{name} was built for {in_channels} input channel(s) (image + label channels), "
+            f"got {x.shape[1]} in a batch of shape {tuple(x.shape)}."
+        )
+    if tuple(x.shape[2:]) != (image_size,) * spatial_dims:
+        raise ValueError(
+            f"{name} was built for spatial size {(image_size,) * spatial_dims}, got {tuple(x.shape[2:])} "
+            "(resize, pad or crop the images to the configured image_size)."
+        )

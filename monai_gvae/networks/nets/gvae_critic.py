@@ -1,0 +1,69 @@
+"""The Wasserstein critic ``D(x) -> score`` (the paper's discriminator)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from monai_gvae.networks.blocks.trunks import DownsamplingTrunk, as_tuple_norm, check_input
+from monai_gvae.networks.nets.gvae_encoder import _check_common
+
+__all__ = ["GVAECritic"]
+
+
+class GVAECritic(nn.Module):
+    """WGAN-GP critic: an image (plus label channels) to one unbounded score per sample.
+
+    The paper's Table 2 ends in a 1000-unit linear layer; a Wasserstein critic outputs one scalar, so the
+    last layer maps to 1. No batch-statistics normalisation by default, because the gradient penalty is
+    computed per sample (Gulrajani et al. 2017); ``norm="batch"`` restores the paper's BatchNorm.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels plus label channels.
+        image_size: edge length of the input, a power of two in [16, 1024].
+        architecture: ``"resnet"`` or ``"conv"``.
+        base_channels: channels at full resolution; doubled per level up to ``max_channels``.
+        max_channels: cap on channels.
+        num_res_units: residual units per level (``"resnet"`` only).
+        norm: normalisation, ``None`` by default (``"instance"``, ``"layer"``-like or ``"batch"`` possible).
+        dropout: dropout probability in the blocks.
+
+    Example::
+
+        critic = GVAECritic(spatial_dims=3, in_channels=1, image_size=32, architecture="conv")
+        score = critic(torch.zeros(2, 1, 32, 32, 32))  # (2, 1)
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        image_size: int,
+        architecture: str = "resnet",
+        base_channels: int = 32,
+        max_channels: int = 256,
+        num_res_units: int = 1,
+        norm: str | tuple | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _check_common(spatial_dims, in_channels)
+        self.spatial_dims, self.in_channels, self.image_size = spatial_dims, in_channels, image_size
+        self.trunk = DownsamplingTrunk(
+            spatial_dims,
+            in_channels,
+            image_size,
+            architecture,
+            base_channels,
+            max_channels,
+            num_res_units,
+            as_tuple_norm(norm),
+            dropout,
+        )
+        self.score = nn.Linear(self.trunk.out_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return critic scores of shape ``(N, 1)``."""
+        check_input(x, self.spatial_dims, self.in_channels, self.image_size, type(self).__name__)
+        return self.score(self.trunk(x))
