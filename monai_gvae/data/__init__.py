@@ -1,0 +1,23 @@
+"""Data readers: the embedded brain slices, synthetic stand-ins and other sources (never download)."""
+
+from .brain import (
+    BRAIN_CLASS_NAMES,
+    DEFAULT_BRAIN_SLICES_FILE,
+    DEFAULT_BRAIN_VOLUME_FILE,
+    BrainSliceDataset,
+    brain_holdout_mask,
+    load_brain_slices,
+    load_brain_volume,
+    synthetic_slices,
+)
+
+__all__ = [
+    "BRAIN_CLASS_NAMES",
+    "DEFAULT_BRAIN_SLICES_FILE",
+    "DEFAULT_BRAIN_VOLUME_FILE",
+    "BrainSliceDataset",
+    "brain_holdout_mask",
+    "load_brain_slices",
+    "load_brain_volume",
+    "synthetic_slices",
+]

@@ -1,0 +1,318 @@
+"""The embedded brain MRI data set and a data-free synthetic stand-in.
+
+The package ships two small arrays built by ``examples/build_brain_data.py`` from the Debian package
+``mricron-data`` (Colin27 brain-extracted T1 ``ch2bet`` and the AAL atlas; see
+``resources/BRAIN_DATA_NOTICE.txt`` for source and licence):
+
+* ``resources/brain2d_64.npz``: 61 axial 64x64 slices (every second axial slice, 2 mm apart, whose
+  brain coverage of the crop exceeds 12%), shown as radiological views (anterior up, the patient's
+  right on the image's left).
+* ``resources/brain3d_64.npz``: the whole brain as a 64x64x64 volume in RAS voxel order.
+
+Labels have 4 classes, :data:`BRAIN_CLASS_NAMES`: 0 background (white matter, CSF, outside the
+brain), 1 cortex (all AAL cerebral cortical regions incl. insula, cingulate, parahippocampal gyrus),
+2 deep grey matter (caudate, putamen, pallidum, thalamus, hippocampus, amygdala), 3 cerebellum
+(hemispheres and vermis).
+
+Held-out split: for ``holdout_fraction = f`` and ``N`` slices (ordered by ``slice_index``), the
+``round(N * f)`` test slices are at positions ``floor((j + 0.5) * N / round(N * f))``, i.e. evenly
+interleaved through the brain (every 4th slice for the default ``f = 0.25``); all others are train.
+The slices come from a single subject, so held-out slices are neighbours (2 mm away) of training
+slices: the split measures generalisation to unseen sections of the same anatomy, not to new
+subjects.
+
+Nothing is downloaded; all readers return MONAI-style dictionaries.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from monai.data import Dataset
+from monai.data.synthetic import create_test_image_2d
+
+__all__ = [
+    "BRAIN_CLASS_NAMES",
+    "DEFAULT_BRAIN_SLICES_FILE",
+    "DEFAULT_BRAIN_VOLUME_FILE",
+    "BrainSliceDataset",
+    "brain_holdout_mask",
+    "load_brain_slices",
+    "load_brain_volume",
+    "synthetic_slices",
+]
+
+BRAIN_CLASS_NAMES: tuple[str, ...] = ("background", "cortex", "deep_grey_matter", "cerebellum")
+"""Names of the label values 0..3 of the embedded brain data."""
+
+_RESOURCES = Path(__file__).resolve().parent / "resources"
+DEFAULT_BRAIN_SLICES_FILE: Path = _RESOURCES / "brain2d_64.npz"
+"""Shipped 2D slices (arrays ``image``/``label`` ``(N, 64, 64)`` uint8, ``slice_index`` ``(N,)``)."""
+DEFAULT_BRAIN_VOLUME_FILE: Path = _RESOURCES / "brain3d_64.npz"
+"""Shipped 3D volume (arrays ``image``/``label`` ``(64, 64, 64)`` uint8, ``affine`` ``(4, 4)``)."""
+
+_SPLITS = ("all", "train", "test")
+_REBUILD_HINT = "rebuild it with `python examples/build_brain_data.py` (needs the Debian package mricron-data)"
+
+
+def _read_npz(data_file: str | Path | None, default: Path, ndim: int) -> dict[str, np.ndarray]:
+    """Read an ``.npz`` file with ``image``/``label`` uint8 arrays of ``ndim`` dimensions.
+
+    Args:
+        data_file: path given by the caller, or ``None`` for ``default``.
+        default: the shipped file.
+        ndim: expected number of dimensions of ``image`` and ``label``.
+
+    Returns:
+        All arrays of the file, loaded into memory.
+
+    Raises:
+        FileNotFoundError: when the file does not exist.
+        ValueError: when the file is not a readable ``.npz`` or its arrays are malformed.
+    """
+    path = Path(default if data_file is None else data_file).expanduser()
+    if not path.is_file():
+        hint = f"; {_REBUILD_HINT}" if data_file is None else ""
+        raise FileNotFoundError(f"brain data file not found: {path}{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"brain data file {path} is not a readable .npz archive: {exc}") from exc
+    for key in ("image", "label"):
+        if key not in arrays:
+            raise ValueError(f"brain data file {path} has no array {key!r} (found {sorted(arrays)})")
+        if arrays[key].ndim != ndim:
+            raise ValueError(f"brain data file {path}: {key!r} must have {ndim} dims, got {arrays[key].shape}")
+    if arrays["image"].shape != arrays["label"].shape:
+        raise ValueError(
+            f"brain data file {path}: image {arrays['image'].shape} and label {arrays['label'].shape} differ"
+        )
+    return arrays
+
+
+def _to_unit_float(image: np.ndarray) -> np.ndarray:
+    """uint8 0..255 (or float already in [0, 1]) -> float32 in [0, 1]."""
+    if np.issubdtype(image.dtype, np.integer):
+        return image.astype(np.float32) / np.float32(255.0)
+    return np.clip(image.astype(np.float32), 0.0, 1.0)
+
+
+def brain_holdout_mask(num_slices: int, holdout_fraction: float = 0.25) -> np.ndarray:
+    """Boolean mask of the held-out (test) positions among ``num_slices`` ordered slices.
+
+    Args:
+        num_slices: number of slices, ordered from inferior to superior.
+        holdout_fraction: fraction held out, ``0 <= holdout_fraction < 1``. The ``round(num_slices *
+            holdout_fraction)`` test positions are ``floor((j + 0.5) * num_slices / n_test)``, evenly
+            interleaved (every 4th slice for 0.25).
+
+    Returns:
+        Array of shape ``(num_slices,)``, ``True`` for test slices.
+
+    Raises:
+        ValueError: if ``num_slices`` is negative or ``holdout_fraction`` is outside ``[0, 1)``.
+
+    Example:
+        >>> brain_holdout_mask(8, 0.25).nonzero()[0].tolist()
+        [2, 6]
+    """
+    if num_slices < 0:
+        raise ValueError(f"num_slices must be >= 0, got {num_slices}")
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    mask = np.zeros(num_slices, dtype=bool)
+    n_test = int(round(num_slices * holdout_fraction))
+    if n_test > 0:
+        mask[((np.arange(n_test) + 0.5) * num_slices / n_test).astype(np.int64)] = True
+    return mask
+
+
+def load_brain_slices(
+    split: str = "all", holdout_fraction: float = 0.25, data_file: str | Path | None = None
+) -> list[dict[str, Any]]:
+    """Load the embedded axial brain slices with their 4-class labels.
+
+    Args:
+        split: ``"all"``, ``"train"`` or ``"test"``. ``"test"`` is a fixed, evenly interleaved subset
+            (see :func:`brain_holdout_mask`); ``"train"`` is the rest, so the two are disjoint and
+            together give ``"all"``.
+        holdout_fraction: fraction of slices in the ``"test"`` split, in ``[0, 1)``.
+        data_file: an ``.npz`` file with ``image`` and ``label`` arrays ``(N, H, W)`` (uint8 0..255
+            images) and optionally ``slice_index`` ``(N,)``; defaults to the shipped
+            :data:`DEFAULT_BRAIN_SLICES_FILE`.
+
+    Returns:
+        List of dictionaries ordered from inferior to superior, each with ``"image"`` (float32
+        ``(1, H, W)`` in ``[0, 1]``), ``"label"`` (int64 ``(1, H, W)``, values 0..3, see
+        :data:`BRAIN_CLASS_NAMES`) and ``"slice_index"`` (``int``, the axial index in the 1 mm
+        template; MNI z in mm is ``slice_index - 71``).
+
+    Raises:
+        FileNotFoundError: if ``data_file`` (or the shipped file) does not exist; the message names it.
+        ValueError: if ``split`` or ``holdout_fraction`` is invalid, or the file is malformed.
+
+    Example:
+        >>> train = load_brain_slices("train")
+        >>> train[0]["image"].shape, train[0]["label"].dtype
+        ((1, 64, 64), dtype('int64'))
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    arrays = _read_npz(data_file, DEFAULT_BRAIN_SLICES_FILE, ndim=3)
+    n = arrays["image"].shape[0]
+    slice_index = arrays.get("slice_index", np.arange(n))
+    if slice_index.shape != (n,):
+        raise ValueError(f"brain data file: slice_index must have shape ({n},), got {slice_index.shape}")
+    test = brain_holdout_mask(n, holdout_fraction)
+    if split == "all":
+        keep = np.ones(n, dtype=bool)
+    else:
+        keep = test if split == "test" else ~test
+    images = _to_unit_float(arrays["image"])
+    labels = arrays["label"].astype(np.int64)
+    return [
+        {"image": images[i][None].copy(), "label": labels[i][None].copy(), "slice_index": int(slice_index[i])}
+        for i in np.flatnonzero(keep)
+    ]
+
+
+def load_brain_volume(data_file: str | Path | None = None) -> dict[str, Any]:
+    """Load the embedded 3D brain volume and its 4-class label map.
+
+    The arrays are in RAS voxel order (axis 0 towards the patient's right, 1 anterior, 2 superior),
+    as produced by MONAI's ``Orientation(axcodes="RAS")``; ``image[0, ::-1, ::-1, k].T`` is the
+    radiological axial view of slice ``k``.
+
+    Args:
+        data_file: an ``.npz`` file with 3D ``image`` and ``label`` arrays (uint8 0..255 images) and
+            optionally ``affine``; defaults to the shipped :data:`DEFAULT_BRAIN_VOLUME_FILE`.
+
+    Returns:
+        Dictionary with ``"image"`` (float32 ``(1, 64, 64, 64)`` in ``[0, 1]``), ``"label"`` (int64
+        ``(1, 64, 64, 64)``, values 0..3) and ``"affine"`` (float64 ``(4, 4)`` voxel -> MNI mm, the
+        identity when the file has none).
+
+    Raises:
+        FileNotFoundError: if the file does not exist; the message names it.
+        ValueError: if the file is malformed.
+
+    Example:
+        >>> vol = load_brain_volume()
+        >>> vol["image"].shape
+        (1, 64, 64, 64)
+    """
+    arrays = _read_npz(data_file, DEFAULT_BRAIN_VOLUME_FILE, ndim=3)
+    affine = np.asarray(arrays.get("affine", np.eye(4)), dtype=np.float64)
+    return {
+        "image": _to_unit_float(arrays["image"])[None],
+        "label": arrays["label"].astype(np.int64)[None],
+        "affine": affine,
+    }
+
+
+class BrainSliceDataset(Dataset):
+    """MONAI ``Dataset`` over the embedded brain slices (see :func:`load_brain_slices`).
+
+    Args:
+        split: ``"all"``, ``"train"`` or ``"test"``.
+        transform: optional callable (e.g. a MONAI ``Compose`` of dictionary transforms) applied to
+            each item dictionary.
+        data_file: optional ``.npz`` file replacing the shipped slices.
+        holdout_fraction: fraction of slices in the ``"test"`` split.
+
+    Raises:
+        FileNotFoundError: if the data file does not exist.
+        ValueError: for an invalid split, fraction or file.
+
+    Example:
+        >>> ds = BrainSliceDataset(split="train")
+        >>> sorted(ds[0])
+        ['image', 'label', 'slice_index']
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        transform: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
+        data_file: str | Path | None = None,
+        holdout_fraction: float = 0.25,
+    ) -> None:
+        self.split = split
+        super().__init__(
+            data=load_brain_slices(split, holdout_fraction=holdout_fraction, data_file=data_file),
+            transform=transform,
+        )
+
+
+def synthetic_slices(
+    num_samples: int,
+    image_size: int = 64,
+    num_seg_classes: int = 3,
+    seed: int = 0,
+    noise_max: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Data-free image/label pairs (random discs) in the same format as :func:`load_brain_slices`.
+
+    Built with ``monai.data.synthetic.create_test_image_2d`` from one ``numpy.random.RandomState(seed)``,
+    so the same arguments always give the same samples.
+
+    Args:
+        num_samples: number of samples, ``>= 0``.
+        image_size: edge length in pixels, ``>= 8``.
+        num_seg_classes: number of foreground classes; labels take values ``0..num_seg_classes``
+            (the default 3 gives 4 classes like the brain data).
+        seed: random seed.
+        noise_max: uniform noise amplitude passed to ``create_test_image_2d`` (0 = clean).
+
+    Returns:
+        List of dictionaries with ``"image"`` (float32 ``(1, S, S)`` rescaled to ``[0, 1]``),
+        ``"label"`` (int64 ``(1, S, S)``) and ``"slice_index"`` (the sample's position).
+
+    Raises:
+        ValueError: for a negative ``num_samples``, ``image_size < 8``, ``num_seg_classes < 1`` or a
+            negative ``noise_max``.
+
+    Example:
+        >>> items = synthetic_slices(2, image_size=32, seed=1)
+        >>> items[0]["image"].shape, int(items[0]["label"].max()) <= 3
+        ((1, 32, 32), True)
+    """
+    if num_samples < 0:
+        raise ValueError(f"num_samples must be >= 0, got {num_samples}")
+    if image_size < 8:
+        raise ValueError(f"image_size must be >= 8, got {image_size}")
+    if num_seg_classes < 1:
+        raise ValueError(f"num_seg_classes must be >= 1, got {num_seg_classes}")
+    if noise_max < 0:
+        raise ValueError(f"noise_max must be >= 0, got {noise_max}")
+    rs = np.random.RandomState(seed)
+    rad_max = max(2, image_size // 5)
+    rad_min = max(1, image_size // 16)
+    items = []
+    for i in range(num_samples):
+        image, label = create_test_image_2d(
+            image_size,
+            image_size,
+            num_objs=12,
+            rad_max=rad_max,
+            rad_min=rad_min,
+            noise_max=noise_max,
+            num_seg_classes=num_seg_classes,
+            random_state=rs,
+        )
+        image = np.asarray(image, dtype=np.float32)
+        lo, hi = float(image.min()), float(image.max())
+        image = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+        items.append(
+            {
+                "image": np.clip(image, 0.0, 1.0).astype(np.float32)[None],
+                "label": np.asarray(label, dtype=np.int64)[None],
+                "slice_index": i,
+            }
+        )
+    return items
