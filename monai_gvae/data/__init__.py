@@ -10,8 +10,11 @@ from .brain import (
     load_brain_volume,
     synthetic_slices,
 )
+from .writers import SYNTHETIC_DESCRIPTION, write_synthetic_nifti
 
 __all__ = [
+    "SYNTHETIC_DESCRIPTION",
+    "write_synthetic_nifti",
     "BRAIN_CLASS_NAMES",
     "DEFAULT_BRAIN_SLICES_FILE",
     "DEFAULT_BRAIN_VOLUME_FILE",

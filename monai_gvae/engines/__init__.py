@@ -2,5 +2,6 @@
 
 from .gvae_evaluator import GVAEEvaluator
 from .gvae_trainer import OBJECTIVES, GVAETrainer, NonFiniteLossError, unwrap
+from .utils import LOSS_KEYS, loss_terms
 
-__all__ = ["GVAETrainer", "GVAEEvaluator", "NonFiniteLossError", "OBJECTIVES", "unwrap"]
+__all__ = ["GVAETrainer", "GVAEEvaluator", "NonFiniteLossError", "OBJECTIVES", "unwrap", "LOSS_KEYS", "loss_terms"]
