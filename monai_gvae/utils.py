@@ -37,6 +37,10 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[st
     # Keep the real suffix at the end (e.g. '.nii.gz') so writers that infer the format from it still work.
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{_suffixes(base)}", dir=folder)
     os.close(fd)
+    # mkstemp creates the file 0600; give the final file the permissions an ordinary open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         if not overwrite and os.path.exists(path):
