@@ -1,0 +1,95 @@
+import pytest
+import torch
+
+from monai_gvae.networks import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, load_gvae
+
+TINY = {"base_channels": 4, "max_channels": 8}
+
+
+@pytest.mark.parametrize("architecture", ["resnet", "conv"])
+@pytest.mark.parametrize("spatial_dims,size", [(2, 32), (2, 64), (2, 128), (3, 32), (3, 64)])
+def test_shapes(architecture, spatial_dims, size):
+    model = GVAE(spatial_dims=spatial_dims, in_channels=2, image_size=size, latent_size=6,
+                 architecture=architecture, num_res_units=1, **TINY)
+    critic = GVAECritic(spatial_dims=spatial_dims, in_channels=2, image_size=size, architecture=architecture, **TINY)
+    x = torch.rand(2, 2, *(size,) * spatial_dims) * 2 - 1
+    recon, mu, logvar = model(x)
+    assert recon.shape == x.shape
+    assert mu.shape == logvar.shape == (2, 6)
+    assert recon.abs().max() <= 1.0  # tanh output
+    assert critic(x).shape == (2, 1)
+    assert model.sample(3).shape == (3, 2) + (size,) * spatial_dims
+
+
+def test_issue_examples_construct():
+    GVAE(spatial_dims=2, in_channels=2, image_size=64, latent_size=128, architecture="resnet")
+    GVAECritic(spatial_dims=3, in_channels=1, image_size=32, architecture="conv")
+
+
+def test_parts_and_default_critic_has_no_batchnorm():
+    enc = GVAEEncoder(spatial_dims=2, in_channels=1, image_size=16, latent_size=4, **TINY)
+    gen = GVAEGenerator(spatial_dims=2, out_channels=1, image_size=16, latent_size=4, **TINY)
+    assert gen(torch.randn(2, 4)).shape == (2, 1, 16, 16)
+    assert [t.shape for t in enc(torch.zeros(2, 1, 16, 16))] == [(2, 4), (2, 4)]
+    critic = GVAECritic(spatial_dims=2, in_channels=1, image_size=16, **TINY)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    paper = GVAECritic(spatial_dims=2, in_channels=1, image_size=16, norm="batch", **TINY)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in paper.modules())
+
+
+def test_sample_reproducible_with_seeded_generator():
+    model = GVAE(spatial_dims=2, in_channels=1, image_size=16, latent_size=4, architecture="conv", **TINY).eval()
+    a = model.sample(4, generator=torch.Generator().manual_seed(7))
+    b = model.sample(4, generator=torch.Generator().manual_seed(7))
+    c = model.sample(4, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_checkpoint_roundtrip_identical_outputs(tmp_path):
+    model = GVAE(spatial_dims=2, in_channels=3, image_size=16, latent_size=4, architecture="conv",
+                 image_channels=1, num_classes=2, **TINY).eval()
+    path = tmp_path / "model.pt"
+    torch.save({"gvae": model.state_dict(), "other": {}}, path)
+    loaded = load_gvae(path)
+    z = torch.randn(3, 4)
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(model.decode(z), loaded.decode(z))
+        assert torch.equal(model.encode(x)[0], loaded.encode(x)[0])
+    assert loaded.config == model.config and loaded.num_classes == 2 and loaded.label_channels == 2
+    assert len(loaded.checksum) == 64
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_gvae(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        load_gvae(bad)
+    torch.save({"critic": {}}, tmp_path / "nokey.pt")
+    with pytest.raises(ValueError, match="no entry 'gvae'"):
+        load_gvae(tmp_path / "nokey.pt")
+
+
+def test_bad_input_errors():
+    model = GVAE(spatial_dims=2, in_channels=2, image_size=16, latent_size=4, architecture="conv", **TINY)
+    with pytest.raises(ValueError, match="2 input channel"):
+        model(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="spatial size"):
+        model(torch.zeros(1, 2, 32, 32))
+    with pytest.raises(ValueError, match="4-d batch"):
+        model(torch.zeros(2, 16, 16))
+    with pytest.raises(ValueError, match="power of two"):
+        GVAE(spatial_dims=2, in_channels=1, image_size=28)
+    with pytest.raises(ValueError, match="power of two"):
+        GVAECritic(spatial_dims=2, in_channels=1, image_size=8, architecture="conv")
+    with pytest.raises(ValueError, match="architecture"):
+        GVAE(spatial_dims=2, in_channels=1, image_size=32, architecture="unet")
+    with pytest.raises(ValueError, match="spatial_dims"):
+        GVAE(spatial_dims=1, in_channels=1, image_size=32)
+    with pytest.raises(ValueError, match="num_classes"):
+        GVAE(spatial_dims=2, in_channels=3, image_size=32, image_channels=1)
+    with pytest.raises(ValueError, match="latents of shape"):
+        model.decode(torch.zeros(2, 5))

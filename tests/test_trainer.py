@@ -1,0 +1,125 @@
+import pytest
+import torch
+from ignite.engine import Events
+from monai.data import DataLoader
+from monai.handlers import CheckpointSaver, StatsHandler, ValidationHandler
+
+from monai_gvae.data import synthetic_slices
+from monai_gvae.engines import GVAEEvaluator, GVAETrainer, NonFiniteLossError, loss_terms
+from monai_gvae.networks import GVAE, GVAECritic, load_gvae
+from monai_gvae.transforms import PackImageLabeld
+
+SIZE, CLASSES = 16, 3
+
+
+def make_data(n=32, seed=0):
+    pack = PackImageLabeld(num_classes=CLASSES)
+    return [pack(d) for d in synthetic_slices(n, image_size=SIZE, num_seg_classes=CLASSES - 1, seed=seed)]
+
+
+def make_trainer(objective="gvae", max_epochs=1, data=None, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    gvae = GVAE(spatial_dims=2, in_channels=1 + CLASSES, image_size=SIZE, latent_size=8, architecture="conv",
+                base_channels=8, max_channels=16, image_channels=1, num_classes=CLASSES)
+    critic = GVAECritic(spatial_dims=2, in_channels=1 + CLASSES, image_size=SIZE, architecture="conv",
+                        base_channels=8, max_channels=16)
+    loader = DataLoader(data if data is not None else make_data(), batch_size=8, shuffle=True)
+    trainer = GVAETrainer(
+        device="cpu", max_epochs=max_epochs, train_data_loader=loader, network=gvae, critic=critic,
+        optimizer=torch.optim.Adam(gvae.parameters(), 2e-3, betas=(0.5, 0.9)),
+        critic_optimizer=torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9)),
+        objective=objective, seed=seed, **kwargs,
+    )
+    return trainer, gvae, critic
+
+
+def test_reconstruction_loss_falls():
+    trainer, _, _ = make_trainer(max_epochs=15)
+    rec = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: rec.append(e.state.output["loss_rec"]))
+    trainer.run()
+    assert trainer.state.iteration == 60
+    first, last = sum(rec[:5]) / 5, sum(rec[-5:]) / 5
+    assert last < 0.8 * first, (first, last)
+    out = trainer.state.output
+    for key in ("loss_d", "loss_g", "loss_rec", "loss_kl", "loss_adv", "gp", "wasserstein"):
+        assert isinstance(out[key], float)
+    assert out["gp"] > 0 and out["loss_kl"] > 0
+    assert set(loss_terms(out)) >= {"loss_d", "loss_g", "gp"}
+
+
+def test_same_seed_same_weights_and_n_critic():
+    data = make_data()
+    weights = []
+    for _ in range(2):
+        trainer, gvae, _ = make_trainer(data=data, n_critic=2, seed=3)
+        trainer.data_loader = DataLoader(data, batch_size=8, shuffle=False)
+        trainer.run()
+        weights.append(torch.cat([p.detach().flatten() for p in gvae.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+@pytest.mark.parametrize("objective", ["vae", "wgan_gp"])
+def test_baseline_objectives_switch_terms(objective):
+    trainer, gvae, critic = make_trainer(objective=objective)
+    enc_before = [p.detach().clone() for p in gvae.encoder.parameters()]
+    critic_before = [p.detach().clone() for p in critic.parameters()]
+    trainer.run()
+    out = trainer.state.output
+    enc_changed = any(not torch.equal(a, b) for a, b in zip(enc_before, gvae.encoder.parameters()))
+    critic_changed = any(not torch.equal(a, b) for a, b in zip(critic_before, critic.parameters()))
+    if objective == "vae":
+        assert out["loss_d"] == 0.0 and out["loss_adv"] == 0.0 and out["loss_rec"] > 0
+        assert enc_changed and not critic_changed
+    else:
+        assert out["loss_rec"] == 0.0 and out["loss_kl"] == 0.0 and out["loss_d"] != 0.0
+        assert critic_changed and not enc_changed
+
+
+def test_vae_objective_without_critic():
+    gvae = GVAE(spatial_dims=2, in_channels=1, image_size=SIZE, latent_size=4, architecture="conv", base_channels=4)
+    loader = DataLoader([{"image": torch.rand(1, SIZE, SIZE)} for _ in range(4)], batch_size=2)
+    GVAETrainer("cpu", 1, loader, network=gvae, optimizer=torch.optim.Adam(gvae.parameters()), objective="vae").run()
+    with pytest.raises(ValueError, match="needs critic"):
+        GVAETrainer("cpu", 1, loader, network=gvae, optimizer=torch.optim.Adam(gvae.parameters()))
+    with pytest.raises(ValueError, match="objective"):
+        GVAETrainer("cpu", 1, loader, network=gvae, optimizer=torch.optim.Adam(gvae.parameters()), objective="gan")
+
+
+def test_nan_input_batch_raises():
+    data = make_data(8)
+    data[3]["image"][0, 2, 2] = float("nan")
+    trainer, _, _ = make_trainer(data=data)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        trainer.run()
+
+
+def test_non_finite_loss_names_iteration_and_term():
+    trainer, gvae, _ = make_trainer()
+    with torch.no_grad():
+        gvae.generator.trunk.project.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"loss_d.*critic step at iteration 1"):
+        trainer.run()
+
+
+def test_amp_ema_handlers_validation_and_checkpoint(tmp_path):
+    trainer, gvae, critic = make_trainer(max_epochs=2, amp=True, ema_decay=0.9)
+    val_loader = DataLoader(make_data(8, seed=1), batch_size=4)
+    from monai.handlers import MeanAbsoluteError, from_engine
+
+    evaluator = GVAEEvaluator("cpu", val_loader, gvae, key_val_metric={
+        "val_mae": MeanAbsoluteError(output_transform=from_engine(["pred", "label"]))})
+    ValidationHandler(validator=evaluator, interval=1).attach(trainer)
+    StatsHandler(output_transform=loss_terms).attach(trainer)
+    CheckpointSaver(str(tmp_path), {"gvae": gvae, "critic": critic, "trainer": trainer}, save_final=True,
+                    final_filename="model.pt").attach(trainer)
+    trainer.run()
+    assert 0 < evaluator.state.metrics["val_mae"] < 2
+    assert trainer.generator_ema is not None and trainer.generator_ema.n_averaged.item() == 8
+    loaded = load_gvae(tmp_path / "model.pt")
+    z = torch.randn(2, 8)
+    gvae.eval()
+    with torch.no_grad():
+        assert torch.equal(loaded.decode(z), gvae.decode(z))
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert ckpt["trainer"]["iteration"] == 8

@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from monai_gvae.transforms import PackImageLabel, PackImageLabeld, pack_image_label, unpack_image_label
+
+
+def test_pack_unpack_roundtrip_onehot():
+    image = torch.rand(1, 8, 8)
+    label = torch.randint(0, 4, (1, 8, 8))
+    packed = PackImageLabel(num_classes=4)(image, label)
+    assert packed.shape == (5, 8, 8)
+    assert packed.min() >= -1 and packed.max() <= 1
+    assert torch.equal(((packed[1:] + 1) / 2).sum(0), torch.ones(8, 8))  # one-hot channels
+    img, lab = unpack_image_label(packed[None], image_channels=1, num_classes=4)
+    assert torch.allclose(img[0], image, atol=1e-6)
+    assert torch.equal(lab[0], label)
+
+
+def test_pack_foreground_and_intensity_range():
+    image = torch.tensor([[[0.0, 100.0], [50.0, 25.0]]])
+    label = torch.tensor([[[0, 1], [1, 0]]])
+    packed = pack_image_label(image, label, 2, label_channels="foreground", intensity_range=(0, 100))
+    assert torch.allclose(packed[0], torch.tensor([[-1.0, 1.0], [0.0, -0.5]]))
+    img, lab = unpack_image_label(packed[None], 1, 2, intensity_range=(0, 100))
+    assert torch.allclose(img[0], image) and torch.equal(lab[0], label)
+
+
+def test_pack_errors():
+    with pytest.raises(ValueError, match="NaN"):
+        pack_image_label(torch.full((1, 4, 4), float("nan")), None, None)
+    with pytest.raises(ValueError, match="class indices"):
+        pack_image_label(torch.rand(1, 4, 4), torch.full((1, 4, 4), 5), 4)
+    with pytest.raises(ValueError, match="spatial shape"):
+        pack_image_label(torch.rand(1, 4, 4), torch.zeros(1, 4, 5), 4)
+    with pytest.raises(KeyError, match="label"):
+        PackImageLabeld(num_classes=2)({"image": torch.rand(1, 4, 4)})
+    d = PackImageLabeld(num_classes=2, output_key="gvae_input")({"image": torch.rand(1, 4, 4), "label": torch.zeros(1, 4, 4)})
+    assert d["gvae_input"].shape == (3, 4, 4) and d["image"].shape == (1, 4, 4)
