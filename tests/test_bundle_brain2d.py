@@ -78,3 +78,21 @@ def test_missing_dataset_dir_is_a_clear_error(tmp_path, repo_root):
     proc = subprocess.run(cmd, cwd=repo_root, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode != 0
     assert "nowhere" in proc.stderr and ("not found" in proc.stderr or "No such file" in proc.stderr)
+
+
+def test_training_logs_tensorboard(trained_bundle):
+    _, out = trained_bundle
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tensorboard"))
+
+
+def test_bundle_has_the_training_properties_monai_checks(repo_root):
+    from monai.bundle import ConfigWorkflow
+
+    workflow = ConfigWorkflow(
+        config_file=os.path.join(repo_root, CONFIGS, "train.yaml"),
+        meta_file=os.path.join(repo_root, CONFIGS, "metadata.json"),
+        logging_file=None,
+        workflow_type="train",
+    )
+    workflow.initialize()
+    assert workflow.check_properties() in (None, [])

@@ -123,3 +123,23 @@ def test_amp_ema_handlers_validation_and_checkpoint(tmp_path):
         assert torch.equal(loaded.decode(z), gvae.decode(z))
     ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 8
+
+
+def test_checkpoint_loader_resumes_iteration_and_optimiser(tmp_path):
+    from monai.handlers import CheckpointLoader
+
+    trainer, gvae, critic = make_trainer(max_epochs=1)
+    save = {"gvae": gvae, "critic": critic, "optimizer": trainer.optimizer, "trainer": trainer}
+    CheckpointSaver(str(tmp_path), save, save_final=True, final_filename="ckpt.pt").attach(trainer)
+    trainer.run()
+    step_before = trainer.optimizer.state_dict()["state"][0]["step"]
+
+    resumed, gvae2, critic2 = make_trainer(max_epochs=2, seed=1)
+    load = {"gvae": gvae2, "critic": critic2, "optimizer": resumed.optimizer, "trainer": resumed}
+    CheckpointLoader(str(tmp_path / "ckpt.pt"), load).attach(resumed)
+    seen = []
+    resumed.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(e.state.iteration))
+    resumed.run()
+    assert seen[0] == 5  # ignite counts the iteration before ITERATION_STARTED: continues after the first 4
+    assert resumed.state.iteration == 8
+    assert resumed.optimizer.state_dict()["state"][0]["step"] == step_before + 4
