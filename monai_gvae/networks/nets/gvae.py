@@ -102,17 +102,10 @@ class GVAE(nn.Module):
             "num_classes": num_classes if label_channels else None,
             "logvar_clamp": [float(logvar_clamp[0]), float(logvar_clamp[1])],
         }
-        common = {
-            "spatial_dims": spatial_dims,
-            "image_size": image_size,
-            "latent_size": latent_size,
-            "architecture": architecture,
-            "base_channels": base_channels,
-            "max_channels": max_channels,
-            "num_res_units": num_res_units,
-            "norm": norm,
-            "dropout": dropout,
-        }
+        shared = ("spatial_dims", "image_size", "latent_size", "architecture", "base_channels", "max_channels",
+                  "num_res_units", "dropout")
+        common = {k: self.config[k] for k in shared}
+        common["norm"] = norm
         self.encoder = GVAEEncoder(in_channels=in_channels, **common)
         self.generator = GVAEGenerator(out_channels=in_channels, **common)
 
