@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "atomic_directory", "check_targets_free"]
 
 
 @contextlib.contextmanager
@@ -56,3 +57,80 @@ def _suffixes(name: str) -> str:
         if name.endswith(multi):
             return multi
     return os.path.splitext(name)[1]
+
+
+def _ordinary_permissions(path: str, mode: int) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[str]:
+    """Yield a temporary folder beside ``path``; on success it is renamed to ``path`` in one step.
+
+    The directory counterpart of :func:`atomic_path`, for outputs made of several files (e.g. a DICOM series,
+    one file per slice): an interrupted write leaves no folder under the final name.
+
+    Args:
+        path: final folder name; its parent is created.
+        overwrite: replace an existing file or folder (moved aside, then deleted once the new one is in place).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+
+    Example::
+
+        with atomic_directory("out/series_000") as tmp:
+            for k in range(n):
+                write_slice(os.path.join(tmp, f"slice_{k:04d}.dcm"))
+    """
+    path = os.fspath(path)
+    if os.path.lexists(path) and not overwrite:
+        raise FileExistsError(f"refusing to overwrite existing {path} (pass overwrite=True / --overwrite).")
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    base = os.path.basename(path.rstrip(os.sep))
+    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    _ordinary_permissions(tmp, 0o777)
+    try:
+        yield tmp
+        if os.path.lexists(path):
+            if not overwrite:
+                raise FileExistsError(f"refusing to overwrite existing {path} (created while writing).")
+            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old) if os.path.isdir(old) else os.remove(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+
+
+def check_targets_free(targets: Iterable[str | os.PathLike], overwrite: bool = False, what: str = "output") -> None:
+    """Raise before anything is written if any of ``targets`` exists and ``overwrite`` is False.
+
+    Args:
+        targets: every file or folder a command is about to write.
+        overwrite: allow existing targets.
+        what: word used in the message.
+
+    Raises:
+        FileExistsError: naming how many targets exist and the first few.
+
+    Example::
+
+        check_targets_free(["out/a.nii.gz", "out/manifest.json"], overwrite=False)
+    """
+    if overwrite:
+        return
+    existing = [os.fspath(t) for t in targets if os.path.lexists(t)]
+    if existing:
+        shown = ", ".join(existing[:3]) + (", ..." if len(existing) > 3 else "")
+        raise FileExistsError(
+            f"{len(existing)} {what} file(s) already exist ({shown}); nothing was written. "
+            "Pass --overwrite (overwrite=True) to replace them, or choose another folder."
+        )

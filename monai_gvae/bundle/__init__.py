@@ -1,7 +1,22 @@
-"""What bundles need that MONAI lacks: sample grids, synthesis to marked files, model loading."""
+"""What bundles and the command line need that MONAI lacks: sample grids, synthesis to marked files, reports.
+
+``evaluation`` (folder metrics, memorisation check) and ``training`` (bundle training run) are imported on use.
+"""
 
 from .handlers import SampleGridHandler
-from .synthesis import generate, synthesize_to_nifti
+from .synthesis import FORMATS, generate, model_checksum, output_names, sample_latents, synthesize, synthesize_to_nifti
 from .visualize import LABEL_PALETTE, sample_grid, save_sample_grid
 
-__all__ = ["SampleGridHandler", "generate", "synthesize_to_nifti", "sample_grid", "save_sample_grid", "LABEL_PALETTE"]
+__all__ = [
+    "SampleGridHandler",
+    "FORMATS",
+    "generate",
+    "model_checksum",
+    "output_names",
+    "sample_latents",
+    "synthesize",
+    "synthesize_to_nifti",
+    "sample_grid",
+    "save_sample_grid",
+    "LABEL_PALETTE",
+]

@@ -1,22 +1,59 @@
-"""Synthesis from a trained GVAE: batched sampling, decoded to image + label, written as marked NIfTI files."""
+"""Synthesis from a trained GVAE: batched sampling, decoded to image + label, written as marked NIfTI, DICOM or PNG.
+
+:func:`synthesize` is what ``monai-gvae synthesize`` and the bundle's ``inference.yaml`` call.
+"""
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 import monai_gvae
-from monai_gvae.data.writers import write_synthetic_nifti
+from monai_gvae.data.writers import (
+    SyntheticStudy,
+    fit_affine,
+    write_synthetic_dicom,
+    write_synthetic_nifti,
+    write_synthetic_png,
+)
 from monai_gvae.networks.nets.gvae import GVAE, load_gvae
 from monai_gvae.transforms.utils import unpack_image_label
-from monai_gvae.utils import atomic_path
+from monai_gvae.utils import atomic_path, check_targets_free
 
-__all__ = ["generate", "synthesize_to_nifti"]
+__all__ = [
+    "FORMATS",
+    "generate",
+    "model_checksum",
+    "output_names",
+    "sample_latents",
+    "synthesize",
+    "synthesize_to_nifti",
+]
+
+FORMATS = ("nifti", "dicom", "png")
+"""Output formats of :func:`synthesize`."""
+
+
+@torch.no_grad()
+def sample_latents(latent_size: int, seed: int, start: int, count: int) -> torch.Tensor:
+    """Latents ``start .. start + count - 1`` of ``seed``: ``(count, latent_size)`` from ``N(0, I)``.
+
+    Latent ``i`` of seed ``s`` comes from its own CPU ``torch.Generator`` seeded with a hash of ``(s, i)``
+    (``numpy.random.SeedSequence``), so it does not depend on the batch size, the number of samples drawn
+    or the device: ``(seed, index)`` in a manifest reproduces one sample.
+    """
+    rows = []
+    for index in range(start, start + count):
+        state = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0])
+        rows.append(torch.randn(latent_size, generator=torch.Generator().manual_seed(state)))
+    return torch.stack(rows)
 
 
 @torch.no_grad()
@@ -30,21 +67,241 @@ def generate(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield ``(images, labels)`` batches of prior samples, decoded (labels ``None`` for image-only models).
 
-    Latents come from one ``torch.Generator`` seeded with ``seed`` on the CPU, so the same seed gives the
-    same samples whatever the batch size or device.
+    Latents come from :func:`sample_latents`: sample ``i`` of a seed is the same whatever the batch size,
+    the number of samples or the device. (Decoded values can still differ in the last bits between batch
+    sizes or devices, as convolution kernels change with them; files are byte-identical for the same seed,
+    batch size and device.)
+
+    Args:
+        model: the GVAE (put in eval mode).
+        num_samples: how many samples.
+        seed: latent seed.
+        batch_size: samples per forward pass.
+        intensity_range: range the images are mapped to.
+        device: device to decode on (default: the model's).
+
+    Example::
+
+        for images, labels in generate(model, 32, seed=1):
+            ...
     """
     if device is not None:
         model = model.to(device)
     model.eval()
-    rng = torch.Generator().manual_seed(int(seed))
     model_device = next(model.parameters()).device
     done = 0
     while done < num_samples:
         n = min(batch_size, num_samples - done)
-        z = torch.randn(n, model.latent_size, generator=rng)
+        z = sample_latents(model.latent_size, seed, done, n)
         samples = model.decode(z.to(model_device)).float().cpu()
         yield unpack_image_label(samples, model.image_channels, model.num_classes, intensity_range)
         done += n
+
+
+def model_checksum(model: GVAE) -> str:
+    """The sha256 of the checkpoint file a model was loaded from (``load_gvae`` sets ``model.checksum``), or else
+    of its state dict's tensors (names, shapes, dtypes and bytes), so that in-memory models get a stable id too."""
+    checksum = getattr(model, "checksum", None)
+    if checksum:
+        return str(checksum)
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def output_names(num_samples: int, format: str, spatial_dims: int, with_labels: bool) -> list[tuple[str, str | None]]:
+    """File names (relative to the output folder) of each sample's image and label (``None`` without labels).
+
+    NIfTI: ``synthetic_00000_image.nii.gz``; PNG: ``.png``; DICOM: ``.dcm`` files in 2D and one folder per
+    series (one file per slice) in 3D.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
+    suffix = {"nifti": ".nii.gz", "png": ".png", "dicom": ".dcm" if spatial_dims == 2 else ""}[format]
+    return [
+        (f"synthetic_{i:05d}_image{suffix}", f"synthetic_{i:05d}_label{suffix}" if with_labels else None)
+        for i in range(num_samples)
+    ]
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def synthesize(
+    model: GVAE | str,
+    output_dir: str,
+    num_samples: int = 8,
+    seed: int = 0,
+    batch_size: int = 16,
+    format: str = "nifti",
+    reference: str | os.PathLike | None = None,
+    affine: np.ndarray | None = None,
+    overwrite: bool = False,
+    device: str | torch.device | None = None,
+    intensity_range: tuple[float, float] = (0.0, 1.0),
+    png_bit_depth: int = 8,
+    progress: bool = False,
+) -> dict:
+    """Write ``num_samples`` synthetic images (+ labels for joint models) and a ``manifest.json``.
+
+    Every file is marked synthetic in its own format (NIfTI ``descrip``/``intent_name``; DICOM Synthetic Data
+    ``YES``, ``DERIVED\\SECONDARY``, Conversion Type ``SYN``, new UIDs and no patient data; PNG text chunks).
+    Read back with ``monai.transforms.LoadImage``, each file gives the generated array.
+
+    Safety: all targets are checked before anything is written (``FileExistsError`` unless ``overwrite``),
+    every file is written under a temporary name and renamed, and if the run fails part-way the files it
+    already wrote are removed (files it replaced under ``overwrite`` are not restored).
+
+    Reproducibility: the same model, seed and format give byte-identical image files (DICOM UIDs are derived
+    from the model checksum, seed, sample index and content); only the manifest's ``created`` time differs.
+
+    Args:
+        model: a ``GVAE`` or a checkpoint path (see :func:`load_gvae`).
+        output_dir: folder of the outputs (created).
+        num_samples: how many samples.
+        seed: latent seed.
+        batch_size: samples per forward pass (does not change the samples).
+        format: ``"nifti"``, ``"dicom"`` or ``"png"`` (PNG: 2D one-channel models only; DICOM: one image channel).
+        reference: an image (NIfTI file, DICOM file or series folder) whose geometry (orientation, origin, field
+            of view) the outputs take, via :func:`fit_affine`; nothing else is read from it.
+        affine: explicit 4x4 RAS affine instead of ``reference`` (identity, 1 mm voxels, by default).
+        overwrite: allow replacing existing outputs.
+        device: device to generate on (``None``: where the model is).
+        intensity_range: the image intensity range written (generated images span it).
+        png_bit_depth: 8 or 16 (PNG images).
+        progress: show a progress bar (stderr).
+
+    Returns:
+        the manifest (also written to ``output_dir/manifest.json``); ``manifest["files"]`` lists the samples.
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is False (nothing written).
+        ValueError: a format the model cannot be written in, or both ``reference`` and ``affine``.
+        monai_gvae.data.inputs.InputImageError: unreadable reference (nothing written).
+
+    Example::
+
+        manifest = synthesize("bundles/gvae_brain2d/models/model.pt", "out", num_samples=16, format="dicom")
+    """
+    from tqdm.auto import tqdm
+
+    if isinstance(model, (str, os.PathLike)):
+        model = load_gvae(model)
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
+    dims, size = model.spatial_dims, model.image_size
+    if format == "png" and dims != 2:
+        raise ValueError(f"PNG holds 2D images but the model generates {dims}D volumes; use nifti or dicom.")
+    if format in ("png", "dicom") and model.image_channels != 1:
+        raise ValueError(
+            f"{format} output holds one grey-level channel; the model has {model.image_channels}. Use nifti."
+        )
+    if reference is not None and affine is not None:
+        raise ValueError("give either reference or affine, not both.")
+    low, high = float(intensity_range[0]), float(intensity_range[1])
+    if not high > low:
+        raise ValueError(f"intensity_range must be (low, high) with high > low, got {intensity_range}.")
+    if reference is not None:
+        from monai_gvae.data.inputs import read_reference_geometry
+
+        ref_affine, ref_shape = read_reference_geometry(reference)
+        affine = fit_affine(ref_affine, ref_shape, (size,) * dims)
+    elif affine is not None:
+        affine = np.asarray(affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {affine.shape}.")
+
+    has_label = model.label_channels > 0
+    names = output_names(num_samples, format, dims, has_label)
+    manifest_path = os.path.join(output_dir, "manifest.json")
+    targets = [os.path.join(output_dir, n) for pair in names for n in pair if n is not None] + [manifest_path]
+    check_targets_free(targets, overwrite)
+
+    checksum = model_checksum(model)
+    version = monai_gvae.__version__
+    written: list[str] = []
+    entries: list[dict] = []
+    index = 0
+    try:
+        with tqdm(total=num_samples, desc=f"synthesizing ({format})", unit="sample", disable=not progress) as bar:
+            for images, labels in generate(model, num_samples, seed, batch_size, (low, high), device=device):
+                for j in range(images.shape[0]):
+                    image_name, label_name = names[index]
+                    comment = f"model sha256 {checksum}; seed {seed}; sample {index}"
+                    outputs = [(image_name, images[j], "image")]
+                    if labels is not None:
+                        outputs.append((label_name, labels[j], "label"))
+                    study = SyntheticStudy.new(
+                        f"{index:05d}", entropy=f"monai-gvae:{checksum}:seed={seed}:index={index}"
+                    )
+                    for name, array, kind in outputs:
+                        path = os.path.join(output_dir, name)
+                        written.append(path)
+                        if format == "nifti":
+                            data = array.to(torch.uint8) if kind == "label" else array
+                            write_synthetic_nifti(data, path, affine=affine, overwrite=overwrite, kind=kind)
+                        elif format == "dicom":
+                            write_synthetic_dicom(
+                                array,
+                                path,
+                                affine=affine,
+                                study=study,
+                                overwrite=overwrite,
+                                kind=kind,
+                                intensity_range=(low, high),
+                                comment=comment,
+                            )
+                        else:
+                            write_synthetic_png(
+                                array,
+                                path,
+                                overwrite=overwrite,
+                                kind=kind,
+                                intensity_range=(low, high),
+                                bit_depth=png_bit_depth,
+                                affine=affine,
+                                comment=comment,
+                            )
+                    entry = {"index": index, "image": image_name, "seed": seed, "format": format, "synthetic": True}
+                    if label_name is not None:
+                        entry["label"] = label_name
+                    entries.append(entry)
+                    index += 1
+                    bar.update(1)
+        manifest = {
+            "synthetic": True,
+            "generator": "monai-gvae",
+            "version": version,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "model_sha256": checksum,
+            "model_source": getattr(model, "source", None),
+            "seed": seed,
+            "num_samples": num_samples,
+            "format": format,
+            "intensity_range": [low, high],
+            "image_size": [size] * dims,
+            "affine": (np.eye(4) if affine is None else affine).tolist(),
+            "geometry_from_reference": reference is not None,
+            "files": entries,
+        }
+        written.append(manifest_path)
+        with atomic_path(manifest_path, overwrite=overwrite) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(manifest, f, indent=2)
+    except BaseException:
+        for path in written:
+            _remove(path)
+        raise
+    return manifest
 
 
 def synthesize_to_nifti(
@@ -57,20 +314,8 @@ def synthesize_to_nifti(
     affine: np.ndarray | None = None,
     device: str | torch.device | None = None,
 ) -> list[dict]:
-    """Write ``num_samples`` synthetic image(+label) NIfTI pairs and a ``manifest.json``.
-
-    Every file says in its header ``descrip`` that it is synthetic. Nothing existing is overwritten unless
-    ``overwrite``; each file is written under a temporary name and renamed.
-
-    Args:
-        model: a ``GVAE`` or a checkpoint path (see :func:`load_gvae`).
-        output_dir: folder of the outputs.
-        num_samples: how many samples.
-        seed: latent seed (same seed -> same files).
-        batch_size: samples generated per forward pass.
-        overwrite: allow replacing existing outputs.
-        affine: 4x4 affine of the written images (identity, 1 mm voxels by default).
-        device: device to generate on.
+    """Write ``num_samples`` synthetic image(+label) NIfTI pairs and a ``manifest.json``: :func:`synthesize`
+    with ``format="nifti"`` (kept for the bundle's ``inference.yaml``).
 
     Returns:
         the manifest entries (one dict per sample).
@@ -78,44 +323,15 @@ def synthesize_to_nifti(
     Raises:
         FileExistsError: an output exists and ``overwrite`` is False (checked before anything is written).
     """
-    if isinstance(model, (str, os.PathLike)):
-        model = load_gvae(model)
-    names = [(f"synthetic_{i:05d}_image.nii.gz", f"synthetic_{i:05d}_label.nii.gz") for i in range(num_samples)]
-    has_label = model.label_channels > 0
-    targets = [n for pair in names for n in (pair if has_label else pair[:1])] + ["manifest.json"]
-    existing = [t for t in targets if os.path.exists(os.path.join(output_dir, t))]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{len(existing)} output file(s) already exist in {output_dir} (e.g. {existing[0]}); "
-            "pass overwrite=True (or choose another folder)."
-        )
-    checksum = getattr(model, "checksum", None)
-    entries: list[dict] = []
-    index = 0
-    for images, labels in generate(model, num_samples, seed, batch_size, device=device):
-        for j in range(images.shape[0]):
-            image_name, label_name = names[index]
-            entry = {"index": index, "image": image_name, "seed": seed, "model_sha256": checksum}
-            write_synthetic_nifti(images[j], os.path.join(output_dir, image_name), affine=affine, overwrite=overwrite)
-            if labels is not None:
-                write_synthetic_nifti(
-                    labels[j].to(torch.uint8), os.path.join(output_dir, label_name), affine=affine,
-                    overwrite=overwrite, kind="label",
-                )
-                entry["label"] = label_name
-            entries.append(entry)
-            index += 1
-    manifest = {
-        "synthetic": True,
-        "generator": "monai-gvae",
-        "version": monai_gvae.__version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "model_sha256": checksum,
-        "seed": seed,
-        "num_samples": num_samples,
-        "files": entries,
-    }
-    with atomic_path(os.path.join(output_dir, "manifest.json"), overwrite=overwrite) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2)
-    return entries
+    manifest = synthesize(
+        model,
+        output_dir,
+        num_samples=num_samples,
+        seed=seed,
+        batch_size=batch_size,
+        format="nifti",
+        affine=affine,
+        overwrite=overwrite,
+        device=device,
+    )
+    return manifest["files"]

@@ -10,11 +10,28 @@ from .brain import (
     load_brain_volume,
     synthetic_slices,
 )
-from .writers import SYNTHETIC_DESCRIPTION, write_synthetic_nifti
+from .inputs import InputImageError, find_images, load_image, load_image_folder, read_reference_geometry
+from .writers import (
+    SYNTHETIC_DESCRIPTION,
+    SyntheticStudy,
+    fit_affine,
+    write_synthetic_dicom,
+    write_synthetic_nifti,
+    write_synthetic_png,
+)
 
 __all__ = [
     "SYNTHETIC_DESCRIPTION",
+    "SyntheticStudy",
+    "fit_affine",
+    "write_synthetic_dicom",
     "write_synthetic_nifti",
+    "write_synthetic_png",
+    "InputImageError",
+    "find_images",
+    "load_image",
+    "load_image_folder",
+    "read_reference_geometry",
     "BRAIN_CLASS_NAMES",
     "DEFAULT_BRAIN_SLICES_FILE",
     "DEFAULT_BRAIN_VOLUME_FILE",

@@ -1,0 +1,334 @@
+"""``monai-gvae``: the command line of monai-gvae (also ``python -m monai_gvae``).
+
+Subcommands ``synthesize``, ``evaluate``, ``memorization`` and ``train``; each parses its arguments and calls
+one package function (:func:`monai_gvae.bundle.synthesize`, :func:`monai_gvae.bundle.evaluation.evaluate_folder`,
+:func:`monai_gvae.bundle.evaluation.check_memorization`, :func:`monai_gvae.bundle.training.train_bundle`), so
+everything here can be done from Python as well. See ``docs/cli.md``.
+
+Exit status: 0 on success, 1 when the command fails with a clear error (existing outputs without
+``--overwrite``, an unreadable or inconsistent input, a missing file), 2 for invalid arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser", "parse_overrides"]
+
+PROG = "monai-gvae"
+
+
+def _version() -> str:
+    from monai_gvae import __version__
+
+    return __version__
+
+
+def _model_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    group = parser.add_argument_group("model (one of)")
+    source = group.add_mutually_exclusive_group(required=required)
+    source.add_argument("--bundle", metavar="DIR", help="a trained bundle folder: its models/model.pt is used")
+    source.add_argument("--checkpoint", metavar="FILE", help="a GVAE checkpoint (state dict or CheckpointSaver dict)")
+    group.add_argument(
+        "--key", default="gvae", help="entry of a multi-network checkpoint (default: gvae; e.g. gvae_ema)"
+    )
+
+
+def _common(parser: argparse.ArgumentParser, device: bool = True) -> None:
+    if device:
+        parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
+        parser.add_argument(
+            "--batch-size", type=int, default=16, metavar="B", help="samples per forward pass (default: 16)"
+        )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _intensity(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``monai-gvae`` (one sub-parser per command)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="GVAE synthesis, evaluation, memorisation check and training from the command line. "
+        "Every synthetic file is marked synthetic; nothing is overwritten without --overwrite.",
+        epilog="Run 'monai-gvae COMMAND --help' for the options of a command. Documentation: docs/cli.md",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "synthesize",
+        help="write synthetic images (+ labels) as NIfTI, DICOM or PNG, with a manifest",
+        description="Draw N samples from a trained GVAE and write them, marked synthetic, with manifest.json "
+        "(file, seed, model sha256, package version, time). The same --seed gives identical files.",
+        allow_abbrev=False,
+    )
+    _model_source(p)
+    p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N", help="number of samples")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--format", choices=("nifti", "dicom", "png"), default="nifti", help="output format (default: nifti)"
+    )
+    p.add_argument(
+        "--reference",
+        metavar="IMAGE",
+        help="NIfTI file, DICOM file or DICOM series folder whose geometry (orientation, origin, field of view) "
+        "the outputs take; no other information is read from it",
+    )
+    p.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
+    _intensity(p, "intensity range of the written images (default: 0 1)")
+    p.add_argument("--png-bit-depth", type=int, choices=(8, 16), default=8, help="PNG grey levels (default: 8)")
+    _common(p)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="metrics of a model against a folder of real images, as JSON",
+        description="Reconstruction L1 (and Dice for joint image+label models), KL and MONAI's MMD of a model on "
+        "a folder of real images (NIfTI, DICOM series, PNG; DATA/images + DATA/labels for joint models). "
+        "The JSON report goes to stdout and, with --out, to a file.",
+        allow_abbrev=False,
+    )
+    _model_source(p)
+    p.add_argument("--data", required=True, metavar="DIR", help="folder of real images")
+    p.add_argument("--out", metavar="FILE", help="JSON file to write")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior samples used for MMD (default: 0)")
+    _intensity(p, "fixed intensity range of the inputs mapped to [0, 1] (default: per-image min-max)")
+    _common(p)
+
+    p = sub.add_parser(
+        "memorization",
+        help="flag synthetic samples that are near-copies of training images",
+        description="Nearest-neighbour distances (pixel RMS, intensities in [0, 1]) from each synthetic sample to "
+        "the training images; samples closer than the PERCENTILE-th percentile of real-to-training nearest-"
+        "neighbour distances (held-out images with --holdout, else training leave-one-out) are flagged. Writes "
+        "OUT/memorization.json and OUT/memorization_closest_pairs.png; exits 0 whether or not samples are flagged "
+        "(see 'num_flagged'), or 3 with --fail-on-flagged when some are.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--train", required=True, metavar="DIR", help="folder of the training images")
+    p.add_argument("--synthetic", metavar="DIR", help="folder of synthetic images (e.g. a synthesize output)")
+    _model_source(p, required=False)
+    p.add_argument(
+        "-n", "--num-samples", type=int, default=64, metavar="N", help="samples drawn from the model (default: 64)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn samples (default: 0)")
+    p.add_argument("--holdout", metavar="DIR", help="real images not used in training (reference distances)")
+    p.add_argument("--percentile", type=float, default=5.0, help="flagging percentile, 0-100 (default: 5)")
+    p.add_argument("--pairs", type=int, default=8, help="closest pairs drawn in the PNG (default: 8)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder of the report")
+    p.add_argument("--fail-on-flagged", action="store_true", help="exit with status 3 when any sample is flagged")
+    _intensity(p, "fixed intensity range of all inputs mapped to [0, 1] (default: per-image min-max)")
+    _common(p)
+
+    p = sub.add_parser(
+        "train",
+        help="train a bundle (a thin wrapper over the bundle's training run)",
+        description="Run a bundle's training (what 'python -m monai.bundle run training' does) with config "
+        "overrides given as '--ID VALUE' (e.g. --max_epochs 5 --output_dir runs/a --train#trainer#amp true). "
+        "Refuses to run into an output_dir holding checkpoints unless --overwrite.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--bundle", default=None, metavar="DIR", help="bundle folder (default: bundles/gvae_brain2d)")
+    p.add_argument(
+        "--config",
+        action="append",
+        metavar="FILE",
+        help="config file(s), merged in order (default: configs/train.yaml)",
+    )
+    p.add_argument("--meta", metavar="FILE", help="metadata file (default: configs/metadata.json)")
+    p.add_argument("--run-id", default="training", help="config id to run (default: training)")
+    _common(p, device=False)
+    return parser
+
+
+def _value(text: str) -> Any:
+    """A command-line override value: a Python literal (1, 0.5, true/false, null, [1, 2]) or else the text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
+    """``['--max_epochs', '1', '--output_dir=/x']`` -> ``{'max_epochs': 1, 'output_dir': '/x'}``.
+
+    Raises:
+        ValueError: an item that is not ``--ID VALUE`` or ``--ID=VALUE``.
+    """
+    out: dict[str, Any] = {}
+    items = list(args)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if not item.startswith("--") or len(item) == 2:
+            raise ValueError(f"expected a config override --ID VALUE, got {item!r}.")
+        if "=" in item:
+            key, text = item[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(items) or (items[i + 1].startswith("--") and len(items[i + 1]) > 2):
+                raise ValueError(f"config override {item} needs a value.")
+            key, text = item[2:], items[i + 1]
+            i += 2
+        out[key] = _value(text)
+    return out
+
+
+def _checkpoint(args: argparse.Namespace) -> str | None:
+    if getattr(args, "checkpoint", None):
+        return args.checkpoint
+    if getattr(args, "bundle", None):
+        path = os.path.join(args.bundle, "models", "model.pt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no trained model in bundle {args.bundle}: {path} does not exist (train it, or give --checkpoint)."
+            )
+        return path
+    return None
+
+
+def _load(args: argparse.Namespace):
+    from monai_gvae.networks import load_gvae
+
+    return load_gvae(_checkpoint(args), key=args.key)
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from monai_gvae.bundle.synthesis import synthesize
+
+    manifest = synthesize(
+        _load(args),
+        args.out,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        format=args.format,
+        reference=args.reference,
+        overwrite=args.overwrite,
+        device=args.device,
+        intensity_range=tuple(args.intensity_range) if args.intensity_range else (0.0, 1.0),
+        png_bit_depth=args.png_bit_depth,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {len(manifest['files'])} synthetic sample(s) ({args.format}) and manifest.json to {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from monai_gvae.bundle.evaluation import evaluate_folder
+
+    report = evaluate_folder(
+        _load(args),
+        args.data,
+        output=args.out,
+        intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _cmd_memorization(args: argparse.Namespace) -> int:
+    from monai_gvae.bundle.evaluation import check_memorization
+
+    checkpoint = _checkpoint(args)
+    if (args.synthetic is None) == (checkpoint is None):
+        raise ValueError(
+            "give either --synthetic DIR or a model (--bundle DIR / --checkpoint FILE) to draw samples from."
+        )
+    model = None
+    if checkpoint is not None:
+        from monai_gvae.networks import load_gvae
+
+        model = load_gvae(checkpoint, key=args.key)
+    report = check_memorization(
+        args.train,
+        args.out,
+        synthetic_dir=args.synthetic,
+        model=model,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        holdout_dir=args.holdout,
+        percentile=args.percentile,
+        intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
+        num_pairs=args.pairs,
+        batch_size=args.batch_size,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    pixel = report["spaces"]["pixel"]
+    print(
+        f"{pixel['num_flagged']} of {pixel['num_synthetic']} synthetic sample(s) flagged (pixel RMS distance < "
+        f"{pixel['threshold']:.4g}, the {pixel['percentile']:g}th percentile of real reference distances); "
+        f"report in {os.path.join(args.out, 'memorization.json')}"
+    )
+    for name in report["flagged"]:
+        print(f"  flagged: {name}")
+    return 3 if args.fail_on_flagged and report["flagged"] else 0
+
+
+def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from monai_gvae.bundle.training import DEFAULT_BUNDLE, train_bundle
+
+    output_dir = train_bundle(
+        args.bundle or DEFAULT_BUNDLE,
+        config_files=args.config,
+        meta_file=args.meta,
+        run_id=args.run_id,
+        overrides=parse_overrides(extra),
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"training finished; outputs in {output_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``monai-gvae`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
+
+    Example::
+
+        main(["synthesize", "--checkpoint", "model.pt", "-n", "4", "--out", "synthetic", "--format", "dicom"])
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "train":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "synthesize":
+            return _cmd_synthesize(args)
+        if args.command == "evaluate":
+            return _cmd_evaluate(args)
+        if args.command == "memorization":
+            return _cmd_memorization(args)
+        return _cmd_train(args, extra)
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        # ValueError covers InputImageError (unreadable or inconsistent inputs, named) and bad options
+        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,674 @@
+"""The ``monai-gvae`` command line, end to end on a tiny trained model, and the writers behind it.
+
+Commands run as ``sys.executable -m monai_gvae`` subprocesses from the repository root (main paths) or
+in-process through ``monai_gvae.cli.main`` (error paths, to keep the suite fast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+import torch
+
+from monai_gvae.cli import main, parse_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 32
+NUM_CLASSES = 4
+# identifiers of the real-looking reference DICOM; none may appear in any written byte
+REF_PATIENT_NAME = "Doe^Janet"
+REF_PATIENT_ID = "PID-4711-0815"
+REF_BIRTH_DATE = "19610203"
+REF_STUDY_DATE = "20190707"
+REF_ACCESSION = "ACC99887766"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny networks run fastest on one thread; several threads on a shared 2-core machine spin-wait."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def run_cli(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai_gvae", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    if expect is not None:
+        assert proc.returncode == expect, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def _slices(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Brain slices at 32x32: images (N, 1, 32, 32) in [0, 1], labels (N, 1, 32, 32) int64."""
+    from monai_gvae.data import load_brain_slices
+
+    items = load_brain_slices(split)
+    image = torch.from_numpy(np.stack([i["image"] for i in items]))
+    label = torch.from_numpy(np.stack([i["label"] for i in items])).float()
+    image = torch.nn.functional.interpolate(image, size=(SIZE, SIZE), mode="area")
+    label = torch.nn.functional.interpolate(label, size=(SIZE, SIZE), mode="nearest").long()
+    return image, label
+
+
+def _write_folder(root: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+    for sub in ("images", "labels"):
+        (root / sub).mkdir(parents=True)
+    for i, (x, y) in enumerate(zip(images, labels)):
+        nib.save(nib.Nifti1Image(x[0].numpy(), np.eye(4)), root / "images" / f"slice_{i:03d}.nii.gz")
+        nib.save(nib.Nifti1Image(y[0].numpy().astype(np.uint8), np.eye(4)), root / "labels" / f"slice_{i:03d}.nii.gz")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny joint image+label GVAE (32x32, latent 8) trained for a few iterations on brain slices,
+    saved as {'gvae': state_dict}; plus the training and held-out slices written as NIfTI folders."""
+    from monai_gvae.engines import GVAETrainer
+    from monai_gvae.networks import GVAE, GVAECritic
+    from monai_gvae.transforms import pack_image_label
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("cli")
+    train_images, train_labels = _slices("train")
+    test_images, test_labels = _slices("test")
+    _write_folder(root / "train", train_images, train_labels)
+    _write_folder(root / "test", test_images, test_labels)
+    packed = torch.stack([pack_image_label(x, y, NUM_CLASSES) for x, y in zip(train_images, train_labels)])
+    loader = torch.utils.data.DataLoader([{"image": p} for p in packed], batch_size=8, shuffle=True, drop_last=True)
+    kwargs = dict(
+        spatial_dims=2,
+        in_channels=1 + NUM_CLASSES,
+        image_size=SIZE,
+        architecture="conv",
+        base_channels=4,
+        max_channels=16,
+    )
+    gvae = GVAE(latent_size=8, image_channels=1, num_classes=NUM_CLASSES, **kwargs)
+    critic = GVAECritic(**{k: v for k, v in kwargs.items()})
+    trainer = GVAETrainer(
+        device="cpu",
+        max_epochs=3,
+        train_data_loader=loader,
+        network=gvae,
+        critic=critic,
+        optimizer=torch.optim.Adam(gvae.parameters(), 1e-3),
+        critic_optimizer=torch.optim.Adam(critic.parameters(), 1e-4),
+        seed=0,
+    )
+    trainer.run()
+    checkpoint = root / "model.pt"
+    torch.save({"gvae": gvae.state_dict()}, checkpoint)
+    return {"root": root, "checkpoint": str(checkpoint), "train_images": train_images}
+
+
+@pytest.fixture(scope="module")
+def reference_dicom(tmp_path_factory) -> Path:
+    """A reference DICOM slice carrying patient identifiers (and a file name holding the patient ID)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    folder = tmp_path_factory.mktemp("reference")
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = REF_PATIENT_NAME, REF_PATIENT_ID, REF_BIRTH_DATE
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = REF_STUDY_DATE
+    ds.AccessionNumber, ds.InstitutionName = REF_ACCESSION, "St Elsewhere Hospital"
+    ds.Modality, ds.InstanceNumber = "MR", 1
+    ds.ImagePositionPatient = [-100.0, -120.0, 35.0]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.SliceThickness = 3.0
+    ds.Rows = ds.Columns = 128
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.arange(128 * 128) % 4096).astype("<u2").tobytes()
+    path = folder / f"{REF_PATIENT_ID}.dcm"
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def _all_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _digest(folder: Path, skip: tuple[str, ...] = ("manifest.json",)) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in _all_files(folder)
+        if p.name not in skip
+    }
+
+
+def test_help_for_every_command():
+    proc = run_cli("--help")
+    for command in ("synthesize", "evaluate", "memorization", "train"):
+        assert command in proc.stdout
+    for command in ("synthesize", "evaluate", "memorization", "train"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_synthesize_nifti_seed_reproduces_and_refuses_overwrite(tiny, tmp_path, capsys):
+    out = tmp_path / "nifti"
+    run_cli(
+        "synthesize", "--checkpoint", tiny["checkpoint"], "-n", "3", "--out", str(out), "--seed", "7", "--no-progress"
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["synthetic"] is True and manifest["seed"] == 7 and manifest["num_samples"] == 3
+    assert manifest["model_sha256"] == hashlib.sha256(Path(tiny["checkpoint"]).read_bytes()).hexdigest()
+    assert manifest["version"] and manifest["created"]
+    assert [f["image"] for f in manifest["files"]] == [f"synthetic_{i:05d}_image.nii.gz" for i in range(3)]
+    image = nib.load(out / "synthetic_00000_image.nii.gz")
+    label = nib.load(out / "synthetic_00000_label.nii.gz")
+    assert b"SYNTHETIC" in image.header["descrip"].tobytes() and b"0.1" in image.header["descrip"].tobytes()
+    assert image.shape == (SIZE, SIZE) and set(np.unique(np.asarray(label.dataobj))) <= set(range(NUM_CLASSES))
+    before = _digest(out) | {"manifest.json": hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()}
+
+    # refusal: exit 1, the message names an existing file, nothing changed
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "3",
+                "--out",
+                str(out),
+                "--seed",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    assert "already exist" in capsys.readouterr().err
+    assert _digest(out) | {"manifest.json": hashlib.sha256((out / "manifest.json").read_bytes()).hexdigest()} == before
+
+    # the same seed in another folder gives byte-identical image and label files
+    again = tmp_path / "again"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "3",
+                "--out",
+                str(again),
+                "--seed",
+                "7",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert _digest(again) == _digest(out)
+    # sample i of a seed does not depend on the batch size or on how many are drawn (up to float rounding)
+    smaller = tmp_path / "smaller"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "2",
+                "--out",
+                str(smaller),
+                "--seed",
+                "7",
+                "--batch-size",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    for name in ("synthetic_00001_image.nii.gz", "synthetic_00001_label.nii.gz"):
+        a, b = (np.asarray(nib.load(folder / name).dataobj) for folder in (out, smaller))
+        assert np.abs(a.astype(float) - b).max() < 1e-5 if "image" in name else (a != b).mean() < 0.01
+    # --overwrite with another seed replaces them
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "3",
+                "--out",
+                str(again),
+                "--seed",
+                "8",
+                "--overwrite",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert _digest(again)["synthetic_00000_image.nii.gz"] != before["synthetic_00000_image.nii.gz"]
+    assert not [p for p in again.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, tmp_path):
+    out = tmp_path / "dicom"
+    run_cli(
+        "synthesize",
+        "--checkpoint",
+        tiny["checkpoint"],
+        "-n",
+        "2",
+        "--out",
+        str(out),
+        "--format",
+        "dicom",
+        "--reference",
+        str(reference_dicom),
+        "--seed",
+        "3",
+    )
+    files = _all_files(out)
+    assert {p.name for p in files} == {f"synthetic_0000{i}_{k}.dcm" for i in range(2) for k in ("image", "label")} | {
+        "manifest.json"
+    }
+    forbidden = [
+        REF_PATIENT_NAME,
+        REF_PATIENT_ID,
+        REF_BIRTH_DATE,
+        REF_STUDY_DATE,
+        REF_ACCESSION,
+        "Elsewhere",
+        "Doe",
+        "Janet",
+        "4711",
+    ]
+    ref = pydicom.dcmread(reference_dicom)
+    forbidden += [ref.StudyInstanceUID, ref.SeriesInstanceUID, ref.SOPInstanceUID, ref.FrameOfReferenceUID]
+    for path in files:
+        data = path.read_bytes()
+        for text in forbidden:
+            assert text.encode() not in data, f"{text!r} found in {path.name}"
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    image_path, label_path = out / manifest["files"][0]["image"], out / manifest["files"][0]["label"]
+    ds, ds_label = pydicom.dcmread(image_path), pydicom.dcmread(label_path)
+    assert ds.SyntheticData == "YES" and list(ds.ImageType) == ["DERIVED", "SECONDARY"] and ds.ConversionType == "SYN"
+    assert "SYNTHETIC" in ds.ImageComments and "SYNTHETIC" in str(ds.PatientName)
+    assert ds.PatientBirthDate == "" and ds.StudyDate == ""
+    assert ds_label.StudyInstanceUID == ds.StudyInstanceUID and ds_label.SeriesInstanceUID != ds.SeriesInstanceUID
+    uids = {pydicom.dcmread(p).StudyInstanceUID for p in files if p.suffix == ".dcm"}
+    assert len(uids) == 2  # one study per synthetic subject
+    # geometry from the reference: 128 px of 0.5 mm -> 32 px of 2 mm, same field-of-view corner and orientation
+    assert [float(v) for v in ds.PixelSpacing] == [2.0, 2.0]
+    assert [float(v) for v in ds.ImagePositionPatient] == [-99.25, -119.25, 35.0]
+    assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]
+
+    # SimpleITK reads it with the geometry; values back in [0, 1]; labels are class indices
+    img = sitk.ReadImage(str(image_path))
+    assert img.GetSize()[:2] == (SIZE, SIZE) and img.GetSpacing()[:2] == (2.0, 2.0)
+    assert np.allclose(img.GetOrigin(), (-99.25, -119.25, 35.0))
+    arr = sitk.GetArrayFromImage(img)
+    assert arr.min() >= 0.0 and arr.max() <= 1.0 + 1e-6 and arr.std() > 0
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path)))
+    assert set(np.unique(labels)) <= set(range(NUM_CLASSES))
+    reader = sitk.ImageSeriesReader()
+    assert list(reader.GetGDCMSeriesIDs(str(out))) and len(reader.GetGDCMSeriesIDs(str(out))) == 4
+
+    # MONAI's reader gives back the generated array: compare with the NIfTI output of the same seed
+    from monai_gvae.data.inputs import load_image
+
+    nifti = tmp_path / "nifti"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "1",
+                "--out",
+                str(nifti),
+                "--seed",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    expected = np.asarray(nib.load(nifti / "synthetic_00000_image.nii.gz").dataobj)
+    assert np.abs(load_image(image_path)[0].numpy() - expected).max() < 1e-4
+    assert np.allclose(arr[0].T, load_image(image_path)[0].numpy(), atol=1e-6)  # SimpleITK: (z, y, x) order
+
+
+def test_synthesize_png_marked_synthetic(tiny, tmp_path):
+    from PIL import Image
+
+    from monai_gvae.data.inputs import load_image
+
+    out = tmp_path / "png"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "2",
+                "--out",
+                str(out),
+                "--format",
+                "png",
+                "--seed",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    with Image.open(out / "synthetic_00001_image.png") as im:
+        assert im.text["Synthetic"] == "YES" and "SYNTHETIC" in im.text["Description"] and im.size == (SIZE, SIZE)
+    with Image.open(out / "synthetic_00001_label.png") as im:
+        assert im.text["Synthetic"] == "YES" and set(np.unique(np.asarray(im))) <= set(range(NUM_CLASSES))
+    dicom = tmp_path / "dicom"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "2",
+                "--out",
+                str(dicom),
+                "--format",
+                "dicom",
+                "--seed",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    from_png = load_image(out / "synthetic_00001_image.png")[0].numpy() / 255.0
+    from_dicom = load_image(dicom / "synthetic_00001_image.dcm")[0].numpy()
+    assert np.abs(from_png - from_dicom).max() <= 0.5 / 255 + 1e-4  # same orientation, 8-bit quantisation
+
+
+def test_unreadable_reference_fails_without_outputs(tiny, tmp_path, capsys):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"this is not a NIfTI file")
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "2",
+                "--out",
+                str(out),
+                "--reference",
+                str(bad),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "broken.nii.gz" in err and "cannot read" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_inconsistent_dicom_series_named(tmp_path):
+    from monai_gvae.data.inputs import InputImageError, find_images, load_image
+    from monai_gvae.data.writers import SyntheticStudy, write_synthetic_dicom
+
+    volume = np.random.default_rng(0).random((1, 8, 6, 5)).astype(np.float32)
+    series = Path(
+        write_synthetic_dicom(
+            volume, str(tmp_path / "series"), affine=np.diag([0.7, 0.8, 1.5, 1.0]), study=SyntheticStudy.new("0")
+        )
+    )
+    assert sorted(p.name for p in series.iterdir()) == [f"slice_{k:04d}.dcm" for k in range(5)]
+    loaded = load_image(series)
+    assert tuple(loaded.shape) == (1, 8, 6, 5) and np.abs(loaded.numpy() - volume).max() < 1e-4
+    assert np.allclose(np.asarray(loaded.affine), np.diag([0.7, 0.8, 1.5, 1.0]), atol=1e-5)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(series)))
+    volume_sitk = reader.Execute()
+    assert volume_sitk.GetSize() == (8, 6, 5) and np.allclose(volume_sitk.GetSpacing(), (0.7, 0.8, 1.5))
+    assert np.abs(sitk.GetArrayFromImage(volume_sitk) - volume[0].transpose(2, 1, 0)).max() < 1e-4
+    (series / "slice_0002.dcm").unlink()  # a missing slice
+    with pytest.raises(InputImageError, match="irregular slice spacing.*slice_0001.dcm.*slice_0003.dcm"):
+        find_images(tmp_path)
+
+
+def test_evaluate_writes_json(tiny, tmp_path):
+    out = tmp_path / "eval.json"
+    proc = run_cli(
+        "evaluate",
+        "--checkpoint",
+        tiny["checkpoint"],
+        "--data",
+        str(tiny["root"] / "test"),
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    report = json.loads(out.read_text())
+    assert json.loads(proc.stdout)["metrics"] == report["metrics"]
+    metrics = report["metrics"]
+    assert report["num_images"] == 15 and set(metrics) == {
+        "reconstruction_l1",
+        "kl",
+        "mmd_linear",
+        "reconstruction_dice",
+    }
+    assert 0 < metrics["reconstruction_l1"] < 1 and metrics["kl"] >= 0 and 0 <= metrics["reconstruction_dice"] <= 1
+    # an existing report is not overwritten; a joint model without labels is refused, naming the problem
+    assert (
+        main(["evaluate", "--checkpoint", tiny["checkpoint"], "--data", str(tiny["root"] / "test"), "--out", str(out)])
+        == 1
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "--data",
+                str(tiny["root"] / "test" / "images"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+
+
+def test_memorization_flags_planted_copy_only(tiny, tmp_path):
+    synthetic = tmp_path / "synthetic"
+    assert (
+        main(
+            [
+                "synthesize",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "12",
+                "--out",
+                str(synthetic),
+                "--seed",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    shutil.copy(tiny["root"] / "train" / "images" / "slice_010.nii.gz", synthetic / "planted_copy.nii.gz")
+    out = tmp_path / "report"
+    proc = run_cli(
+        "memorization",
+        "--synthetic",
+        str(synthetic),
+        "--train",
+        str(tiny["root"] / "train"),
+        "--holdout",
+        str(tiny["root"] / "test"),
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    report = json.loads((out / "memorization.json").read_text())
+    assert report["flagged"] == ["planted_copy"], proc.stdout
+    planted = next(s for s in report["samples"] if s["name"] == "planted_copy")
+    assert planted["nearest_training"] == "slice_010" and planted["pixel_distance"] < 1e-6
+    assert report["spaces"]["pixel"]["num_synthetic"] == 13  # 12 samples + the copy; label files skipped
+    assert (out / "memorization_closest_pairs.png").stat().st_size > 0
+    # without a held-out folder (training leave-one-out reference) the result is the same; --fail-on-flagged -> 3
+    assert (
+        main(
+            [
+                "memorization",
+                "--synthetic",
+                str(synthetic),
+                "--train",
+                str(tiny["root"] / "train"),
+                "--out",
+                str(tmp_path / "r2"),
+                "--fail-on-flagged",
+                "--no-progress",
+            ]
+        )
+        == 3
+    )
+    assert json.loads((tmp_path / "r2" / "memorization.json").read_text())["flagged"] == ["planted_copy"]
+    # fresh samples drawn from the model itself are not flagged
+    assert (
+        main(
+            [
+                "memorization",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "-n",
+                "32",
+                "--seed",
+                "5",
+                "--train",
+                str(tiny["root"] / "train"),
+                "--out",
+                str(tmp_path / "r3"),
+                "--fail-on-flagged",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+
+
+def test_train_wrapper_runs_bundle_and_protects_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    overrides = [
+        "--output_dir",
+        str(out),
+        "--max_epochs",
+        "1",
+        "--train#trainer#epoch_length",
+        "1",
+        "--base_channels",
+        "4",
+        "--max_channels",
+        "8",
+        "--latent_size",
+        "8",
+    ]
+    run_cli("train", "--no-progress", *overrides)
+    assert (out / "model.pt").is_file() and (out / "samples.png").is_file()
+    from monai_gvae.networks import load_gvae
+
+    assert load_gvae(out / "model.pt").latent_size == 8
+    stamp = (out / "model.pt").stat().st_mtime_ns
+    assert main(["train", "--no-progress", *overrides]) == 1  # refuses: checkpoints exist
+    assert (out / "model.pt").stat().st_mtime_ns == stamp
+
+
+def test_parse_overrides():
+    assert parse_overrides(["--max_epochs", "2", "--lr=0.5", "--amp", "true", "--name", "x y", "--ids", "[1, 2]"]) == {
+        "max_epochs": 2,
+        "lr": 0.5,
+        "amp": True,
+        "name": "x y",
+        "ids": [1, 2],
+    }
+    with pytest.raises(ValueError, match="needs a value"):
+        parse_overrides(["--max_epochs"])
+
+
+def test_synthesize_3d_dicom_series_and_rollback(tmp_path, monkeypatch):
+    from monai_gvae.bundle import synthesis
+    from monai_gvae.networks import GVAE
+
+    torch.manual_seed(0)
+    model = GVAE(
+        spatial_dims=3,
+        in_channels=1,
+        image_size=16,
+        latent_size=4,
+        architecture="conv",
+        base_channels=2,
+        max_channels=4,
+    )
+    reference = tmp_path / "ref.nii.gz"
+    ref_affine = np.array([[-1.0, 0, 0, 90], [0, 1.0, 0, -126], [0, 0, 1.0, -72], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 32), np.float32), ref_affine), reference)
+    out = tmp_path / "dicom3d"
+    manifest = synthesis.synthesize(model, str(out), num_samples=2, format="dicom", reference=str(reference))
+    series = out / manifest["files"][1]["image"]
+    assert series.is_dir() and len(list(series.iterdir())) == 16
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(series)))
+    volume = reader.Execute()
+    assert volume.GetSize() == (16, 16, 16) and np.allclose(volume.GetSpacing(), (4.0, 4.0, 2.0))
+    assert pydicom.dcmread(next(series.iterdir())).SyntheticData == "YES"
+    # PNG cannot hold volumes: refused before anything is written
+    with pytest.raises(ValueError, match="PNG holds 2D images"):
+        synthesis.synthesize(model, str(tmp_path / "png"), num_samples=1, format="png")
+    assert not (tmp_path / "png").exists()
+
+    # a failure part-way removes what the run wrote: no partial outputs
+    calls = {"n": 0}
+    real_writer = synthesis.write_synthetic_nifti
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real_writer(*args, **kwargs)
+
+    monkeypatch.setattr(synthesis, "write_synthetic_nifti", failing)
+    with pytest.raises(OSError, match="disk full"):
+        synthesis.synthesize(model, str(tmp_path / "partial"), num_samples=4, format="nifti")
+    assert calls["n"] == 3 and list((tmp_path / "partial").iterdir()) == []
