@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from conftest import subprocess_env
 from monai_gvae.cli import main, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,17 +34,8 @@ REF_STUDY_DATE = "20190707"
 REF_ACCESSION = "ACC99887766"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread; several threads on a shared 2-core machine spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def run_cli(*args: str, expect: int | None = 0) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    env = subprocess_env()  # repository importable, OMP_NUM_THREADS=1
     proc = subprocess.run(
         [sys.executable, "-m", "monai_gvae", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
@@ -159,14 +150,25 @@ def _digest(folder: Path, skip: tuple[str, ...] = ("manifest.json",)) -> dict[st
     }
 
 
-def test_help_for_every_command():
-    proc = run_cli("--help")
-    for command in ("synthesize", "evaluate", "memorization", "train"):
-        assert command in proc.stdout
-    for command in ("synthesize", "evaluate", "memorization", "train"):
+def test_help_for_every_command(capsys):
+    # in-process: every subprocess test below already runs `python -m monai_gvae`
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    top = capsys.readouterr().out
+    for command, option in (
+        ("synthesize", "--reference"),
+        ("evaluate", "--data"),
+        ("memorization", "--percentile"),
+        ("train", "--overwrite"),
+    ):
+        assert command in top
         with pytest.raises(SystemExit) as exit_info:
             main([command, "--help"])
-        assert exit_info.value.code == 0
+        assert exit_info.value.code == 0 and option in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synthesize", "--checkpoint", "m.pt", "--bundle", "b", "-n", "1", "--out", "o"])  # exclusive sources
+    assert exit_info.value.code == 2
 
 
 def test_synthesize_nifti_seed_reproduces_and_refuses_overwrite(tiny, tmp_path, capsys):
