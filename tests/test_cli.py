@@ -439,7 +439,7 @@ def test_unreadable_reference_fails_without_outputs(tiny, tmp_path, capsys):
         == 1
     )
     err = capsys.readouterr().err
-    assert "broken.nii.gz" in err and "cannot read" in err
+    assert "broken.nii.gz" in err and "cannot read" in err and len(err.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -467,7 +467,7 @@ def test_inconsistent_dicom_series_named(tmp_path):
         find_images(tmp_path)
 
 
-def test_evaluate_writes_json(tiny, tmp_path):
+def test_evaluate_writes_json(tiny, tmp_path, capsys):
     out = tmp_path / "eval.json"
     proc = run_cli(
         "evaluate",
@@ -507,6 +507,27 @@ def test_evaluate_writes_json(tiny, tmp_path):
         )
         == 1
     )
+    # a truncated input: exit 1, the message names the file, no report written
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny["root"] / "test", broken)
+    whole = (broken / "images" / "slice_004.nii.gz").read_bytes()
+    (broken / "images" / "slice_004.nii.gz").write_bytes(whole[: len(whole) // 2])
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                tiny["checkpoint"],
+                "--data",
+                str(broken),
+                "--out",
+                str(tmp_path / "b.json"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    assert "slice_004.nii.gz" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
 
 
 def test_memorization_flags_planted_copy_only(tiny, tmp_path):

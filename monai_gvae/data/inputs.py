@@ -254,9 +254,14 @@ def _as_item(item: ImageItem | str | os.PathLike) -> ImageItem:
     )
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
 @functools.lru_cache(maxsize=32)
 def _loader(kind: str, fname_regex: str = ""):
-    """A ``LoadImage`` for one kind of item (built once: building one instantiates every MONAI reader)."""
+    """``(reader, LoadImage)`` for one kind of item (built once: a ``LoadImage`` instantiates every MONAI reader)."""
     from monai.data import NibabelReader, PILReader, PydicomReader
     from monai.transforms import LoadImage
 
@@ -268,7 +273,7 @@ def _loader(kind: str, fname_regex: str = ""):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
+            return reader, LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
     finally:
         plugin_logger.setLevel(level)
 
@@ -294,15 +299,20 @@ def load_image(item: ImageItem | str | os.PathLike):
     if item.kind == "dicom" and len(item.files) > 1:
         # only this series' files, even when its folder holds other series
         pattern = "(?:" + "|".join(re.escape(os.path.join(item.path, os.path.basename(f))) for f in item.files) + r")\Z"
-        loader = _loader("dicom", pattern)
+        reader, loader = _loader("dicom", pattern)
     else:
-        loader = _loader(item.kind)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        reader, loader = _loader(item.kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            # the item's own reader first: on failure LoadImage would try every other reader and report them all
+            reader.read(item.path)
+        except Exception as e:  # readers raise many types for corrupt files
+            raise InputImageError(f"cannot read {item.path}: {_first_line(e)}") from e
+        try:
             image = loader(item.path)
-    except Exception as e:  # readers raise many types for corrupt files
-        raise InputImageError(f"cannot read {item.path}: {type(e).__name__}: {e}") from e
+        except Exception as e:
+            raise InputImageError(f"cannot read {item.path}: {_first_line(e)}") from e
     if image.numel() == 0:
         raise InputImageError(f"{item.path}: the image is empty (shape {tuple(image.shape)}).")
     if not torch.isfinite(image.float()).all():
