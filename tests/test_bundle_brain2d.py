@@ -85,7 +85,7 @@ def test_training_logs_tensorboard(trained_bundle):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(out / "tensorboard"))
 
 
-def test_bundle_has_the_training_properties_monai_checks(repo_root):
+def test_bundle_has_the_training_properties_monai_checks(repo_root, tmp_path):
     from monai.bundle import ConfigWorkflow
 
     workflow = ConfigWorkflow(
@@ -93,6 +93,7 @@ def test_bundle_has_the_training_properties_monai_checks(repo_root):
         meta_file=os.path.join(repo_root, CONFIGS, "metadata.json"),
         logging_file=None,
         workflow_type="train",
+        bundle_root=str(tmp_path),  # initialize() creates output_dir under it
     )
     workflow.initialize()
     assert workflow.check_properties() in (None, [])
