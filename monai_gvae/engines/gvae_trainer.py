@@ -260,20 +260,24 @@ class GVAETrainer(Trainer):
         fakes, mu, logvar = self._fakes(x, with_grad=True)
         recon = fakes[: x.shape[0]] if self.objective != "wgan_gp" else None
         fake_scores = None
-        if self.objective != "vae":
-            if self._freeze_critic_in_g_step:
+        frozen = self.objective != "vae" and self._freeze_critic_in_g_step
+        try:
+            if frozen:
                 self.critic.requires_grad_(False)
-            with self._autocast():
-                fake_scores = self.critic(fakes)
-        terms = self.loss_function(
-            x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
-        )
-        self._guard({"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}, "encoder-generator")
-        self.scaler_g.scale(terms["loss"]).backward()
-        self.scaler_g.step(self.optimizer)
-        self.scaler_g.update()
-        if self._freeze_critic_in_g_step:
-            self.critic.requires_grad_(True)
+            if self.objective != "vae":
+                with self._autocast():
+                    fake_scores = self.critic(fakes)
+            terms = self.loss_function(
+                x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
+            )
+            self._guard({"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}, "encoder-generator")
+            self.scaler_g.scale(terms["loss"]).backward()
+            self.scaler_g.step(self.optimizer)
+            self.scaler_g.update()
+        finally:
+            # unfreeze even when a guard raised: a run resumed or rolled back in this process must train the critic
+            if frozen:
+                self.critic.requires_grad_(True)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(unwrap(self.generator))
         out = {"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}
