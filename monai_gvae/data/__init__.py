@@ -19,8 +19,12 @@ from .writers import (
     write_synthetic_nifti,
     write_synthetic_png,
 )
+from .safe import BadItemError, SafeDataset, describe_item
 
 __all__ = [
+    "BadItemError",
+    "SafeDataset",
+    "describe_item",
     "SYNTHETIC_DESCRIPTION",
     "SyntheticStudy",
     "fit_affine",

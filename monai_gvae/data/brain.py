@@ -92,11 +92,49 @@ def _read_npz(data_file: str | Path | None, default: Path, ndim: int) -> dict[st
         raise ValueError(
             f"brain data file {path}: image {arrays['image'].shape} and label {arrays['label'].shape} differ"
         )
+    _check_values(arrays["image"], arrays["label"], path)
+    if "slice_index" in arrays:
+        index = arrays["slice_index"]
+        if index.shape != arrays["image"].shape[:1] or not np.issubdtype(index.dtype, np.integer):
+            raise ValueError(
+                f"brain data file {path}: 'slice_index' must hold {arrays['image'].shape[0]} integers, "
+                f"got shape {index.shape} dtype {index.dtype}"
+            )
+    if "affine" in arrays:
+        affine = arrays["affine"]
+        if (
+            affine.shape != (4, 4)
+            or not (np.issubdtype(affine.dtype, np.integer) or np.issubdtype(affine.dtype, np.floating))
+            or not np.isfinite(affine).all()
+        ):
+            raise ValueError(f"brain data file {path}: 'affine' must be a finite 4x4 matrix, got shape {affine.shape} dtype {affine.dtype}")
     return arrays
 
 
+def _check_values(image: np.ndarray, label: np.ndarray, path: Path) -> None:
+    """Reject what would otherwise load as silent garbage: empty arrays, wrong dtypes, out-of-range values."""
+    if image.size == 0:
+        raise ValueError(f"brain data file {path}: empty arrays (shape {image.shape})")
+    if image.dtype == np.bool_ or not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"brain data file {path}: 'image' must be uint8 (0..255) or float in [0, 1], got dtype {image.dtype}")
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise ValueError(f"brain data file {path}: 'image' contains NaN or Inf values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"brain data file {path}: float 'image' must lie in [0, 1], got [{lo:g}, {hi:g}]")
+    else:
+        lo, hi = int(image.min()), int(image.max())
+        if lo < 0 or hi > 255:
+            raise ValueError(f"brain data file {path}: integer 'image' must lie in 0..255, got {lo}..{hi}")
+    if not (np.issubdtype(label.dtype, np.integer) or label.dtype == np.bool_):
+        raise ValueError(f"brain data file {path}: 'label' must hold integer class indices, got dtype {label.dtype}")
+    if int(label.min()) < 0:
+        raise ValueError(f"brain data file {path}: 'label' holds negative class indices (min {int(label.min())})")
+
+
 def _to_unit_float(image: np.ndarray) -> np.ndarray:
-    """uint8 0..255 (or float already in [0, 1]) -> float32 in [0, 1]."""
+    """uint8 0..255 (or float already in [0, 1]) -> float32 in [0, 1] (ranges checked by ``_read_npz``)."""
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float32) / np.float32(255.0)
     return np.clip(image.astype(np.float32), 0.0, 1.0)
@@ -165,9 +203,7 @@ def load_brain_slices(
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     arrays = _read_npz(data_file, DEFAULT_BRAIN_SLICES_FILE, ndim=3)
     n = arrays["image"].shape[0]
-    slice_index = arrays.get("slice_index", np.arange(n))
-    if slice_index.shape != (n,):
-        raise ValueError(f"brain data file: slice_index must have shape ({n},), got {slice_index.shape}")
+    slice_index = arrays.get("slice_index", np.arange(n))  # shape and dtype checked by _read_npz
     test = brain_holdout_mask(n, holdout_fraction)
     if split == "all":
         keep = np.ones(n, dtype=bool)
@@ -207,7 +243,7 @@ def load_brain_volume(data_file: str | Path | None = None) -> dict[str, Any]:
         (1, 64, 64, 64)
     """
     arrays = _read_npz(data_file, DEFAULT_BRAIN_VOLUME_FILE, ndim=3)
-    affine = np.asarray(arrays.get("affine", np.eye(4)), dtype=np.float64)
+    affine = np.asarray(arrays.get("affine", np.eye(4)), dtype=np.float64)  # checked by _read_npz
     return {
         "image": _to_unit_float(arrays["image"])[None],
         "label": arrays["label"].astype(np.int64)[None],

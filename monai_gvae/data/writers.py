@@ -63,8 +63,20 @@ def write_synthetic_nifti(
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        ValueError: ``kind`` is neither ``"image"`` nor ``"label"``; the array is not ``(C, H, W)``/``(C, D, H, W)``
+            or holds NaN/Inf; a label holds values that are not integers in 0..255.
     """
+    if kind not in ("image", "label"):
+        raise ValueError(f"kind must be 'image' or 'label', got {kind!r}.")
     data = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    if data.ndim not in (3, 4) or 0 in data.shape:
+        raise ValueError(f"expected a channel-first array (C, H, W) or (C, D, H, W), got shape {data.shape}.")
+    if not (np.issubdtype(data.dtype, np.number) or data.dtype == np.bool_) or np.iscomplexobj(data):
+        raise ValueError(f"expected a real numeric array, got dtype {data.dtype}.")
+    if not np.isfinite(data).all():
+        raise ValueError(f"refusing to write {path}: the {kind} holds NaN or Inf values (a diverged model?).")
+    if kind == "label" and (data.min() < 0 or data.max() > 255 or not np.array_equal(data, np.round(data))):
+        raise ValueError(f"refusing to write {path}: label values must be integers in 0..255, got [{data.min()}, {data.max()}].")
     data = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
     data = data.astype(np.uint8 if kind == "label" else np.float32)
     img = nib.Nifti1Image(data, np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64))

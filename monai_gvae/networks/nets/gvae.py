@@ -221,7 +221,7 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable file, or no GVAE in it.
+        ValueError: unreadable file, no GVAE in it, or NaN/Inf weights.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -236,6 +236,9 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
         ckpt = ckpt[key]
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {path} does not hold a state dict.")
+    bad = [k for k, v in ckpt.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"checkpoint {path} holds NaN/Inf weights (a diverged model) in {', '.join(bad[:5])}.")
     model = GVAE.from_state_dict(ckpt)
     with open(path, "rb") as f:
         model.checksum = hashlib.sha256(f.read()).hexdigest()
