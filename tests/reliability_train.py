@@ -78,16 +78,9 @@ def pause_in_save(iteration: int) -> None:
     torch.save = save
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("output_dir")
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--pause-in-save", type=int, default=None)
-    parser.add_argument("--max-epochs", type=int, default=4)
-    args = parser.parse_args()
+def train(output_dir: str, resume: bool = False, max_epochs: int = 4) -> None:
+    """Run the shrunk bundle training in this process (the uninterrupted reference of the tests)."""
     torch.set_num_threads(1)
-    if args.pause_in_save is not None:
-        pause_in_save(args.pause_in_save)
     from monai.bundle import ConfigWorkflow
 
     workflow = ConfigWorkflow(
@@ -95,10 +88,22 @@ def main() -> None:
         meta_file=os.path.join(CONFIGS, "metadata.json"),
         logging_file=False,
         workflow_type="train",
-        **overrides(args.output_dir, args.max_epochs, args.resume),
+        **overrides(output_dir, max_epochs, resume),
     )
     workflow.initialize()
     workflow.run()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("output_dir")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--pause-in-save", type=int, default=None)
+    parser.add_argument("--max-epochs", type=int, default=4)
+    args = parser.parse_args()
+    if args.pause_in_save is not None:
+        pause_in_save(args.pause_in_save)
+    train(args.output_dir, args.resume, args.max_epochs)
     print("DONE", flush=True)
 
 

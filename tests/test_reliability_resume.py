@@ -1,0 +1,204 @@
+"""Crash-safe checkpoints: SIGKILL and resume give the uninterrupted run's weights; atomic files; resume rules."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from ignite.engine import Events
+from monai.handlers import CheckpointLoader
+import reliability_train
+from reliability_helpers import assert_same_state, state_of, tiny_run
+
+from monai_gvae.handlers import atomic_torch_save, find_checkpoints, latest_checkpoint
+from monai_gvae.networks import load_gvae
+
+REPO = Path(__file__).resolve().parents[1]
+DRIVER = REPO / "tests" / "reliability_train.py"
+
+
+class Crash(Exception):
+    """Stands in for a crash in the in-process tests."""
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _weights(path: Path) -> dict:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: ckpt[k] for k in ("gvae", "critic", "optimizer", "critic_optimizer", "trainer")}
+
+
+def test_sigkill_during_checkpoint_write_then_resume_matches_uninterrupted(tmp_path):
+    """The bundle's training config in a subprocess, SIGKILLed half way through writing the checkpoint of iteration 10
+    (after those of iterations 6 and 8), resumed with resume=true: the final weights and optimiser states are
+    bit-identical to an uninterrupted run's, and no truncated file ever had a checkpoint's name."""
+    ref_dir, run_dir, log = tmp_path / "reference", tmp_path / "killed", tmp_path / "victim.log"
+    with open(log, "w") as out:
+        victim = subprocess.Popen(
+            [sys.executable, str(DRIVER), str(run_dir), "--pause-in-save", "10"], cwd=REPO, env=_env(),
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )
+    try:
+        reliability_train.train(str(ref_dir))  # the uninterrupted reference, meanwhile, in this process
+        deadline = time.monotonic() + 300
+        while "PAUSED" not in log.read_text():
+            if victim.poll() is not None:
+                pytest.fail("the training process ended before the checkpoint write to interrupt:\n" + log.read_text()[-3000:])
+            assert time.monotonic() < deadline, "timed out waiting for the checkpoint write"
+            time.sleep(0.05)
+        os.kill(victim.pid, signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    names = sorted(os.listdir(run_dir))
+    # the checkpoints before the kill are complete; the interrupted write is only a hidden temporary file
+    assert "checkpoint_iteration=8.pt" in names and "checkpoint_iteration=6.pt" in names
+    assert "checkpoint_iteration=10.pt" not in names and "model.pt" not in names
+    assert any(n.startswith(".checkpoint_iteration=10.pt.") for n in names)
+    found, rejected = find_checkpoints(run_dir)
+    assert [c.iteration for c in found] == [8, 6] and not rejected
+
+    resumed = subprocess.run(
+        [sys.executable, str(DRIVER), str(run_dir), "--resume"], cwd=REPO, env=_env(),
+        capture_output=True, text=True, timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "removing" in resumed.stderr and ".checkpoint_iteration=10.pt." in resumed.stderr
+    assert not any(n.startswith(".") for n in os.listdir(run_dir))
+    final_ref, final_resumed = _weights(ref_dir / "model.pt"), _weights(run_dir / "model.pt")
+    assert final_resumed["trainer"]["iteration"] == 12
+    assert_same_state(final_ref, final_resumed)
+
+
+@pytest.mark.parametrize("epoch_level, crash_at", [(True, 5), (False, 4)], ids=["epoch-checkpoints", "mid-epoch-checkpoint"])
+def test_crash_and_resume_in_process_is_exact(tmp_path, epoch_level, crash_at):
+    """Epoch checkpoints, and a checkpoint in the middle of an epoch (iteration 3 of 2-iteration epochs): resuming
+    after a crash replays the data order and random draws exactly."""
+    interval = 1 if epoch_level else 3
+    reference = tiny_run(str(tmp_path / "ref"), epoch_level=epoch_level, save_interval=interval)
+    reference.trainer.run()
+
+    def crash(run):
+        run.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=crash_at), lambda e: (_ for _ in ()).throw(Crash()))
+
+    first = tiny_run(str(tmp_path / "run"), epoch_level=epoch_level, save_interval=interval, before_attach=crash)
+    with pytest.raises(Crash):
+        first.trainer.run()
+    second = tiny_run(str(tmp_path / "run"), epoch_level=epoch_level, save_interval=interval, resume=True)
+    second.trainer.run()
+    expected_start = 4 if epoch_level else 3
+    assert second.handler.resumed_from.endswith("epoch=2.pt" if epoch_level else "iteration=3.pt")
+    assert torch.load(second.handler.resumed_from, weights_only=True)["trainer"]["iteration"] == expected_start
+    assert second.trainer.state.iteration == reference.trainer.state.iteration == 6
+    assert_same_state(state_of(reference), state_of(second))
+
+
+def test_resume_without_random_states_would_differ(tmp_path):
+    """Control for the test above: restoring weights and optimisers alone (what MONAI's CheckpointLoader does) does
+    not reproduce the uninterrupted run, so the random-state part of the checkpoint is what makes it exact."""
+    reference = tiny_run(str(tmp_path / "ref"))
+    reference.trainer.run()
+    first = tiny_run(str(tmp_path / "run"), max_epochs=2)
+    first.trainer.run()
+    second = tiny_run(str(tmp_path / "other"))
+    ckpt_path = tmp_path / "run" / "checkpoint_epoch=2.pt"
+    loader = CheckpointLoader(str(ckpt_path), {
+        "gvae": second.gvae, "critic": second.critic, "optimizer": second.opt_g,
+        "critic_optimizer": second.opt_d, "trainer": second.trainer,
+    })
+    loader.attach(second.trainer)  # also proves MONAI's CheckpointLoader reads these checkpoints
+    second.trainer.run()
+    assert second.trainer.state.iteration == 6
+    with pytest.raises(AssertionError):
+        assert_same_state(state_of(reference)["gvae"], state_of(second)["gvae"])
+
+
+def test_completed_run_resumes_to_nothing_and_extends_exactly(tmp_path):
+    reference = tiny_run(str(tmp_path / "ref"), max_epochs=4)
+    reference.trainer.run()
+    done = tiny_run(str(tmp_path / "run"), max_epochs=3)
+    done.trainer.run()
+    final = tmp_path / "run" / "model.pt"
+    before = final.read_bytes()
+    again = tiny_run(str(tmp_path / "run"), max_epochs=3, resume=True)
+    again.trainer.run()
+    assert again.trainer.state.iteration == 6 and final.read_bytes() == before  # nothing trained, nothing rewritten
+    longer = tiny_run(str(tmp_path / "run"), max_epochs=4, resume=True)
+    longer.trainer.run()
+    assert longer.handler.resumed_from == str(final)  # the final checkpoint wins at equal iteration
+    assert_same_state(state_of(reference), state_of(longer))
+    assert torch.load(final, weights_only=True)["checkpoint_meta"]["iteration"] == 8
+
+
+def test_refuses_folder_of_another_run_and_missing_resume_file(tmp_path):
+    tiny_run(str(tmp_path), max_epochs=1).trainer.run()
+    with pytest.raises(FileExistsError, match="model.pt"):
+        tiny_run(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        tiny_run(str(tmp_path / "x"), resume=str(tmp_path / "nope.pt"))
+
+
+def test_unreadable_or_poisoned_checkpoints_are_skipped_on_resume(tmp_path, caplog):
+    run = tiny_run(str(tmp_path), max_epochs=3, n_saved=None)
+    run.trainer.run()
+    os.remove(tmp_path / "model.pt")
+    # a truncated file under a checkpoint name (e.g. written by a non-atomic saver) and a NaN-poisoned one
+    good = (tmp_path / "checkpoint_epoch=3.pt").read_bytes()
+    (tmp_path / "checkpoint_epoch=3.pt").write_bytes(good[: len(good) // 2])
+    ckpt = torch.load(tmp_path / "checkpoint_epoch=2.pt", weights_only=True)
+    next(v for v in ckpt["gvae"].values() if isinstance(v, torch.Tensor) and v.is_floating_point()).fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "checkpoint_epoch=2.pt")
+    with caplog.at_level("WARNING"):
+        info, loaded = latest_checkpoint(tmp_path)
+    assert info.path.endswith("checkpoint_epoch=1.pt") and loaded["checkpoint_meta"]["iteration"] == 2
+    assert "checkpoint_epoch=3.pt" in caplog.text and "non-finite" in caplog.text
+    resumed = tiny_run(str(tmp_path), max_epochs=3, resume=True)
+    resumed.trainer.run()
+    assert resumed.handler.resumed_from.endswith("checkpoint_epoch=1.pt")
+
+
+def test_atomic_save_keeps_old_file_on_failure_and_sets_normal_permissions(tmp_path):
+    path = tmp_path / "c.pt"
+    atomic_torch_save({"a": torch.ones(2)}, path)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not mkstemp's owner-only 0600
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_torch_save({"a": torch.zeros(2), "b": Unpicklable()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert os.listdir(tmp_path) == ["c.pt"]
+
+
+def test_checkpoint_contents(tmp_path):
+    run = tiny_run(str(tmp_path), max_epochs=1)
+    run.trainer.run()
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)  # loadable without unpickling code
+    assert {"gvae", "critic", "optimizer", "critic_optimizer", "trainer", "rng_state", "config", "checkpoint_meta"} <= set(ckpt)
+    rng = ckpt["rng_state"]
+    assert {"python", "numpy", "torch", "engine", "data"} <= set(rng) and "latent_generator" in rng["engine"]
+    assert len(rng["data"]) >= 1  # the RandFlipd's generator
+    config = ckpt["config"]
+    assert config["user"] == {"test": "tiny_run"} and config["trainer"]["seed"] == 0
+    assert config["network"]["latent_size"] == 4 and config["trainer"]["loss_function"]["kl_warmup_iterations"] == 2
+    assert ckpt["checkpoint_meta"]["kind"] == "final" and ckpt["checkpoint_meta"]["iteration"] == 2
+    model = load_gvae(tmp_path / "model.pt")
+    assert_same_state(model.state_dict(), run.gvae.state_dict())
