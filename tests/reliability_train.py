@@ -53,7 +53,7 @@ def overrides(output_dir: str, max_epochs: int, resume: bool) -> dict:
             },
         },
         "validate#dataset": {"_target_": "Dataset", "data": data(4, seed=2), "transform": "@preprocessing"},
-        "validate#interval": 2,
+        "val_interval": 2,
         # a checkpoint every 2 iterations: some in the middle of an epoch, some at its end
         "train#checkpoint_saver#epoch_level": False,
         "train#checkpoint_saver#save_interval": 2,
