@@ -271,8 +271,8 @@ class GVAECheckpointHandler:
         epoch_level: ``save_interval`` counts epochs (True) or iterations (False).
         save_interval: checkpoint every N epochs/iterations; 0 for none.
         n_saved: interval checkpoints kept (the newest); ``None`` keeps all.
-        resume: ``False``, ``True`` (newest usable checkpoint in ``save_dir``; start afresh when there is none) or
-            a checkpoint path.
+        resume: ``False``/``None``, ``True``/``"latest"`` (the newest usable checkpoint in ``save_dir``; start
+            afresh when there is none) or a checkpoint path.
         config: configuration to store (plain values), e.g. the bundle's hyper-parameters.
         check_finite: refuse to write checkpoints holding NaN/Inf.
         map_location: where to load tensors when resuming; default the trainer's device.
@@ -323,8 +323,8 @@ class GVAECheckpointHandler:
         self.epoch_level = epoch_level
         self.save_interval = save_interval
         self.n_saved = n_saved
-        if isinstance(resume, str) and resume.strip().lower() in ("true", "false", "yes", "no", "1", "0", ""):
-            resume = resume.strip().lower() in ("true", "yes", "1")  # from a command-line override
+        if isinstance(resume, str) and resume.strip().lower() in ("true", "latest", "false", "none", "yes", "no", "1", "0", ""):
+            resume = resume.strip().lower() in ("true", "latest", "yes", "1")  # from a command-line override
         self.resume = resume
         self.config = dict(config) if config is not None else {}
         self.check_finite = check_finite
