@@ -5,6 +5,7 @@ until its reader is in the package."""
 from __future__ import annotations
 
 import gzip
+import os
 import io
 import struct
 
@@ -98,7 +99,7 @@ def test_corrupt_idx_gzip_is_named(tmp_path, damage):
 
 
 IDX_DTYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("GVAE_FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FUZZ

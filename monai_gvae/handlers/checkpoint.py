@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 import sys
 import time
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
@@ -616,6 +618,22 @@ class GVAECheckpointHandler:
         self.logger.info(f"resumed from {path}: iteration {engine.state.iteration}, epoch {engine.state.epoch}")
 
     def _resume_random_state(self, engine: Engine, ckpt: dict, path: str) -> None:
+        if _world_size() > 1:
+            # The checkpoint holds rank 0's generators; restoring them on every rank would make all ranks draw the
+            # same latents. Each rank gets fresh streams, derived from the seed, its rank and the iteration.
+            rank = torch.distributed.get_rank()
+            base = int(getattr(engine, "seed", None) or 0) + 7919 * rank + 1_000_003 * int(engine.state.iteration)
+            torch.manual_seed(base)
+            random.seed(base)
+            np.random.seed(base % 2**32)
+            gen = getattr(engine, "latent_generator", None)
+            if isinstance(gen, torch.Generator):
+                gen.manual_seed(base)
+            self.logger.warning(
+                f"resuming a distributed run from {path}: weights, optimisers and trainer state restored; random "
+                "streams re-seeded per rank (not a bit-exact continuation)."
+            )
+            return
         rng = ckpt.get(RNG_KEY)
         if rng is None:
             self.logger.warning(f"checkpoint {path} holds no random states: the resumed run is not exact.")
@@ -672,6 +690,12 @@ class _FastForward:
 
 def _optimizers(save_dict: Mapping[str, Any]) -> list[torch.optim.Optimizer]:
     return [v for v in save_dict.values() if isinstance(v, torch.optim.Optimizer)]
+
+
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
 
 
 def _is_rank0() -> bool:

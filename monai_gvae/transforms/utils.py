@@ -109,14 +109,14 @@ def pack_image_label(
         )
     if image.is_floating_point() and not torch.isfinite(image).all():
         raise ValueError("image contains NaN or Inf values.")
-    if image.dtype != torch.bool:
-        lo, hi = float(image.min()), float(image.max())
-        margin = RANGE_TOLERANCE * (high - low)
-        if lo < low - margin or hi > high + margin:
-            raise ValueError(
-                f"image values [{lo:g}, {hi:g}] are outside intensity_range ({low:g}, {high:g}): scale the image "
-                "(e.g. ScaleIntensityd) or set intensity_range to its range."
-            )
+    values = image.float() if image.dtype == torch.bool else image
+    lo, hi = float(values.min()), float(values.max())
+    margin = RANGE_TOLERANCE * (high - low)
+    if lo < low - margin or hi > high + margin:
+        raise ValueError(
+            f"image values [{lo:g}, {hi:g}] are outside intensity_range ({low:g}, {high:g}): scale the image "
+            "(e.g. ScaleIntensityd) or set intensity_range to its range."
+        )
     packed = to_model_range(image, (low, high))
     if label is None:
         return packed
