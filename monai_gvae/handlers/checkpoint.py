@@ -552,7 +552,14 @@ class GVAECheckpointHandler:
         if target == "latest":
             found = latest_checkpoint(self.save_dir, self.file_prefix, self.final_filename, map_location=self._location())
             if found is None:
-                self.logger.info(f"no checkpoint to resume in {self.save_dir}: training from the start")
+                listed, rejected = find_checkpoints(self.save_dir, self.file_prefix, self.final_filename)
+                if listed or rejected:
+                    self.logger.warning(
+                        f"none of the {len(listed) + len(rejected)} checkpoints in {self.save_dir} is usable (see the "
+                        "warnings above; they are left in place): training from the start"
+                    )
+                else:
+                    self.logger.info(f"no checkpoint to resume in {self.save_dir}: training from the start")
                 return
             info, ckpt = found
             path = info.path
