@@ -202,3 +202,21 @@ def test_checkpoint_contents(tmp_path):
     assert ckpt["checkpoint_meta"]["kind"] == "final" and ckpt["checkpoint_meta"]["iteration"] == 2
     model = load_gvae(tmp_path / "model.pt")
     assert_same_state(model.state_dict(), run.gvae.state_dict())
+
+
+def test_cli_train_resume_and_overwrite(tmp_path):
+    """`monai-gvae train`: --resume true continues the run in output_dir, --overwrite replaces it."""
+    from monai_gvae.cli import main
+
+    out = tmp_path / "run"
+    common = ["train", "--no-progress", "--output_dir", str(out), "--train#trainer#epoch_length", "1",
+              "--base_channels", "4", "--max_channels", "8", "--latent_size", "8",
+              "--train#checkpoint_saver#save_interval", "1"]
+    assert main([*common, "--max_epochs", "1"]) == 0
+    assert main([*common, "--max_epochs", "1"]) == 1  # refuses the folder of an earlier run
+    assert main([*common, "--max_epochs", "2", "--resume", "true"]) == 0
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert ckpt["trainer"]["iteration"] == 2 and (out / "checkpoint_epoch=2.pt").is_file()
+    assert main([*common, "--max_epochs", "1", "--overwrite"]) == 0
+    assert torch.load(out / "model.pt", weights_only=True)["trainer"]["iteration"] == 1
+    assert not (out / "checkpoint_epoch=2.pt").exists()  # no checkpoint of the replaced run left to mix in

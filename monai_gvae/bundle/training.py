@@ -27,7 +27,8 @@ def train_bundle(
     """Run a bundle's training workflow (MONAI ``ConfigWorkflow``), as ``python -m monai.bundle run`` does.
 
     Before anything runs, the resolved ``output_dir`` is checked for checkpoints of an earlier run
-    (``model.pt``, ``checkpoint_*.pt``): training refuses to overwrite them unless ``overwrite``.
+    (``model.pt``, ``checkpoint_*.pt``): training refuses to overwrite them unless ``overwrite`` (then the bundle's
+    ``GVAECheckpointHandler`` deletes them when training starts), or the config resumes them (``--resume true``).
 
     Args:
         bundle_dir: the bundle folder (``configs/train.yaml``, ``configs/metadata.json``).
@@ -75,7 +76,15 @@ def train_bundle(
         **settings,
     )
     output_dir = workflow.parser.get_parsed_content("output_dir") if "output_dir" in workflow.parser else None
-    if output_dir is not None and not overwrite:
+    # GVAECheckpointHandler (monai_gvae.handlers) resumes a run (`--resume true`) and, told to, replaces one itself
+    resume_key = "train#checkpoint_saver#resume"
+    resuming = False
+    if resume_key in workflow.parser:
+        resume = workflow.parser.get_parsed_content(resume_key)
+        resuming = bool(resume) and str(resume).strip().lower() not in ("false", "none", "no", "0", "")
+        if overwrite:
+            workflow.parser["train#checkpoint_saver#overwrite"] = True
+    if output_dir is not None and not overwrite and not resuming:
         found = sorted(p for pattern in _CHECKPOINT_PATTERNS for p in glob.glob(os.path.join(output_dir, pattern)))
         if found:
             raise FileExistsError(

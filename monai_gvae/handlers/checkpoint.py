@@ -279,6 +279,8 @@ class GVAECheckpointHandler:
         check_finite: refuse to write checkpoints holding NaN/Inf.
         map_location: where to load tensors when resuming; default the trainer's device.
         name: logger name; default the engine's logger.
+        overwrite: with ``resume=False``, delete the checkpoints of an earlier run in ``save_dir`` (logged) instead
+            of refusing to start.
 
     Raises:
         ValueError: ``save_interval < 0`` or ``n_saved < 1``.
@@ -308,6 +310,7 @@ class GVAECheckpointHandler:
         check_finite: bool = True,
         map_location: str | torch.device | None = None,
         name: str | None = None,
+        overwrite: bool = False,
     ) -> None:
         if save_interval < 0:
             raise ValueError(f"save_interval must be >= 0, got {save_interval}.")
@@ -330,6 +333,7 @@ class GVAECheckpointHandler:
         self.resume = resume
         self.config = dict(config) if config is not None else {}
         self.check_finite = check_finite
+        self.overwrite = bool(overwrite)
         self.map_location = map_location
         self.logger = logging.getLogger(name)
         self._name = name
@@ -349,7 +353,7 @@ class GVAECheckpointHandler:
         """Register the handler: restore (``STARTED``), snapshot (``EPOCH_STARTED``), save (interval, ``COMPLETED``).
 
         Raises:
-            FileExistsError: ``resume=False`` and ``save_dir`` already holds checkpoints.
+            FileExistsError: ``resume=False``, ``overwrite=False`` and ``save_dir`` already holds checkpoints.
             FileNotFoundError: ``resume`` names a file that does not exist.
         """
         if self._name is None:
@@ -361,12 +365,16 @@ class GVAECheckpointHandler:
         self._remove_stale_temporaries()
         if self.resume is False or self.resume is None:
             found, rejected = find_checkpoints(self.save_dir, self.file_prefix, self.final_filename)
-            existing = [c.path for c in found] + list(rejected)
-            if existing:
+            existing = sorted([c.path for c in found] + list(rejected))
+            if existing and not self.overwrite:
                 raise FileExistsError(
-                    f"{self.save_dir} already holds checkpoints of an earlier run ({', '.join(sorted(existing))}); "
-                    "resume it (resume=True, bundle: --resume true) or choose another folder (--output_dir)."
+                    f"{self.save_dir} already holds checkpoints of an earlier run ({', '.join(existing)}); "
+                    "resume it (resume=True, bundle: --resume true), choose another folder (--output_dir) or "
+                    "replace them (overwrite=True)."
                 )
+            for path in existing:  # overwrite: the earlier run's checkpoints must not mix with this run's
+                self.logger.warning(f"overwrite: deleting {path}, a checkpoint of an earlier run")
+                os.remove(path)
         elif not isinstance(self.resume, bool) and not os.path.isfile(os.fspath(self.resume)):
             raise FileNotFoundError(f"checkpoint to resume from not found: {os.fspath(self.resume)}")
         elif self.resume is not True:
