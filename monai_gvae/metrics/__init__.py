@@ -1,5 +1,69 @@
-"""Metrics for generative models (tensor in, number or report out)."""
+"""Metrics of generative models: MMD, MS-SSIM diversity, KL/ELBO/importance-weighted bound, Frechet distance.
 
+Functions take tensors and return numbers; the ``*Metric`` classes are MONAI cumulative metrics, so they
+plug into ``monai.handlers.IgniteMetricHandler`` (and evaluators) like MONAI's own. ``memorization`` finds
+generated samples that copy training images.
+"""
+
+from .diversity import MS_SSIM_WEIGHTS, MSSSIMDiversityMetric, ms_ssim, ms_ssim_pairs, ms_ssim_settings
+from .frechet import (
+    FeatureClassifier,
+    FrechetDistanceMetric,
+    classifier_accuracy,
+    frechet_distance,
+    train_feature_classifier,
+)
+from .likelihood import (
+    PIXEL_LIKELIHOODS,
+    ELBOMetric,
+    GVAELikelihood,
+    ImportanceWeightedBoundMetric,
+    elbo,
+    fit_pixel_scale,
+    gaussian_log_density,
+    importance_weighted_bound,
+    kl_to_prior,
+    pixel_log_likelihood,
+)
 from .memorization import closest_pairs_grid, memorization_report, nearest_neighbours, save_closest_pairs
+from .mmd import (
+    DEFAULT_BANDWIDTH_SCALES,
+    GaussianMMDMetric,
+    LinearMMDMetric,
+    gaussian_mmd,
+    linear_mmd,
+    median_heuristic,
+)
 
-__all__ = ["closest_pairs_grid", "memorization_report", "nearest_neighbours", "save_closest_pairs"]
+__all__ = [
+    "DEFAULT_BANDWIDTH_SCALES",
+    "GaussianMMDMetric",
+    "LinearMMDMetric",
+    "gaussian_mmd",
+    "linear_mmd",
+    "median_heuristic",
+    "MS_SSIM_WEIGHTS",
+    "MSSSIMDiversityMetric",
+    "ms_ssim",
+    "ms_ssim_pairs",
+    "ms_ssim_settings",
+    "PIXEL_LIKELIHOODS",
+    "ELBOMetric",
+    "GVAELikelihood",
+    "ImportanceWeightedBoundMetric",
+    "elbo",
+    "fit_pixel_scale",
+    "gaussian_log_density",
+    "importance_weighted_bound",
+    "kl_to_prior",
+    "pixel_log_likelihood",
+    "FeatureClassifier",
+    "FrechetDistanceMetric",
+    "classifier_accuracy",
+    "frechet_distance",
+    "train_feature_classifier",
+    "closest_pairs_grid",
+    "memorization_report",
+    "nearest_neighbours",
+    "save_closest_pairs",
+]

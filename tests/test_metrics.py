@@ -1,0 +1,262 @@
+"""Correctness of monai_gvae.metrics: MMD, MS-SSIM diversity, KL, ELBO, importance-weighted bound, Frechet."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from monai.metrics import MMDMetric
+
+from monai_gvae.metrics import (
+    ELBOMetric,
+    FrechetDistanceMetric,
+    GaussianMMDMetric,
+    GVAELikelihood,
+    ImportanceWeightedBoundMetric,
+    LinearMMDMetric,
+    MSSSIMDiversityMetric,
+    classifier_accuracy,
+    elbo,
+    fit_pixel_scale,
+    frechet_distance,
+    gaussian_mmd,
+    importance_weighted_bound,
+    kl_to_prior,
+    linear_mmd,
+    median_heuristic,
+    ms_ssim,
+    ms_ssim_pairs,
+    ms_ssim_settings,
+    pixel_log_likelihood,
+    train_feature_classifier,
+)
+from monai_gvae.networks import GVAE
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---------------------------------------------------------------- MMD
+def test_gaussian_mmd_self_is_zero_and_grows_with_mean_shift():
+    x = torch.randn(300, 1, 6, 6, generator=_gen(0))
+    y = torch.randn(300, 1, 6, 6, generator=_gen(1))
+    bw = median_heuristic(x)
+    assert len(bw) == 3 and bw[0] < bw[1] < bw[2]
+    # the unbiased estimate on two samples of one distribution is about 0 (and may be slightly negative)
+    same = float(gaussian_mmd(x, y, bw))
+    assert abs(same) < 2e-3
+    values = [float(gaussian_mmd(x, y + shift, bw)) for shift in (0.25, 0.5, 1.0, 2.0)]
+    assert values[0] > 5 * abs(same)
+    assert all(a < b for a, b in zip(values, values[1:])), values
+    per_bw = gaussian_mmd(x, y + 1.0, bw, reduction="none")
+    assert per_bw.shape == (3,) and torch.isclose(per_bw.mean(), gaussian_mmd(x, y + 1.0, bw))
+
+
+def test_gaussian_mmd_matches_explicit_u_statistic():
+    x = torch.randn(7, 3, generator=_gen(2), dtype=torch.float64)
+    y = torch.randn(5, 3, generator=_gen(3), dtype=torch.float64) + 0.5
+    sigma = 1.3
+
+    def k(a, b):
+        return math.exp(-float((a - b).pow(2).sum()) / (2 * sigma**2))
+
+    xx = sum(k(x[i], x[j]) for i in range(7) for j in range(7) if i != j) / (7 * 6)
+    yy = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / (5 * 4)
+    xy = sum(k(x[i], y[j]) for i in range(7) for j in range(5)) / 35
+    assert float(gaussian_mmd(x, y, [sigma])) == pytest.approx(xx + yy - 2 * xy, rel=1e-9)
+
+
+def test_mmd_metrics_accumulate_and_linear_matches_monai():
+    x = torch.rand(40, 1, 8, 8, generator=_gen(4))
+    y = torch.rand(40, 1, 8, 8, generator=_gen(5)) + 0.2
+    metric = GaussianMMDMetric(bandwidths=(2.0, 4.0))
+    metric(x[:20], y[:20])
+    metric(list(x[20:]), list(y[20:]))  # decollated batches are stacked
+    expected = (gaussian_mmd(x[:20], y[:20], (2.0, 4.0)) + gaussian_mmd(x[20:], y[20:], (2.0, 4.0))) / 2
+    assert float(metric.aggregate()) == pytest.approx(float(expected))
+    lin = LinearMMDMetric()
+    lin(x, y)
+    assert float(lin.aggregate()) == pytest.approx(float(MMDMetric()(y, x)), rel=1e-5)
+    assert float(linear_mmd(x, y)) > float(linear_mmd(x[:20], x[20:]))
+    with pytest.raises(ValueError, match="at least 2"):
+        gaussian_mmd(x[:1], y[:1])
+    with pytest.raises(ValueError, match="positive"):
+        gaussian_mmd(x, y, [0.0])
+
+
+# ---------------------------------------------------------------- MS-SSIM
+def test_ms_ssim_settings_fit_small_2d_and_3d():
+    assert ms_ssim_settings((28, 28))["kernel_size"] == 7 and len(ms_ssim_settings((28, 28))["weights"]) == 3
+    assert len(ms_ssim_settings((32, 32, 32))["weights"]) == 3
+    assert len(ms_ssim_settings((256, 256))["weights"]) == 5 and ms_ssim_settings((256, 256))["kernel_size"] == 11
+    for shape in ((28, 28), (64, 64), (16, 16)):
+        assert sum(ms_ssim_settings(shape)["weights"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", [(6, 1, 28, 28), (4, 2, 32, 32), (4, 1, 32, 32, 32)])
+def test_ms_ssim_identical_is_one_and_noise_is_low(shape):
+    a = torch.rand(shape, generator=_gen(6))
+    assert torch.allclose(ms_ssim(a, a.clone()), torch.ones(shape[0]), atol=1e-5)
+    noise = torch.rand((shape[0] * 2,) + shape[1:], generator=_gen(7))
+    assert float(ms_ssim_pairs(noise).mean()) < 0.2
+    # smooth structured images that differ only slightly are near 1
+    base = torch.linspace(0, 1, shape[-1]).expand(shape).contiguous()
+    assert float(ms_ssim(base, (base + 0.02 * torch.rand(shape, generator=_gen(8))).clamp(0, 1)).mean()) > 0.8
+
+
+def test_ms_ssim_data_range_is_checked_and_used():
+    a = torch.rand(4, 1, 28, 28, generator=_gen(9))
+    with pytest.raises(ValueError, match="value_range"):
+        ms_ssim(a * 2 - 1, a * 2 - 1)  # [-1, 1] images scored as [0, 1]
+    # the same images in [-1, 1] with the right range give the same value as in [0, 1]
+    b = torch.rand(4, 1, 28, 28, generator=_gen(10))
+    same = ms_ssim(a * 2 - 1, b * 2 - 1, value_range=(-1, 1))
+    assert torch.allclose(same, ms_ssim(a, b), atol=1e-5)
+    metric = MSSSIMDiversityMetric(value_range=(-1, 1))
+    metric(a * 2 - 1)
+    metric(b * 2 - 1)
+    assert metric.get_buffer().shape == (4, 1)
+
+
+# ---------------------------------------------------------------- KL, likelihoods, bounds
+def test_kl_matches_torch_distributions():
+    mu = torch.randn(5, 4, generator=_gen(11))
+    logvar = torch.randn(5, 4, generator=_gen(12))
+    q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros(4), torch.ones(4))
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    assert torch.allclose(kl_to_prior(mu, logvar), expected, atol=1e-5)
+    assert torch.allclose(kl_to_prior(torch.zeros(2, 3), torch.zeros(2, 3)), torch.zeros(2))
+
+
+@pytest.mark.parametrize("likelihood", ["discretized_logistic", "discretized_gaussian"])
+def test_discretised_likelihood_normalises_and_fits_scale(likelihood):
+    bins = (torch.arange(256) / 255.0).view(256, 1, 1, 1)
+    for mean in (0.0, 0.37, 1.0):
+        for scale in (0.002, 0.05, 0.5):
+            p = pixel_log_likelihood(bins, torch.full_like(bins, mean), likelihood, scale).exp()
+            assert float(p.sum()) == pytest.approx(1.0, abs=1e-4)
+    x = torch.randint(0, 256, (64, 1, 8, 8), generator=_gen(13)) / 255.0
+    noisy = (x + 0.03 * torch.randn(x.shape, generator=_gen(14))).clamp(0, 1)
+    s = fit_pixel_scale(x, noisy, likelihood)
+    ll = lambda v: float(pixel_log_likelihood(x, noisy, likelihood, v).mean())  # noqa: E731
+    assert ll(s) >= max(ll(s * 1.3), ll(s / 1.3))
+    target = 0.03 * (math.sqrt(3) / math.pi if likelihood == "discretized_logistic" else 1.0)
+    assert 0.5 * target < s < 2.0 * target
+
+
+def test_bernoulli_needs_binary_data():
+    x = (torch.rand(2, 1, 4, 4, generator=_gen(15)) > 0.5).float()
+    ll = pixel_log_likelihood(x, torch.full_like(x, 0.5), "bernoulli")
+    assert torch.allclose(ll, torch.full((2,), 16 * math.log(0.5)))
+    with pytest.raises(ValueError, match="binarised"):
+        pixel_log_likelihood(x * 0.5, x, "bernoulli")
+    with pytest.raises(ValueError, match="scale"):
+        pixel_log_likelihood(x, x, "discretized_logistic")
+
+
+class _PPCA:
+    """Probabilistic PCA ``z ~ N(0, I), x | z ~ N(W z + b, s^2 I)``: ``log p(x)`` is known in closed form."""
+
+    def __init__(self, dim_x: int = 6, dim_z: int = 2, noise: float = 0.5, seed: int = 0) -> None:
+        g = _gen(seed)
+        self.W = torch.randn(dim_x, dim_z, generator=g, dtype=torch.float64)
+        self.b = torch.randn(dim_x, generator=g, dtype=torch.float64)
+        self.noise = noise
+        post_cov = torch.linalg.inv(torch.eye(dim_z, dtype=torch.float64) + self.W.T @ self.W / noise**2)
+        self.post_cov = post_cov
+        # an imperfect q(z|x): diagonal, 3x the posterior variances; the ELBO is ~0.9 nats loose
+        self.q_logvar = torch.log(torch.diagonal(post_cov) * 3.0)
+
+    def sample(self, n: int, seed: int = 1) -> torch.Tensor:
+        g = _gen(seed)
+        z = torch.randn(n, self.W.shape[1], generator=g, dtype=torch.float64)
+        return z @ self.W.T + self.b + self.noise * torch.randn(n, self.W.shape[0], generator=g, dtype=torch.float64)
+
+    def log_px(self, x: torch.Tensor) -> torch.Tensor:
+        cov = self.W @ self.W.T + self.noise**2 * torch.eye(self.W.shape[0], dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x.double())
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = (x.double() - self.b) @ self.W @ self.post_cov.T / self.noise**2
+        return mu, self.q_logvar.expand_as(mu)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        mean = z.double() @ self.W.T + self.b
+        return torch.distributions.Normal(mean, self.noise).log_prob(x.double()).sum(-1)
+
+
+def test_importance_weighted_bound_on_ppca():
+    model = _PPCA()
+    x = model.sample(200)
+    exact = model.log_px(x)
+    terms = elbo(x, model.encode, model.log_likelihood, num_samples=2000, generator=_gen(2))
+    curve = importance_weighted_bound(
+        x, model.encode, model.log_likelihood, num_samples=5000, chunk_size=1000, generator=_gen(3),
+        return_prefixes=(1, 10, 100, 1000),
+    )
+    gap = {k: float((exact - v).mean()) for k, v in curve.items()}
+    # L_1 is the ELBO in expectation; the bound is at least the ELBO and rises with k towards log p(x)
+    diff = curve[1] - terms["elbo"]
+    assert abs(float(diff.mean())) < 4 * float(diff.std()) / math.sqrt(len(diff))
+    assert float((exact - terms["elbo"]).mean()) > 0.5  # the ELBO is clearly loose with this q
+    assert float(curve[5000].mean()) > float(terms["elbo"].mean()) + 0.5
+    assert gap[1] > gap[10] > gap[100] > 0, gap
+    # stated tolerance: with k >= 1000 the mean bound is within 0.01 nats of the exact log-likelihood
+    assert abs(gap[1000]) < 0.01 and abs(gap[5000]) < 0.01, gap
+    # a single estimate is random (only its expectation is a bound), but each image is close
+    assert float((curve[5000] - exact).abs().max()) < 0.1
+
+
+def _tiny_gvae() -> GVAE:
+    torch.manual_seed(0)
+    return GVAE(2, 1, 16, latent_size=4, architecture="conv", base_channels=4, max_channels=8).eval()
+
+
+def test_gvae_adapter_metrics_and_bound_above_elbo():
+    model = _tiny_gvae()
+    x01 = torch.randint(0, 256, (6, 1, 16, 16), generator=_gen(20)) / 255.0
+    adapter = GVAELikelihood(model, "discretized_logistic", scale=0.1, crop_size=12)
+    assert adapter.crop(x01).shape == (6, 1, 12, 12)
+    terms = elbo(x01, adapter.encode, adapter.log_likelihood, num_samples=8, generator=_gen(21))
+    assert torch.allclose(terms["elbo"], terms["log_likelihood"] - terms["kl"], atol=1e-3)
+    curve = importance_weighted_bound(x01, adapter.encode, adapter.log_likelihood, 64, chunk_size=16,
+                                      generator=_gen(22), return_prefixes=(1, 64))
+    assert float(curve[64].mean()) >= float(terms["elbo"].mean())
+    metric = ELBOMetric(adapter, num_samples=2, value_range=(-1, 1))
+    metric(x01[:3] * 2 - 1)
+    metric(x01[3:] * 2 - 1)
+    all_terms = metric.aggregate_all()
+    assert set(all_terms) == {"elbo", "log_likelihood", "kl"}
+    assert all_terms["elbo"] == pytest.approx(all_terms["log_likelihood"] - all_terms["kl"], abs=1e-2)
+    iw = ImportanceWeightedBoundMetric(adapter, num_samples=16, chunk_size=8, value_range=(-1, 1))
+    iw(x01 * 2 - 1)
+    assert math.isfinite(float(iw.aggregate()))
+    with pytest.raises(ValueError, match="scale"):
+        GVAELikelihood(model, "discretized_gaussian")
+
+
+# ---------------------------------------------------------------- Frechet distance
+def test_frechet_distance_classifier_and_metric():
+    g = _gen(30)
+    # two classes of 12x12 images: bright left half vs bright right half, with noise
+    n = 96
+    labels = torch.arange(n) % 2
+    images = 0.15 * torch.rand(n, 1, 12, 12, generator=g)
+    images[labels == 0, :, :, :6] += 0.7
+    images[labels == 1, :, :, 6:] += 0.7
+    clf = train_feature_classifier(images, labels, epochs=15, batch_size=32, seed=0)
+    assert classifier_accuracy(clf, images, labels) > 0.9
+    metric = FrechetDistanceMetric(clf)
+    metric(images[labels == 0][:24], images[labels == 0][24:])
+    same_class = float(metric.aggregate())
+    metric.reset()
+    metric(images[labels == 1][:24], images[labels == 0][24:])
+    other_class = float(metric.aggregate())
+    assert other_class > 5 * max(same_class, 1e-6)
+    f = torch.randn(50, 4, generator=g)
+    assert float(frechet_distance(f, f)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(RuntimeError, match="at least 2"):
+        FrechetDistanceMetric(clf).aggregate()
