@@ -260,3 +260,32 @@ def test_frechet_distance_classifier_and_metric():
     assert float(frechet_distance(f, f)) == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(RuntimeError, match="at least 2"):
         FrechetDistanceMetric(clf).aggregate()
+
+
+# ---------------------------------------------------------------- as MONAI/Ignite metrics on an evaluator
+def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
+    from monai.data import DataLoader
+    from monai.handlers import IgniteMetricHandler, from_engine
+
+    from monai_gvae.engines import GVAEEvaluator
+
+    model = _tiny_gvae()
+    images = torch.randint(0, 256, (12, 1, 16, 16), generator=_gen(40)) / 127.5 - 1.0  # [-1, 1]
+    loader = DataLoader([{"image": im} for im in images], batch_size=6, shuffle=False)
+    adapter = GVAELikelihood(model, "discretized_logistic", scale=0.2)
+    evaluator = GVAEEvaluator(
+        "cpu", loader, model,
+        key_val_metric={"mmd": IgniteMetricHandler(GaussianMMDMetric((4.0, 8.0)), output_transform=from_engine(["pred", "label"]))},
+        additional_metrics={
+            "elbo": IgniteMetricHandler(ELBOMetric(adapter, num_samples=2), output_transform=from_engine(["image", "image"])),
+            "ms_ssim": IgniteMetricHandler(MSSSIMDiversityMetric(value_range=(-1, 1)), output_transform=from_engine(["pred", "label"])),
+        },
+    )
+    evaluator.run()
+    metrics = evaluator.state.metrics
+    with torch.no_grad():
+        recon = model.decode(model.encode(images)[0])
+    expected = (gaussian_mmd(recon[:6], images[:6], (4.0, 8.0)) + gaussian_mmd(recon[6:], images[6:], (4.0, 8.0))) / 2
+    assert metrics["mmd"] == pytest.approx(float(expected), rel=1e-4)
+    assert metrics["ms_ssim"] == pytest.approx(float(ms_ssim_pairs(recon, value_range=(-1, 1)).mean()), rel=1e-4)
+    assert math.isfinite(metrics["elbo"]) and metrics["elbo"] < 0
