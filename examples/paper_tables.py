@@ -501,9 +501,11 @@ def write_tables(args, ctx: dict[str, Any], results: list[dict[str, Any]], path:
         "",
         "## Table 5: GVAE latent size (lower MMD and FD are better)",
         "",
-        "| Latent size | seeds | iterations | MMD² Gaussian | MS-SSIM | FD (own classifier) |",
-        "|---|---|---|---|---|---|",
     ]
+    if sweep:
+        lines += ["| Latent size | seeds | iterations | MMD² Gaussian | MS-SSIM | FD (own classifier) |", "|---|---|---|---|---|---|"]
+    else:
+        lines.append("Not run (`--sweep-seeds 0`).")
     for z in args.latent_sizes:
         rows = [r for r in sweep if r["latent"] == z]
         if not rows:
