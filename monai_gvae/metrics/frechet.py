@@ -10,7 +10,6 @@ with the same classifier (same dataset, same classifier weights): state it as "F
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import torch
