@@ -19,9 +19,12 @@ from .writers import (
     write_synthetic_nifti,
     write_synthetic_png,
 )
+from .mixing import SyntheticMixDataset, load_synthetic_manifest
 from .safe import BadItemError, SafeDataset, describe_item
 
 __all__ = [
+    "SyntheticMixDataset",
+    "load_synthetic_manifest",
     "BadItemError",
     "SafeDataset",
     "describe_item",

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
 import torch
 from monai.config import NdarrayOrTensor
-from monai.transforms import Transform
+from monai.data import MetaTensor, get_track_meta
+from monai.transforms import RandomizableTransform, Transform
+from monai.utils import MAX_SEED, MetaKeys, TransformBackends, convert_to_tensor
+from torch import nn
 
-from monai_gvae.transforms.utils import pack_image_label
+from monai_gvae.transforms.pool import (
+    SYNTHETIC_FLAG,
+    SYNTHETIC_MODE,
+    SYNTHETIC_MODEL,
+    GVAESamplePool,
+    synthetic_meta,
+)
+from monai_gvae.transforms.utils import from_model_range, pack_image_label
 
-__all__ = ["PackImageLabel"]
+__all__ = ["PackImageLabel", "GVAESynthesize"]
 
 
 class PackImageLabel(Transform):
@@ -49,3 +65,285 @@ class PackImageLabel(Transform):
             image, label, self.num_classes, self.label_channels, self.intensity_range,
             self.image_channels, self.spatial_dims,
         )
+
+
+class GVAESynthesize(RandomizableTransform):
+    """Replace an image (and its label) by a GVAE-synthesised one with probability ``prob``.
+
+    Modes:
+
+    * ``"prior"``: a fresh sample ``G(z)``, ``z ~ N(0, I)``, image and label generated jointly. Samples come
+      from a :class:`GVAESamplePool` filled in batches, so the per-item cost is a lookup.
+    * ``"posterior"``: encode the incoming image (+ label), perturb the mean latent,
+      ``z = mu + sigma * eps`` (``sigma`` in units of the prior's standard deviation; 0 gives the
+      reconstruction ``G(mu)``), and decode: a variant of the same anatomy. One encoder and one generator
+      pass per item.
+
+    Generated label channels are decoded to class indices by argmax (or by a threshold for a single
+    foreground channel); the label is generated, never copied from the input.
+
+    The output matches the input's format: spatial shape, dtype, channel count, label encoding (an index map
+    ``(1, *spatial)`` or one-hot ``(num_classes, *spatial)``, any dtype) and intensity range (the generated
+    [-1, 1] is mapped to ``intensity_range``, or to the input's observed min/max when ``None``). Integer
+    image dtypes are rounded and clipped. Outputs are ``MetaTensor`` (with MONAI's ``track_meta`` on) carrying
+    the input's meta (affine, spacing, applied operations) plus ``synthetic`` (``True``),
+    ``synthetic_model_sha256`` (the model's identity) and ``synthetic_mode``; meta values that could
+    identify a patient or file (file names, patient fields, UIDs, dates, DICOM tags) become ``"SYNTHETIC"``.
+    Items that are not replaced keep their data and get ``synthetic=False`` (and empty model/mode), so the
+    flags survive ``list_data_collate`` in mixed batches.
+
+    A model whose ``image_size`` differs from the input's spatial shape is an error unless ``resize=True``,
+    which resizes generated images (bilinear) and labels (nearest) to the input shape (and, for
+    ``"posterior"``, the input to the model's size first). Silent resampling would change the resolution of the
+    anatomy without the caller asking, hence the default.
+
+    Randomness: ``prob`` and the pool index come from ``self.R``; latents (pool refills and posterior noise)
+    come from a ``torch.Generator`` that ``set_random_state`` reseeds (and the pool is emptied), so seeded
+    runs repeat exactly, in ``monai.data.DataLoader`` workers too (its ``worker_init_fn`` reseeds transforms).
+
+    Args:
+        model: a ``GVAE``, a checkpoint file, a bundle folder (``models/model.pt``), or a
+            :class:`GVAESamplePool` to share with other transforms (the pool arguments below are then unused).
+        prob: probability that an item is replaced.
+        mode: ``"prior"`` or ``"posterior"``.
+        sigma: latent perturbation of ``"posterior"``, ``>= 0``.
+        intensity_range: ``(low, high)`` of the caller's images (what the model's [-1, 1] maps to); ``None``
+            uses each input image's min/max (``(min, min + 1)`` for a constant image).
+        label_format: ``"auto"`` (1 channel: index map; ``num_classes`` channels: one-hot), ``"index"`` or
+            ``"onehot"``.
+        resize: resize instead of raising when the model's size differs from the input's.
+        pool_size, batch_size, refresh_every, sample_filter: of the :class:`GVAESamplePool`.
+        device: device of the model (CPU by default: DataLoader workers cannot initialise CUDA after fork).
+        checkpoint_key: entry of a multi-network checkpoint (``"gvae"``, or ``"gvae_ema"``).
+
+    Raises:
+        ValueError: unknown mode or label format, negative sigma; at call time, an input whose channels, spatial
+            shape or label do not fit the model (the message names both).
+
+    Example::
+
+        synth = GVAESynthesize("bundles/gvae_brain2d", prob=0.5, intensity_range=(0.0, 1.0))
+        synth.set_random_state(seed=0)
+        image, label = synth(image, label)  # (1, 64, 64) float32, (1, 64, 64) int64
+        bool(image.meta["synthetic"])
+    """
+
+    backend = [TransformBackends.TORCH]
+    MODES: tuple[str, ...] = ("prior", "posterior")
+    LABEL_FORMATS: tuple[str, ...] = ("auto", "index", "onehot")
+
+    def __init__(
+        self,
+        model: nn.Module | str | os.PathLike | GVAESamplePool,
+        prob: float = 0.5,
+        mode: str = "prior",
+        sigma: float = 0.5,
+        intensity_range: tuple[float, float] | None = None,
+        label_format: str = "auto",
+        resize: bool = False,
+        pool_size: int = 64,
+        batch_size: int = 16,
+        refresh_every: int | None = None,
+        device: str | torch.device = "cpu",
+        checkpoint_key: str = "gvae",
+        sample_filter: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+    ) -> None:
+        RandomizableTransform.__init__(self, prob)
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}.")
+        if label_format not in self.LABEL_FORMATS:
+            raise ValueError(f"label_format must be one of {self.LABEL_FORMATS}, got {label_format!r}.")
+        if sigma < 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma}.")
+        if intensity_range is not None:
+            low, high = (float(v) for v in intensity_range)
+            if not high > low:
+                raise ValueError(f"intensity_range must be (low, high) with high > low, got {intensity_range}.")
+            intensity_range = (low, high)
+        self.pool = model if isinstance(model, GVAESamplePool) else GVAESamplePool(
+            model, pool_size=pool_size, batch_size=batch_size, refresh_every=refresh_every, device=device,
+            checkpoint_key=checkpoint_key, sample_filter=sample_filter,
+        )
+        self.mode = mode
+        self.sigma = float(sigma)
+        self.intensity_range = intensity_range
+        self.label_format = label_format
+        self.resize = bool(resize)
+        self._latent_rng = torch.Generator().manual_seed(int(self.R.randint(MAX_SEED)))
+        self._u = 0.0
+
+    @property
+    def model(self) -> nn.Module:
+        return self.pool.model
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> GVAESynthesize:
+        """Reseed ``self.R`` (MONAI's rules), then the latent generator from it, and empty the pool."""
+        super().set_random_state(seed, state)
+        self._latent_rng.manual_seed(int(self.R.randint(MAX_SEED)))
+        self.pool.reset()
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self._u = float(self.R.random_sample())
+
+    def __call__(
+        self, img: NdarrayOrTensor, label: NdarrayOrTensor | None = None, randomize: bool = True
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Return the (possibly synthetic) image, or ``(image, label)`` when a label is given."""
+        if randomize:
+            self.randomize()
+        if self._do_transform:
+            return self.synthesize(img, label)
+        return self.mark_real(img, label)
+
+    # --- the two outcomes
+    def mark_real(
+        self, img: NdarrayOrTensor, label: NdarrayOrTensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The input unchanged (same values, dtype and meta; tensors share storage), flagged ``synthetic=False``."""
+        flags = {SYNTHETIC_FLAG: False, SYNTHETIC_MODEL: "", SYNTHETIC_MODE: ""}
+        out = _with_meta(img, None, lambda meta: {**meta, **flags})
+        if label is None:
+            return out
+        return out, _with_meta(label, None, lambda meta: {**meta, **flags})
+
+    def synthesize(
+        self, img: NdarrayOrTensor, label: NdarrayOrTensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """A synthetic image (and label) in the input's format, drawn with the current random factors."""
+        model = self.model
+        image_t = convert_to_tensor(img, track_meta=False)
+        dims = int(model.spatial_dims)
+        if image_t.ndim != dims + 1:
+            raise ValueError(
+                f"expected a channel-first {dims}D image (C, {', '.join('*' * dims)}) for this {dims}D GVAE, got "
+                f"shape {tuple(image_t.shape)}."
+            )
+        if image_t.shape[0] != model.image_channels:
+            raise ValueError(
+                f"the GVAE generates {model.image_channels} image channel(s) but the input image has "
+                f"{image_t.shape[0]} (shape {tuple(image_t.shape)})."
+            )
+        spatial = tuple(int(s) for s in image_t.shape[1:])
+        model_spatial = self.pool.spatial_shape
+        if spatial != model_spatial and not self.resize:
+            raise ValueError(
+                f"the GVAE generates {model_spatial} images but the input is {spatial}; resize the input "
+                "(e.g. monai.transforms.Resized) before this transform, or pass resize=True."
+            )
+        label_t, onehot = self._check_label(label, spatial)
+        if self.intensity_range is not None:
+            low, high = self.intensity_range
+        else:
+            low, high = float(image_t.min()), float(image_t.max())
+            if not high > low:
+                high = low + 1.0
+
+        if self.mode == "prior":
+            gen_image, gen_label = self.pool.draw(self._u, self._latent_rng)
+        else:
+            gen_image, gen_label = self._posterior(image_t, label_t, onehot, (low, high), spatial, model_spatial)
+        if spatial != model_spatial:
+            gen_image = _resize(gen_image, spatial, "bilinear" if dims == 2 else "trilinear")
+            gen_label = _resize(gen_label, spatial, "nearest") if gen_label is not None else None
+
+        out_image = _cast(from_model_range(gen_image, (low, high)), image_t.dtype)
+        to_meta = partial(synthetic_meta, checksum=self.pool.checksum, mode=self.mode)
+        out = _with_meta(img, out_image, to_meta)
+        if label is None:
+            return out
+        if onehot:
+            encoded = torch.nn.functional.one_hot(gen_label[0].long(), int(model.num_classes)).movedim(-1, 0)
+        else:
+            encoded = gen_label
+        return out, _with_meta(label, _cast(encoded, label_t.dtype), to_meta)
+
+    # --- helpers
+    def _check_label(self, label: NdarrayOrTensor | None, spatial: tuple[int, ...]) -> tuple[torch.Tensor | None, bool]:
+        """Validate the label; return it as a tensor and whether it is one-hot."""
+        if label is None:
+            return None, False
+        model = self.model
+        if not model.label_channels:
+            raise ValueError("a label was given but the GVAE generates images only (no label channels); pass label=None.")
+        label_t = convert_to_tensor(label, track_meta=False)
+        if tuple(label_t.shape[1:]) != spatial:
+            raise ValueError(f"label spatial shape {tuple(label_t.shape[1:])} differs from the image's {spatial}.")
+        classes = int(model.num_classes)
+        channels = int(label_t.shape[0])
+        if self.label_format == "index" or (self.label_format == "auto" and channels == 1):
+            if channels != 1:
+                raise ValueError(f"label_format='index' needs a one-channel label, got {channels} channels.")
+            return label_t, False
+        if channels != classes:
+            raise ValueError(
+                f"label has {channels} channels; expected 1 (class indices) or {classes} (one-hot over the GVAE's "
+                f"{classes} classes)."
+            )
+        return label_t, True
+
+    def _posterior(
+        self,
+        image: torch.Tensor,
+        label: torch.Tensor | None,
+        onehot: bool,
+        intensity_range: tuple[float, float],
+        spatial: tuple[int, ...],
+        model_spatial: tuple[int, ...],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        model = self.model
+        if model.label_channels and label is None:
+            raise ValueError(
+                "mode='posterior' encodes image and label together: this GVAE has label channels, so pass the label."
+            )
+        dims = int(model.spatial_dims)
+        image = image.float()
+        index = None
+        if label is not None:
+            index = label.argmax(dim=0, keepdim=True) if onehot else label.round().long()
+        if spatial != model_spatial:
+            image = _resize(image, model_spatial, "area" if dims == 2 else "trilinear")
+            index = _resize(index, model_spatial, "nearest") if index is not None else None
+        layout = "foreground" if model.label_channels == 1 else "onehot"
+        packed = pack_image_label(image, index, model.num_classes if index is not None else None, layout, intensity_range)
+        mu, _ = self.pool.encode(packed[None])
+        noise = torch.randn(mu.shape, generator=self._latent_rng)
+        gen_image, gen_label = self.pool.decode(mu + self.sigma * noise)
+        return gen_image[0], (gen_label[0] if gen_label is not None else None)
+
+
+def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
+    """Resize a channel-first tensor (no batch axis); ``nearest`` keeps integer values."""
+    dtype = x.dtype
+    kwargs = {} if mode in ("nearest", "area") else {"align_corners": False}
+    out = torch.nn.functional.interpolate(x[None].float(), size=size, mode=mode, **kwargs)[0]
+    return out.round().to(dtype) if not dtype.is_floating_point else out.to(dtype)
+
+
+def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Cast to ``dtype``, rounding and clipping to an integer type's range."""
+    if dtype.is_floating_point or dtype.is_complex:
+        return x.to(dtype)
+    if dtype == torch.bool:
+        return x > 0.5
+    info = torch.iinfo(dtype)
+    return x.float().round().clamp(info.min, info.max).to(dtype) if x.is_floating_point() else x.clamp(info.min, info.max).to(dtype)
+
+
+def _with_meta(
+    source: NdarrayOrTensor, data: torch.Tensor | None, meta_fn: Callable[[dict], dict]
+) -> torch.Tensor:
+    """``data`` (or ``source``'s data, storage shared) with meta ``meta_fn(source's meta)``.
+
+    Returns a ``MetaTensor`` when MONAI tracks meta (``get_track_meta()``), else a plain tensor.
+    """
+    tensor = convert_to_tensor(source, track_meta=False) if data is None else data
+    if not get_track_meta():
+        return tensor
+    if isinstance(source, MetaTensor):
+        meta, ops = dict(source.meta), list(source.applied_operations)
+    else:
+        meta, ops = dict(MetaTensor.get_default_meta()), []
+        meta[MetaKeys.AFFINE] = MetaTensor.get_default_affine()
+    return MetaTensor(tensor, meta=meta_fn(meta), applied_operations=ops)

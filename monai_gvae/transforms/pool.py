@@ -1,0 +1,297 @@
+"""The model holder and sample pool behind :class:`~monai_gvae.transforms.GVAESynthesize`.
+
+A :class:`GVAESamplePool` owns one inference copy of a GVAE (on one device, in eval mode) and a buffer of
+prior samples generated in batches. Transforms, their copies and :class:`~monai_gvae.data.SyntheticMixDataset`
+share the pool instead of copying the model: ``copy.deepcopy(pool)`` returns a new pool that *shares the
+model* (and the current buffer, which is never modified in place) but has its own use counter, so
+MONAI's ``CacheDataset``/``Compose(threading=True)`` copies of a transform cost no model copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from monai_gvae.networks.nets.gvae import load_gvae
+from monai_gvae.transforms.utils import unpack_image_label
+
+__all__ = [
+    "GVAESamplePool",
+    "resolve_gvae",
+    "model_checksum",
+    "synthetic_meta",
+    "SYNTHETIC_FLAG",
+    "SYNTHETIC_MODEL",
+    "SYNTHETIC_MODE",
+    "BUNDLE_MODEL_FILE",
+]
+
+SYNTHETIC_FLAG = "synthetic"
+"""Meta key (and default dictionary key) saying whether an item is synthetic (``bool``)."""
+SYNTHETIC_MODEL = "synthetic_model_sha256"
+"""Meta key holding the generating model's identity (sha256; ``""`` on real items)."""
+SYNTHETIC_MODE = "synthetic_mode"
+"""Meta key holding the synthesis mode (``"prior"``, ``"posterior"``; ``""`` on real items)."""
+BUNDLE_MODEL_FILE = os.path.join("models", "model.pt")
+"""Checkpoint path inside a bundle folder, as written by the bundles' ``CheckpointSaver``."""
+
+_MODEL_ATTRIBUTES = ("encode", "decode", "latent_size", "image_size", "image_channels", "label_channels",
+                     "num_classes", "spatial_dims")
+
+# Meta keys that may identify a patient or a source file. On synthetic items their values are replaced by
+# "SYNTHETIC" (strings) or dropped (other types): the geometry (affine, spacing, shape) is kept.
+_IDENTIFIER_KEY = re.compile(
+    r"(filename|file_name|path|patient|subject|uid|accession|institution|physician|operator|date|time|descrip|"
+    r"aux_file|db_name|"
+    r"^[0-9a-f]{4}[|,]?[0-9a-f]{4}$)",  # DICOM tags as ITK ("0010|0010") or pydicom ("00100010") keys
+    re.IGNORECASE,
+)
+
+
+def resolve_gvae(
+    model: nn.Module | str | os.PathLike, checkpoint_key: str = "gvae", device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The GVAE to synthesise with, on ``device`` and in eval mode.
+
+    Args:
+        model: a ``GVAE`` instance; a checkpoint file (see :func:`monai_gvae.networks.load_gvae`); or a bundle
+            folder holding ``models/model.pt``.
+        checkpoint_key: entry of a multi-network checkpoint (``"gvae"``; ``"gvae_ema"`` for an EMA copy).
+        device: device of the returned model. A model already on ``device`` is shared (not copied); one on
+            another device is copied once, so the caller's model is never moved.
+
+    Returns:
+        the model, in eval mode.
+
+    Raises:
+        FileNotFoundError: a path that is neither a file nor a bundle folder with ``models/model.pt``.
+        TypeError: an object that is not a GVAE-like module (needs ``encode``, ``decode``, ``latent_size``...).
+
+    Example::
+
+        model = resolve_gvae("bundles/gvae_brain2d")  # loads bundles/gvae_brain2d/models/model.pt
+    """
+    device = torch.device(device)
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if os.path.isdir(path):
+            candidate = os.path.join(path, BUNDLE_MODEL_FILE)
+            if not os.path.isfile(candidate):
+                raise FileNotFoundError(
+                    f"{path} is a folder but holds no {BUNDLE_MODEL_FILE}; pass a GVAE, a checkpoint file or a "
+                    "trained bundle folder."
+                )
+            path = candidate
+        return load_gvae(path, key=checkpoint_key, map_location=device).eval()
+    if not isinstance(model, nn.Module) or any(not hasattr(model, a) for a in _MODEL_ATTRIBUTES):
+        raise TypeError(
+            f"model must be a GVAE, a checkpoint path or a bundle folder, got {type(model).__name__} "
+            f"(a GVAE-like module needs {', '.join(_MODEL_ATTRIBUTES)})."
+        )
+    params = list(model.parameters())
+    if params and params[0].device != device:
+        checksum = model_checksum(model)
+        model = copy.deepcopy(model).to(device)
+        model.checksum = checksum
+    return model.eval()
+
+
+def model_checksum(model: nn.Module) -> str:
+    """The model's identity: ``model.checksum`` when set (sha256 of its checkpoint file, see ``load_gvae``),
+    else a sha256 over its state dict (names, dtypes, shapes and bytes of every tensor, plus extra state)."""
+    known = getattr(model, "checksum", None)
+    if known:
+        return str(known)
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{t.dtype}{tuple(value.shape)}".encode())
+            digest.update(t.view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def synthetic_meta(meta: Mapping[str, Any], checksum: str, mode: str) -> dict[str, Any]:
+    """Meta dictionary of a synthetic item made from an input's ``meta``.
+
+    Geometry (affine, spacing, shapes) is kept; values of keys that may identify a patient or a file
+    (file names, patient/study fields, UIDs, dates, DICOM tags) become ``"SYNTHETIC"`` (strings) or are
+    dropped (other types); the flags :data:`SYNTHETIC_FLAG`, :data:`SYNTHETIC_MODEL`, :data:`SYNTHETIC_MODE`
+    are set.
+    """
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(key, str) and _IDENTIFIER_KEY.search(key) and key not in (SYNTHETIC_MODEL, SYNTHETIC_MODE):
+            if isinstance(value, str):
+                out[key] = "SYNTHETIC"
+            continue
+        out[key] = value
+    out.update({SYNTHETIC_FLAG: True, SYNTHETIC_MODEL: checksum, SYNTHETIC_MODE: mode})
+    return out
+
+
+class GVAESamplePool:
+    """One shared GVAE and a buffer of its prior samples, generated in batches and refreshed after use.
+
+    ``draw`` costs a lookup: the buffer holds ``pool_size`` decoded samples (image in [-1, 1], label as class
+    indices), made ``batch_size`` at a time from latents of the caller's ``torch.Generator``; after
+    ``refresh_every`` draws the next ``draw`` regenerates it. ``reset()`` drops the buffer (transforms call it
+    from ``set_random_state``, so a reseeded transform repeats its samples exactly).
+
+    Args:
+        model: a ``GVAE``, a checkpoint file or a bundle folder (see :func:`resolve_gvae`).
+        pool_size: samples per buffer.
+        batch_size: samples per forward pass while filling the buffer.
+        refresh_every: draws after which the buffer is regenerated; default ``4 * pool_size``.
+        device: device of the model (CPU by default: DataLoader workers are forked, and CUDA cannot be
+            initialised in a forked process).
+        checkpoint_key: entry of a multi-network checkpoint.
+        sample_filter: optional ``f(images, labels) -> bool tensor (N,)`` choosing which generated samples enter
+            the buffer (images in [-1, 1] ``(N, C, *spatial)``, labels ``(N, 1, *spatial)`` int64 or ``None``);
+            ``acceptance_rate`` reports the kept fraction.
+        max_attempts: a refill generates at most ``max_attempts * pool_size`` samples to find ``pool_size``
+            accepted ones; it keeps what it found, and raises if that is nothing.
+
+    Raises:
+        ValueError: a non-positive size.
+
+    Example::
+
+        pool = GVAESamplePool("bundles/gvae_brain2d", pool_size=128)
+        image, label = pool.draw(0.3, torch.Generator().manual_seed(0))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | str | os.PathLike,
+        pool_size: int = 64,
+        batch_size: int = 16,
+        refresh_every: int | None = None,
+        device: str | torch.device = "cpu",
+        checkpoint_key: str = "gvae",
+        sample_filter: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+        max_attempts: int = 10,
+    ) -> None:
+        for name, value in (("pool_size", pool_size), ("batch_size", batch_size), ("max_attempts", max_attempts)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}.")
+        if refresh_every is not None and refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1 or None, got {refresh_every}.")
+        self.device = torch.device(device)
+        self.model = resolve_gvae(model, checkpoint_key, self.device)
+        self.checksum = model_checksum(self.model)
+        self.pool_size = int(pool_size)
+        self.batch_size = int(batch_size)
+        self.refresh_every = int(refresh_every) if refresh_every is not None else 4 * self.pool_size
+        self.sample_filter = sample_filter
+        self.max_attempts = int(max_attempts)
+        self.num_generated = 0
+        self.num_accepted = 0
+        self.num_refills = 0
+        self.reset()
+
+    # --- model facts the transforms check inputs against
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return (int(self.model.image_size),) * int(self.model.spatial_dims)
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Fraction of generated samples kept by ``sample_filter`` so far (``None`` before any refill)."""
+        return self.num_accepted / self.num_generated if self.num_generated else None
+
+    def __len__(self) -> int:
+        return 0 if self._images is None else int(self._images.shape[0])
+
+    def reset(self) -> None:
+        """Drop the buffer; the next ``draw`` regenerates it."""
+        self._images: torch.Tensor | None = None
+        self._labels: torch.Tensor | None = None
+        self._uses = 0
+
+    def __deepcopy__(self, memo: dict) -> GVAESamplePool:
+        # Share the model (and the immutable buffer tensors); copy only the counters.
+        new = copy.copy(self)
+        memo[id(self)] = new
+        return new
+
+    def _check_device(self) -> None:
+        if self.device.type == "cuda" and torch.utils.data.get_worker_info() is not None:
+            raise RuntimeError(
+                "a GVAE sample pool on a CUDA device is used inside a DataLoader worker process, where CUDA cannot "
+                "be initialised after fork; use device='cpu', num_workers=0 or monai.data.ThreadDataLoader."
+            )
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode latents ``(N, latent_size)`` to ``(images in [-1, 1], labels int64 or None)`` on the CPU."""
+        self._check_device()
+        out = self.model.decode(z.to(self.device, torch.float32)).float().cpu()
+        return unpack_image_label(out, self.model.image_channels, self.model.num_classes, (-1.0, 1.0))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of a packed batch ``(N, C + L, *spatial)`` in [-1, 1], on the CPU."""
+        self._check_device()
+        mu, logvar = self.model.encode(x.to(self.device, torch.float32))
+        return mu.float().cpu(), logvar.float().cpu()
+
+    def refill(self, generator: torch.Generator | None = None) -> None:
+        """Generate a new buffer from latents drawn with ``generator`` (CPU)."""
+        images, labels, kept = [], [], 0
+        budget = self.max_attempts * self.pool_size
+        generated = 0
+        while kept < self.pool_size and generated < budget:
+            n = min(self.batch_size, budget - generated)
+            z = torch.randn(n, int(self.model.latent_size), generator=generator)
+            image, label = self.decode(z)
+            generated += n
+            if self.sample_filter is not None:
+                keep = torch.as_tensor(self.sample_filter(image, label), dtype=torch.bool).reshape(-1)
+                if keep.shape[0] != n:
+                    raise ValueError(f"sample_filter returned {keep.shape[0]} flags for {n} samples.")
+                image = image[keep]
+                label = label[keep] if label is not None else None
+            images.append(image)
+            labels.append(label)
+            kept += image.shape[0]
+        self.num_generated += generated
+        self.num_accepted += kept
+        if kept == 0:
+            raise RuntimeError(
+                f"sample_filter rejected all {generated} generated samples; loosen the filter or train the model longer."
+            )
+        self._images = torch.cat(images)[: self.pool_size]
+        self._labels = torch.cat(labels)[: self.pool_size] if labels[0] is not None else None
+        self._uses = 0
+        self.num_refills += 1
+
+    def draw(self, u: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One sample: buffer entry ``floor(u * len(buffer))`` for ``u`` in [0, 1).
+
+        Args:
+            u: a uniform number from the caller's random state (``self.R`` of a transform).
+            generator: latent generator for a refill (due when the buffer is empty or used ``refresh_every`` times).
+
+        Returns:
+            ``(image, label)``: image ``(C, *spatial)`` float32 in [-1, 1]; label ``(1, *spatial)`` int64 class
+            indices, or ``None`` for an image-only model. Treat them as read-only (they are buffer views).
+        """
+        if self._images is None or self._uses >= self.refresh_every:
+            self.refill(generator)
+        self._uses += 1
+        n = self._images.shape[0]
+        index = min(int(np.floor(float(u) * n)), n - 1)
+        return self._images[index], (self._labels[index] if self._labels is not None else None)
