@@ -29,6 +29,7 @@ Usage::
 
     python examples/segmentation_benchmark.py --output-dir runs/segmentation_benchmark   # ~30 min, 2 CPU cores
     python examples/segmentation_benchmark.py --quick --output-dir /tmp/seg_quick          # seconds, a smoke test
+    python examples/segmentation_benchmark.py --render runs/x/results.json --output-dir docs/x  # redraw table + plot
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ ARM_NAMES = {
     "classical_gvae": "classical + GVAE",
 }
 NUM_CLASSES = 4
+CLASS_NAMES = ("cortex", "deep_grey_matter", "cerebellum")  # foreground classes 1..3
 IMAGE_SIZE = 64
 KEYS = ["image", "label"]
 
@@ -81,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ks", default="5,10,20,all", help="numbers of labelled training slices ('all' = the whole train split)")
     p.add_argument("--seeds", default="0,1,2", help="seeds (subset draw, initialisation, sampling)")
     p.add_argument("--arms", default=",".join(ARMS), help=f"arms among {', '.join(ARMS)}")
-    p.add_argument("--gvae-iterations", type=int, default=500, help="GVAE training iterations per (k, seed)")
+    p.add_argument("--gvae-iterations", type=int, default=400, help="GVAE training iterations per (k, seed)")
     p.add_argument("--seg-iterations", type=int, default=400, help="segmenter training iterations per arm")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of GVAE samples in the GVAE arms")
@@ -95,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1,
                    help="DataLoader workers of the segmenter (augmentation and synthesis overlap training on a 2nd core)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (k=5, one seed, a few iterations)")
+    p.add_argument("--render", default=None, metavar="RESULTS_JSON",
+                   help="only rewrite results.md and dice.png in --output-dir from a results.json of an earlier run")
     args = p.parse_args(argv)
     if args.quick:
         args.ks, args.seeds = "5", "0"
@@ -195,7 +199,7 @@ def evaluate(net: UNet, test: list[dict]) -> dict[str, float]:
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     scores = metric(one_hot(pred, NUM_CLASSES), one_hot(labels, NUM_CLASSES))  # (N, 3), NaN where the class is absent
     out = {"dice": float(torch.nanmean(scores))}
-    for c, name in enumerate(("cortex", "deep_grey_matter", "cerebellum")):
+    for c, name in enumerate(CLASS_NAMES):
         out[f"dice_{name}"] = float(torch.nanmean(scores[:, c]))
     return out
 
@@ -205,7 +209,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def write_outputs(results: dict[str, Any], args: argparse.Namespace, command: str) -> None:
+def write_outputs(results: dict[str, Any], args: argparse.Namespace, command: str, write_json: bool = True) -> None:
     out = args.output_dir
     ks, arms = args.k_list, args.arm_list
     table = {(r["k"], r["arm"]): [] for r in results["runs"]}
@@ -256,13 +260,22 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace, command: st
                 verdict = " (1 seed: no spread)" if len(diff) < 2 else (" (within spread)" if abs(m) <= s else "")
                 cells.append(f"{m:+.3f} ± {s:.3f}{verdict}")
             lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(cells) + " |")
+    lines += ["", "Per class (mean over seeds; cortex / deep grey matter / cerebellum):", "",
+              "| arm | " + " | ".join(f"k = {k_label[k]}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+    for arm in arms:
+        cells = []
+        for k in ks:
+            runs = [r for r in results["runs"] if r["k"] == k and r["arm"] == arm]
+            cells.append(" / ".join(f"{np.mean([r[f'dice_{c}'] for r in runs]):.2f}" for c in CLASS_NAMES))
+        lines.append(f"| {ARM_NAMES[arm]} | " + " | ".join(cells) + " |")
     lines.append("")
     with atomic_path(os.path.join(out, "results.md"), overwrite=args.overwrite) as tmp:
         with open(tmp, "w") as f:
             f.write("\n".join(lines))
-    with atomic_path(os.path.join(out, "results.json"), overwrite=args.overwrite) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
+    if write_json:
+        with atomic_path(os.path.join(out, "results.json"), overwrite=args.overwrite) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(results, f, indent=2)
     plot(table, ks, arms, k_label, os.path.join(out, "dice.png"), args.overwrite)
     print("\n".join(lines))
 
@@ -272,7 +285,7 @@ def plot(table: dict, ks: list[str], arms: list[str], k_label: dict, path: str, 
     width, height, left, right, top, bottom = 720, 440, 70, 230, 40, 60
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
+    font = ImageFont.load_default(size=13)
     stats = {key: mean_std(v) for key, v in table.items()}
     lows = [m - s for m, s in stats.values()]
     highs = [m + s for m, s in stats.values()]
@@ -320,8 +333,30 @@ def plot(table: dict, ks: list[str], arms: list[str], k_label: dict, path: str, 
         img.save(tmp, format="PNG")
 
 
+def render(args: argparse.Namespace) -> dict[str, Any]:
+    """Rewrite the table and plot of an earlier run from its ``results.json`` (its settings and command)."""
+    with open(args.render) as f:
+        results = json.load(f)
+    saved = argparse.Namespace(**{**results["settings"], "output_dir": args.output_dir, "overwrite": args.overwrite})
+    saved = parse_args(_settings_argv(saved))
+    saved.output_dir, saved.overwrite = args.output_dir, args.overwrite
+    os.makedirs(args.output_dir, exist_ok=True)
+    write_outputs(results, saved, results["command"], write_json=False)
+    return results
+
+
+def _settings_argv(ns: argparse.Namespace) -> list[str]:
+    argv = []
+    for key in ("ks", "seeds", "arms", "gvae_iterations", "seg_iterations", "batch_size", "synthetic_fraction",
+                "latent_size", "base_channels", "seg_channels", "gvae_lr", "seg_lr", "pool_size", "threads", "workers"):
+        argv += [f"--{key.replace('_', '-')}", str(getattr(ns, key))]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.render is not None:
+        return render(args)
     command = "python examples/segmentation_benchmark.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     targets = ["results.md", "results.json", "dice.png"]
     existing = [t for t in targets if os.path.exists(os.path.join(args.output_dir, t))]

@@ -37,6 +37,10 @@ def test_segmentation_benchmark_quick(tmp_path):
     assert (tmp_path / "samples_k5.png").is_file()
     with pytest.raises(FileExistsError, match="overwrite"):
         bench.main(["--quick", "--output-dir", str(tmp_path)])
+    # --render redraws the table and plot of a finished run elsewhere, with the original command
+    bench.main(["--render", str(tmp_path / "results.json"), "--output-dir", str(tmp_path / "redraw")])
+    assert (tmp_path / "redraw" / "results.md").read_text() == table
+    assert (tmp_path / "redraw" / "dice.png").is_file()
 
 
 def test_segmentation_benchmark_subset_is_seeded_and_bounded():

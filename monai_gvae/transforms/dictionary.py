@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
-from monai.utils import ensure_tuple
+from monai.utils import MAX_SEED
 from torch import nn
 
 from monai_gvae.transforms.array import GVAESynthesize, PackImageLabel
@@ -140,8 +140,9 @@ class GVAESynthesized(RandomizableTransform, MapTransform):
         return self.synthesizer.pool
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> GVAESynthesized:
+        """Reseed this transform, then the wrapped :class:`GVAESynthesize` from it (distinct streams)."""
         super().set_random_state(seed, state)
-        self.synthesizer.set_random_state(seed, state)
+        self.synthesizer.set_random_state(int(self.R.randint(MAX_SEED)))
         return self
 
     def randomize(self, data: Any = None) -> None:

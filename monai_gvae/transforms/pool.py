@@ -148,7 +148,8 @@ class GVAESamplePool:
     ``draw`` costs a lookup: the buffer holds ``pool_size`` decoded samples (image in [-1, 1], label as class
     indices), made ``batch_size`` at a time from latents of the caller's ``torch.Generator``; after
     ``refresh_every`` draws the next ``draw`` regenerates it. ``reset()`` drops the buffer (transforms call it
-    from ``set_random_state``, so a reseeded transform repeats its samples exactly).
+    from ``set_random_state``, so a reseeded transform repeats its samples exactly). The model is treated as
+    frozen: its identity (``checksum``) is taken once, here; make a new pool after training it further.
 
     Args:
         model: a ``GVAE``, a checkpoint file or a bundle folder (see :func:`resolve_gvae`).
