@@ -10,8 +10,6 @@ MONAI's ``CacheDataset``/``Compose(threading=True)`` copies of a transform cost 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -106,21 +104,11 @@ def resolve_gvae(
 
 
 def model_checksum(model: nn.Module) -> str:
-    """The model's identity: ``model.checksum`` when set (sha256 of its checkpoint file, see ``load_gvae``),
-    else a sha256 over its state dict (names, dtypes, shapes and bytes of every tensor, plus extra state)."""
-    known = getattr(model, "checksum", None)
-    if known:
-        return str(known)
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        if isinstance(value, torch.Tensor):
-            t = value.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{t.dtype}{tuple(value.shape)}".encode())
-            digest.update(t.view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(json.dumps(value, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    """The model's identity, as the synthesis manifests record it: see :func:`monai_gvae.bundle.model_checksum`
+    (sha256 of the checkpoint file a model was loaded from, else of its state dict)."""
+    from monai_gvae.bundle.synthesis import model_checksum as checksum  # imported here: bundle sits above transforms
+
+    return checksum(model)
 
 
 def synthetic_meta(meta: Mapping[str, Any], checksum: str, mode: str) -> dict[str, Any]:
