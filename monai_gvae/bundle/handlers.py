@@ -27,6 +27,12 @@ class SampleGridHandler:
         seed: seed of the latents.
         filename: name of the final grid; intermediate ones are ``samples_epoch{N}.png``.
         keep_intermediate: keep every intermediate grid (otherwise only the latest, overwritten).
+        condition: for a label-conditioned GVAE, the conditions ``(N, condition_channels, *spatial)`` of the
+            grid's samples (``num_samples`` is then ``N``); each cell shows the image generated for the
+            condition beside the condition's label drawn over it.
+
+    Raises:
+        ValueError: a conditional GVAE without ``condition`` (or a condition for an unconditional one).
 
     Example::
 
@@ -42,7 +48,17 @@ class SampleGridHandler:
         seed: int = 0,
         filename: str = "samples.png",
         keep_intermediate: bool = False,
+        condition: torch.Tensor | None = None,
     ) -> None:
+        conditional = bool(getattr(network, "condition_channels", 0))
+        if conditional != (condition is not None):
+            raise ValueError(
+                "SampleGridHandler: a label-conditioned GVAE needs `condition` (the label maps to draw images for)"
+                if conditional else "SampleGridHandler: `condition` given but the GVAE is not conditional."
+            )
+        self.condition = None if condition is None else torch.as_tensor(condition).float()
+        if self.condition is not None:
+            num_samples = int(self.condition.shape[0])
         self.network, self.output_dir, self.num_samples = network, output_dir, num_samples
         self.interval, self.seed, self.filename, self.keep_intermediate = interval, seed, filename, keep_intermediate
         self.written: list[str] = []
@@ -66,8 +82,14 @@ class SampleGridHandler:
             return None
         was_training = self.network.training
         self.network.eval()
+        rng = torch.Generator().manual_seed(self.seed)
         try:
-            samples = self.network.sample(self.num_samples, generator=torch.Generator().manual_seed(self.seed))
+            if self.condition is None:
+                samples = self.network.sample(self.num_samples, generator=rng)
+            else:
+                device = next(self.network.parameters()).device
+                samples = self.network.sample(self.num_samples, generator=rng, condition=self.condition.to(device))
+                samples = torch.cat([samples.float().cpu(), self.condition.cpu()], dim=1)
         finally:
             self.network.train(was_training)
         save_sample_grid(samples, path, self.network.image_channels, self.network.num_classes)

@@ -17,7 +17,8 @@ __all__ = ["GVAEEvaluator"]
 
 class GVAEEvaluator(Evaluator):
     """Runs ``G(mu(x))`` over a validation loader; the output holds ``image``/``label`` (the input) and
-    ``pred`` (the reconstruction), so MONAI/Ignite metrics such as ``monai.handlers.MeanAbsoluteError``
+    ``pred`` (the reconstruction; for a label-conditioned GVAE, ``G(mu(x, c), c)`` with the batch's last
+    ``condition_channels`` channels as ``c``, and ``image``/``label`` the image part), so MONAI/Ignite metrics such as ``monai.handlers.MeanAbsoluteError``
     (``output_transform=from_engine(["pred", "label"])``) attach as to any evaluator. Use it with
     ``monai.handlers.ValidationHandler`` on the ``GVAETrainer``.
 
@@ -77,8 +78,12 @@ class GVAEEvaluator(Evaluator):
     def _iteration(self, engine: GVAEEvaluator, batchdata: dict | Sequence) -> dict[str, Any]:
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        condition = None
+        conditions = int(getattr(engine.network, "condition_channels", 0) or 0)
+        if conditions:  # a label-conditioned GVAE: the batch's last channels are the condition
+            x, condition = x[:, :-conditions], x[:, -conditions:]
         engine.network.eval()
         with torch.no_grad(), torch.autocast(engine.state.device.type, enabled=engine.amp, **engine.amp_kwargs):
-            mu, logvar = engine.network.encode(x)
-            recon = engine.network.decode(mu)
+            mu, logvar = engine.network.encode(x, condition)
+            recon = engine.network.decode(mu, condition)
         return {CommonKeys.IMAGE: x, CommonKeys.LABEL: x, CommonKeys.PRED: recon.float(), "mu": mu, "logvar": logvar}

@@ -47,6 +47,12 @@ class GVAETrainer(Trainer):
     ``wasserstein`` and ``kl_weight`` (terms an objective does not use are 0.0), plus the detached input batch
     (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics.
 
+    A label-conditioned GVAE (``GVAE(condition_channels=C)``, critic ``GVAECritic(condition_channels=C)``) trains
+    with the same loop: the batch's last ``C`` channels are the condition ``c`` (with ``PackImageLabeld`` the
+    one-hot label channels after the image), the first ones the model's input ``x``. Encoder, generator and
+    critic get ``c``; prior samples are drawn for the batch's own conditions, so the critic learns to reject
+    images that do not fit their label maps. ``image``/``label`` in the output are ``x`` only.
+
     Networks may be wrapped in ``DistributedDataParallel`` (see the bundles' ``multi_gpu_train.yaml``): each
     network is called once per step on a concatenated batch, so DDP sees one forward per backward. Checkpoint
     the unwrapped ``GVAE``, not the wrappers.
@@ -167,6 +173,13 @@ class GVAETrainer(Trainer):
         self.n_critic = n_critic
         self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
         self.latent_size = unwrap(self.generator).latent_size
+        self.condition_channels = int(getattr(unwrap(self.generator), "condition_channels", 0) or 0)
+        critic_cc = int(getattr(unwrap(critic), "condition_channels", 0) or 0) if critic is not None else None
+        if critic_cc is not None and critic_cc != self.condition_channels:
+            raise ValueError(
+                f"the generator takes {self.condition_channels} condition channel(s) but the critic {critic_cc}; "
+                "build both with the same condition_channels."
+            )
         self.check_finite = check_finite
         self.optim_set_to_none = optim_set_to_none
 
@@ -218,35 +231,65 @@ class GVAETrainer(Trainer):
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.state.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
-    def _fakes(self, x: torch.Tensor, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(model input, condition)`` of a batch: the condition is the last ``condition_channels`` channels."""
+        if not self.condition_channels:
+            return x, None
+        channels = int(getattr(unwrap(self.generator), "out_channels", x.shape[1] - self.condition_channels))
+        if x.shape[1] != channels + self.condition_channels:
+            raise ValueError(
+                f"a conditional GVAE with {channels} image channel(s) and {self.condition_channels} condition "
+                f"channel(s) needs batches of {channels + self.condition_channels} channels (image first, then the "
+                f"condition, e.g. PackImageLabeld's one-hot label), got shape {tuple(x.shape)}."
+            )
+        return x[:, :channels], x[:, channels:]
+
+    @staticmethod
+    def _repeat(t: torch.Tensor | None, times: int) -> torch.Tensor | None:
+        """``t`` repeated ``times`` times along the batch (``None`` stays ``None``)."""
+        return t if t is None or times == 1 else t.repeat(times, *([1] * (t.ndim - 1)))
+
+    def _call(self, net: nn.Module, x: torch.Tensor, condition: torch.Tensor | None) -> Any:
+        return net(x) if condition is None else net(x, condition)
+
+    def _fakes(
+        self, x: torch.Tensor, with_grad: bool, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Fakes for the critic/generator: ``[G(z_e), G(z_p)]`` (gvae), ``G(z_e)`` (vae) or ``G(z_p)`` (wgan_gp).
 
         Returns ``(fakes, mu, logvar)``; the first ``len(x)`` fakes are reconstructions except for wgan_gp.
+        A conditional model's fakes are made for the batch's conditions (repeated for each group of fakes).
         """
         batch = x.shape[0]
         mu = logvar = None
         latents = []
         with torch.set_grad_enabled(with_grad), self._autocast():
             if self.objective != "wgan_gp":
-                mu, logvar = self.encoder(x)
+                mu, logvar = self._call(self.encoder, x, condition)
                 logvar = logvar.clamp(*self.logvar_clamp)
                 latents.append(reparameterize(mu, logvar, self.latent_generator))
             if self.objective != "vae":
                 latents.append(self._randn(batch, self.latent_size))
             # One generator call on the concatenated latents: one forward per backward for DDP, and a
             # larger, faster batch.
-            fakes = self.generator(torch.cat(latents).to(x.dtype))
+            cond = self._repeat(condition, len(latents))
+            fakes = self._call(self.generator, torch.cat(latents).to(x.dtype), cond)
         return fakes, mu, logvar
 
-    def _critic_step(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        fakes, _, _ = self._fakes(x, with_grad=False)
-        reals = x.repeat(fakes.shape[0] // x.shape[0], *([1] * (x.ndim - 1)))
+    def _critic_step(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        fakes, _, _ = self._fakes(x, with_grad=False, condition=condition)
+        times = fakes.shape[0] // x.shape[0]
+        reals = x.repeat(times, *([1] * (x.ndim - 1)))
+        fake_cond = self._repeat(condition, times)
         self.critic_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         with self._autocast():
-            scores = self.critic(torch.cat([x, fakes]))
+            all_cond = None if condition is None else torch.cat([condition, fake_cond])
+            scores = self._call(self.critic, torch.cat([x, fakes]), all_cond)
         real_scores, fake_scores = scores[: x.shape[0]], scores[x.shape[0] :]
-        # The penalty runs outside autocast: a float16 gradient norm can overflow.
-        gp = self.critic_loss_function.penalty(self.critic, reals, fakes, self.latent_generator)
+        # The penalty runs outside autocast: a float16 gradient norm can overflow. A conditional critic is
+        # penalised on interpolated images under their (shared) condition.
+        critic = self.critic if condition is None else _Conditioned(self.critic, fake_cond.float())
+        gp = self.critic_loss_function.penalty(critic, reals, fakes, self.latent_generator)
         terms = self.critic_loss_function(real_scores, fake_scores, gp)
         loss = terms["loss"]
         self._guard({"loss_d": loss, "gp": gp}, "critic")
@@ -255,9 +298,11 @@ class GVAETrainer(Trainer):
         self.scaler_d.update()
         return {"loss_d": loss.detach(), "gp": gp.detach(), "wasserstein": terms["wasserstein"].detach()}
 
-    def _generator_step(self, x: torch.Tensor, iteration: int) -> dict[str, torch.Tensor]:
+    def _generator_step(
+        self, x: torch.Tensor, iteration: int, condition: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        fakes, mu, logvar = self._fakes(x, with_grad=True)
+        fakes, mu, logvar = self._fakes(x, with_grad=True, condition=condition)
         recon = fakes[: x.shape[0]] if self.objective != "wgan_gp" else None
         fake_scores = None
         frozen = self.objective != "vae" and self._freeze_critic_in_g_step
@@ -266,7 +311,8 @@ class GVAETrainer(Trainer):
                 self.critic.requires_grad_(False)
             if self.objective != "vae":
                 with self._autocast():
-                    fake_scores = self.critic(fakes)
+                    fake_cond = self._repeat(condition, fakes.shape[0] // x.shape[0])
+                    fake_scores = self._call(self.critic, fakes, fake_cond)
             terms = self.loss_function(
                 x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
             )
@@ -308,14 +354,15 @@ class GVAETrainer(Trainer):
                 f"input batch at iteration {engine.state.iteration} contains NaN or Inf values "
                 f"(shape {tuple(x.shape)}); check the data and the intensity transforms."
             )
+        x, condition = engine._split(x)
         for net in (engine.encoder, engine.generator, engine.critic):
             if net is not None:
                 net.train()  # an evaluator may have left them in eval mode
         output: dict[str, Any] = {}
         if engine.objective != "vae":
             for _ in range(engine.n_critic):
-                output.update(engine._critic_step(x))
-        output.update(engine._generator_step(x, engine.state.iteration))
+                output.update(engine._critic_step(x, condition))
+        output.update(engine._generator_step(x, engine.state.iteration, condition))
         output["kl_weight"] = engine.loss_function.kl_weight_at(engine.state.iteration)
         for key in ("loss_d", "gp", "wasserstein", "loss_g", "loss_rec", "loss_kl", "loss_adv"):
             value = output.get(key)
@@ -323,6 +370,17 @@ class GVAETrainer(Trainer):
         output[CommonKeys.IMAGE] = x
         output[CommonKeys.LABEL] = x
         return output
+
+
+class _Conditioned(nn.Module):
+    """A conditional critic with its condition bound, for the gradient penalty (which calls ``critic(x)``)."""
+
+    def __init__(self, critic: nn.Module, condition: torch.Tensor) -> None:
+        super().__init__()
+        self.critic, self.condition = critic, condition
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x, self.condition.to(x.dtype))
 
 
 def _resolve_amp_dtype(amp_dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:

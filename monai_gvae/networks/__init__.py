@@ -1,5 +1,14 @@
 """GVAE networks: encoder, generator, critic and the encoder+generator inference model."""
 
 from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, load_gvae, reparameterize
+from .pretrained import load_pretrained_weights
 
-__all__ = ["GVAE", "GVAECritic", "GVAEEncoder", "GVAEGenerator", "load_gvae", "reparameterize"]
+__all__ = [
+    "GVAE",
+    "GVAECritic",
+    "GVAEEncoder",
+    "GVAEGenerator",
+    "load_gvae",
+    "load_pretrained_weights",
+    "reparameterize",
+]

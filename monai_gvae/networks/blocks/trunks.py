@@ -22,7 +22,15 @@ import torch
 from monai.networks.blocks import Convolution, ResidualUnit, UpSample
 from torch import nn
 
-__all__ = ["DownsamplingTrunk", "UpsamplingTrunk", "channel_schedule", "check_image_size", "ARCHITECTURES"]
+__all__ = [
+    "DownsamplingTrunk",
+    "UpsamplingTrunk",
+    "channel_schedule",
+    "check_image_size",
+    "check_condition",
+    "resize_condition",
+    "ARCHITECTURES",
+]
 
 ARCHITECTURES = ("resnet", "conv")
 LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2, "inplace": False})
@@ -146,6 +154,14 @@ class UpsamplingTrunk(nn.Module):
         num_res_units: residual units per level (``resnet`` only).
         norm: MONAI normalisation name/tuple, or ``None``.
         dropout: dropout probability inside the blocks (the paper uses 0.3).
+        condition_channels: channels of a spatial condition (e.g. a one-hot label map) the output must follow;
+            0 for none. The condition, resized to each level's resolution (area interpolation), is concatenated
+            to the features entering every convolution that follows an upsampling step (``"resnet"``) or to
+            every transposed convolution (``"conv"``), and a residual head at full resolution refines the
+            output from ``[output, condition]``. The condition's channels come after the features, and the
+            head's last convolution starts at zero, so an unconditional trunk's weights load into a
+            conditional one (zero weights on the new input channels) and compute the same function until
+            fine-tuned.
     """
 
     def __init__(
@@ -160,31 +176,43 @@ class UpsamplingTrunk(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
+        condition_channels: int = 0,
     ) -> None:
         super().__init__()
+        if not isinstance(condition_channels, int) or condition_channels < 0:
+            raise ValueError(f"condition_channels must be an integer >= 0, got {condition_channels!r}.")
+        self.condition_channels = cc = condition_channels
         channels = channel_schedule(image_size, architecture, base_channels, max_channels)[::-1]
         start = final_resolution(image_size, architecture)
         self.start_shape = (channels[0],) + (start,) * spatial_dims
         self.project = nn.Linear(latent_size, channels[0] * start**spatial_dims)
         layers: list[nn.Module] = []
+        # indices of the layers whose input gets the (resized) condition concatenated
+        self._condition_at: set[int] = set()
         if architecture == "resnet":
             for level, ch in enumerate(channels[:-1]):
                 for _ in range(num_res_units):
                     layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
                 layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest", align_corners=None))
+                if cc:
+                    self._condition_at.add(len(layers))
                 layers.append(
-                    Convolution(spatial_dims, ch, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
+                    Convolution(spatial_dims, ch + cc, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
                 )
             for _ in range(num_res_units):
                 layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
-            layers.append(Convolution(spatial_dims, channels[-1], out_channels, kernel_size=3, conv_only=True))
+            if cc:
+                self._condition_at.add(len(layers))
+            layers.append(Convolution(spatial_dims, channels[-1] + cc, out_channels, kernel_size=3, conv_only=True))
         else:
             for level, ch in enumerate(channels):
                 last = level == len(channels) - 1
+                if cc:
+                    self._condition_at.add(len(layers))
                 layers.append(
                     Convolution(
                         spatial_dims,
-                        ch,
+                        ch + cc,
                         out_channels if last else channels[level + 1],
                         strides=2,
                         kernel_size=3,
@@ -196,10 +224,32 @@ class UpsamplingTrunk(nn.Module):
                     )
                 )
         self.body = nn.Sequential(*layers)
+        self.refine: nn.Module | None = None
+        if cc:
+            hidden = channels[-1]
+            head_out = Convolution(spatial_dims, hidden, out_channels, kernel_size=3, conv_only=True)
+            nn.init.zeros_(head_out.conv.weight)
+            nn.init.zeros_(head_out.conv.bias)
+            self.refine = nn.Sequential(
+                Convolution(spatial_dims, out_channels + cc, hidden, kernel_size=3, act=LEAKY_RELU, norm=None),
+                head_out,
+            )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         h = self.project(z).view(z.shape[0], *self.start_shape)
-        return torch.tanh(self.body(h))
+        if not self.condition_channels:
+            return torch.tanh(self.body(h))
+        if condition is None:
+            raise ValueError(
+                f"this generator is conditional ({self.condition_channels} condition channels): pass a condition."
+            )
+        condition = condition.to(h.dtype)
+        for i, layer in enumerate(self.body):
+            if i in self._condition_at:
+                h = torch.cat([h, resize_condition(condition, h.shape[2:])], dim=1)
+            h = layer(h)
+        h = h + self.refine(torch.cat([h, condition], dim=1))
+        return torch.tanh(h)
 
 
 def _residual_unit(spatial_dims: int, channels: int, norm: str | tuple | None, dropout: float) -> nn.Module:
@@ -245,4 +295,46 @@ def check_input(x: torch.Tensor, spatial_dims: int, in_channels: int, image_size
         raise ValueError(
             f"{name} was built for spatial size {(image_size,) * spatial_dims}, got {tuple(x.shape[2:])} "
             "(resize, pad or crop the images to the configured image_size)."
+        )
+
+
+def resize_condition(condition: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+    """A condition ``(N, C, *spatial)`` at ``spatial_shape``: unchanged at full size, else area-averaged
+    (a one-hot label map becomes class fractions per cell)."""
+    if tuple(condition.shape[2:]) == tuple(spatial_shape):
+        return condition
+    return nn.functional.interpolate(condition, size=tuple(spatial_shape), mode="area")
+
+
+def check_condition(
+    condition: torch.Tensor | None,
+    batch_size: int,
+    spatial_dims: int,
+    condition_channels: int,
+    image_size: int,
+    name: str,
+) -> None:
+    """Raise ``ValueError`` naming the problem when ``condition`` does not fit a network's condition.
+
+    Args:
+        condition: the condition batch, or ``None``.
+        batch_size: batch size it must match (latents or images).
+        spatial_dims: 2 or 3.
+        condition_channels: channels the network was built for (0: unconditional, no condition allowed).
+        image_size: edge length it must have.
+        name: the network's name, for the message.
+    """
+    if not condition_channels:
+        if condition is not None:
+            raise ValueError(
+                f"{name} was built without a condition (condition_channels=0) but a condition was given; build it "
+                "with condition_channels > 0 or pass condition=None."
+            )
+        return
+    if condition is None:
+        raise ValueError(f"{name} is conditional ({condition_channels} condition channels): pass a condition.")
+    check_input(condition, spatial_dims, condition_channels, image_size, f"{name} (condition)")
+    if condition.shape[0] != batch_size:
+        raise ValueError(
+            f"{name}: the condition batch has {condition.shape[0]} item(s) but the input has {batch_size}."
         )

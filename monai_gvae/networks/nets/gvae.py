@@ -52,12 +52,22 @@ class GVAE(nn.Module):
         num_classes: label classes encoded in the label channels (one-hot: ``num_classes`` channels;
             one foreground channel: 2 classes). ``None`` without labels.
         logvar_clamp: ``(min, max)`` applied to the encoder's log-variance.
+        condition_channels: channels of a spatial condition ``c`` for a label-conditioned GVAE (0: none).
+            Encoder ``q(z | x, c)`` and generator ``G(z, c)`` take it by concatenation (the generator at every
+            level); ``encode``/``decode``/``forward``/``sample`` then need ``condition``. With a one-hot label
+            map as condition (``condition_channels = num_classes``, ``in_channels = image_channels``), the GVAE
+            synthesises images for given label maps, which are exact by construction. ``num_classes`` then
+            records the condition's classes.
 
     Example::
 
         model = GVAE(spatial_dims=2, in_channels=2, image_size=64, latent_size=128, architecture="resnet")
         recon, mu, logvar = model(torch.zeros(4, 2, 64, 64))
         samples = model.sample(8, generator=torch.Generator().manual_seed(0))
+
+        # label-conditioned: an image (1 channel) for a one-hot 4-class label map
+        cond = GVAE(spatial_dims=2, in_channels=1, image_size=64, num_classes=4, condition_channels=4)
+        images = cond.sample(2, condition=torch.nn.functional.one_hot(labels, 4).movedim(-1, 1) * 2.0 - 1)
     """
 
     def __init__(
@@ -75,6 +85,7 @@ class GVAE(nn.Module):
         image_channels: int | None = None,
         num_classes: int | None = None,
         logvar_clamp: tuple[float, float] = LOGVAR_CLAMP,
+        condition_channels: int = 0,
     ) -> None:
         super().__init__()
         image_channels = in_channels if image_channels is None else image_channels
@@ -87,6 +98,8 @@ class GVAE(nn.Module):
             raise ValueError(
                 f"label channels ({label_channels}) must be 1 (foreground) or num_classes ({num_classes}) (one-hot)."
             )
+        if not isinstance(condition_channels, int) or condition_channels < 0:
+            raise ValueError(f"condition_channels must be an integer >= 0, got {condition_channels!r}.")
         self.config: dict[str, Any] = {
             "spatial_dims": spatial_dims,
             "in_channels": in_channels,
@@ -99,15 +112,18 @@ class GVAE(nn.Module):
             "norm": list(norm) if isinstance(norm, tuple) else norm,
             "dropout": float(dropout),
             "image_channels": image_channels,
-            "num_classes": num_classes if label_channels else None,
+            "num_classes": num_classes if (label_channels or condition_channels) else None,
             "logvar_clamp": [float(logvar_clamp[0]), float(logvar_clamp[1])],
         }
+        if condition_channels:
+            # stored only when used, so checkpoints of unconditional models keep their earlier configuration
+            self.config["condition_channels"] = condition_channels
         shared = ("spatial_dims", "image_size", "latent_size", "architecture", "base_channels", "max_channels",
                   "num_res_units", "dropout")
         common = {k: self.config[k] for k in shared}
         common["norm"] = norm
-        self.encoder = GVAEEncoder(in_channels=in_channels, **common)
-        self.generator = GVAEGenerator(out_channels=in_channels, **common)
+        self.encoder = GVAEEncoder(in_channels=in_channels, condition_channels=condition_channels, **common)
+        self.generator = GVAEGenerator(out_channels=in_channels, condition_channels=condition_channels, **common)
 
     # --- properties read by trainers, transforms and writers
     @property
@@ -134,10 +150,19 @@ class GVAE(nn.Module):
     def num_classes(self) -> int | None:
         return self.config["num_classes"]
 
+    @property
+    def condition_channels(self) -> int:
+        """Channels of the condition of a label-conditioned GVAE (0 for an unconditional one)."""
+        return self.config.get("condition_channels", 0)
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.condition_channels > 0
+
     # --- the VAE interface
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(mu, logvar)`` of ``q(z|x)``, log-variance clamped to ``logvar_clamp``."""
-        mu, logvar = self.encoder(x)
+    def encode(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(mu, logvar)`` of ``q(z|x[, c])``, log-variance clamped to ``logvar_clamp``."""
+        mu, logvar = self.encoder(x, condition)
         low, high = self.config["logvar_clamp"]
         return mu, logvar.clamp(low, high)
 
@@ -146,20 +171,23 @@ class GVAE(nn.Module):
         """``z = mu + exp(logvar / 2) * eps``; see :func:`reparameterize`."""
         return reparameterize(mu, logvar, generator)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Generate images in [-1, 1] from latents ``(N, latent_size)``."""
-        return self.generator(z)
+    def decode(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Generate images in [-1, 1] from latents ``(N, latent_size)`` (and a condition, when conditional)."""
+        return self.generator(z, condition)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(reconstruction, mu, logvar)`` for a batch ``x`` in [-1, 1]."""
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(reconstruction, mu, logvar)`` for a batch ``x`` in [-1, 1] (and its condition)."""
+        mu, logvar = self.encode(x, condition)
+        return self.decode(self.reparameterize(mu, logvar), condition), mu, logvar
 
     def sample(
         self,
         num_samples: int,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode ``num_samples`` latents drawn from the prior ``N(0, I)``.
 
@@ -168,6 +196,8 @@ class GVAE(nn.Module):
             generator: a seeded ``torch.Generator`` for reproducible samples (any device: the latents are
                 drawn on its device, then moved to the model's).
             device: device of the output; defaults to the model's.
+            condition: ``(num_samples, condition_channels, *spatial)`` for a conditional GVAE (one condition
+                per sample), else ``None``.
 
         Returns:
             tensor ``(num_samples, in_channels, S, S[, S])`` in [-1, 1]. The caller chooses train/eval mode;
@@ -178,7 +208,9 @@ class GVAE(nn.Module):
         model_device = next(self.parameters()).device
         draw_device = generator.device if generator is not None else model_device
         z = torch.randn(num_samples, self.latent_size, generator=generator, device=draw_device)
-        out = self.decode(z.to(model_device))
+        if condition is not None:
+            condition = condition.to(model_device)
+        out = self.decode(z.to(model_device), condition)
         return out if device is None else out.to(device)
 
     # --- configuration travels with the weights

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monai_gvae.networks.blocks.trunks import DownsamplingTrunk, as_tuple_norm, check_input
-from monai_gvae.networks.nets.gvae_encoder import _check_common
+from monai_gvae.networks.blocks.trunks import DownsamplingTrunk, as_tuple_norm, check_condition, check_input
+from monai_gvae.networks.nets.gvae_encoder import _check_common, _check_condition_channels
 
 __all__ = ["GVAECritic"]
 
@@ -28,6 +28,9 @@ class GVAECritic(nn.Module):
         num_res_units: residual units per level (``"resnet"`` only).
         norm: normalisation, ``None`` by default (``"instance"``, ``"layer"``-like or ``"batch"`` possible).
         dropout: dropout probability in the blocks.
+        condition_channels: channels of a spatial condition concatenated to the input after its channels
+            (a conditional critic scores ``(x, c)`` pairs: an image that does not fit its label map is a fake);
+            0 for none.
 
     Example::
 
@@ -46,13 +49,16 @@ class GVAECritic(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = None,
         dropout: float = 0.0,
+        condition_channels: int = 0,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, in_channels)
+        _check_condition_channels(condition_channels)
         self.spatial_dims, self.in_channels, self.image_size = spatial_dims, in_channels, image_size
+        self.condition_channels = condition_channels
         self.trunk = DownsamplingTrunk(
             spatial_dims,
-            in_channels,
+            in_channels + condition_channels,
             image_size,
             architecture,
             base_channels,
@@ -63,7 +69,11 @@ class GVAECritic(nn.Module):
         )
         self.score = nn.Linear(self.trunk.out_features, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return critic scores of shape ``(N, 1)``."""
-        check_input(x, self.spatial_dims, self.in_channels, self.image_size, type(self).__name__)
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Return critic scores of shape ``(N, 1)``; ``condition`` only for a conditional critic."""
+        name = type(self).__name__
+        check_input(x, self.spatial_dims, self.in_channels, self.image_size, name)
+        check_condition(condition, x.shape[0], self.spatial_dims, self.condition_channels, self.image_size, name)
+        if condition is not None:
+            x = torch.cat([x, condition.to(x.dtype)], dim=1)
         return self.score(self.trunk(x))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monai_gvae.networks.blocks.trunks import DownsamplingTrunk, as_tuple_norm, check_input
+from monai_gvae.networks.blocks.trunks import DownsamplingTrunk, as_tuple_norm, check_condition, check_input
 
 __all__ = ["GVAEEncoder"]
 
@@ -27,6 +27,8 @@ class GVAEEncoder(nn.Module):
         num_res_units: residual units per level (``"resnet"`` only).
         norm: normalisation (MONAI name or ``(name, kwargs)``); the paper uses BatchNorm.
         dropout: dropout probability in the blocks.
+        condition_channels: channels of a spatial condition (e.g. a one-hot label map) concatenated to the
+            input after its channels, so that ``q(z | x, c)``; 0 for none.
 
     Raises:
         ValueError: unsupported ``spatial_dims``, ``image_size`` or ``architecture``.
@@ -49,14 +51,17 @@ class GVAEEncoder(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
+        condition_channels: int = 0,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, in_channels, latent_size)
+        _check_condition_channels(condition_channels)
         self.spatial_dims, self.in_channels, self.image_size = spatial_dims, in_channels, image_size
         self.latent_size = latent_size
+        self.condition_channels = condition_channels
         self.trunk = DownsamplingTrunk(
             spatial_dims,
-            in_channels,
+            in_channels + condition_channels,
             image_size,
             architecture,
             base_channels,
@@ -68,10 +73,12 @@ class GVAEEncoder(nn.Module):
         self.mu = nn.Linear(self.trunk.out_features, latent_size)
         self.logvar = nn.Linear(self.trunk.out_features, latent_size)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(mu, logvar)``, each ``(N, latent_size)``."""
-        check_input(x, self.spatial_dims, self.in_channels, self.image_size, type(self).__name__)
-        h = self.trunk(x)
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(mu, logvar)``, each ``(N, latent_size)``; ``condition`` only for a conditional encoder."""
+        name = type(self).__name__
+        check_input(x, self.spatial_dims, self.in_channels, self.image_size, name)
+        check_condition(condition, x.shape[0], self.spatial_dims, self.condition_channels, self.image_size, name)
+        h = self.trunk(x if condition is None else torch.cat([x, condition.to(x.dtype)], dim=1))
         return self.mu(h), self.logvar(h)
 
 
@@ -82,3 +89,8 @@ def _check_common(spatial_dims: int, in_channels: int, latent_size: int | None =
         raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
     if latent_size is not None and (not isinstance(latent_size, int) or latent_size < 1):
         raise ValueError(f"latent_size must be a positive integer, got {latent_size!r}.")
+
+
+def _check_condition_channels(condition_channels: int) -> None:
+    if not isinstance(condition_channels, int) or condition_channels < 0:
+        raise ValueError(f"condition_channels must be an integer >= 0, got {condition_channels!r}.")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monai_gvae.networks.blocks.trunks import UpsamplingTrunk, as_tuple_norm, check_image_size
-from monai_gvae.networks.nets.gvae_encoder import _check_common
+from monai_gvae.networks.blocks.trunks import UpsamplingTrunk, as_tuple_norm, check_condition, check_image_size
+from monai_gvae.networks.nets.gvae_encoder import _check_common, _check_condition_channels
 
 __all__ = ["GVAEGenerator"]
 
@@ -26,6 +26,9 @@ class GVAEGenerator(nn.Module):
         norm: normalisation (MONAI name or ``(name, kwargs)``).
         dropout: dropout probability in the blocks (the paper's Table 1 uses 0.3; default 0 here because
             dropout makes the decoder stochastic at training time and slowed convergence in our runs).
+        condition_channels: channels of a spatial condition ``c`` (e.g. a one-hot label map) so that
+            ``G(z, c)`` follows it: resized and concatenated at every level, see
+            :class:`~monai_gvae.networks.blocks.trunks.UpsamplingTrunk`; 0 for none.
 
     Example::
 
@@ -45,12 +48,15 @@ class GVAEGenerator(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
+        condition_channels: int = 0,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, out_channels, latent_size)
+        _check_condition_channels(condition_channels)
         check_image_size(image_size, architecture)
         self.spatial_dims, self.out_channels, self.image_size = spatial_dims, out_channels, image_size
         self.latent_size = latent_size
+        self.condition_channels = condition_channels
         self.trunk = UpsamplingTrunk(
             spatial_dims,
             latent_size,
@@ -62,10 +68,16 @@ class GVAEGenerator(nn.Module):
             num_res_units,
             as_tuple_norm(norm),
             dropout,
+            condition_channels,
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Decode ``z`` of shape ``(N, latent_size)`` to ``(N, out_channels, S, S[, S])`` in [-1, 1]."""
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Decode ``z`` of shape ``(N, latent_size)`` to ``(N, out_channels, S, S[, S])`` in [-1, 1].
+
+        ``condition`` ``(N, condition_channels, S, S[, S])``, only for a conditional generator.
+        """
         if z.ndim != 2 or z.shape[1] != self.latent_size:
             raise ValueError(f"GVAEGenerator expects latents of shape (N, {self.latent_size}), got {tuple(z.shape)}.")
-        return self.trunk(z)
+        check_condition(condition, z.shape[0], self.spatial_dims, self.condition_channels, self.image_size,
+                        type(self).__name__)
+        return self.trunk(z, condition)
