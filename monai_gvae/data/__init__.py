@@ -21,6 +21,7 @@ from .writers import (
 )
 from .mixing import SyntheticMixDataset, load_synthetic_manifest
 from .safe import BadItemError, SafeDataset, describe_item
+from .subsets import labelled_subset, unlabelled_pool
 
 __all__ = [
     "SyntheticMixDataset",
@@ -47,4 +48,6 @@ __all__ = [
     "load_brain_slices",
     "load_brain_volume",
     "synthetic_slices",
+    "labelled_subset",
+    "unlabelled_pool",
 ]

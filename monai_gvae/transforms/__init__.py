@@ -1,6 +1,7 @@
 """Transforms: packing image+label into the GVAE's channels, and GVAE synthesis for augmentation."""
 
 from .array import GVAESynthesize, PackImageLabel
+from .conditioning import encode_pairs, label_to_condition, synthesize_for_labels
 from .dictionary import (
     GVAESynthesizeD,
     GVAESynthesized,
@@ -9,6 +10,7 @@ from .dictionary import (
     PackImageLabeld,
     PackImageLabelDict,
 )
+from .filtering import SyntheticPairFilter, calibrate_posterior_sigma, foreground_dice
 from .pool import (
     BUNDLE_MODEL_FILE,
     SYNTHETIC_FLAG,
@@ -42,4 +44,10 @@ __all__ = [
     "unpack_image_label",
     "to_model_range",
     "from_model_range",
+    "label_to_condition",
+    "encode_pairs",
+    "synthesize_for_labels",
+    "SyntheticPairFilter",
+    "calibrate_posterior_sigma",
+    "foreground_dice",
 ]
