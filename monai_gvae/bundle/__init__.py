@@ -3,6 +3,7 @@
 ``evaluation`` (folder metrics, memorisation check) and ``training`` (bundle training run) are imported on use.
 """
 
+from .adaptation import load_pretrained
 from .handlers import SampleGridHandler
 from .synthesis import FORMATS, generate, model_checksum, output_names, sample_latents, synthesize, synthesize_to_nifti
 from .visualize import LABEL_PALETTE, sample_grid, save_sample_grid
@@ -19,4 +20,5 @@ __all__ = [
     "sample_grid",
     "save_sample_grid",
     "LABEL_PALETTE",
+    "load_pretrained",
 ]
