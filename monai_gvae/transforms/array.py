@@ -22,7 +22,8 @@ from monai_gvae.transforms.pool import (
     GVAESamplePool,
     synthetic_meta,
 )
-from monai_gvae.transforms.utils import from_model_range, pack_image_label
+from monai_gvae.transforms.conditioning import label_to_condition
+from monai_gvae.transforms.utils import from_model_range, pack_image_label, to_model_range
 
 __all__ = ["PackImageLabel", "GVAESynthesize"]
 
@@ -77,10 +78,17 @@ class GVAESynthesize(RandomizableTransform):
     * ``"posterior"``: encode the incoming image (+ label), perturb the mean latent,
       ``z = mu + sigma * eps`` (``sigma`` in units of the prior's standard deviation; 0 gives the
       reconstruction ``G(mu)``), and decode: a variant of the same anatomy. One encoder and one generator
-      pass per item.
+      pass per item. With a label-conditioned GVAE, ``z = mu(x, c) + sigma * eps`` is decoded for the item's
+      own label map ``c`` and the label is returned unchanged.
+    * ``"conditional"`` (label-conditioned GVAE, ``GVAE(condition_channels=...)``): an image ``G(z, c)``,
+      ``z ~ N(0, I)``, generated for the item's label map ``c``, which is returned unchanged (same values and
+      dtype, marked synthetic): the pair's label is exact by construction. Put classical deformations
+      (``Rand2DElasticd``, ``RandAffined``) before this transform to synthesise images for new label maps.
+      With a ``sample_filter``, up to ``max_attempts`` latents are tried per item; when all are rejected the
+      item stays real (``synthetic=False``). One generator pass per attempt.
 
     Generated label channels are decoded to class indices by argmax (or by a threshold for a single
-    foreground channel); the label is generated, never copied from the input.
+    foreground channel); the label of a joint model is generated, never copied from the input.
 
     The output matches the input's format: spatial shape, dtype, channel count, label encoding (an index map
     ``(1, *spatial)`` or one-hot ``(num_classes, *spatial)``, any dtype) and intensity range (the generated
@@ -105,7 +113,7 @@ class GVAESynthesize(RandomizableTransform):
         model: a ``GVAE``, a checkpoint file, a bundle folder (``models/model.pt``), or a
             :class:`GVAESamplePool` to share with other transforms (the pool arguments below are then unused).
         prob: probability that an item is replaced.
-        mode: ``"prior"`` or ``"posterior"``.
+        mode: ``"prior"``, ``"posterior"`` or ``"conditional"``.
         sigma: latent perturbation of ``"posterior"``, ``>= 0``.
         intensity_range: ``(low, high)`` of the caller's images (what the model's [-1, 1] maps to); ``None``
             uses each input image's min/max (``(min, min + 1)`` for a constant image).
@@ -129,7 +137,7 @@ class GVAESynthesize(RandomizableTransform):
     """
 
     backend = [TransformBackends.TORCH]
-    MODES: tuple[str, ...] = ("prior", "posterior")
+    MODES: tuple[str, ...] = ("prior", "posterior", "conditional")
     LABEL_FORMATS: tuple[str, ...] = ("auto", "index", "onehot")
 
     def __init__(
@@ -165,12 +173,26 @@ class GVAESynthesize(RandomizableTransform):
             checkpoint_key=checkpoint_key, sample_filter=sample_filter,
         )
         self.mode = mode
+        conditional = bool(getattr(self.pool.model, "condition_channels", 0))
+        if conditional and mode == "prior":
+            raise ValueError(
+                "this GVAE is label-conditioned (condition_channels > 0): it generates images for given label maps; "
+                "use mode='conditional' (or 'posterior')."
+            )
+        if mode == "conditional" and not conditional:
+            raise ValueError(
+                "mode='conditional' needs a label-conditioned GVAE (built with condition_channels > 0); a joint "
+                "image+label GVAE uses mode='prior' or 'posterior'."
+            )
+        self.conditional = conditional
         self.sigma = float(sigma)
         self.intensity_range = intensity_range
         self.label_format = label_format
         self.resize = bool(resize)
         self._latent_rng = torch.Generator().manual_seed(int(self.R.randint(MAX_SEED)))
         self._u = 0.0
+        # whether the last call produced a synthetic item (a filtered conditional synthesis may stay real)
+        self.last_synthetic = False
 
     @property
     def model(self) -> nn.Module:
@@ -203,6 +225,7 @@ class GVAESynthesize(RandomizableTransform):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """The input unchanged (same values, dtype and meta; tensors share storage), flagged ``synthetic=False``."""
         flags = {SYNTHETIC_FLAG: False, SYNTHETIC_MODEL: "", SYNTHETIC_MODE: ""}
+        self.last_synthetic = False
         out = _with_meta(img, None, lambda meta: {**meta, **flags})
         if label is None:
             return out
@@ -240,7 +263,12 @@ class GVAESynthesize(RandomizableTransform):
             if not high > low:
                 high = low + 1.0
 
-        if self.mode == "prior":
+        if self.conditional:
+            gen_image = self._conditional(image_t, label_t, onehot, (low, high), spatial, model_spatial)
+            if gen_image is None:  # every attempt rejected by the sample filter: the item stays real
+                return self.mark_real(img, label)
+            gen_label = None
+        elif self.mode == "prior":
             gen_image, gen_label = self.pool.draw(self._u, self._latent_rng)
         else:
             gen_image, gen_label = self._posterior(image_t, label_t, onehot, (low, high), spatial, model_spatial)
@@ -248,11 +276,14 @@ class GVAESynthesize(RandomizableTransform):
             gen_image = _resize(gen_image, spatial, "bilinear" if dims == 2 else "trilinear")
             gen_label = _resize(gen_label, spatial, "nearest") if gen_label is not None else None
 
+        self.last_synthetic = True
         out_image = _cast(from_model_range(gen_image, (low, high)), image_t.dtype)
         to_meta = partial(synthetic_meta, checksum=self.pool.checksum, mode=self.mode)
         out = _with_meta(img, out_image, to_meta)
         if label is None:
             return out
+        if gen_label is None:  # label-conditioned: the conditioning label, unchanged
+            return out, _with_meta(label, None, to_meta)
         if onehot:
             encoded = torch.nn.functional.one_hot(gen_label[0].long(), int(model.num_classes)).movedim(-1, 0)
         else:
@@ -265,7 +296,7 @@ class GVAESynthesize(RandomizableTransform):
         if label is None:
             return None, False
         model = self.model
-        if not model.label_channels:
+        if not model.label_channels and not self.conditional:
             raise ValueError("a label was given but the GVAE generates images only (no label channels); pass label=None.")
         label_t = convert_to_tensor(label, track_meta=False)
         if tuple(label_t.shape[1:]) != spatial:
@@ -311,6 +342,47 @@ class GVAESynthesize(RandomizableTransform):
         noise = torch.randn(mu.shape, generator=self._latent_rng)
         gen_image, gen_label = self.pool.decode(mu + self.sigma * noise)
         return gen_image[0], (gen_label[0] if gen_label is not None else None)
+
+    def _conditional(
+        self,
+        image: torch.Tensor,
+        label: torch.Tensor | None,
+        onehot: bool,
+        intensity_range: tuple[float, float],
+        spatial: tuple[int, ...],
+        model_spatial: tuple[int, ...],
+    ) -> torch.Tensor | None:
+        """Image generated for the item's label map (``None`` when the sample filter rejects every attempt)."""
+        model = self.model
+        if label is None:
+            raise ValueError(
+                f"mode={self.mode!r} with a label-conditioned GVAE generates an image for the item's label map: "
+                "pass the label."
+            )
+        dims = int(model.spatial_dims)
+        index = label.argmax(dim=0, keepdim=True) if onehot else label.round().long()
+        if spatial != model_spatial:
+            index = _resize(index, model_spatial, "nearest")
+        condition = label_to_condition(index[None], int(model.num_classes), int(model.condition_channels))
+        mu = None
+        if self.mode == "posterior":
+            source = image.float()
+            if spatial != model_spatial:
+                source = _resize(source, model_spatial, "area" if dims == 2 else "trilinear")
+            mu, _ = self.pool.encode(to_model_range(source, intensity_range)[None], condition=condition)
+        sample_filter = self.pool.sample_filter
+        attempts = self.pool.max_attempts if sample_filter is not None else 1
+        for _ in range(attempts):
+            noise = torch.randn(1, int(model.latent_size), generator=self._latent_rng)
+            gen_image, _ = self.pool.decode(noise if mu is None else mu + self.sigma * noise, condition=condition)
+            if sample_filter is None:
+                return gen_image[0]
+            keep = bool(torch.as_tensor(sample_filter(gen_image, index[None])).reshape(-1)[0])
+            self.pool.num_generated += 1
+            self.pool.num_accepted += int(keep)
+            if keep:
+                return gen_image[0]
+        return None
 
 
 def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:

@@ -82,7 +82,8 @@ class GVAESynthesized(RandomizableTransform, MapTransform):
         model: a ``GVAE``, checkpoint file, bundle folder or shared :class:`GVAESamplePool`.
         prob: probability that an item is replaced.
         mode, sigma, intensity_range, label_format, resize, pool_size, batch_size, refresh_every, device,
-        checkpoint_key, sample_filter: as in :class:`~monai_gvae.transforms.GVAESynthesize`.
+        checkpoint_key, sample_filter: as in :class:`~monai_gvae.transforms.GVAESynthesize` (``mode="conditional"``
+        with a label-conditioned GVAE keeps the item's label and generates a new image for it).
         synthetic_key: item key receiving the flag; ``None`` to add none.
         allow_missing_keys: a missing label key makes an image-only synthesis (a missing image leaves the item
             unchanged) instead of raising ``KeyError``.
@@ -179,7 +180,7 @@ class GVAESynthesized(RandomizableTransform, MapTransform):
         else:
             d[self.image_key], d[label_key] = out
         if self.synthetic_key is not None:
-            d[self.synthetic_key] = synthesize
+            d[self.synthetic_key] = bool(synthesize and self.synthesizer.last_synthetic)
         return d
 
 

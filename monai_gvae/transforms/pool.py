@@ -224,17 +224,25 @@ class GVAESamplePool:
             )
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decode latents ``(N, latent_size)`` to ``(images in [-1, 1], labels int64 or None)`` on the CPU."""
+    def decode(
+        self, z: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode latents ``(N, latent_size)`` to ``(images in [-1, 1], labels int64 or None)`` on the CPU
+        (``condition``: for a label-conditioned GVAE, whose labels are then ``None``)."""
         self._check_device()
-        out = self.model.decode(z.to(self.device, torch.float32)).float().cpu()
+        if condition is not None:
+            condition = condition.to(self.device, torch.float32)
+        out = self.model.decode(z.to(self.device, torch.float32), condition).float().cpu()
         return unpack_image_label(out, self.model.image_channels, self.model.num_classes, (-1.0, 1.0))
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mu, logvar)`` of a packed batch ``(N, C + L, *spatial)`` in [-1, 1], on the CPU."""
+    def encode(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of a packed batch ``(N, C + L, *spatial)`` in [-1, 1] (and its condition, for a
+        label-conditioned GVAE), on the CPU."""
         self._check_device()
-        mu, logvar = self.model.encode(x.to(self.device, torch.float32))
+        if condition is not None:
+            condition = condition.to(self.device, torch.float32)
+        mu, logvar = self.model.encode(x.to(self.device, torch.float32), condition)
         return mu.float().cpu(), logvar.float().cpu()
 
     def refill(self, generator: torch.Generator | None = None) -> None:
