@@ -11,7 +11,8 @@ __all__ = ["labelled_subset", "unlabelled_pool"]
 
 
 def labelled_subset(items: Sequence[dict[str, Any]], k: int | None, seed: int = 0) -> list[dict[str, Any]]:
-    """``k`` items drawn without replacement (``numpy.random.RandomState(seed)``), in their original order.
+    """``k`` items drawn without replacement (``numpy.random.default_rng(seed)``), in their original order (the
+    draw of ``examples/segmentation_benchmark.py``, so a bundle run and a benchmark seed see the same items).
 
     Args:
         items: the labelled training items (dicts).
@@ -32,7 +33,7 @@ def labelled_subset(items: Sequence[dict[str, Any]], k: int | None, seed: int = 
         return list(items)
     if not 1 <= int(k) <= len(items):
         raise ValueError(f"k must be in [1, {len(items)}] (the number of items), got {k}.")
-    chosen = np.sort(np.random.RandomState(seed).choice(len(items), int(k), replace=False))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(items), size=int(k), replace=False))
     return [items[i] for i in chosen]
 
 

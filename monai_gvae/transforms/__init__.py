@@ -1,7 +1,7 @@
 """Transforms: packing image+label into the GVAE's channels, and GVAE synthesis for augmentation."""
 
 from .array import GVAESynthesize, PackImageLabel
-from .conditioning import encode_pairs, label_to_condition, synthesize_for_labels
+from .conditioning import encode_pairs, label_to_condition, posterior_variants, synthesize_for_labels
 from .dictionary import (
     GVAESynthesizeD,
     GVAESynthesized,
@@ -47,6 +47,7 @@ __all__ = [
     "label_to_condition",
     "encode_pairs",
     "synthesize_for_labels",
+    "posterior_variants",
     "SyntheticPairFilter",
     "calibrate_posterior_sigma",
     "foreground_dice",

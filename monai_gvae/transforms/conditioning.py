@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["label_to_condition", "encode_pairs", "synthesize_for_labels"]
+__all__ = ["label_to_condition", "encode_pairs", "synthesize_for_labels", "posterior_variants"]
 
 
 def label_to_condition(label: torch.Tensor, num_classes: int, condition_channels: int | None = None) -> torch.Tensor:
@@ -61,7 +61,9 @@ def encode_pairs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | 
         model: a ``GVAE`` (eval mode is the caller's choice).
         images: ``(N, C, *spatial)`` in [-1, 1].
         labels: ``(N, 1, *spatial)`` class indices: packed as label channels (joint model) or given as the
-            condition (conditional model); ``None`` for an image-only model.
+            condition (conditional model); ``None`` for an image-only model, or for a joint model's unlabelled
+            images (label channels set to 0, "unknown": use it with an encoder that ignores the label channels,
+            e.g. one adapted from an image-only pre-trained encoder and kept frozen).
 
     Returns:
         ``(mu, logvar)`` on the CPU, each ``(N, latent_size)``.
@@ -75,8 +77,12 @@ def encode_pairs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | 
         condition = label_to_condition(labels, model.num_classes, model.condition_channels).to(device)
     elif model.label_channels:
         if labels is None:
-            raise ValueError("this GVAE generates image and label jointly: pass the labels to encode pairs.")
-        images = torch.cat([images, label_to_condition(labels, model.num_classes, model.label_channels).to(device)], 1)
+            # unknown label: the label channels at 0, midway between absent (-1) and present (+1); meaningful
+            # for an encoder that ignores them (adapted from an image-only model with its encoder frozen)
+            unknown = images.new_zeros((images.shape[0], model.label_channels, *images.shape[2:]))
+            images = torch.cat([images, unknown], 1)
+        else:
+            images = torch.cat([images, label_to_condition(labels, model.num_classes, model.label_channels).to(device)], 1)
     mu, logvar = model.encode(images, condition)
     return mu.float().cpu(), logvar.float().cpu()
 
@@ -127,3 +133,58 @@ def synthesize_for_labels(
         z = latents[start : start + batch_size].to(device, torch.float32)
         out.append(model.decode(z, cond.to(device)).float().cpu())
     return torch.cat(out)
+
+
+@torch.no_grad()
+def posterior_variants(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    sigma: float = 0.5,
+    generator: torch.Generator | None = None,
+    batch_size: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Image(+label) variants ``G(mu + sigma * eps)`` of real items, in batches.
+
+    A joint GVAE generates the variant's label; a label-conditioned GVAE keeps ``labels`` (the condition).
+    A joint GVAE given ``labels=None`` encodes the images with an unknown label (see :func:`encode_pairs`):
+    the variants of *unlabelled* images then get generated labels.
+
+    Args:
+        model: a ``GVAE`` (put it in eval mode first).
+        images: ``(N, C, *spatial)`` in [-1, 1].
+        labels: ``(N, 1, *spatial)`` class indices, or ``None``.
+        sigma: latent perturbation in units of the prior's standard deviation (0: ``G(mu)``); see
+            :func:`~monai_gvae.transforms.calibrate_posterior_sigma`.
+        generator: CPU generator of the perturbation.
+        batch_size: items per forward pass.
+
+    Returns:
+        ``(images in [-1, 1], labels (N, 1, *spatial) int64 or None)`` on the CPU.
+
+    Example::
+
+        images, labels = posterior_variants(joint.eval(), pool_images, None, sigma=0.5)
+    """
+    from monai_gvae.transforms.utils import unpack_image_label
+
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}.")
+    device = _model_device(model)
+    conditional = bool(getattr(model, "condition_channels", 0))
+    out_images, out_labels = [], []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start : start + batch_size]
+        y = None if labels is None else labels[start : start + batch_size]
+        mu, _ = encode_pairs(model, x, y)
+        z = mu + sigma * torch.randn(mu.shape, generator=generator)
+        if conditional:
+            cond = label_to_condition(y, model.num_classes, model.condition_channels).to(device)
+            out_images.append(model.decode(z.to(device), cond).float().cpu())
+            out_labels.append(torch.as_tensor(y).long())
+            continue
+        image, label = unpack_image_label(model.decode(z.to(device)).float().cpu(), model.image_channels,
+                                          model.num_classes, (-1.0, 1.0))
+        out_images.append(image)
+        out_labels.append(label)
+    return torch.cat(out_images), (None if out_labels[0] is None else torch.cat(out_labels))
