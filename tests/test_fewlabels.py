@@ -22,6 +22,7 @@ from monai_gvae.transforms import (
     calibrate_posterior_sigma,
     foreground_dice,
     label_to_condition,
+    posterior_variants,
     synthesize_for_labels,
 )
 
@@ -232,6 +233,23 @@ def test_calibrate_posterior_sigma_picks_the_largest_sigma_above_the_threshold()
     assert sigma == 0.0  # nothing reaches the threshold: the smallest candidate
     with pytest.raises(ValueError, match="label channels"):
         calibrate_posterior_sigma(conditional_model(), x, y)
+
+
+def test_posterior_variants_of_labelled_and_unlabelled_images():
+    torch.manual_seed(0)
+    joint = GVAE(in_channels=1 + CLASSES, image_channels=1, num_classes=CLASSES, **TINY).eval()
+    x, y = slices(3)
+    images, labels = posterior_variants(joint, x * 2 - 1, None, sigma=0.0)  # unlabelled: generated labels
+    assert images.shape == (3, 1, SIZE, SIZE) and labels.shape == (3, 1, SIZE, SIZE) and labels.max() < CLASSES
+    assert images.min() >= -1 and images.max() <= 1
+    rng = torch.Generator().manual_seed(0)
+    a, _ = posterior_variants(joint, x * 2 - 1, y, sigma=1.0, generator=rng)
+    assert not torch.allclose(a, posterior_variants(joint, x * 2 - 1, y, sigma=0.0)[0])
+    cond = conditional_model()
+    images, labels = posterior_variants(cond, x * 2 - 1, y, sigma=0.5)
+    assert torch.equal(labels, y) and images.shape == (3, 1, SIZE, SIZE)
+    with pytest.raises(ValueError, match="sigma"):
+        posterior_variants(joint, x, None, sigma=-1.0)
 
 
 def test_labelled_subset_and_pool():
