@@ -39,7 +39,7 @@ Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.p
 
 Usage::
 
-    python examples/fewlabels_benchmark.py --output-dir runs/fewlabels           # ~25-35 min on 2 shared CPU cores
+    python examples/fewlabels_benchmark.py --output-dir runs/fewlabels           # ~25-30 min on 2 shared CPU cores
     python examples/fewlabels_benchmark.py --quick --output-dir /tmp/fewlabels_quick   # a smoke test
 """
 
@@ -105,21 +105,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", default="classical,elastic,cond,cond_pool", help=f"arms among {', '.join(ARMS)}")
     p.add_argument("--eval-split", default="test", choices=("test", "val"),
                    help="'test': the held-out slices; 'val': train slices outside the k labelled ones (tuning)")
-    p.add_argument("--seg-iterations", type=int, default=200, help="segmenter iterations per arm")
+    p.add_argument("--seg-iterations", type=int, default=150, help="segmenter iterations per arm")
     p.add_argument("--batch-size", type=int, default=16, help="segmenter batch")
-    p.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of synthetic items per epoch")
+    p.add_argument("--synthetic-fraction", type=float, default=0.25, help="share of synthetic items per epoch")
     p.add_argument("--num-synthetic", type=int, default=256, help="synthetic pairs generated per (k, seed, arm)")
-    p.add_argument("--gvae-iterations", type=int, default=200, help="conditional GVAE iterations on the k slices")
-    p.add_argument("--pretrain-iterations", type=int, default=300, help="image-only pre-training on the pool")
-    p.add_argument("--adapt-iterations", type=int, default=150, help="adaptation iterations on the k slices")
+    p.add_argument("--gvae-iterations", type=int, default=150, help="conditional GVAE iterations on the k slices")
+    p.add_argument("--pretrain-iterations", type=int, default=250, help="image-only pre-training on the pool")
+    p.add_argument("--adapt-iterations", type=int, default=100, help="adaptation iterations on the k slices")
     p.add_argument("--gvae-batch", type=int, default=8)
     p.add_argument("--latent-size", type=int, default=32)
     p.add_argument("--base-channels", type=int, default=16, help="GVAE (conv architecture) base channels")
     p.add_argument("--kl-weight", type=float, default=2e-2, help="KL weight (high: prior samples stay usable)")
     p.add_argument("--adv-weight", type=float, default=1e-3)
-    p.add_argument("--critic-quantile", type=float, default=0.1,
-                   help="conditional arms: keep pairs the critic scores above this quantile of the real pairs' "
-                        "scores (0: no filter)")
+    p.add_argument("--critic-quantile", type=float, default=0.0,
+                   help="conditional arms: keep pairs the critic scores at least as high as this quantile of the "
+                        "real pairs' scores (0: the least real-looking real pair; negative: no filter)")
     p.add_argument("--min-dice", type=float, default=0.7, help="joint_pool: segmenter-agreement threshold")
     p.add_argument("--sigma-min-dice", type=float, default=0.6,
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
@@ -230,7 +230,7 @@ def conditional_synthesis(gvae: GVAE, critic: GVAECritic, items: list[dict], arg
                           seed: int) -> tuple[list[dict], float | None]:
     """Images generated for deformed real label maps; critic-filtered. Returns the pairs and the acceptance rate."""
     keep = None
-    if args.critic_quantile > 0:
+    if args.critic_quantile >= 0:
         keep = SyntheticPairFilter(NUM_CLASSES, critic=critic)
         keep.fit_critic_threshold(stack(items, "image").float() * 2 - 1, stack(items, "label").long(),
                                   args.critic_quantile)
