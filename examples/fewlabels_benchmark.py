@@ -2,9 +2,9 @@
 """Few-label benchmark: can label-conditioned GVAE synthesis (with or without an unlabelled pool) add to
 classical augmentation for a MONAI UNet trained on k labelled brain slices?
 
-Protocol (see docs/fewlabels.md; rules in the project's benchmark-rules.md). It follows
-``examples/segmentation_benchmark.py`` (same data, k-subset draw, segmenter, classical augmentation and
-metric) and adds the few-label arms:
+Protocol (see docs/fewlabels.md; rules in the project's benchmark-rules.md). It extends
+``examples/segmentation_benchmark.py``: same data, k-subset draw, segmenter, classical augmentation, metric and
+statistics (imported from it), with the few-label arms:
 
 * Data: the embedded 64x64 axial brain slices, 4 classes. Per seed, k slices are drawn from split ``"train"``
   (46 slices) with ``monai_gvae.data.labelled_subset`` (the draw of the segmentation benchmark). Split
@@ -59,9 +59,7 @@ import torch
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedTrainer
 from monai.losses import DiceCELoss
-from monai.metrics import DiceMetric
 from monai.networks.nets import UNet
-from monai.networks.utils import one_hot
 from monai.transforms import Compose, EnsureTyped, Rand2DElasticd, RandAffined, RandFlipd
 from monai.utils import set_determinism
 from PIL import Image, ImageDraw, ImageFont
@@ -80,6 +78,11 @@ from monai_gvae.transforms import (
     synthesize_for_labels,
 )
 from monai_gvae.utils import atomic_path
+
+# The protocol shared with the segmentation benchmark (classical augmentation, metric, statistics) is imported
+# from it, so that both tables measure the same thing.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import segmentation_benchmark as base  # noqa: E402
 
 ARMS = ("classical", "elastic", "cond", "cond_pool", "joint_pool")
 ARM_NAMES = {
@@ -145,13 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # --- transforms
-def classical_transform() -> Compose:
-    """The segmentation benchmark's classical augmentation: left-right flip + small affine."""
-    return Compose([
-        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),
-        RandAffined(keys=KEYS, prob=0.8, rotate_range=0.26, scale_range=0.1, translate_range=4,
-                    mode=("bilinear", "nearest"), padding_mode="zeros"),
-    ])
+classical_transform = base.classical_transform  # left-right flip + small affine
+mean_std = base.mean_std
 
 
 def deformation() -> Compose:
@@ -267,12 +265,9 @@ def train_segmenter(items: list[dict], synthetic: list[dict] | None, args: argpa
     return net.eval(), time.perf_counter() - start
 
 
-@torch.no_grad()
 def evaluate(net: UNet, test: list[dict]) -> float:
-    """Foreground Dice: mean over present (slice, class) pairs (as the segmentation benchmark)."""
-    pred = net(stack(test, "image").float()).argmax(1, keepdim=True)
-    metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
-    return float(torch.nanmean(metric(one_hot(pred, NUM_CLASSES), one_hot(stack(test, "label").long(), NUM_CLASSES))))
+    """Foreground Dice: mean over present (slice, class) pairs (the segmentation benchmark's metric)."""
+    return base.evaluate(net, test)["dice"]
 
 
 def save_pairs(pairs: list[dict], path: str, overwrite: bool) -> None:
@@ -355,11 +350,6 @@ def pretrain(train: list[dict], args: argparse.Namespace, seed: int) -> dict:
 
 
 # --- outputs
-def mean_std(values: list[float]) -> tuple[float, float]:
-    arr = np.asarray(values, dtype=float)
-    return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else 0.0)
-
-
 def summarise(results: dict, args: argparse.Namespace) -> list[str]:
     runs, ks, arms = results["runs"], args.k_list, args.arm_list
     table: dict[tuple[int, str], list[float]] = {}

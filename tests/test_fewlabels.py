@@ -11,7 +11,7 @@ from monai.data import DataLoader, MetaTensor
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-from conftest import subprocess_env
+from conftest import REPO_ROOT, subprocess_env
 from monai_gvae.data import labelled_subset, synthetic_slices, unlabelled_pool
 from monai_gvae.engines import GVAEEvaluator, GVAETrainer
 from monai_gvae.networks import GVAE, GVAECritic, load_gvae, load_pretrained_weights
@@ -313,3 +313,32 @@ def test_pretrain_then_adapt_through_the_bundle(repo_root, tmp_path):
         load_pretrained(tmp_path / "pre" / "model.pt", tmp_path / "pre", {"gvae": adapted})
     with pytest.raises(FileNotFoundError, match="pretrained checkpoint not found"):
         load_pretrained(tmp_path / "nowhere.pt", tmp_path / "x", {"gvae": adapted})
+
+
+def load_example(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fewlabels_benchmark_quick_and_same_subsets_as_the_segmentation_benchmark(tmp_path):
+    bench = load_example("fewlabels_benchmark")
+    items = [{"i": i} for i in range(46)]
+    for seed in (0, 1, 2):  # the same k slices as the segmentation benchmark's arms for a seed
+        assert labelled_subset(items, 5, seed) == bench.base.choose_subset(items, "5", seed)
+    threads = torch.get_num_threads()
+    try:
+        results = bench.main(["--quick", "--arms", ",".join(bench.ARMS), "--output-dir", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert {r["arm"] for r in results["runs"]} == set(bench.ARMS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
+    table = (tmp_path / "results.md").read_text()
+    for name in bench.ARM_NAMES.values():
+        assert f"| {name} |" in table
+    assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        bench.main(["--quick", "--output-dir", str(tmp_path)])
