@@ -233,7 +233,9 @@ class GVAESamplePool:
         if condition is not None:
             condition = condition.to(self.device, torch.float32)
         out = self.model.decode(z.to(self.device, torch.float32), condition).float().cpu()
-        return unpack_image_label(out, self.model.image_channels, self.model.num_classes, (-1.0, 1.0))
+        # a label-conditioned model records num_classes (of its condition) but generates no label channels
+        num_classes = self.model.num_classes if getattr(self.model, "label_channels", 1) else None
+        return unpack_image_label(out, self.model.image_channels, num_classes, (-1.0, 1.0))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
