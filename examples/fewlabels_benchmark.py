@@ -92,6 +92,13 @@ ARM_NAMES = {
     "cond_pool": "classical + label-conditioned GVAE pre-trained on the unlabelled pool",
     "joint_pool": "classical + joint GVAE variants of the unlabelled pool, segmenter-filtered",
 }
+ARM_SHORT = {
+    "classical": "classical",
+    "elastic": "+ elastic control (no GVAE)",
+    "cond": "+ cond. GVAE (k slices)",
+    "cond_pool": "+ cond. GVAE (pool pre-trained)",
+    "joint_pool": "+ joint GVAE pool variants",
+}
 POOL_ARMS = ("cond_pool", "joint_pool")
 NUM_CLASSES = 4
 IMAGE_SIZE = 64
@@ -128,7 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite results.md and dice.png from --output-dir's results.json (no training)")
     args = p.parse_args(argv)
+    if args.render:
+        return args
     if args.quick:
         args.ks, args.seeds = "5", "0"
         args.seg_iterations, args.batch_size, args.num_synthetic = 3, 4, 8
@@ -481,13 +492,28 @@ def plot(results: dict, args: argparse.Namespace, path: str) -> None:
             draw.line(points, fill=colour, width=2)
         ly = top + 10 + a * 20
         draw.line([left + pw + 10, ly + 6, left + pw + 30, ly + 6], fill=colour, width=3)
-        draw.text((left + pw + 35, ly), ARM_NAMES[arm][:52], fill="black", font=font)
+        draw.text((left + pw + 35, ly), ARM_SHORT[arm], fill="black", font=font)
     with atomic_path(path, overwrite=args.overwrite) as tmp:
         img.save(tmp, format="PNG")
 
 
+def render(args: argparse.Namespace) -> dict:
+    """Rewrite the table and plot of an earlier run from its results.json (e.g. after a change of layout)."""
+    with open(os.path.join(args.output_dir, "results.json")) as f:
+        results = json.load(f)
+    saved = argparse.Namespace(**results["settings"])
+    saved.k_list = [int(k) for k in saved.ks.split(",") if k.strip()]
+    saved.seed_list = [int(s) for s in saved.seeds.split(",") if s.strip()]
+    saved.arm_list = list(dict.fromkeys(r["arm"] for r in results["runs"]))
+    saved.output_dir, saved.overwrite = args.output_dir, True
+    print(write_outputs(results, saved))
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.render:
+        return render(args)
     command = "python examples/fewlabels_benchmark.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     existing = [t for t in ("results.md", "results.json", "dice.png") if os.path.exists(os.path.join(args.output_dir, t))]

@@ -342,3 +342,6 @@ def test_fewlabels_benchmark_quick_and_same_subsets_as_the_segmentation_benchmar
     assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
     with pytest.raises(FileExistsError, match="overwrite"):
         bench.main(["--quick", "--output-dir", str(tmp_path)])
+    (tmp_path / "results.md").unlink()
+    bench.main(["--render", "--output-dir", str(tmp_path)])  # table and plot again from results.json
+    assert (tmp_path / "results.md").read_text() == table
