@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from monai_gvae.transforms.utils import unpack_image_label
+
 __all__ = ["label_to_condition", "encode_pairs", "synthesize_for_labels", "posterior_variants"]
 
 
@@ -166,8 +168,6 @@ def posterior_variants(
 
         images, labels = posterior_variants(joint.eval(), pool_images, None, sigma=0.5)
     """
-    from monai_gvae.transforms.utils import unpack_image_label
-
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}.")
     device = _model_device(model)
