@@ -186,8 +186,12 @@ def stack(items: list[dict], key: str) -> torch.Tensor:
 
 
 # --- GVAE training
-def gvae_parts(args: argparse.Namespace, kind: str) -> tuple[GVAE, GVAECritic]:
-    """``kind``: "image" (image-only), "conditional" (image given a one-hot label) or "joint" (image + label)."""
+def gvae_parts(args: argparse.Namespace, kind: str, seed: int) -> tuple[GVAE, GVAECritic]:
+    """``kind``: "image" (image-only), "conditional" (image given a one-hot label) or "joint" (image + label).
+
+    The initial weights are drawn after seeding with ``seed``, so they do not depend on what ran before.
+    """
+    set_determinism(seed)
     net = {"latent_size": args.latent_size, "architecture": "conv", "base_channels": args.base_channels,
            "max_channels": 128}
     crit = {"architecture": "conv", "base_channels": args.base_channels, "max_channels": 128}
@@ -320,7 +324,7 @@ def run_cell(k: int, seed: int, train: list[dict], evaluation: list[dict] | None
         elif arm == "elastic":
             record(arm, deformed_pairs(items, args.num_synthetic, seed * 1000))
         elif arm in ("cond", "cond_pool"):
-            gvae, critic = gvae_parts(args, "conditional")
+            gvae, critic = gvae_parts(args, "conditional", seed)
             if arm == "cond_pool":
                 load_pretrained_weights(gvae, pretrained["gvae"], key=None)
                 load_pretrained_weights(critic, pretrained["critic"], key=None)
@@ -329,7 +333,7 @@ def run_cell(k: int, seed: int, train: list[dict], evaluation: list[dict] | None
             pairs, acceptance = conditional_synthesis(gvae, critic, items, args, seed)
             record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
         elif arm == "joint_pool":
-            gvae, critic = gvae_parts(args, "joint")
+            gvae, critic = gvae_parts(args, "joint", seed)
             load_pretrained_weights(gvae, pretrained["gvae"], key=None)
             load_pretrained_weights(critic, pretrained["critic"], key=None)
             gvae.encoder.requires_grad_(False)  # latents of unlabelled images stay those of the pre-trained encoder
@@ -355,7 +359,7 @@ def run_cell(k: int, seed: int, train: list[dict], evaluation: list[dict] | None
 def pretrain(train: list[dict], args: argparse.Namespace, seed: int) -> dict:
     """Image-only GVAE on the unlabelled pool (the train split's images, labels hidden)."""
     pool = unlabelled_pool(train)
-    gvae, critic = gvae_parts(args, "image")
+    gvae, critic = gvae_parts(args, "image", seed)
     seconds = train_gvae(gvae, critic, pool, packer(False, augment=False), args.pretrain_iterations, args, seed)
     return {"gvae": gvae.state_dict(), "critic": critic.state_dict(), "seconds": seconds, "pool": pool}
 
