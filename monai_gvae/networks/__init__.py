@@ -1,5 +1,5 @@
 """GVAE networks: encoder, generator, critic and the encoder+generator inference model."""
 
-from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, load_gvae, reparameterize
+from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, GVAEGeneratorWrapper, load_gvae, reparameterize
 
-__all__ = ["GVAE", "GVAECritic", "GVAEEncoder", "GVAEGenerator", "load_gvae", "reparameterize"]
+__all__ = ["GVAE", "GVAECritic", "GVAEEncoder", "GVAEGenerator", "GVAEGeneratorWrapper", "load_gvae", "reparameterize"]
