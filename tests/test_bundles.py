@@ -121,7 +121,7 @@ def test_bundle_train_evaluate_verify_export_infer(name, tmp_path, no_network):
     out = tmp_path / "run"
 
     # MONAI's properties of a training bundle are all there
-    workflow = ConfigWorkflow(workflow_type="train", **configs(name), **TINY, **data)
+    workflow = ConfigWorkflow(workflow_type="train", **configs(name), **TINY, **data, output_dir=str(tmp_path / "props"))
     workflow.initialize()
     assert workflow.check_properties() == []
 
