@@ -11,16 +11,23 @@ Two families are built here:
   followed by normalisation and LeakyReLU, mirrored by four stride-2 transposed convolutions.
 
 Both are built from MONAI blocks (``Convolution``, ``ResidualUnit``, ``UpSample``).
+
+Both trunks take ``gradient_checkpointing=True`` to trade compute for memory (3D volumes): each resolution level
+runs under :func:`torch.utils.checkpoint.checkpoint`, so only the level inputs are kept for backward and the rest
+is recomputed. Outputs, gradients and normalisation running statistics are the same as without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit, UpSample
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.utils.checkpoint import checkpoint
 
 __all__ = ["DownsamplingTrunk", "UpsamplingTrunk", "channel_schedule", "check_image_size", "ARCHITECTURES"]
 
@@ -77,7 +84,67 @@ def final_resolution(image_size: int, architecture: str) -> int:
     return RESNET_MIN_RESOLUTION if architecture == "resnet" else image_size // 2**CONV_NUM_LAYERS
 
 
-class DownsamplingTrunk(nn.Module):
+class _CheckpointedBody(nn.Module):
+    """Base of the trunks: runs ``self.body`` (an ``nn.Sequential``) level by level, optionally checkpointed.
+
+    ``self.levels`` holds the ``(start, stop)`` indices of each resolution level in ``self.body``; the state dict
+    is the same with or without checkpointing.
+    """
+
+    body: nn.Sequential
+    levels: list[tuple[int, int]]
+    gradient_checkpointing: bool
+
+    def run_body(self, h: torch.Tensor) -> torch.Tensor:
+        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+            return self.body(h)
+        for start, stop in self.levels:
+            segment = self.body[start:stop]
+            keep_stats = _KeepRunningStats(segment)
+            h = checkpoint(
+                segment, h, use_reentrant=False, context_fn=lambda ks=keep_stats: (contextlib.nullcontext(), ks)
+            )
+        return h
+
+
+class _KeepRunningStats:
+    """Keeps normalisation running statistics out of a checkpoint's recomputation, which would update them a
+    second time: the recomputation writes into scratch copies and the real buffers are put back untouched (not
+    even their autograd version changes, so graphs that saved them stay valid). Re-entrant: a recomputation can
+    run more than once (the double backward of a gradient penalty)."""
+
+    NAMES = ("running_mean", "running_var", "num_batches_tracked")
+
+    def __init__(self, module: nn.Module) -> None:
+        self.norms = [m for m in module.modules() if isinstance(m, _NormBase) and m.track_running_stats]
+        self.saved: list[list[tuple[nn.Module, str, torch.Tensor]]] = []
+
+    def __enter__(self) -> None:
+        originals = []
+        for m in self.norms:
+            for name in self.NAMES:
+                buf = getattr(m, name, None)
+                if buf is not None:
+                    originals.append((m, name, buf))
+                    setattr(m, name, buf.detach().clone())
+        self.saved.append(originals)
+
+    def __exit__(self, *exc: object) -> None:
+        for m, name, buf in self.saved.pop():
+            setattr(m, name, buf)
+
+
+def _level_bounds(sizes: list[int]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive runs of ``sizes`` layers, empty runs dropped."""
+    bounds, start = [], 0
+    for n in sizes:
+        if n:
+            bounds.append((start, start + n))
+        start += n
+    return bounds
+
+
+class DownsamplingTrunk(_CheckpointedBody):
     """Image -> flattened feature vector (shared body of encoder and critic).
 
     Args:
@@ -90,6 +157,8 @@ class DownsamplingTrunk(nn.Module):
         num_res_units: residual units per level (``resnet`` only).
         norm: MONAI normalisation name/tuple, or ``None``.
         dropout: dropout probability inside the blocks.
+        gradient_checkpointing: recompute each level in backward instead of keeping its activations (saves
+            memory on 3D volumes, costs about one extra forward). Only active while gradients are enabled.
     """
 
     def __init__(
@@ -103,10 +172,12 @@ class DownsamplingTrunk(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = None,
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         channels = channel_schedule(image_size, architecture, base_channels, max_channels)
         layers: list[nn.Module] = []
+        level_sizes: list[int] = []
         if architecture == "resnet":
             layers.append(Convolution(spatial_dims, in_channels, channels[0], kernel_size=3, act=LEAKY_RELU, norm=None))
             for level, ch in enumerate(channels[:-1]):
@@ -114,8 +185,11 @@ class DownsamplingTrunk(nn.Module):
                     layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
                 layers.append(_avg_pool(spatial_dims))
                 layers.append(Convolution(spatial_dims, ch, channels[level + 1], kernel_size=1, conv_only=True))
+                # the stem convolution belongs to the first level
+                level_sizes.append(num_res_units + 2 + (1 if level == 0 else 0))
             for _ in range(num_res_units):
                 layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
+            level_sizes.append(num_res_units)
         else:
             prev = in_channels
             for ch in channels:
@@ -124,15 +198,18 @@ class DownsamplingTrunk(nn.Module):
                         spatial_dims, prev, ch, strides=2, kernel_size=3, act=LEAKY_RELU, norm=norm, dropout=dropout
                     )
                 )
+                level_sizes.append(1)
                 prev = ch
         self.body = nn.Sequential(*layers)
+        self.levels = _level_bounds(level_sizes)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
         self.out_features = channels[-1] * final_resolution(image_size, architecture) ** spatial_dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.body(x), 1)
+        return torch.flatten(self.run_body(x), 1)
 
 
-class UpsamplingTrunk(nn.Module):
+class UpsamplingTrunk(_CheckpointedBody):
     """Latent vector -> image in [-1, 1] (the generator body), mirroring :class:`DownsamplingTrunk`.
 
     Args:
@@ -146,6 +223,7 @@ class UpsamplingTrunk(nn.Module):
         num_res_units: residual units per level (``resnet`` only).
         norm: MONAI normalisation name/tuple, or ``None``.
         dropout: dropout probability inside the blocks (the paper uses 0.3).
+        gradient_checkpointing: recompute each level in backward instead of keeping its activations.
     """
 
     def __init__(
@@ -160,9 +238,11 @@ class UpsamplingTrunk(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         channels = channel_schedule(image_size, architecture, base_channels, max_channels)[::-1]
+        level_sizes: list[int] = []
         start = final_resolution(image_size, architecture)
         self.start_shape = (channels[0],) + (start,) * spatial_dims
         self.project = nn.Linear(latent_size, channels[0] * start**spatial_dims)
@@ -175,9 +255,11 @@ class UpsamplingTrunk(nn.Module):
                 layers.append(
                     Convolution(spatial_dims, ch, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
                 )
+                level_sizes.append(num_res_units + 2)
             for _ in range(num_res_units):
                 layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
             layers.append(Convolution(spatial_dims, channels[-1], out_channels, kernel_size=3, conv_only=True))
+            level_sizes.append(num_res_units + 1)
         else:
             for level, ch in enumerate(channels):
                 last = level == len(channels) - 1
@@ -195,11 +277,14 @@ class UpsamplingTrunk(nn.Module):
                         conv_only=last,
                     )
                 )
+                level_sizes.append(1)
         self.body = nn.Sequential(*layers)
+        self.levels = _level_bounds(level_sizes)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.project(z).view(z.shape[0], *self.start_shape)
-        return torch.tanh(self.body(h))
+        return torch.tanh(self.run_body(h))
 
 
 def _residual_unit(spatial_dims: int, channels: int, norm: str | tuple | None, dropout: float) -> nn.Module:

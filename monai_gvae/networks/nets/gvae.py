@@ -52,6 +52,9 @@ class GVAE(nn.Module):
         num_classes: label classes encoded in the label channels (one-hot: ``num_classes`` channels;
             one foreground channel: 2 classes). ``None`` without labels.
         logvar_clamp: ``(min, max)`` applied to the encoder's log-variance.
+        gradient_checkpointing: recompute each resolution level of encoder and generator during backward
+            instead of storing its activations (3D volumes). A run-time setting: not stored in the configuration
+            (a checkpoint loads the same either way); switch it later with :meth:`set_gradient_checkpointing`.
 
     Example::
 
@@ -75,6 +78,7 @@ class GVAE(nn.Module):
         image_channels: int | None = None,
         num_classes: int | None = None,
         logvar_clamp: tuple[float, float] = LOGVAR_CLAMP,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         image_channels = in_channels if image_channels is None else image_channels
@@ -106,8 +110,14 @@ class GVAE(nn.Module):
                   "num_res_units", "dropout")
         common = {k: self.config[k] for k in shared}
         common["norm"] = norm
-        self.encoder = GVAEEncoder(in_channels=in_channels, **common)
-        self.generator = GVAEGenerator(out_channels=in_channels, **common)
+        self.encoder = GVAEEncoder(in_channels=in_channels, gradient_checkpointing=gradient_checkpointing, **common)
+        self.generator = GVAEGenerator(out_channels=in_channels, gradient_checkpointing=gradient_checkpointing, **common)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> "GVAE":
+        """Switch per-level gradient checkpointing of encoder and generator on or off; returns ``self``."""
+        self.encoder.trunk.gradient_checkpointing = bool(enabled)
+        self.generator.trunk.gradient_checkpointing = bool(enabled)
+        return self
 
     # --- properties read by trainers, transforms and writers
     @property

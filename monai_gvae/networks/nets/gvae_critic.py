@@ -28,6 +28,8 @@ class GVAECritic(nn.Module):
         num_res_units: residual units per level (``"resnet"`` only).
         norm: normalisation, ``None`` by default (``"instance"``, ``"layer"``-like or ``"batch"`` possible).
         dropout: dropout probability in the blocks.
+        gradient_checkpointing: recompute each resolution level during backward instead of storing its
+            activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
 
     Example::
 
@@ -46,6 +48,7 @@ class GVAECritic(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = None,
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, in_channels)
@@ -60,6 +63,7 @@ class GVAECritic(nn.Module):
             num_res_units,
             as_tuple_norm(norm),
             dropout,
+            gradient_checkpointing,
         )
         self.score = nn.Linear(self.trunk.out_features, 1)
 

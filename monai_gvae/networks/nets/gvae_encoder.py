@@ -27,6 +27,8 @@ class GVAEEncoder(nn.Module):
         num_res_units: residual units per level (``"resnet"`` only).
         norm: normalisation (MONAI name or ``(name, kwargs)``); the paper uses BatchNorm.
         dropout: dropout probability in the blocks.
+        gradient_checkpointing: recompute each resolution level during backward instead of storing its
+            activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
 
     Raises:
         ValueError: unsupported ``spatial_dims``, ``image_size`` or ``architecture``.
@@ -49,6 +51,7 @@ class GVAEEncoder(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, in_channels, latent_size)
@@ -64,6 +67,7 @@ class GVAEEncoder(nn.Module):
             num_res_units,
             as_tuple_norm(norm),
             dropout,
+            gradient_checkpointing,
         )
         self.mu = nn.Linear(self.trunk.out_features, latent_size)
         self.logvar = nn.Linear(self.trunk.out_features, latent_size)

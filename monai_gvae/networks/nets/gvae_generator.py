@@ -26,6 +26,8 @@ class GVAEGenerator(nn.Module):
         norm: normalisation (MONAI name or ``(name, kwargs)``).
         dropout: dropout probability in the blocks (the paper's Table 1 uses 0.3; default 0 here because
             dropout makes the decoder stochastic at training time and slowed convergence in our runs).
+        gradient_checkpointing: recompute each resolution level during backward instead of storing its
+            activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
 
     Example::
 
@@ -45,6 +47,7 @@ class GVAEGenerator(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, out_channels, latent_size)
@@ -62,6 +65,7 @@ class GVAEGenerator(nn.Module):
             num_res_units,
             as_tuple_norm(norm),
             dropout,
+            gradient_checkpointing,
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
