@@ -151,21 +151,34 @@ def test_float_outputs_false_keeps_tensors_with_the_same_values():
     assert loss_terms(lazy) == loss_terms(eager)  # read as floats only when a handler asks
 
 
-def test_bundle_speed_ids(repo_root):
+BUNDLES = ("gvae_brain2d", "gvae_brain3d", "gvae_celebahq", "gvae_lsun", "gvae_mnist")
+SPEED_IDS = ("channels_last", "compile", "gradient_checkpointing", "cudnn_benchmark", "pin_memory", "non_blocking",
+             "float_outputs")
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_every_bundle_defines_the_speed_ids(repo_root, bundle):
     parser = ConfigParser()
-    parser.read_config(os.path.join(repo_root, "bundles", "gvae_brain2d", "configs", "train.yaml"))
-    for key in ("channels_last", "compile", "gradient_checkpointing", "cudnn_benchmark", "pin_memory",
-                "non_blocking", "float_outputs"):
-        assert key in parser, key
-    assert parser["channels_last"] is True and parser["compile"] is False
+    parser.read_config(os.path.join(repo_root, "bundles", bundle, "configs", "train.yaml"))
+    for key in SPEED_IDS:
+        assert key in parser, f"{bundle} lacks {key}"
+    assert parser["channels_last"] is True and parser["compile"] is False and parser["gradient_checkpointing"] is False
+
+
+def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)  # the shared blocks are included by macros relative to the working directory
+    parser = ConfigParser()
+    parser.read_config(os.path.join("bundles", "gvae_brain2d", "configs", "train.yaml"))
     parser.update({"base_channels": 4, "max_channels": 8, "latent_size": 4, "gradient_checkpointing": True,
-                   "device": "$torch.device('cpu')"})
+                   "float_outputs": False, "device": "$torch.device('cpu')"})
     network = parser.get_parsed_content("network")
     critic = parser.get_parsed_content("critic_network")
     assert network.encoder.trunk.gradient_checkpointing and critic.trunk.gradient_checkpointing
-    conv_weight = network.encoder.trunk.body[0].conv.weight
-    assert conv_weight.is_contiguous(memory_format=torch.channels_last)
+    assert network.encoder.trunk.body[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert parser.get_parsed_content("train#dataloader").pin_memory == torch.cuda.is_available()
+    trainer = parser.get_parsed_content("train#trainer")
+    assert trainer.float_outputs is False and trainer.encoder is network.encoder  # compile off: the module itself
+    assert any("configure_backends" in str(line) for line in parser["initialize"])
 
 
 def test_throughput_script_quick_prints_every_figure(repo_root, tmp_path):

@@ -424,8 +424,30 @@ def figure_options(args, cfg: Config, device: torch.device, results: dict) -> No
         stats = ratio_stats(times["default"], times[name])
         print(f"    {name:40s} speed-up {fmt_ratio(stats, args.reps)}")
         results["options"][name] = stats
+    if not args.quick:
+        figure_channels_last_3d(args, device, results)
     if args.compile:
         figure_compile(args, cfg, device, results)
+
+
+def figure_channels_last_3d(args, device: torch.device, results: dict) -> None:
+    """channels_last_3d against contiguous for the gvae_brain3d bundle's conv network at 64^3."""
+    cfg = Config(3, 64, 4, "conv", 16, 128, 64)
+    batches = make_batches(cfg, 1, device)
+    state = {}
+    for channels_last in (False, True):
+        gvae, critic = make_networks(cfg, device, channels_last=channels_last)
+        opts = make_optimisers(gvae, critic)
+        state[channels_last] = (gvae, critic, opts)
+        make_trainer(cfg, gvae, critic, *opts, batches, device, 0).run()  # warm-up
+    reps = 5
+    times = interleaved({
+        str(cl): (lambda cl=cl: make_trainer(cfg, state[cl][0], state[cl][1], *state[cl][2], batches, device, 0).run())
+        for cl in (False, True)
+    }, reps, device)
+    stats = ratio_stats(times["False"], times["True"])
+    print(f"    {'channels_last (' + cfg.describe() + ')':40s} speed-up {fmt_ratio(stats, reps)}")
+    results["options"]["channels_last_3d"] = stats
 
 
 def figure_compile(args, cfg: Config, device: torch.device, results: dict) -> None:
