@@ -20,7 +20,7 @@ from monai_gvae.engines import (
     prepare_network,
 )
 from monai_gvae.losses import gradient_penalty
-from monai_gvae.networks import GVAE, GVAECritic, load_gvae
+from monai_gvae.networks import GVAE, GVAECritic, GVAEGeneratorWrapper, load_gvae
 from test_trainer import make_trainer
 
 TINY = {"base_channels": 4, "max_channels": 8}
@@ -96,6 +96,10 @@ def test_gradient_checkpointing_constructor_arguments_reach_every_trunk(tmp_path
     assert critic.trunk.gradient_checkpointing
     torch.save(gvae.state_dict(), tmp_path / "m.pt")
     assert not load_gvae(tmp_path / "m.pt").encoder.trunk.gradient_checkpointing
+    # the bundles' TorchScript export (ckpt_export generator_def) still compiles: the checkpointed path is left out
+    scripted = torch.jit.script(GVAEGeneratorWrapper(gvae).eval())
+    z = torch.randn(2, 4)
+    assert torch.equal(scripted(z), GVAEGeneratorWrapper(gvae).eval()(z))
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])

@@ -88,16 +88,17 @@ class _CheckpointedBody(nn.Module):
     """Base of the trunks: runs ``self.body`` (an ``nn.Sequential``) level by level, optionally checkpointed.
 
     ``self.levels`` holds the ``(start, stop)`` indices of each resolution level in ``self.body``; the state dict
-    is the same with or without checkpointing.
+    is the same with or without checkpointing. The checkpointed path is left out of TorchScript (exported
+    networks run the plain path, as inference does).
     """
 
-    body: nn.Sequential
-    levels: list[tuple[int, int]]
-    gradient_checkpointing: bool
-
     def run_body(self, h: torch.Tensor) -> torch.Tensor:
-        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
-            return self.body(h)
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_body(h)
+        return self.body(h)
+
+    @torch.jit.unused
+    def _checkpointed_body(self, h):  # no annotations: TorchScript types the stub it compiles in its place
         for start, stop in self.levels:
             segment = self.body[start:stop]
             keep_stats = _KeepRunningStats(segment)
