@@ -169,12 +169,12 @@ def test_every_bundle_defines_the_speed_ids(repo_root, bundle):
     assert parser["channels_last"] is True and parser["compile"] is False and parser["gradient_checkpointing"] is False
 
 
-def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypatch):
+def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypatch, tmp_path):
     monkeypatch.chdir(repo_root)  # the shared blocks are included by macros relative to the working directory
     parser = ConfigParser()
     parser.read_config(os.path.join("bundles", "gvae_brain2d", "configs", "train.yaml"))
     parser.update({"base_channels": 4, "max_channels": 8, "latent_size": 4, "gradient_checkpointing": True,
-                   "float_outputs": False, "device": "$torch.device('cpu')"})
+                   "float_outputs": False, "device": "$torch.device('cpu')", "output_dir": str(tmp_path)})
     network = parser.get_parsed_content("network")
     critic = parser.get_parsed_content("critic_network")
     assert network.encoder.trunk.gradient_checkpointing and critic.trunk.gradient_checkpointing
