@@ -3,8 +3,11 @@
 ``evaluation`` (folder metrics, memorisation check) and ``training`` (bundle training run) are imported on use.
 """
 
+from pathlib import Path as _Path
+
 from .adaptation import load_pretrained
 from .handlers import SampleGridHandler
+from .png_synthesis import synthesize_rgb_png
 from .synthesis import FORMATS, generate, model_checksum, output_names, sample_latents, synthesize, synthesize_to_nifti
 from .visualize import LABEL_PALETTE, sample_grid, save_sample_grid
 
@@ -17,8 +20,13 @@ __all__ = [
     "sample_latents",
     "synthesize",
     "synthesize_to_nifti",
+    "synthesize_rgb_png",
     "sample_grid",
     "save_sample_grid",
     "LABEL_PALETTE",
     "load_pretrained",
+    "SCHEMA_FILE",
 ]
+
+SCHEMA_FILE = str(_Path(__file__).resolve().parent / "schema" / "meta_schema_gvae.json")
+"""The metadata schema shipped in the package, for ``verify_metadata --filepath`` (nothing is downloaded)."""

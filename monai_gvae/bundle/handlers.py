@@ -29,10 +29,13 @@ class SampleGridHandler:
         keep_intermediate: keep every intermediate grid (otherwise only the latest, overwritten).
         condition: for a label-conditioned GVAE, the conditions ``(N, condition_channels, *spatial)`` of the
             grid's samples (``num_samples`` is then ``N``); each cell shows the image generated for the
-            condition beside the condition's label drawn over it.
+            condition beside the condition's label drawn over it. ``None`` with a conditional GVAE: the
+            conditions of the trainer's latest batch (its last ``condition_channels`` channels, at most
+            ``num_samples`` of them) are used.
 
     Raises:
-        ValueError: a conditional GVAE without ``condition`` (or a condition for an unconditional one).
+        ValueError: a condition for an unconditional GVAE; at write time, a conditional GVAE with no condition
+            given and no batch seen.
 
     Example::
 
@@ -50,13 +53,11 @@ class SampleGridHandler:
         keep_intermediate: bool = False,
         condition: torch.Tensor | None = None,
     ) -> None:
-        conditional = bool(getattr(network, "condition_channels", 0))
-        if conditional != (condition is not None):
-            raise ValueError(
-                "SampleGridHandler: a label-conditioned GVAE needs `condition` (the label maps to draw images for)"
-                if conditional else "SampleGridHandler: `condition` given but the GVAE is not conditional."
-            )
+        self.conditional = bool(getattr(network, "condition_channels", 0))
+        if condition is not None and not self.conditional:
+            raise ValueError("SampleGridHandler: `condition` given but the GVAE is not conditional.")
         self.condition = None if condition is None else torch.as_tensor(condition).float()
+        self._batch_condition: torch.Tensor | None = None
         if self.condition is not None:
             num_samples = int(self.condition.shape[0])
         self.network, self.output_dir, self.num_samples = network, output_dir, num_samples
@@ -69,11 +70,23 @@ class SampleGridHandler:
         engine.add_event_handler(Events.COMPLETED, self._final)
 
     def _epoch(self, engine: Engine) -> None:
+        self._remember_batch(engine)
         name = f"samples_epoch{engine.state.epoch}.png" if self.keep_intermediate else "samples_latest.png"
         self.write(os.path.join(self.output_dir, name))
 
     def _final(self, engine: Engine) -> None:
+        self._remember_batch(engine)
         self.write(os.path.join(self.output_dir, self.filename))
+
+    def _remember_batch(self, engine: Engine) -> None:
+        """A conditional GVAE without fixed conditions: keep those of the trainer's latest batch."""
+        if not self.conditional or self.condition is not None:
+            return
+        batch = engine.state.batch
+        x = batch.get("image") if isinstance(batch, dict) else (batch[0] if isinstance(batch, (list, tuple)) else batch)
+        if isinstance(x, torch.Tensor):
+            channels = int(self.network.condition_channels)
+            self._batch_condition = x[: self.num_samples, -channels:].detach().float().cpu()
 
     @torch.no_grad()
     def write(self, path: str) -> str | None:
@@ -83,13 +96,16 @@ class SampleGridHandler:
         was_training = self.network.training
         self.network.eval()
         rng = torch.Generator().manual_seed(self.seed)
+        condition = self.condition if self.condition is not None else self._batch_condition
+        if self.conditional and condition is None:
+            raise ValueError("SampleGridHandler: a label-conditioned GVAE needs `condition`, or a trainer batch to take it from.")
         try:
-            if self.condition is None:
+            if condition is None:
                 samples = self.network.sample(self.num_samples, generator=rng)
             else:
                 device = next(self.network.parameters()).device
-                samples = self.network.sample(self.num_samples, generator=rng, condition=self.condition.to(device))
-                samples = torch.cat([samples.float().cpu(), self.condition.cpu()], dim=1)
+                samples = self.network.sample(condition.shape[0], generator=rng, condition=condition.to(device))
+                samples = torch.cat([samples.float().cpu(), condition.cpu()], dim=1)
         finally:
             self.network.train(was_training)
         save_sample_grid(samples, path, self.network.image_channels, self.network.num_classes)

@@ -108,7 +108,10 @@ def model_checksum(model: GVAE) -> str:
     for name, value in sorted(model.state_dict().items()):
         if isinstance(value, torch.Tensor):
             digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            # raw bytes through a uint8 view: numpy has no bfloat16, so .numpy() would fail for such weights
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{name}:{value!r}".encode())  # the stored config (extra state) is part of the identity
     return digest.hexdigest()
 
 

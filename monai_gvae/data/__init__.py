@@ -10,7 +10,12 @@ from .brain import (
     load_brain_volume,
     synthetic_slices,
 )
+from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset
 from .inputs import InputImageError, find_images, load_image, load_image_folder, read_reference_geometry
+from .lsun import LSUNDataset, list_lmdb_keys, lsun_lmdb_path
+from .mnist import MNISTDataset, read_idx
+from .utils import LazyItemDataset, decode_image, natural_sort_key
+from .volumes import BrainVolumeDataset, VolumeFolderDataset, volume_dataset
 from .writers import (
     SYNTHETIC_DESCRIPTION,
     SyntheticStudy,
@@ -50,4 +55,18 @@ __all__ = [
     "synthetic_slices",
     "labelled_subset",
     "unlabelled_pool",
+    # readers of the benchmark data sets (issue 3)
+    "MNISTDataset",
+    "read_idx",
+    "LSUNDataset",
+    "list_lmdb_keys",
+    "lsun_lmdb_path",
+    "ImageFolderDataset",
+    "IMAGE_EXTENSIONS",
+    "VolumeFolderDataset",
+    "BrainVolumeDataset",
+    "volume_dataset",
+    "LazyItemDataset",
+    "decode_image",
+    "natural_sort_key",
 ]

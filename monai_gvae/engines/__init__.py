@@ -2,6 +2,19 @@
 
 from .gvae_evaluator import GVAEEvaluator
 from .gvae_trainer import OBJECTIVES, GVAETrainer, NonFiniteLossError, unwrap
+from .performance import channels_last_format, configure_backends, maybe_compile, prepare_network
 from .utils import LOSS_KEYS, loss_terms
 
-__all__ = ["GVAETrainer", "GVAEEvaluator", "NonFiniteLossError", "OBJECTIVES", "unwrap", "LOSS_KEYS", "loss_terms"]
+__all__ = [
+    "GVAETrainer",
+    "GVAEEvaluator",
+    "NonFiniteLossError",
+    "OBJECTIVES",
+    "unwrap",
+    "LOSS_KEYS",
+    "loss_terms",
+    "channels_last_format",
+    "configure_backends",
+    "maybe_compile",
+    "prepare_network",
+]

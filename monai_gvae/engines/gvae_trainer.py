@@ -81,6 +81,10 @@ class GVAETrainer(Trainer):
             loss becomes NaN/Inf (no optimiser step is taken with such a loss).
         amp: mixed precision (autocast): float16 with gradient scaling on CUDA, bfloat16 on CPU.
         amp_dtype: override the autocast dtype.
+        float_outputs: convert the loss terms of ``engine.state.output`` to Python floats every iteration (one
+            host-device synchronisation per iteration on a GPU). ``False`` leaves them as detached 0-d tensors so
+            that the loop never waits for the GPU; handlers read them with ``float()`` (``loss_terms`` does) only
+            when they log. Terms an objective does not use are 0.0 either way.
         epoch_length, non_blocking, prepare_batch, iteration_update, postprocessing, key_train_metric,
         additional_metrics, metric_cmp_fn, train_handlers, event_names, event_to_attr, decollate,
         optim_set_to_none, to_kwargs, amp_kwargs: as in ``monai.engines.SupervisedTrainer``.
@@ -120,6 +124,7 @@ class GVAETrainer(Trainer):
         check_finite: bool = True,
         amp: bool = False,
         amp_dtype: torch.dtype | str | None = None,
+        float_outputs: bool = True,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -181,6 +186,7 @@ class GVAETrainer(Trainer):
                 "build both with the same condition_channels."
             )
         self.check_finite = check_finite
+        self.float_outputs = float_outputs
         self.optim_set_to_none = optim_set_to_none
 
         device = torch.device(device)
@@ -364,9 +370,15 @@ class GVAETrainer(Trainer):
                 output.update(engine._critic_step(x, condition))
         output.update(engine._generator_step(x, engine.state.iteration, condition))
         output["kl_weight"] = engine.loss_function.kl_weight_at(engine.state.iteration)
-        for key in ("loss_d", "gp", "wasserstein", "loss_g", "loss_rec", "loss_kl", "loss_adv"):
-            value = output.get(key)
-            output[key] = float(value) if value is not None else 0.0
+        keys = ("loss_d", "gp", "wasserstein", "loss_g", "loss_rec", "loss_kl", "loss_adv")
+        present = [key for key in keys if output.get(key) is not None]
+        if engine.float_outputs and present:
+            # one device-to-host copy for all terms instead of one synchronisation per term
+            values = torch.stack([output[key].float().reshape(()) for key in present]).tolist()
+            output.update(zip(present, values))
+        for key in keys:
+            if output.get(key) is None:
+                output[key] = 0.0
         output[CommonKeys.IMAGE] = x
         output[CommonKeys.LABEL] = x
         return output

@@ -2,9 +2,11 @@
 
 Functions take tensors and return numbers; the ``*Metric`` classes are MONAI cumulative metrics, so they
 plug into ``monai.handlers.IgniteMetricHandler`` (and evaluators) like MONAI's own. ``memorization`` finds
-generated samples that copy training images.
+generated samples that copy training images. ``basic`` is what the bundles' ``evaluate.yaml`` writes to
+``metrics.json`` (:func:`evaluate_gvae`).
 """
 
+from .basic import evaluate_gvae, evaluate_to_json, save_metrics
 from .diversity import MS_SSIM_WEIGHTS, MSSSIMDiversityMetric, ms_ssim, ms_ssim_pairs, ms_ssim_settings
 from .frechet import (
     FeatureClassifier,
@@ -66,4 +68,7 @@ __all__ = [
     "memorization_report",
     "nearest_neighbours",
     "save_closest_pairs",
+    "evaluate_gvae",
+    "evaluate_to_json",
+    "save_metrics",
 ]

@@ -1,6 +1,6 @@
 """GVAE networks: encoder, generator, critic and the encoder+generator inference model."""
 
-from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, load_gvae, reparameterize
+from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, GVAEGeneratorWrapper, load_gvae, reparameterize
 from .pretrained import load_pretrained_weights
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "GVAECritic",
     "GVAEEncoder",
     "GVAEGenerator",
+    "GVAEGeneratorWrapper",
     "load_gvae",
     "load_pretrained_weights",
     "reparameterize",

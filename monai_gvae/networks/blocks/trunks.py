@@ -11,16 +11,23 @@ Two families are built here:
   followed by normalisation and LeakyReLU, mirrored by four stride-2 transposed convolutions.
 
 Both are built from MONAI blocks (``Convolution``, ``ResidualUnit``, ``UpSample``).
+
+Both trunks take ``gradient_checkpointing=True`` to trade compute for memory (3D volumes): each resolution level
+runs under :func:`torch.utils.checkpoint.checkpoint`, so only the level inputs are kept for backward and the rest
+is recomputed. Outputs, gradients and normalisation running statistics are the same as without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import Convolution, ResidualUnit, UpSample
 from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "DownsamplingTrunk",
@@ -85,7 +92,68 @@ def final_resolution(image_size: int, architecture: str) -> int:
     return RESNET_MIN_RESOLUTION if architecture == "resnet" else image_size // 2**CONV_NUM_LAYERS
 
 
-class DownsamplingTrunk(nn.Module):
+class _CheckpointedBody(nn.Module):
+    """Base of the trunks: runs ``self.body`` (an ``nn.Sequential``) level by level, optionally checkpointed.
+
+    ``self.levels`` holds the ``(start, stop)`` indices of each resolution level in ``self.body``; the state dict
+    is the same with or without checkpointing. The checkpointed path is left out of TorchScript (exported
+    networks run the plain path, as inference does).
+    """
+
+    def run_body(self, h: torch.Tensor) -> torch.Tensor:
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._checkpointed_body(h)
+        return self.body(h)
+
+    @torch.jit.unused
+    def _checkpointed_body(self, h):  # no annotations: TorchScript types the stub it compiles in its place
+        for start, stop in self.levels:
+            segment = self.body[start:stop]
+            keep_stats = _KeepRunningStats(segment)
+            h = checkpoint(
+                segment, h, use_reentrant=False, context_fn=lambda ks=keep_stats: (contextlib.nullcontext(), ks)
+            )
+        return h
+
+
+class _KeepRunningStats:
+    """Keeps normalisation running statistics out of a checkpoint's recomputation, which would update them a
+    second time: the recomputation writes into scratch copies and the real buffers are put back untouched (not
+    even their autograd version changes, so graphs that saved them stay valid). Re-entrant: a recomputation can
+    run more than once (the double backward of a gradient penalty)."""
+
+    NAMES = ("running_mean", "running_var", "num_batches_tracked")
+
+    def __init__(self, module: nn.Module) -> None:
+        self.norms = [m for m in module.modules() if isinstance(m, _NormBase) and m.track_running_stats]
+        self.saved: list[list[tuple[nn.Module, str, torch.Tensor]]] = []
+
+    def __enter__(self) -> None:
+        originals = []
+        for m in self.norms:
+            for name in self.NAMES:
+                buf = getattr(m, name, None)
+                if buf is not None:
+                    originals.append((m, name, buf))
+                    setattr(m, name, buf.detach().clone())
+        self.saved.append(originals)
+
+    def __exit__(self, *exc: object) -> None:
+        for m, name, buf in self.saved.pop():
+            setattr(m, name, buf)
+
+
+def _level_bounds(sizes: list[int]) -> list[tuple[int, int]]:
+    """``(start, stop)`` of consecutive runs of ``sizes`` layers, empty runs dropped."""
+    bounds, start = [], 0
+    for n in sizes:
+        if n:
+            bounds.append((start, start + n))
+        start += n
+    return bounds
+
+
+class DownsamplingTrunk(_CheckpointedBody):
     """Image -> flattened feature vector (shared body of encoder and critic).
 
     Args:
@@ -98,6 +166,8 @@ class DownsamplingTrunk(nn.Module):
         num_res_units: residual units per level (``resnet`` only).
         norm: MONAI normalisation name/tuple, or ``None``.
         dropout: dropout probability inside the blocks.
+        gradient_checkpointing: recompute each level in backward instead of keeping its activations (saves
+            memory on 3D volumes, costs about one extra forward). Only active while gradients are enabled.
     """
 
     def __init__(
@@ -111,10 +181,12 @@ class DownsamplingTrunk(nn.Module):
         num_res_units: int = 1,
         norm: str | tuple | None = None,
         dropout: float = 0.0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         channels = channel_schedule(image_size, architecture, base_channels, max_channels)
         layers: list[nn.Module] = []
+        level_sizes: list[int] = []
         if architecture == "resnet":
             layers.append(Convolution(spatial_dims, in_channels, channels[0], kernel_size=3, act=LEAKY_RELU, norm=None))
             for level, ch in enumerate(channels[:-1]):
@@ -122,8 +194,11 @@ class DownsamplingTrunk(nn.Module):
                     layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
                 layers.append(_avg_pool(spatial_dims))
                 layers.append(Convolution(spatial_dims, ch, channels[level + 1], kernel_size=1, conv_only=True))
+                # the stem convolution belongs to the first level
+                level_sizes.append(num_res_units + 2 + (1 if level == 0 else 0))
             for _ in range(num_res_units):
                 layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
+            level_sizes.append(num_res_units)
         else:
             prev = in_channels
             for ch in channels:
@@ -132,15 +207,18 @@ class DownsamplingTrunk(nn.Module):
                         spatial_dims, prev, ch, strides=2, kernel_size=3, act=LEAKY_RELU, norm=norm, dropout=dropout
                     )
                 )
+                level_sizes.append(1)
                 prev = ch
         self.body = nn.Sequential(*layers)
+        self.levels = _level_bounds(level_sizes)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
         self.out_features = channels[-1] * final_resolution(image_size, architecture) ** spatial_dims
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.body(x), 1)
+        return torch.flatten(self.run_body(x), 1)
 
 
-class UpsamplingTrunk(nn.Module):
+class UpsamplingTrunk(_CheckpointedBody):
     """Latent vector -> image in [-1, 1] (the generator body), mirroring :class:`DownsamplingTrunk`.
 
     Args:
@@ -162,6 +240,7 @@ class UpsamplingTrunk(nn.Module):
             head's last convolution starts at zero, so an unconditional trunk's weights load into a
             conditional one (zero weights on the new input channels) and compute the same function until
             fine-tuned.
+        gradient_checkpointing: recompute each level in backward instead of keeping its activations.
     """
 
     def __init__(
@@ -177,12 +256,16 @@ class UpsamplingTrunk(nn.Module):
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
         condition_channels: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(condition_channels, int) or condition_channels < 0:
             raise ValueError(f"condition_channels must be an integer >= 0, got {condition_channels!r}.")
+        if condition_channels and gradient_checkpointing:
+            raise ValueError("gradient_checkpointing is not implemented for a conditional generator (condition_channels > 0).")
         self.condition_channels = cc = condition_channels
         channels = channel_schedule(image_size, architecture, base_channels, max_channels)[::-1]
+        level_sizes: list[int] = []
         start = final_resolution(image_size, architecture)
         self.start_shape = (channels[0],) + (start,) * spatial_dims
         self.project = nn.Linear(latent_size, channels[0] * start**spatial_dims)
@@ -199,11 +282,13 @@ class UpsamplingTrunk(nn.Module):
                 layers.append(
                     Convolution(spatial_dims, ch + cc, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
                 )
+                level_sizes.append(num_res_units + 2)
             for _ in range(num_res_units):
                 layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
             if cc:
                 self._condition_at.add(len(layers))
             layers.append(Convolution(spatial_dims, channels[-1] + cc, out_channels, kernel_size=3, conv_only=True))
+            level_sizes.append(num_res_units + 1)
         else:
             for level, ch in enumerate(channels):
                 last = level == len(channels) - 1
@@ -223,6 +308,7 @@ class UpsamplingTrunk(nn.Module):
                         conv_only=last,
                     )
                 )
+                level_sizes.append(1)
         self.body = nn.Sequential(*layers)
         self.refine: nn.Module | None = None
         if cc:
@@ -234,15 +320,22 @@ class UpsamplingTrunk(nn.Module):
                 Convolution(spatial_dims, out_channels + cc, hidden, kernel_size=3, act=LEAKY_RELU, norm=None),
                 head_out,
             )
+        self.levels = _level_bounds(level_sizes)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         h = self.project(z).view(z.shape[0], *self.start_shape)
-        if not self.condition_channels:
-            return torch.tanh(self.body(h))
         if condition is None:
-            raise ValueError(
-                f"this generator is conditional ({self.condition_channels} condition channels): pass a condition."
-            )
+            if self.condition_channels:
+                raise ValueError("this generator is conditional (condition_channels > 0): pass a condition.")
+            return torch.tanh(self.run_body(h))
+        return self._conditional_body(h, condition)
+
+    @torch.jit.unused
+    def _conditional_body(self, h, condition):  # no annotations: TorchScript compiles a stub in its place
+        """The body with the condition concatenated at each level, then the full-resolution refinement head."""
+        if not self.condition_channels:
+            raise ValueError("this generator is not conditional (condition_channels=0) but a condition was given.")
         condition = condition.to(h.dtype)
         for i, layer in enumerate(self.body):
             if i in self._condition_at:

@@ -58,6 +58,9 @@ class GVAE(nn.Module):
             map as condition (``condition_channels = num_classes``, ``in_channels = image_channels``), the GVAE
             synthesises images for given label maps, which are exact by construction. ``num_classes`` then
             records the condition's classes.
+        gradient_checkpointing: recompute each resolution level of encoder and generator during backward
+            instead of storing its activations (3D volumes). A run-time setting: not stored in the configuration
+            (a checkpoint loads the same either way); switch it later with :meth:`set_gradient_checkpointing`.
 
     Example::
 
@@ -86,6 +89,7 @@ class GVAE(nn.Module):
         num_classes: int | None = None,
         logvar_clamp: tuple[float, float] = LOGVAR_CLAMP,
         condition_channels: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         image_channels = in_channels if image_channels is None else image_channels
@@ -122,8 +126,16 @@ class GVAE(nn.Module):
                   "num_res_units", "dropout")
         common = {k: self.config[k] for k in shared}
         common["norm"] = norm
-        self.encoder = GVAEEncoder(in_channels=in_channels, condition_channels=condition_channels, **common)
-        self.generator = GVAEGenerator(out_channels=in_channels, condition_channels=condition_channels, **common)
+        self.encoder = GVAEEncoder(in_channels=in_channels, condition_channels=condition_channels,
+                                   gradient_checkpointing=gradient_checkpointing, **common)
+        self.generator = GVAEGenerator(out_channels=in_channels, condition_channels=condition_channels,
+                                       gradient_checkpointing=gradient_checkpointing, **common)
+
+    def set_gradient_checkpointing(self, enabled: bool = True) -> "GVAE":
+        """Switch per-level gradient checkpointing of encoder and generator on or off; returns ``self``."""
+        self.encoder.trunk.gradient_checkpointing = bool(enabled)
+        self.generator.trunk.gradient_checkpointing = bool(enabled)
+        return self
 
     # --- properties read by trainers, transforms and writers
     @property

@@ -31,6 +31,8 @@ class GVAECritic(nn.Module):
         condition_channels: channels of a spatial condition concatenated to the input after its channels
             (a conditional critic scores ``(x, c)`` pairs: an image that does not fit its label map is a fake);
             0 for none.
+        gradient_checkpointing: recompute each resolution level during backward instead of storing its
+            activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
 
     Example::
 
@@ -50,6 +52,7 @@ class GVAECritic(nn.Module):
         norm: str | tuple | None = None,
         dropout: float = 0.0,
         condition_channels: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, in_channels)
@@ -66,6 +69,7 @@ class GVAECritic(nn.Module):
             num_res_units,
             as_tuple_norm(norm),
             dropout,
+            gradient_checkpointing,
         )
         self.score = nn.Linear(self.trunk.out_features, 1)
 

@@ -29,6 +29,8 @@ class GVAEEncoder(nn.Module):
         dropout: dropout probability in the blocks.
         condition_channels: channels of a spatial condition (e.g. a one-hot label map) concatenated to the
             input after its channels, so that ``q(z | x, c)``; 0 for none.
+        gradient_checkpointing: recompute each resolution level during backward instead of storing its
+            activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
 
     Raises:
         ValueError: unsupported ``spatial_dims``, ``image_size`` or ``architecture``.
@@ -52,6 +54,7 @@ class GVAEEncoder(nn.Module):
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
         condition_channels: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, in_channels, latent_size)
@@ -69,6 +72,7 @@ class GVAEEncoder(nn.Module):
             num_res_units,
             as_tuple_norm(norm),
             dropout,
+            gradient_checkpointing,
         )
         self.mu = nn.Linear(self.trunk.out_features, latent_size)
         self.logvar = nn.Linear(self.trunk.out_features, latent_size)

@@ -29,6 +29,8 @@ class GVAEGenerator(nn.Module):
         condition_channels: channels of a spatial condition ``c`` (e.g. a one-hot label map) so that
             ``G(z, c)`` follows it: resized and concatenated at every level, see
             :class:`~monai_gvae.networks.blocks.trunks.UpsamplingTrunk`; 0 for none.
+        gradient_checkpointing: recompute each resolution level during backward instead of storing its
+            activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
 
     Example::
 
@@ -49,6 +51,7 @@ class GVAEGenerator(nn.Module):
         norm: str | tuple | None = "batch",
         dropout: float = 0.0,
         condition_channels: int = 0,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, out_channels, latent_size)
@@ -69,6 +72,7 @@ class GVAEGenerator(nn.Module):
             as_tuple_norm(norm),
             dropout,
             condition_channels,
+            gradient_checkpointing,
         )
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:

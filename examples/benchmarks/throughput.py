@@ -1,0 +1,790 @@
+#!/usr/bin/env python
+"""Throughput and memory of GVAE training and synthesis, each figure a ratio measured side by side in one process.
+
+Run from the repository root::
+
+    python examples/benchmarks/throughput.py            # full figures (several minutes on one CPU core)
+    python examples/benchmarks/throughput.py --quick    # tiny sizes, every figure printed (the test runs this)
+    python examples/benchmarks/throughput.py --compile  # also time torch.compile (slow: compiles for minutes)
+
+Figures (targets from the project's performance issue):
+
+(a) ``GVAETrainer`` iterations/s against a hand-written PyTorch loop doing the same updates (same networks,
+    losses, optimisers and random draws: the final weights are compared) -- target >= 0.95.
+(b) FLOP/s achieved by the training step (``torch.utils.flop_counter``) against a large ``conv2d`` timed in the
+    same repetitions -- target >= 0.5 on a CPU for the 2D 64x64 configuration.
+(c) pooled batched synthesis against per-item synthesis, items/s (``monai_gvae.bundle.generate``, and
+    ``GVAESynthesize`` with a pool against a pool of one) -- target >= 10.
+(d) a segmentation epoch with ``GVAESynthesized`` against the same epoch without it, through a DataLoader with
+    2 workers -- target <= 10 % overhead.
+(e) peak memory of a 3D 64^3 training step with and without gradient checkpointing and mixed precision --
+    target: checkpointing cuts the peak by >= 30 %.
+Plus the speed options (channels-last, bfloat16 autocast, ``float_outputs``/``check_finite`` off, ``torch.compile``)
+as step-time ratios against the default step.
+
+Timing: repetitions of the compared arms are interleaved (the order rotates each repetition) and the median of
+the per-repetition ratios is reported with its min-max, because the machine may be shared. Absolute figures are
+printed beside the ratios for context only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+# the package is importable from the repository root without installation
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from monai_gvae.bundle import generate  # noqa: E402
+from monai_gvae.data import synthetic_slices  # noqa: E402
+from monai_gvae.engines import GVAETrainer, configure_backends, maybe_compile, prepare_network  # noqa: E402
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss  # noqa: E402
+from monai_gvae.networks import GVAE, GVAECritic  # noqa: E402
+from monai_gvae.transforms import PackImageLabeld  # noqa: E402
+
+NUM_CLASSES = 4  # image + 4 one-hot label channels, as the gvae_brain2d bundle
+REC_WEIGHT, KL_WEIGHT, ADV_WEIGHT, KL_WARMUP, GP_WEIGHT = 1.0, 1e-3, 1e-2, 200, 10.0
+
+
+@dataclass
+class Config:
+    """One network/batch configuration."""
+
+    spatial_dims: int = 2
+    image_size: int = 64
+    batch_size: int = 16
+    architecture: str = "conv"
+    base_channels: int = 16
+    max_channels: int = 128
+    latent_size: int = 64
+
+    @property
+    def in_channels(self) -> int:
+        return 1 + NUM_CLASSES
+
+    def describe(self) -> str:
+        size = "x".join([str(self.image_size)] * self.spatial_dims)
+        return (
+            f"{self.spatial_dims}D {size}, {self.in_channels} channels, architecture={self.architecture}, "
+            f"base/max channels {self.base_channels}/{self.max_channels}, latent {self.latent_size}, "
+            f"batch {self.batch_size}"
+        )
+
+
+def bundle_config(quick: bool) -> Config:
+    """The gvae_brain2d bundle's network and batch (tiny in quick mode)."""
+    if quick:
+        return Config(image_size=32, batch_size=4, base_channels=4, max_channels=8, latent_size=8)
+    return Config()
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# The clock of ``timed``: this process's CPU time on a CPU with one thread (others' load on a shared machine then
+# disturbs the measurement much less than it disturbs the wall clock), else wall-clock time. ``--clock`` overrides.
+CLOCK: Callable[[], float] = time.process_time
+
+
+def timed(fn: Callable[[], object], device: torch.device, clock: Callable[[], float] | None = None) -> float:
+    clock = clock or CLOCK
+    sync(device)
+    start = clock()
+    fn()
+    sync(device)
+    return clock() - start
+
+
+def interleaved(
+    arms: dict[str, Callable[[], object]], reps: int, device: torch.device, clock: Callable[[], float] | None = None
+) -> dict[str, list[float]]:
+    """Seconds per repetition of each arm; the arms' order rotates each repetition."""
+    names = list(arms)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(timed(arms[name], device, clock))
+    return times
+
+
+def ratio_stats(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """Median, min and max of the per-repetition ratios ``num[i] / den[i]``."""
+    ratios = [a / b for a, b in zip(num, den)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def fmt_ratio(stats: tuple[float, float, float], reps: int) -> str:
+    med, lo, hi = stats
+    return f"{med:.3f} (median of {reps}, min-max {lo:.3f}-{hi:.3f})"
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def make_networks(cfg: Config, device: torch.device, seed: int = 0, **kwargs) -> tuple[GVAE, GVAECritic]:
+    torch.manual_seed(seed)
+    common = dict(
+        spatial_dims=cfg.spatial_dims, in_channels=cfg.in_channels, image_size=cfg.image_size,
+        architecture=cfg.architecture, base_channels=cfg.base_channels, max_channels=cfg.max_channels,
+    )
+    ckpt = kwargs.pop("gradient_checkpointing", False)
+    gvae = GVAE(latent_size=cfg.latent_size, image_channels=1, num_classes=NUM_CLASSES,
+                gradient_checkpointing=ckpt, **common)
+    critic = GVAECritic(gradient_checkpointing=ckpt, **common)
+    channels_last = kwargs.pop("channels_last", False)
+    return (prepare_network(gvae, device, channels_last=channels_last),
+            prepare_network(critic, device, channels_last=channels_last))
+
+
+def make_optimisers(gvae: torch.nn.Module, critic: torch.nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    # the bundle's optimisers
+    return (torch.optim.Adam(gvae.parameters(), 1e-3, betas=(0.5, 0.9)),
+            torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9)))
+
+
+def make_batches(cfg: Config, num_batches: int, device: torch.device | None = None) -> list[dict[str, torch.Tensor]]:
+    """Pre-collated CPU batches of packed image+label (2D: synthetic slices; 3D: random volumes in [-1, 1]),
+    in page-locked memory when the device is a GPU (so that ``non_blocking`` copies are asynchronous)."""
+    n = cfg.batch_size * num_batches
+    if cfg.spatial_dims == 2:
+        pack = PackImageLabeld(num_classes=NUM_CLASSES)
+        slices = synthetic_slices(n, image_size=cfg.image_size, num_seg_classes=NUM_CLASSES - 1)
+        x = torch.stack([torch.as_tensor(pack(d)["image"], dtype=torch.float32) for d in slices])
+    else:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand((n, cfg.in_channels) + (cfg.image_size,) * 3, generator=g) * 2 - 1
+    pin = device is not None and device.type == "cuda"
+    return [
+        {"image": x[i * cfg.batch_size : (i + 1) * cfg.batch_size].contiguous().pin_memory() if pin
+         else x[i * cfg.batch_size : (i + 1) * cfg.batch_size].contiguous()}
+        for i in range(num_batches)
+    ]
+
+
+def make_trainer(cfg: Config, gvae, critic, opt_g, opt_d, batches, device, seed: int, **kwargs) -> GVAETrainer:
+    return GVAETrainer(
+        device=device, max_epochs=1, train_data_loader=batches, epoch_length=len(batches), network=gvae,
+        critic=critic, optimizer=opt_g, critic_optimizer=opt_d,
+        loss_function=EncoderGeneratorLoss(REC_WEIGHT, KL_WEIGHT, ADV_WEIGHT, KL_WARMUP),
+        critic_loss_function=CriticLoss(GP_WEIGHT), seed=seed, non_blocking=device.type == "cuda", **kwargs,
+    )
+
+
+def plain_loop(gvae: GVAE, critic, opt_g, opt_d, batches, device: torch.device, seed: int) -> None:
+    """The same GVAE updates as ``GVAETrainer`` (objective "gvae", n_critic=1, float32), written out by hand."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    encoder, generator = gvae.encoder, gvae.generator
+    low, high = gvae.config["logvar_clamp"]
+    latent = gvae.latent_size
+    encoder.train(), generator.train(), critic.train()
+    for iteration, batch in enumerate(batches, start=1):
+        x = batch["image"].to(device, non_blocking=device.type == "cuda")
+        n = x.shape[0]
+        # critic step on detached fakes: reconstructions and prior samples
+        with torch.no_grad():
+            mu, logvar = encoder(x)
+            logvar = logvar.clamp(low, high)
+            z_e = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, device=device)
+            z_p = torch.randn((n, latent), generator=gen, device=device)
+            fakes = generator(torch.cat([z_e, z_p]))
+        opt_d.zero_grad(set_to_none=True)
+        scores = critic(torch.cat([x, fakes]))
+        reals = x.repeat(2, *([1] * (x.ndim - 1)))
+        eps = torch.rand((2 * n,) + (1,) * (x.ndim - 1), generator=gen, device=device)
+        interpolates = (eps * reals + (1.0 - eps) * fakes).requires_grad_(True)
+        (grad,) = torch.autograd.grad(critic(interpolates).sum(), interpolates, create_graph=True)
+        gp = (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()
+        loss_d = scores[n:].mean() - scores[:n].mean() + GP_WEIGHT * gp
+        loss_d.backward()
+        opt_d.step()
+        # encoder-generator step
+        opt_g.zero_grad(set_to_none=True)
+        mu, logvar = encoder(x)
+        logvar = logvar.clamp(low, high)
+        z_e = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, device=device)
+        z_p = torch.randn((n, latent), generator=gen, device=device)
+        fakes = generator(torch.cat([z_e, z_p]))
+        critic.requires_grad_(False)
+        adv = -critic(fakes).mean()
+        rec = (fakes[:n] - x).abs().mean()
+        kl = (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).sum(1).mean()
+        kl_weight = KL_WEIGHT * min(1.0, iteration / KL_WARMUP)
+        loss_g = REC_WEIGHT * rec + kl_weight * kl + ADV_WEIGHT * adv
+        loss_g.backward()
+        opt_g.step()
+        critic.requires_grad_(True)
+
+
+def flop_counter():
+    """``FlopCounterMode`` counting totals only.
+
+    Its per-module tracker registers multi-grad hooks that fail inside ``torch.autograd.grad`` on a leaf input
+    ("A leaf node was passed to _will_engine_execute_node"), which is what the gradient penalty does; totals
+    need no module tracking, so the tracker is replaced by one that tracks nothing.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class _NoModuleTracker:
+        parents = {"Global"}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            return None
+
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModuleTracker()
+    return counter
+
+
+def conv_reference(quick: bool, device: torch.device, dtype: torch.dtype = torch.float32):
+    """A large 3x3 ``conv2d`` in both memory formats: returns (flops, {layout: callable})."""
+    n, c, s = (4, 64, 32) if quick else (16, 128, 64)
+    x = torch.randn(n, c, s, s, device=device, dtype=dtype)
+    w = torch.randn(c, c, 3, 3, device=device, dtype=dtype)
+    layouts = {
+        "contiguous": (x, w),
+        "channels_last": (x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)),
+    }
+    with flop_counter() as fc:
+        F.conv2d(x, w, padding=1)
+    fns = {name: (lambda a=a, b=b: F.conv2d(a, b, padding=1)) for name, (a, b) in layouts.items()}
+    for fn in fns.values():
+        fn()  # warm-up
+    return fc.get_total_flops(), fns, (n, c, s)
+
+
+def machine_info(device: torch.device) -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    info = {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# --------------------------------------------------------------------------------------------- figures
+
+
+def figure_a_b(args, cfg: Config, device: torch.device, results: dict) -> None:
+    """(a) engine vs plain loop, and (b) achieved FLOP/s vs a large conv2d, from the same repetitions."""
+    batches = make_batches(cfg, args.iters, device)
+    gvae_t, critic_t = make_networks(cfg, device)
+    gvae_p, critic_p = copy.deepcopy(gvae_t), copy.deepcopy(critic_t)
+    opt_g_t, opt_d_t = make_optimisers(gvae_t, critic_t)
+    opt_g_p, opt_d_p = make_optimisers(gvae_p, critic_p)
+    conv_flops, conv_fns, conv_shape = conv_reference(args.quick, device)
+    # warm-up both (allocator, oneDNN/cuDNN primitive caches) with the same seed, so that the copies stay equal
+    make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, 1000).run()
+    plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, 1000)
+
+    times: dict[str, list[float]] = {"trainer": [], "plain": [], "conv": []}
+    for r in range(args.reps):
+        # the trainer is built outside the timed region, as a user builds it once; each repetition reseeds both
+        trainer = make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, r)
+        arms = {
+            "trainer": lambda: timed(trainer.run, device),
+            "plain": lambda: timed(lambda: plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, r), device),
+            "conv": lambda: min(timed(fn, device) for fn in conv_fns.values()),  # best layout
+        }
+        # trainer and plain loop alternate in first place; the conv comes last, so that each of them follows
+        # the reference convolution's cache footprint equally often
+        for name in (["trainer", "plain"] if r % 2 == 0 else ["plain", "trainer"]) + ["conv"]:
+            times[name].append(arms[name]())
+
+    diffs = [
+        (a - b).abs().max().item()
+        for m_t, m_p in ((gvae_t, gvae_p), (critic_t, critic_p))
+        for a, b in zip(list(m_t.parameters()) + list(m_t.buffers()), list(m_p.parameters()) + list(m_p.buffers()))
+        if a.is_floating_point()
+    ]
+    max_diff = max(diffs)
+    k = args.iters
+    a_stats = ratio_stats(times["plain"], times["trainer"])  # trainer it/s over plain it/s
+    it_s_trainer = k / statistics.median(times["trainer"])
+    it_s_plain = k / statistics.median(times["plain"])
+    print(f"\n(a) engine overhead -- {cfg.describe()}, objective gvae, n_critic 1, float32, "
+          f"{k} iterations x {args.reps} interleaved repetitions")
+    print(f"    GVAETrainer {it_s_trainer:.2f} it/s, plain PyTorch loop {it_s_plain:.2f} it/s")
+    print(f"    ratio trainer/plain {fmt_ratio(a_stats, args.reps)}  target >= 0.95: {verdict(a_stats[0] >= 0.95)}")
+    print(f"    same updates: weights after {k * (args.reps + 1)} iterations "
+          f"{'identical' if max_diff == 0 else f'differ by at most {max_diff:.2e}'}")
+    results["a"] = {"config": asdict(cfg), "trainer_it_s": it_s_trainer, "plain_it_s": it_s_plain,
+                    "ratio": a_stats, "max_weight_diff": max_diff, "target": 0.95, "met": a_stats[0] >= 0.95}
+
+    # (b) FLOPs of one training iteration, counted on a copy so that the compared pair is not disturbed
+    g_c, c_c = copy.deepcopy(gvae_p), copy.deepcopy(critic_p)
+    o_g, o_d = make_optimisers(g_c, c_c)
+    with flop_counter() as fc:
+        plain_loop(g_c, c_c, o_g, o_d, batches[:1], device, 0)
+    step_flops = fc.get_total_flops()
+    achieved = [step_flops * k / t for t in times["trainer"]]
+    peak = [conv_flops / t for t in times["conv"]]
+    b_stats = ratio_stats(achieved, peak)
+    print(f"\n(b) achieved FLOP/s of the training step -- same configuration; {step_flops / 1e9:.2f} GFLOP per "
+          f"iteration (FlopCounterMode, gradient penalty's double backward included)")
+    print(f"    train step {statistics.median(achieved) / 1e9:.1f} GFLOP/s, reference conv2d "
+          f"{statistics.median(peak) / 1e9:.1f} GFLOP/s (3x3, batch {conv_shape[0]}, {conv_shape[1]}->{conv_shape[1]} "
+          f"channels, {conv_shape[2]}x{conv_shape[2]}, float32, best of contiguous/channels-last)")
+    print(f"    ratio {fmt_ratio(b_stats, args.reps)}  target >= 0.5: {verdict(b_stats[0] >= 0.5)}")
+    results["b"] = {"config": asdict(cfg), "gflop_per_iteration": step_flops / 1e9,
+                    "step_gflop_s": statistics.median(achieved) / 1e9, "conv_gflop_s": statistics.median(peak) / 1e9,
+                    "ratio": b_stats, "target": 0.5, "met": b_stats[0] >= 0.5}
+
+
+def figure_b_resnet(args, device: torch.device, results: dict) -> None:
+    """(b) for the resnet architecture (denser convolutions) at the same size and batch."""
+    cfg = Config(architecture="resnet")
+    batches = make_batches(cfg, 1, device)
+    gvae, critic = make_networks(cfg, device, channels_last=True)
+    opt_g, opt_d = make_optimisers(gvae, critic)
+    conv_flops, conv_fns, _ = conv_reference(False, device)
+    g_c, c_c = copy.deepcopy(gvae), copy.deepcopy(critic)
+    o_g, o_d = make_optimisers(g_c, c_c)
+    with flop_counter() as fc:
+        plain_loop(g_c, c_c, o_g, o_d, batches, device, 0)
+    step_flops = fc.get_total_flops()
+    make_trainer(cfg, gvae, critic, opt_g, opt_d, batches, device, 0).run()  # warm-up
+    reps = 3
+    times = interleaved({
+        "trainer": lambda: make_trainer(cfg, gvae, critic, opt_g, opt_d, batches, device, 0).run(),
+        "conv": lambda: min(timed(fn, device) for fn in conv_fns.values()),
+    }, reps, device)
+    b_stats = ratio_stats([step_flops / t for t in times["trainer"]], [conv_flops / t for t in times["conv"]])
+    print(f"    architecture=resnet, channels-last ({cfg.describe()}): {step_flops / 1e9:.1f} GFLOP/iteration, "
+          f"{step_flops / statistics.median(times['trainer']) / 1e9:.1f} GFLOP/s; ratio {fmt_ratio(b_stats, reps)}  "
+          f"target >= 0.5: {verdict(b_stats[0] >= 0.5)}")
+    results["b_resnet"] = {"config": asdict(cfg), "gflop_per_iteration": step_flops / 1e9, "ratio": b_stats,
+                           "met": b_stats[0] >= 0.5}
+
+
+def figure_options(args, cfg: Config, device: torch.device, results: dict) -> None:
+    """Step-time ratios of the speed options against the default trainer (same configuration)."""
+    iters = args.iters
+    batches = make_batches(cfg, iters, device)
+    variants = {
+        "default": ({}, {}),
+        "channels_last": ({"channels_last": True}, {}),
+        "amp_bf16" if device.type == "cpu" else "amp_fp16": ({}, {"amp": True}),
+        "channels_last+amp": ({"channels_last": True}, {"amp": True}),
+        "float_outputs=False,check_finite=False": ({}, {"float_outputs": False, "check_finite": False}),
+    }
+    state = {}
+    for name, (net_kw, tr_kw) in variants.items():
+        gvae, critic = make_networks(cfg, device, **net_kw)
+        opts = make_optimisers(gvae, critic)
+        state[name] = (gvae, critic, opts, tr_kw)
+        make_trainer(cfg, gvae, critic, *opts, batches[:1], device, 0, **tr_kw).run()  # warm-up
+
+    def arm(name):
+        gvae, critic, opts, tr_kw = state[name]
+        trainer = make_trainer(cfg, gvae, critic, *opts, batches, device, 0, **tr_kw)
+        return trainer.run
+
+    times = interleaved({name: (lambda n=name: arm(n)()) for name in variants}, args.reps, device)
+    print(f"\n(options) step time of each setting relative to the default trainer ({cfg.describe()}; "
+          f"> 1 = faster), {iters} iterations x {args.reps} interleaved repetitions")
+    results["options"] = {}
+    for name in variants:
+        if name == "default":
+            continue
+        stats = ratio_stats(times["default"], times[name])
+        print(f"    {name:40s} speed-up {fmt_ratio(stats, args.reps)}")
+        results["options"][name] = stats
+    if not args.quick:
+        figure_channels_last_3d(args, device, results)
+    if args.compile:
+        figure_compile(args, cfg, device, results)
+
+
+def figure_channels_last_3d(args, device: torch.device, results: dict) -> None:
+    """channels_last_3d against contiguous for the gvae_brain3d bundle's conv network at 64^3."""
+    cfg = Config(3, 64, 4, "conv", 16, 128, 64)
+    batches = make_batches(cfg, 1, device)
+    state = {}
+    for channels_last in (False, True):
+        gvae, critic = make_networks(cfg, device, channels_last=channels_last)
+        opts = make_optimisers(gvae, critic)
+        state[channels_last] = (gvae, critic, opts)
+        make_trainer(cfg, gvae, critic, *opts, batches, device, 0).run()  # warm-up
+    reps = 5
+    times = interleaved({
+        str(cl): (lambda cl=cl: make_trainer(cfg, state[cl][0], state[cl][1], *state[cl][2], batches, device, 0).run())
+        for cl in (False, True)
+    }, reps, device)
+    stats = ratio_stats(times["False"], times["True"])
+    print(f"    {'channels_last (' + cfg.describe() + ')':40s} speed-up {fmt_ratio(stats, reps)}")
+    results["options"]["channels_last_3d"] = stats
+
+
+def figure_compile(args, cfg: Config, device: torch.device, results: dict) -> None:
+    """torch.compile of encoder and generator (the critic's double backward cannot be compiled)."""
+    iters = args.iters
+    batches = make_batches(cfg, iters, device)
+    gvae_e, critic_e = make_networks(cfg, device)
+    gvae_c, critic_c = copy.deepcopy(gvae_e), copy.deepcopy(critic_e)
+    opts_e, opts_c = make_optimisers(gvae_e, critic_e), make_optimisers(gvae_c, critic_c)
+    enc, gen = maybe_compile(gvae_c.encoder, True), maybe_compile(gvae_c.generator, True)
+
+    def compiled():
+        make_trainer(cfg, gvae_c, critic_c, *opts_c, batches, device, 0, encoder=enc, generator=gen).run()
+
+    # wall clock: inductor compiles in worker processes whose CPU time is not this process's
+    first = timed(lambda: make_trainer(cfg, gvae_c, critic_c, *opts_c, batches[:1], device, 0, encoder=enc,
+                                       generator=gen).run(), device, time.perf_counter)
+    make_trainer(cfg, gvae_e, critic_e, *opts_e, batches[:1], device, 0).run()
+    times = interleaved({
+        "eager": lambda: make_trainer(cfg, gvae_e, critic_e, *opts_e, batches, device, 0).run(),
+        "compiled": compiled,
+    }, args.reps, device)
+    stats = ratio_stats(times["eager"], times["compiled"])
+    per_it_saving = (statistics.median(times["eager"]) - statistics.median(times["compiled"])) / iters
+    break_even = first / per_it_saving if per_it_saving > 0 else float("inf")
+    print(f"    {'torch.compile(encoder, generator)':40s} speed-up {fmt_ratio(stats, args.reps)}; first iteration "
+          f"(compilation, wall clock) {first:.1f} s, break-even after ~{break_even:.0f} iterations")
+    results["options"]["compile"] = {"ratio": stats, "first_iteration_s": first, "break_even_iterations": break_even}
+
+
+def figure_c(args, cfg: Config, device: torch.device, results: dict) -> None:
+    """(c) pooled batched synthesis vs per-item synthesis."""
+    gvae, _ = make_networks(cfg, device)
+    gvae.eval()
+    n = 16 if args.quick else 64
+
+    def per_item():
+        for _ in generate(gvae, n, seed=0, batch_size=1):
+            pass
+
+    def pooled():
+        for _ in generate(gvae, n, seed=0, batch_size=n):
+            pass
+
+    per_item(), pooled()  # warm-up
+    times = interleaved({"per_item": per_item, "pooled": pooled}, args.reps, device)
+    stats = ratio_stats(times["per_item"], times["pooled"])
+    a = torch.cat([img for img, _ in generate(gvae, n, seed=0, batch_size=1)])
+    b = torch.cat([img for img, _ in generate(gvae, n, seed=0, batch_size=n)])
+    print(f"\n(c) synthesis, {n} samples of {cfg.describe().rsplit(', batch', 1)[0]} "
+          f"(monai_gvae.bundle.generate: decode + unpack image/label)")
+    print(f"    pooled (one batch of {n}) {n / statistics.median(times['pooled']):.1f} items/s, per-item "
+          f"{n / statistics.median(times['per_item']):.1f} items/s; max |difference| of the images "
+          f"{(a - b).abs().max().item():.1e}")
+    print(f"    ratio pooled/per-item {fmt_ratio(stats, args.reps)}  target >= 10: {verdict(stats[0] >= 10)}")
+    # the fastest pooled setting on this device against the same per-item baseline
+    fast = copy.deepcopy(gvae)
+    prepare_network(fast, device, channels_last=True)
+    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+
+    def pooled_fast():
+        with torch.autocast(device.type, dtype=amp_dtype):
+            for _ in generate(fast, n, seed=0, batch_size=n):
+                pass
+
+    pooled_fast()
+    fast_times = interleaved({"per_item": per_item, "pooled_fast": pooled_fast}, args.reps, device)
+    fast_stats = ratio_stats(fast_times["per_item"], fast_times["pooled_fast"])
+    print(f"    pooled with channels-last + {str(amp_dtype).split('.')[-1]} autocast "
+          f"{n / statistics.median(fast_times['pooled_fast']):.1f} items/s: ratio to per-item float32 "
+          f"{fmt_ratio(fast_stats, args.reps)}")
+    pool_stats, pool_items_s, item_items_s = transform_pool_vs_per_item(args, cfg, gvae, n, device)
+    print(f"    GVAESynthesize (prior mode, on the CPU, {n} calls on image + label items; every call consumes one "
+          f"generated sample): pool of {n} filled in one batch {pool_items_s:.1f} items/s, pool of 1 (per-item generation) "
+          f"{item_items_s:.1f} items/s")
+    print(f"    ratio {fmt_ratio(pool_stats, args.reps)}  target >= 10: {verdict(pool_stats[0] >= 10)}")
+    results["c"] = {"n": n, "ratio": stats, "target": 10, "met": stats[0] >= 10, "ratio_fast_pooled": fast_stats,
+                    "pooled_items_s": n / statistics.median(times["pooled"]),
+                    "per_item_items_s": n / statistics.median(times["per_item"]),
+                    "transform_ratio": pool_stats, "transform_pool_items_s": pool_items_s,
+                    "transform_per_item_items_s": item_items_s, "transform_met": pool_stats[0] >= 10}
+
+
+def transform_pool_vs_per_item(args, cfg: Config, model: GVAE, n: int, device: torch.device):
+    """``GVAESynthesize`` with a pool of ``n`` filled in one batch against a pool of 1 (one generation per call).
+
+    ``refresh_every`` equals the pool size in both, so every call consumes one freshly generated sample and the
+    pool's generation cost is inside the timing: the comparison is batched against per-item generation through
+    the same transform (same output formatting, metadata and label decoding).
+    """
+    from monai_gvae.transforms import GVAESynthesize
+
+    slices = synthetic_slices(4, image_size=cfg.image_size, num_seg_classes=NUM_CLASSES - 1)
+    items = [(d["image"], d["label"]) for d in slices]
+    # on the CPU, where the transform runs in DataLoader workers
+    pooled = GVAESynthesize(model, prob=1.0, intensity_range=(0.0, 1.0), pool_size=n, batch_size=n,
+                            refresh_every=n, device="cpu")
+    per_item = GVAESynthesize(pooled.pool.model, prob=1.0, intensity_range=(0.0, 1.0), pool_size=1, batch_size=1,
+                              refresh_every=1, device="cpu")
+
+    def arm(synth):
+        def run():
+            synth.set_random_state(0)  # empties the pool: the n calls below generate n samples
+            for i in range(n):
+                image, label = synth(*items[i % len(items)])
+            assert label.shape == items[0][1].shape
+        return run
+
+    arm(pooled)(), arm(per_item)()  # warm-up
+    times = interleaved({"per_item": arm(per_item), "pooled": arm(pooled)}, args.reps, device)
+    return (ratio_stats(times["per_item"], times["pooled"]), n / statistics.median(times["pooled"]),
+            n / statistics.median(times["per_item"]))
+
+
+def figure_d(args, cfg: Config, device: torch.device, results: dict) -> None:
+    """(d) a segmentation training epoch with vs without GVAESynthesized, DataLoader with 2 persistent workers."""
+    from monai_gvae.transforms import GVAESamplePool, GVAESynthesized
+
+    gvae, _ = make_networks(cfg, device)
+    prob = 0.5
+    # one model shared by the workers' pools (the pool is copied per worker; the model is not)
+    pool = GVAESamplePool(gvae.cpu().eval(), pool_size=64)
+    synth = GVAESynthesized(["image", "label"], pool, prob=prob, intensity_range=(0.0, 1.0))
+    arms = {"without": segmentation_epoch(args, cfg, device, None), "with": segmentation_epoch(args, cfg, device, synth)}
+    for run in arms.values():
+        run()  # warm-up: workers start (persistent), pools fill, primitive caches warm
+    reps = 2 if args.quick else max(11, args.reps)
+    times = interleaved(arms, reps, device, time.perf_counter)  # wall clock: the workers' time is not ours
+    # overhead = with / without - 1, per repetition
+    ratios = sorted(b / a - 1 for a, b in zip(times["without"], times["with"]))
+    med = statistics.median(ratios)
+    print(f"\n(d) segmentation epoch ({SEG_ITEMS[args.quick]} items of {cfg.image_size}x{cfg.image_size}, batch 8, "
+          f"MONAI UNet channels {SEG_CHANNELS[args.quick]}, num_res_units 1, DiceCE, Adam; DataLoader with 2 "
+          f"persistent workers; wall clock) with vs without GVAESynthesized(prob={prob}, prior mode, pool 64)")
+    print(f"    without {statistics.median(times['without']):.2f} s, with {statistics.median(times['with']):.2f} s per "
+          f"epoch; overhead {100 * med:+.1f} % (median of {reps}, min-max {100 * ratios[0]:+.1f} to "
+          f"{100 * ratios[-1]:+.1f} %)  target <= 10 %: {verdict(med <= 0.10)}")
+    results["d"] = {"measured": True, "overhead": med, "overhead_min_max": (ratios[0], ratios[-1]),
+                    "without_s": statistics.median(times["without"]), "with_s": statistics.median(times["with"]),
+                    "target": 0.10, "met": med <= 0.10}
+
+
+SEG_ITEMS = {False: 128, True: 16}
+SEG_CHANNELS = {False: (8, 16, 32, 64), True: (4, 8, 16)}
+
+
+def segmentation_epoch(args, cfg: Config, device: torch.device, synth_transform=None) -> Callable[[], None]:
+    """One epoch of the segmentation benchmark's MONAI UNet on 2D slices, as a callable, through a DataLoader
+    with 2 persistent workers (``synth_transform``, a dictionary transform on ``image``/``label``, goes before the
+    flip)."""
+    from monai.data import DataLoader, Dataset
+    from monai.losses import DiceCELoss
+    from monai.networks.nets import UNet
+    from monai.transforms import Compose, EnsureTyped, RandFlipd
+
+    data = synthetic_slices(SEG_ITEMS[args.quick], image_size=cfg.image_size, num_seg_classes=NUM_CLASSES - 1)
+    data = [{"image": d["image"], "label": d["label"]} for d in data]
+    chain = [EnsureTyped(keys=["image", "label"])]
+    if synth_transform is not None:
+        chain.append(synth_transform)
+    chain += [RandFlipd(keys=["image", "label"], prob=0.5, spatial_axis=1),
+              EnsureTyped(keys=["image", "label"], track_meta=False)]
+    loader = DataLoader(Dataset(data, Compose(chain)), batch_size=8, shuffle=True, num_workers=2,
+                        persistent_workers=True, pin_memory=device.type == "cuda")
+    channels = SEG_CHANNELS[args.quick]
+    torch.manual_seed(0)
+    net = UNet(2, 1, NUM_CLASSES, channels=channels, strides=(2,) * (len(channels) - 1), num_res_units=1).to(device)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+
+    def epoch():
+        for batch in loader:
+            x = batch["image"].to(device, non_blocking=True)
+            y = batch["label"].to(device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(x), y).backward()
+            opt.step()
+
+    epoch.loader = loader  # keeps the workers referenced with the callable
+    return epoch
+
+
+def peak_step_memory(cfg: Config, device: torch.device, gradient_checkpointing: bool, amp: bool) -> tuple[float, float]:
+    """Peak bytes allocated by one GVAETrainer iteration above what was live before it, and its seconds.
+
+    CPU: the peak of the running sum of PyTorch's CPU-allocator allocation/free events recorded by
+    ``torch.profiler`` (``profile_memory=True``) during the third iteration (the first allocates the optimiser
+    state, the second is timed without the profiler). CUDA: ``torch.cuda.max_memory_allocated``.
+    """
+    from ignite.engine import Events
+
+    batches = make_batches(cfg, 1, device) * 3
+    gvae, critic = make_networks(cfg, device, gradient_checkpointing=gradient_checkpointing)
+    opt_g, opt_d = make_optimisers(gvae, critic)
+    trainer = make_trainer(cfg, gvae, critic, opt_g, opt_d, batches, device, 0, amp=amp)
+    out: dict[str, float] = {}
+
+    def started(engine):
+        sync(device)
+        out["t0"] = CLOCK()
+        if engine.state.iteration == 3:
+            if device.type == "cuda":
+                out["base"] = torch.cuda.memory_allocated(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            else:
+                from torch.profiler import ProfilerActivity, profile
+
+                out["prof"] = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+                out["prof"].__enter__()
+
+    def completed(engine):
+        sync(device)
+        if engine.state.iteration == 2:
+            out["seconds"] = CLOCK() - out["t0"]
+        if engine.state.iteration == 3:
+            if device.type == "cuda":
+                out["peak"] = torch.cuda.max_memory_allocated(device) - out["base"]
+            else:
+                prof = out.pop("prof")
+                prof.__exit__(None, None, None)
+                out["peak"] = _profiler_peak_bytes(prof)
+
+    trainer.add_event_handler(Events.ITERATION_STARTED, started)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, completed)
+    trainer.run()
+    return out["peak"], out["seconds"]
+
+
+def _profiler_peak_bytes(prof) -> float:
+    from torch._C._profiler import _EventType
+
+    allocations: list[tuple[int, int]] = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            allocations.append((event.start_time_ns, event.extra_fields.alloc_size))
+        stack.extend(event.children)
+    allocations.sort()
+    live = peak = 0
+    for _, size in allocations:
+        live += size
+        peak = max(peak, live)
+    return float(peak)
+
+
+def figure_e(args, device: torch.device, results: dict) -> None:
+    """(e) peak memory of a 3D training step with/without gradient checkpointing and mixed precision."""
+    if args.quick:
+        configs = [Config(3, 16, 2, "resnet", 4, 8, 8)]
+    else:
+        configs = [Config(3, 64, 2, "conv", 16, 128, 64), Config(3, 64, 2, "resnet", 8, 64, 64)]
+    amp_name = "bf16" if device.type == "cpu" else "fp16"
+    print("\n(e) peak memory of one 3D GVAETrainer iteration above the memory live before it "
+          + ("(torch.profiler allocation events of PyTorch's CPU allocator)" if device.type == "cpu"
+             else "(torch.cuda.max_memory_allocated)"))
+    results["e"] = []
+    for cfg in configs:
+        rows = {}
+        for ckpt in (False, True):
+            for amp in (False, True):
+                rows[(ckpt, amp)] = peak_step_memory(cfg, device, ckpt, amp)
+        base = rows[(False, False)][0]
+        print(f"    {cfg.describe()}:")
+        for (ckpt, amp), (peak, secs) in rows.items():
+            label = f"checkpointing {'on ' if ckpt else 'off'}, {amp_name + ' autocast' if amp else 'float32       '}"
+            print(f"      {label}: {peak / 2**20:8.1f} MiB ({100 * (peak / base - 1):+6.1f} %), step {secs:.2f} s")
+        cut = 1 - rows[(True, False)][0] / base
+        print(f"      checkpointing cuts the float32 peak by {100 * cut:.1f} %  target >= 30 %: {verdict(cut >= 0.3)}")
+        results["e"].append({"config": asdict(cfg), "cut": cut, "met": cut >= 0.3,
+                             "rows": {f"ckpt={k[0]},amp={k[1]}": v for k, v in rows.items()}})
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions (seconds)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on a CPU (0: torch's default)")
+    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 15; quick 3)")
+    parser.add_argument("--iters", type=int, default=None,
+                        help="training iterations per repetition = one epoch (default 2, the bundle's epoch; quick 1)")
+    parser.add_argument("--only", default="a,b,options,c,d,e", help="comma-separated subset of a,b,options,c,d,e")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to compile)")
+    parser.add_argument("--clock", choices=("auto", "process", "wall"), default="auto",
+                        help="auto: process CPU time on a CPU with one thread, else wall-clock time")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    args.reps = args.reps or (3 if args.quick else 15)
+    args.iters = args.iters or (1 if args.quick else 2)
+    only = set(args.only.split(","))
+    device = torch.device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    configure_backends(device, cudnn_benchmark=True)
+    global CLOCK
+    # process CPU time equals latency only with one thread; with more it sums the threads' work
+    single = device.type == "cpu" and torch.get_num_threads() == 1
+    clock = args.clock if args.clock != "auto" else ("process" if single else "wall")
+    if clock == "process" and device.type == "cuda":
+        parser.error("--clock process cannot time GPU work; use wall")
+    CLOCK = time.process_time if clock == "process" else time.perf_counter
+    cfg = bundle_config(args.quick)
+
+    info = machine_info(device)
+    command = "python examples/benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print("monai-gvae throughput benchmark" + (" (--quick: tiny sizes, figures not meaningful)" if args.quick else ""))
+    print(f"command: {command.strip()}")
+    print(f"machine: {info['cpu']}, {info['cpus']} CPUs; torch {info['torch']}, {info['threads']} thread(s); "
+          f"device {info['device']}" + (f" ({info['gpu']})" if "gpu" in info else ""))
+    print(f"load average at start: {info['load_average']}; clock: "
+          + ("process CPU time" if clock == "process" else "wall-clock time"))
+    results: dict = {"machine": info, "command": command.strip(), "quick": args.quick, "clock": clock}
+    start = time.perf_counter()
+    sections = [
+        ({"a", "b"}, lambda: figure_a_b(args, cfg, device, results)),
+        ({"b"} if not args.quick else set(), lambda: figure_b_resnet(args, device, results)),
+        ({"options"}, lambda: figure_options(args, cfg, device, results)),
+        ({"c"}, lambda: figure_c(args, cfg, device, results)),
+        ({"d"}, lambda: figure_d(args, cfg, device, results)),
+        ({"e"}, lambda: figure_e(args, device, results)),
+    ]
+    for names, run in sections:
+        if names & only:
+            section_start = time.perf_counter()
+            run()
+            print(f"    [{time.perf_counter() - section_start:.1f} s wall]")
+    load_end = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    print(f"\nload average at end: {load_end}; total {time.perf_counter() - start:.0f} s")
+    results["load_average_end"] = load_end
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2, default=str)
+    return results
+
+
+if __name__ == "__main__":
+    main()
