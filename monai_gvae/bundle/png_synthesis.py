@@ -6,8 +6,6 @@ adds the 3-channel case it does not cover, with the same latents (:func:`generat
 
 from __future__ import annotations
 
-import datetime
-import json
 import os
 
 import numpy as np
@@ -15,7 +13,7 @@ import torch
 from PIL import Image, PngImagePlugin
 
 import monai_gvae
-from monai_gvae.bundle.synthesis import generate, model_checksum
+from monai_gvae.bundle.synthesis import generate, model_checksum, write_manifest
 from monai_gvae.data.writers import SYNTHETIC_DESCRIPTION
 from monai_gvae.networks.nets.gvae import GVAE, load_gvae
 from monai_gvae.utils import atomic_path, check_targets_free
@@ -87,20 +85,4 @@ def synthesize_rgb_png(
             with atomic_path(os.path.join(output_dir, names[index]), overwrite=overwrite) as tmp:
                 Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info)
             entries.append({"index": index, "image": names[index], "seed": seed, "format": "png", "synthetic": True})
-    manifest = {
-        "synthetic": True,
-        "generator": "monai-gvae",
-        "version": version,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "model_sha256": checksum,
-        "model_source": getattr(model, "source", None),
-        "seed": seed,
-        "num_samples": num_samples,
-        "format": "png",
-        "image_size": [model.image_size] * 2,
-        "files": entries,
-    }
-    with atomic_path(manifest_path, overwrite=overwrite) as tmp:
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2)
-    return manifest
+    return write_manifest(manifest_path, model, seed, "png", entries, overwrite, image_size=[model.image_size] * 2)

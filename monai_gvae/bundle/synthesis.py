@@ -28,6 +28,7 @@ from monai_gvae.transforms.utils import unpack_image_label
 from monai_gvae.utils import atomic_path, check_targets_free
 
 __all__ = [
+    "write_manifest",
     "FORMATS",
     "generate",
     "model_checksum",
@@ -113,6 +114,33 @@ def model_checksum(model: GVAE) -> str:
         else:
             digest.update(f"{name}:{value!r}".encode())  # the stored config (extra state) is part of the identity
     return digest.hexdigest()
+
+
+def write_manifest(
+    path: str, model: GVAE, seed: int, format: str, files: list[dict], overwrite: bool = False, **extra
+) -> dict:
+    """Write the ``manifest.json`` of a synthesis run (atomically) and return it.
+
+    The manifest says the files are synthetic and records the generator, package version, creation time,
+    model checksum and source, seed, format and one entry per sample; ``extra`` adds format-specific keys.
+    """
+    manifest = {
+        "synthetic": True,
+        "generator": "monai-gvae",
+        "version": monai_gvae.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "model_sha256": model_checksum(model),
+        "model_source": getattr(model, "source", None),
+        "seed": seed,
+        "num_samples": len(files),
+        "format": format,
+        **extra,
+        "files": files,
+    }
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=2)
+    return manifest
 
 
 def output_names(num_samples: int, format: str, spatial_dims: int, with_labels: bool) -> list[tuple[str, str | None]]:
@@ -280,26 +308,14 @@ def synthesize(
                     entries.append(entry)
                     index += 1
                     bar.update(1)
-        manifest = {
-            "synthetic": True,
-            "generator": "monai-gvae",
-            "version": version,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "model_sha256": checksum,
-            "model_source": getattr(model, "source", None),
-            "seed": seed,
-            "num_samples": num_samples,
-            "format": format,
-            "intensity_range": [low, high],
-            "image_size": [size] * dims,
-            "affine": (np.eye(4) if affine is None else affine).tolist(),
-            "geometry_from_reference": reference is not None,
-            "files": entries,
-        }
         written.append(manifest_path)
-        with atomic_path(manifest_path, overwrite=overwrite) as tmp:
-            with open(tmp, "w") as f:
-                json.dump(manifest, f, indent=2)
+        manifest = write_manifest(
+            manifest_path, model, seed, format, entries, overwrite,
+            intensity_range=[low, high],
+            image_size=[size] * dims,
+            affine=(np.eye(4) if affine is None else affine).tolist(),
+            geometry_from_reference=reference is not None,
+        )
     except BaseException:
         for path in written:
             _remove(path)
