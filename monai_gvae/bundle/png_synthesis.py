@@ -85,4 +85,6 @@ def synthesize_rgb_png(
             with atomic_path(os.path.join(output_dir, names[index]), overwrite=overwrite) as tmp:
                 Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info)
             entries.append({"index": index, "image": names[index], "seed": seed, "format": "png", "synthetic": True})
-    return write_manifest(manifest_path, model, seed, "png", entries, overwrite, image_size=[model.image_size] * 2)
+    return write_manifest(
+        manifest_path, model, seed, "png", entries, overwrite, checksum=checksum, image_size=[model.image_size] * 2
+    )

@@ -117,19 +117,28 @@ def model_checksum(model: GVAE) -> str:
 
 
 def write_manifest(
-    path: str, model: GVAE, seed: int, format: str, files: list[dict], overwrite: bool = False, **extra
+    path: str,
+    model: GVAE,
+    seed: int,
+    format: str,
+    files: list[dict],
+    overwrite: bool = False,
+    checksum: str | None = None,
+    **extra,
 ) -> dict:
     """Write the ``manifest.json`` of a synthesis run (atomically) and return it.
 
     The manifest says the files are synthetic and records the generator, package version, creation time,
     model checksum and source, seed, format and one entry per sample; ``extra`` adds format-specific keys.
+    ``checksum`` is the caller's :func:`model_checksum` when it has one (hashing an in-memory model's weights
+    again would be wasted work).
     """
     manifest = {
         "synthetic": True,
         "generator": "monai-gvae",
         "version": monai_gvae.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        "model_sha256": model_checksum(model),
+        "model_sha256": checksum or model_checksum(model),
         "model_source": getattr(model, "source", None),
         "seed": seed,
         "num_samples": len(files),
@@ -258,7 +267,6 @@ def synthesize(
     check_targets_free(targets, overwrite)
 
     checksum = model_checksum(model)
-    version = monai_gvae.__version__
     written: list[str] = []
     entries: list[dict] = []
     index = 0
@@ -310,7 +318,7 @@ def synthesize(
                     bar.update(1)
         written.append(manifest_path)
         manifest = write_manifest(
-            manifest_path, model, seed, format, entries, overwrite,
+            manifest_path, model, seed, format, entries, overwrite, checksum=checksum,
             intensity_range=[low, high],
             image_size=[size] * dims,
             affine=(np.eye(4) if affine is None else affine).tolist(),
