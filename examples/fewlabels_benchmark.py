@@ -73,7 +73,9 @@ from monai_gvae.transforms import (
     PackImageLabeld,
     SyntheticPairFilter,
     calibrate_posterior_sigma,
+    interpolate_label_maps,
     label_to_condition,
+    nearest_label_maps,
     posterior_variants,
     synthesize_for_labels,
 )
@@ -84,13 +86,16 @@ from monai_gvae.utils import atomic_path
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import segmentation_benchmark as base  # noqa: E402
 
-ARMS = ("classical", "elastic", "cond", "cond_pool", "joint_pool")
+ARMS = ("classical", "elastic", "cond", "cond_pool", "joint_pool", "interp", "cond_interp", "cond_pool_interp")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
     "cond": "classical + label-conditioned GVAE (k slices only)",
     "cond_pool": "classical + label-conditioned GVAE pre-trained on the unlabelled pool",
     "joint_pool": "classical + joint GVAE variants of the unlabelled pool, segmenter-filtered",
+    "interp": "classical + interpolated pairs (control, no GVAE: blended images)",
+    "cond_interp": "classical + label-conditioned GVAE (k slices only) on interpolated label maps",
+    "cond_pool_interp": "classical + label-conditioned GVAE pre-trained on the unlabelled pool, on interpolated label maps",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -98,8 +103,11 @@ ARM_SHORT = {
     "cond": "+ cond. GVAE (k slices)",
     "cond_pool": "+ cond. GVAE (pool pre-trained)",
     "joint_pool": "+ joint GVAE pool variants",
+    "interp": "+ interpolation control (no GVAE)",
+    "cond_interp": "+ cond. GVAE (k), interpolated maps",
+    "cond_pool_interp": "+ cond. GVAE (pool), interpolated maps",
 }
-POOL_ARMS = ("cond_pool", "joint_pool")
+POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 NUM_CLASSES = 4
 IMAGE_SIZE = 64
 KEYS = ["image", "label"]
@@ -239,9 +247,37 @@ def deformed_pairs(items: list[dict], n: int, seed: int) -> list[dict]:
     return out
 
 
+def interpolated_pairs(items: list[dict], n: int, seed: int) -> list[dict]:
+    """``n`` pairs between two similar labelled items, then warped by :func:`deformation`, seeded.
+
+    Each pair takes an item, one of its two most similar others (label Dice: ``nearest_label_maps``) and a
+    weight ``w`` in [0.25, 0.75]: the label is the shape-based interpolation of the two label maps
+    (``interpolate_label_maps``), the image the pixel blend ``(1 - w) a + w b``. The conditional arms keep only
+    the label and render its image; the ``interp`` control trains on the blend (what interpolation gives without
+    a generator).
+    """
+    labels = stack(items, "label").long()
+    neighbours = nearest_label_maps(labels, NUM_CLASSES, neighbours=min(2, len(items) - 1))
+    warp = deformation()
+    warp.set_random_state(seed=seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        i = int(rng.integers(len(items)))
+        j = int(neighbours[i, rng.integers(neighbours.shape[1])])
+        w = float(rng.uniform(0.25, 0.75))
+        image = (1 - w) * torch.as_tensor(items[i]["image"]).float() + w * torch.as_tensor(items[j]["image"]).float()
+        label = interpolate_label_maps(labels[i], labels[j], w, NUM_CLASSES)
+        d = warp({"image": image, "label": label})
+        out.append({"image": torch.as_tensor(d["image"]).float(), "label": torch.as_tensor(d["label"]).long()})
+    return out
+
+
 def conditional_synthesis(gvae: GVAE, critic: GVAECritic, items: list[dict], args: argparse.Namespace,
-                          seed: int) -> tuple[list[dict], float | None]:
-    """Images generated for deformed real label maps; critic-filtered. Returns the pairs and the acceptance rate."""
+                          seed: int, label_maps: Any = None) -> tuple[list[dict], float | None]:
+    """Images generated for new label maps (``label_maps(items, n, seed)``: by default :func:`deformed_pairs`);
+    critic-filtered. Returns the pairs and the acceptance rate."""
+    label_maps = deformed_pairs if label_maps is None else label_maps
     keep = None
     if args.critic_quantile >= 0:
         keep = SyntheticPairFilter(NUM_CLASSES, critic=critic)
@@ -250,7 +286,7 @@ def conditional_synthesis(gvae: GVAE, critic: GVAECritic, items: list[dict], arg
     rng = torch.Generator().manual_seed(seed)
     pairs: list[dict] = []
     for attempt in range(4):  # at most 4 x num_synthetic candidates
-        warped = deformed_pairs(items, args.num_synthetic, seed * 1000 + attempt)
+        warped = label_maps(items, args.num_synthetic, seed * 1000 + attempt)
         labels = stack(warped, "label")
         images = synthesize_for_labels(gvae, labels, rng)
         accepted = keep(images, labels) if keep is not None else torch.ones(len(images), dtype=torch.bool)
@@ -305,6 +341,7 @@ def run_cell(k: int, seed: int, train: list[dict], evaluation: list[dict] | None
         evaluation = [i for i in train if i["slice_index"] not in chosen]
     runs: list[dict] = []
     segmenter: UNet | None = None
+    conditional_models: dict[str, tuple[GVAE, GVAECritic, float]] = {}
 
     def record(arm: str, synthetic: list[dict] | None, **extra: Any) -> None:
         nonlocal segmenter
@@ -323,14 +360,21 @@ def run_cell(k: int, seed: int, train: list[dict], evaluation: list[dict] | None
             record(arm, None)
         elif arm == "elastic":
             record(arm, deformed_pairs(items, args.num_synthetic, seed * 1000))
-        elif arm in ("cond", "cond_pool"):
-            gvae, critic = gvae_parts(args, "conditional", seed)
-            if arm == "cond_pool":
-                load_pretrained_weights(gvae, pretrained["gvae"], key=None)
-                load_pretrained_weights(critic, pretrained["critic"], key=None)
-            iterations = args.gvae_iterations if arm == "cond" else args.adapt_iterations
-            seconds = train_gvae(gvae, critic, items, packer(True, augment=True), iterations, args, seed)
-            pairs, acceptance = conditional_synthesis(gvae, critic, items, args, seed)
+        elif arm == "interp":
+            record(arm, interpolated_pairs(items, args.num_synthetic, seed * 1000))
+        elif arm in ("cond", "cond_pool", "cond_interp", "cond_pool_interp"):
+            source = "pool" if arm in POOL_ARMS else "k"
+            if source not in conditional_models:  # the _interp arms reuse the GVAE of their arm (same training)
+                gvae, critic = gvae_parts(args, "conditional", seed)
+                if source == "pool":
+                    load_pretrained_weights(gvae, pretrained["gvae"], key=None)
+                    load_pretrained_weights(critic, pretrained["critic"], key=None)
+                iterations = args.adapt_iterations if source == "pool" else args.gvae_iterations
+                seconds = train_gvae(gvae, critic, items, packer(True, augment=True), iterations, args, seed)
+                conditional_models[source] = (gvae, critic, seconds)
+            gvae, critic, seconds = conditional_models[source]
+            pairs, acceptance = conditional_synthesis(gvae, critic, items, args, seed,
+                                                      interpolated_pairs if arm.endswith("_interp") else None)
             record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
         elif arm == "joint_pool":
             gvae, critic = gvae_parts(args, "joint", seed)
@@ -477,7 +521,8 @@ def plot(results: dict, args: argparse.Namespace, path: str) -> None:
         draw.text((x - 12, top + ph + 8), f"k={k}", fill="black", font=font)
     draw.text((left, 12), f"{args.eval_split} foreground Dice (mean ± std over seeds)", fill="black", font=font)
     draw.text((left + pw / 2 - 60, height - 25), "labelled training slices", fill="black", font=font)
-    colours = [(90, 90, 90), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167)]
+    colours = [(90, 90, 90), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167), (150, 150, 150),
+               (230, 159, 0), (86, 180, 233)]
     for a, arm in enumerate(arms):
         colour = colours[ARMS.index(arm) % len(colours)]
         offset = (a - (len(arms) - 1) / 2) * 0.05

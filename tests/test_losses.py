@@ -51,6 +51,22 @@ def test_gradient_penalty_uses_interpolates():
     assert gradient_penalty(QuadraticCritic(), real, fake, generator=g).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_gradient_penalty_broadcasts_real_over_groups_of_fakes():
+    """A fake batch of ``times * N`` items pairs item ``i`` with real ``i % N``: the same penalty as a repeated real
+    batch, without the copy."""
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.LazyLinear(1))
+    real, fake = torch.randn(3, 2, 6, 6), torch.randn(6, 2, 6, 6)
+    critic(real)  # materialise the lazy layer
+    gp = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(1))
+    repeated = gradient_penalty(critic, real.repeat(2, 1, 1, 1), fake, torch.Generator().manual_seed(1))
+    assert torch.equal(gp, repeated)
+    with pytest.raises(ValueError, match="whole multiple"):
+        gradient_penalty(critic, real, fake[:4])
+    with pytest.raises(ValueError, match="same shape"):
+        gradient_penalty(critic, real, fake[:, :1])
+
+
 def test_kl_closed_form():
     assert kl_divergence(torch.zeros(3, 5), torch.zeros(3, 5)).item() == 0.0
     mu, var = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 2.0]])

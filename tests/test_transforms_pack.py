@@ -36,3 +36,15 @@ def test_pack_errors():
         PackImageLabeld(num_classes=2)({"image": torch.rand(1, 4, 4)})
     d = PackImageLabeld(num_classes=2, output_key="gvae_input")({"image": torch.rand(1, 4, 4), "label": torch.zeros(1, 4, 4)})
     assert d["gvae_input"].shape == (3, 4, 4) and d["image"].shape == (1, 4, 4)
+
+
+def test_unpack_label_is_the_channel_argmax():
+    """The label decoding (argmax along a contiguous copy, for speed) equals torch's argmax over channels,
+    ties included (first maximum)."""
+    torch.manual_seed(0)
+    sample = torch.rand(3, 5, 8, 8) * 2 - 1
+    sample[:, 1:, :2] = -1.0
+    sample[:, 2:4, :2] = 0.5  # ties between label channels 1 and 2
+    _, label = unpack_image_label(sample, 1, 4)
+    assert torch.equal(label, sample[:, 1:].argmax(dim=1, keepdim=True))
+    assert (label[:, :, :2] == 1).all()

@@ -278,3 +278,21 @@ def test_pool_refresh_filter_and_device_default(model):
     none = GVAESamplePool(model, pool_size=4, max_attempts=2, sample_filter=lambda img, lab: torch.zeros(len(img)))
     with pytest.raises(RuntimeError, match="rejected all 8"):
         none.refill()
+
+
+def test_pool_speed_options_keep_the_samples(model):
+    """channels_last (default) changes the weights' memory layout only; amp decodes in bfloat16 on a CPU: the
+    same samples to bfloat16's precision, float32 out, and the same model identity."""
+    plain = GVAESamplePool(copy.deepcopy(model), channels_last=False)
+    fast = GVAESamplePool(copy.deepcopy(model))
+    half = GVAESamplePool(copy.deepcopy(model), amp=True)
+    assert fast.model.generator.trunk.body[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain.checksum == fast.checksum == half.checksum
+    z = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    (i0, l0), (i1, l1), (i2, l2) = plain.decode(z), fast.decode(z), half.decode(z)
+    assert i2.dtype == torch.float32 and l2.dtype == torch.int64
+    assert torch.allclose(i0, i1, atol=1e-5) and (l0 == l1).float().mean() > 0.999
+    assert (i0 - i2).abs().max() < 0.05 and (l0 == l2).float().mean() > 0.9
+    assert not torch.equal(i0, i2)  # bfloat16 really was used
+    synth = GVAESynthesized(["image", "label"], model=copy.deepcopy(model), prob=1.0, amp=True)
+    assert synth.pool.amp

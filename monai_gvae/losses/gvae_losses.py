@@ -50,19 +50,35 @@ def gradient_penalty(
 
     Args:
         critic: the critic network.
-        real: real batch.
-        fake: fake batch of the same shape (detached from the generator).
+        real: real batch ``(N, ...)``.
+        fake: fake batch (detached from the generator) of the same shape, or ``times * N`` items (e.g. the
+            reconstructions and prior samples of a GVAE): fake item ``i`` is paired with real item ``i % N``,
+            as if ``real`` were repeated, without the memory of a repeated copy (a full-size volume batch in 3D).
         generator: optional ``torch.Generator`` for ``eps``.
 
     Returns:
         scalar penalty with a graph (``create_graph=True``) so it can be back-propagated into the critic.
+
+    Raises:
+        ValueError: the shapes differ other than by a whole multiple of the real batch.
     """
-    if real.shape != fake.shape:
-        raise ValueError(f"real and fake batches must have the same shape, got {tuple(real.shape)} and {tuple(fake.shape)}.")
-    shape = (real.shape[0],) + (1,) * (real.ndim - 1)
+    n = real.shape[0]
+    if real.shape[1:] != fake.shape[1:] or n == 0 or fake.shape[0] % n:
+        raise ValueError(
+            f"real and fake batches must have the same shape (or a fake batch a whole multiple of the real one), "
+            f"got {tuple(real.shape)} and {tuple(fake.shape)}."
+        )
+    times = fake.shape[0] // n
+    shape = (fake.shape[0],) + (1,) * (real.ndim - 1)
     eps = torch.rand(shape, generator=generator, device=generator.device if generator else real.device)
     eps = eps.to(device=real.device, dtype=real.dtype)
-    interpolates = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
+    if times == 1:
+        interpolates = eps * real.detach() + (1.0 - eps) * fake.detach()
+    else:  # broadcast the real batch over the groups of fakes: the same values as real.repeat(times, ...)
+        group = (times, n) + tuple(real.shape[1:])
+        eps = eps.view((times, n) + (1,) * (real.ndim - 1))
+        interpolates = (eps * real.detach().unsqueeze(0) + (1.0 - eps) * fake.detach().view(group)).flatten(0, 1)
+    interpolates = interpolates.requires_grad_(True)
     scores = critic(interpolates)
     (grad,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     # Computed in float32: under autocast the norm of a half-precision gradient can overflow.

@@ -11,6 +11,7 @@ from .dictionary import (
     PackImageLabelDict,
 )
 from .filtering import SyntheticPairFilter, calibrate_posterior_sigma, foreground_dice
+from .label_maps import interpolate_label_maps, nearest_label_maps, signed_distance_maps
 from .pool import (
     BUNDLE_MODEL_FILE,
     SYNTHETIC_FLAG,
@@ -51,4 +52,7 @@ __all__ = [
     "SyntheticPairFilter",
     "calibrate_posterior_sigma",
     "foreground_dice",
+    "signed_distance_maps",
+    "interpolate_label_maps",
+    "nearest_label_maps",
 ]

@@ -120,7 +120,8 @@ class GVAESynthesize(RandomizableTransform):
         label_format: ``"auto"`` (1 channel: index map; ``num_classes`` channels: one-hot), ``"index"`` or
             ``"onehot"``.
         resize: resize instead of raising when the model's size differs from the input's.
-        pool_size, batch_size, refresh_every, sample_filter: of the :class:`GVAESamplePool`.
+        pool_size, batch_size, refresh_every, sample_filter, amp: of the :class:`GVAESamplePool` (``amp``:
+            bfloat16/float16 autocast while generating; faster, less precise).
         device: device of the model (CPU by default: DataLoader workers cannot initialise CUDA after fork).
         checkpoint_key: entry of a multi-network checkpoint (``"gvae"``, or ``"gvae_ema"``).
 
@@ -155,6 +156,7 @@ class GVAESynthesize(RandomizableTransform):
         device: str | torch.device = "cpu",
         checkpoint_key: str = "gvae",
         sample_filter: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+        amp: bool = False,
     ) -> None:
         RandomizableTransform.__init__(self, prob)
         if mode not in self.MODES:
@@ -170,7 +172,7 @@ class GVAESynthesize(RandomizableTransform):
             intensity_range = (low, high)
         self.pool = model if isinstance(model, GVAESamplePool) else GVAESamplePool(
             model, pool_size=pool_size, batch_size=batch_size, refresh_every=refresh_every, device=device,
-            checkpoint_key=checkpoint_key, sample_filter=sample_filter,
+            checkpoint_key=checkpoint_key, sample_filter=sample_filter, amp=amp,
         )
         self.mode = mode
         conditional = bool(getattr(self.pool.model, "condition_channels", 0))

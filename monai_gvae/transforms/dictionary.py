@@ -82,7 +82,7 @@ class GVAESynthesized(RandomizableTransform, MapTransform):
         model: a ``GVAE``, checkpoint file, bundle folder or shared :class:`GVAESamplePool`.
         prob: probability that an item is replaced.
         mode, sigma, intensity_range, label_format, resize, pool_size, batch_size, refresh_every, device,
-        checkpoint_key, sample_filter: as in :class:`~monai_gvae.transforms.GVAESynthesize` (``mode="conditional"``
+        checkpoint_key, sample_filter, amp: as in :class:`~monai_gvae.transforms.GVAESynthesize` (``mode="conditional"``
         with a label-conditioned GVAE keeps the item's label and generates a new image for it).
         synthetic_key: item key receiving the flag; ``None`` to add none.
         allow_missing_keys: a missing label key makes an image-only synthesis (a missing image leaves the item
@@ -120,6 +120,7 @@ class GVAESynthesized(RandomizableTransform, MapTransform):
         device: str | torch.device = "cpu",
         checkpoint_key: str = "gvae",
         sample_filter: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
+        amp: bool = False,
         synthetic_key: Hashable | None = SYNTHETIC_FLAG,
         allow_missing_keys: bool = False,
     ) -> None:
@@ -133,7 +134,7 @@ class GVAESynthesized(RandomizableTransform, MapTransform):
         self.synthesizer = GVAESynthesize(
             model, prob=1.0, mode=mode, sigma=sigma, intensity_range=intensity_range, label_format=label_format,
             resize=resize, pool_size=pool_size, batch_size=batch_size, refresh_every=refresh_every, device=device,
-            checkpoint_key=checkpoint_key, sample_filter=sample_filter,
+            checkpoint_key=checkpoint_key, sample_filter=sample_filter, amp=amp,
         )
 
     @property

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from monai_gvae.engines.performance import prepare_network
 from monai_gvae.networks.nets.gvae import load_gvae
 from monai_gvae.transforms.utils import unpack_image_label
 
@@ -152,6 +153,12 @@ class GVAESamplePool:
             ``acceptance_rate`` reports the kept fraction.
         max_attempts: a refill generates at most ``max_attempts * pool_size`` samples to find ``pool_size``
             accepted ones; it keeps what it found, and raises if that is nothing.
+        channels_last: put the model's convolution weights in the channels-last memory format (in place; values
+            unchanged): batched decoding 1.9x faster on a CPU (``docs/performance.md``). Outputs differ from the
+            default layout only in the last bits.
+        amp: decode (and encode) under autocast: bfloat16 on a CPU, float16 on CUDA; outputs stay float32.
+            Faster (3.3x with ``channels_last`` for a batch of 64 on a CPU with bfloat16 support) at bfloat16's
+            precision, about 3 significant digits; off by default so that samples match float32 decoding.
 
     Raises:
         ValueError: a non-positive size.
@@ -172,6 +179,8 @@ class GVAESamplePool:
         checkpoint_key: str = "gvae",
         sample_filter: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None = None,
         max_attempts: int = 10,
+        channels_last: bool = True,
+        amp: bool = False,
     ) -> None:
         for name, value in (("pool_size", pool_size), ("batch_size", batch_size), ("max_attempts", max_attempts)):
             if int(value) < 1:
@@ -180,7 +189,11 @@ class GVAESamplePool:
             raise ValueError(f"refresh_every must be >= 1 or None, got {refresh_every}.")
         self.device = torch.device(device)
         self.model = resolve_gvae(model, checkpoint_key, self.device)
-        self.checksum = model_checksum(self.model)
+        self.checksum = model_checksum(self.model)  # of the weights as given (the memory format is not hashed)
+        if channels_last:
+            prepare_network(self.model, channels_last=True)
+        self.amp = bool(amp)
+        self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         self.pool_size = int(pool_size)
         self.batch_size = int(batch_size)
         self.refresh_every = int(refresh_every) if refresh_every is not None else 4 * self.pool_size
@@ -232,7 +245,8 @@ class GVAESamplePool:
         self._check_device()
         if condition is not None:
             condition = condition.to(self.device, torch.float32)
-        out = self.model.decode(z.to(self.device, torch.float32), condition).float().cpu()
+        with self._autocast():
+            out = self.model.decode(z.to(self.device, torch.float32), condition).float().cpu()
         # a label-conditioned model records num_classes (of its condition) but generates no label channels
         num_classes = self.model.num_classes if getattr(self.model, "label_channels", 1) else None
         return unpack_image_label(out, self.model.image_channels, num_classes, (-1.0, 1.0))
@@ -244,8 +258,12 @@ class GVAESamplePool:
         self._check_device()
         if condition is not None:
             condition = condition.to(self.device, torch.float32)
-        mu, logvar = self.model.encode(x.to(self.device, torch.float32), condition)
+        with self._autocast():
+            mu, logvar = self.model.encode(x.to(self.device, torch.float32), condition)
         return mu.float().cpu(), logvar.float().cpu()
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
 
     def refill(self, generator: torch.Generator | None = None) -> None:
         """Generate a new buffer from latents drawn with ``generator`` (CPU)."""
