@@ -133,6 +133,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gvae-batch", type=int, default=8)
     p.add_argument("--latent-size", type=int, default=32)
     p.add_argument("--base-channels", type=int, default=16, help="GVAE (conv architecture) base channels")
+    p.add_argument("--upsample", default="transposed", choices=("transposed", "nearest"),
+                   help="generator upsampling (nearest: upsample then convolve, no checkerboard artefacts)")
     p.add_argument("--kl-weight", type=float, default=2e-2, help="KL weight (high: prior samples stay usable)")
     p.add_argument("--adv-weight", type=float, default=1e-3)
     p.add_argument("--critic-quantile", type=float, default=0.0,
@@ -201,7 +203,7 @@ def gvae_parts(args: argparse.Namespace, kind: str, seed: int) -> tuple[GVAE, GV
     """
     set_determinism(seed)
     net = {"latent_size": args.latent_size, "architecture": "conv", "base_channels": args.base_channels,
-           "max_channels": 128}
+           "max_channels": 128, "upsample": getattr(args, "upsample", "transposed")}
     crit = {"architecture": "conv", "base_channels": args.base_channels, "max_channels": 128}
     if kind == "image":
         return GVAE(2, 1, IMAGE_SIZE, **net), GVAECritic(2, 1, IMAGE_SIZE, **crit)
@@ -466,7 +468,8 @@ def write_outputs(results: dict, args: argparse.Namespace) -> str:
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {args.seg_iterations} iterations x batch "
         f"{args.batch_size} in every arm; classical flip + affine on every item; synthetic arms: "
         f"{args.synthetic_fraction:.0%} of the items from {args.num_synthetic} pre-generated pairs.",
-        f"- GVAE: conv, latent {args.latent_size}, base channels {args.base_channels}, batch {args.gvae_batch}, "
+        f"- GVAE: conv ({getattr(args, 'upsample', 'transposed')} upsampling), latent {args.latent_size}, base channels "
+        f"{args.base_channels}, batch {args.gvae_batch}, "
         f"w_kl {args.kl_weight}, w_adv {args.adv_weight}, w_gp 10; `cond`: {args.gvae_iterations} iterations on the k "
         f"slices; pool arms: {args.pretrain_iterations} image-only iterations on the pool (per seed) then "
         f"{args.adapt_iterations} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "

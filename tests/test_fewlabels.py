@@ -21,8 +21,11 @@ from monai_gvae.transforms import (
     SyntheticPairFilter,
     calibrate_posterior_sigma,
     foreground_dice,
+    interpolate_label_maps,
     label_to_condition,
+    nearest_label_maps,
     posterior_variants,
+    signed_distance_maps,
     synthesize_for_labels,
 )
 
@@ -345,3 +348,31 @@ def test_fewlabels_benchmark_quick_and_same_subsets_as_the_segmentation_benchmar
     (tmp_path / "results.md").unlink()
     bench.main(["--render", "--output-dir", str(tmp_path)])  # table and plot again from results.json
     assert (tmp_path / "results.md").read_text() == table
+
+
+def test_label_map_interpolation_moves_shapes_between_the_two_maps():
+    """Shape-based interpolation: the ends are the two maps; between, a disc grows steadily from one radius to the
+    other and a class present at one end only shrinks away; pairs are chosen by label similarity."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    r = ((yy - 16) ** 2 + (xx - 16) ** 2).sqrt()
+    a = (r < 5).long()[None]  # class 1: a disc of radius 5
+    b = (r < 11).long()[None]  # radius 11, and class 2 at a corner
+    b[0, :4, :4] = 2
+    assert torch.equal(interpolate_label_maps(a, b, 0.0, 3), a) and torch.equal(interpolate_label_maps(a, b, 1.0, 3), b)
+    areas = [int((interpolate_label_maps(a, b, w, 3) == 1).sum()) for w in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert areas == sorted(areas) and len(set(areas)) == 5
+    assert abs(areas[2] - np.pi * 8**2) < 0.1 * np.pi * 8**2  # halfway: radius 8
+    corner = [int((interpolate_label_maps(a, b, w, 3) == 2).sum()) for w in (0.25, 0.75, 1.0)]
+    assert corner[0] <= corner[1] <= corner[2] == 16
+    sdf = signed_distance_maps(a, 3)
+    assert sdf.shape == (3, 32, 32) and sdf[1, 16, 16] < 0 < sdf[1, 0, 0] and (sdf[2] > 40).all()  # class 2 absent
+    with pytest.raises(ValueError, match="weight"):
+        interpolate_label_maps(a, b, 1.5, 3)
+    with pytest.raises(ValueError, match="shape"):
+        interpolate_label_maps(a, b[:, :16], 0.5, 3)
+    with pytest.raises(ValueError, match="outside"):
+        interpolate_label_maps(a, b, 0.5, 2)
+    labels = torch.stack([a, b, (r < 6).long()[None], (r < 12).long()[None]])
+    assert nearest_label_maps(labels, 3)[:, 0].tolist() == [2, 3, 0, 1]
+    with pytest.raises(ValueError, match="two"):
+        nearest_label_maps(labels[:1], 3)

@@ -93,3 +93,38 @@ def test_bad_input_errors():
         GVAE(spatial_dims=2, in_channels=3, image_size=32, image_channels=1)
     with pytest.raises(ValueError, match="latents of shape"):
         model.decode(torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize("spatial_dims,condition_channels", [(2, 0), (3, 0), (2, 3)])
+def test_nearest_upsampling_generator(tmp_path, spatial_dims, condition_channels):
+    """upsample="nearest" (resize then convolve, no checkerboard) for the conv architecture: shapes, the setting
+    kept in the checkpoint, gradient checkpointing, and the errors."""
+    torch.manual_seed(0)
+    in_channels = 1 if condition_channels else 2
+    kwargs = dict(spatial_dims=spatial_dims, in_channels=in_channels, image_size=16, latent_size=6,
+                  architecture="conv", upsample="nearest", **TINY)
+    if condition_channels:
+        kwargs.update(num_classes=3, condition_channels=3)
+    model = GVAE(**kwargs).eval()
+    cond = torch.zeros((2, 3) + (16,) * spatial_dims) if condition_channels else None
+    z = torch.randn(2, 6)
+    out = model.decode(z, cond)
+    assert out.shape == (2, in_channels) + (16,) * spatial_dims
+    assert model.config["upsample"] == "nearest"
+    assert sum(type(m).__name__ == "UpSample" for m in model.generator.modules()) == 4
+    assert not any(getattr(m, "transposed", False) for m in model.generator.modules())
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert torch.equal(load_gvae(str(tmp_path / "m.pt")).decode(z, cond), out)
+    if not condition_channels:
+        ckpt = GVAE(**kwargs, gradient_checkpointing=True)
+        ckpt.load_state_dict(model.state_dict())
+        x = torch.rand((2, 2) + (16,) * spatial_dims)
+        torch.manual_seed(1)
+        a = model.train()(x)[0]
+        torch.manual_seed(1)
+        assert torch.allclose(ckpt.train()(x)[0], a)
+    assert "upsample" not in GVAE(2, 1, 16, 4, "conv", **TINY).config  # the default is not stored
+    with pytest.raises(ValueError, match="resnet"):
+        GVAE(2, 1, 16, 4, "resnet", upsample="transposed", **TINY)
+    with pytest.raises(ValueError, match="upsample"):
+        GVAE(2, 1, 16, 4, "conv", upsample="bilinear", **TINY)

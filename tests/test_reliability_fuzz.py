@@ -18,7 +18,6 @@ from monai_gvae.data import load_brain_slices
 from monai_gvae.transforms import (
     PackImageLabel,
     PackImageLabeld,
-    pack_image_label,
     unpack_image_label,
 )
 from monai_gvae.transforms.utils import RANGE_TOLERANCE

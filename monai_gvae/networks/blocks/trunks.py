@@ -37,9 +37,15 @@ __all__ = [
     "check_condition",
     "resize_condition",
     "ARCHITECTURES",
+    "UPSAMPLE_MODES",
+    "check_upsample",
 ]
 
 ARCHITECTURES = ("resnet", "conv")
+# generator upsampling: "transposed" (stride-2 transposed convolutions, the conv architecture's default) or
+# "nearest" (nearest-neighbour upsampling then a 3x3 convolution: no checkerboard artefacts, Odena et al. 2016;
+# what the resnet architecture always does)
+UPSAMPLE_MODES = ("transposed", "nearest")
 LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2, "inplace": False})
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
@@ -69,6 +75,22 @@ def check_image_size(image_size: int, architecture: str) -> None:
             f"image_size must be a power of two between {MIN_IMAGE_SIZE} and {MAX_IMAGE_SIZE} for the "
             f"{architecture!r} architecture, got {image_size!r} (pad or resize the images, e.g. 28 -> 32)."
         )
+
+
+def check_upsample(upsample: str | None, architecture: str) -> str:
+    """The generator's upsampling mode: ``None`` gives the architecture's own ("transposed" for conv, "nearest"
+    for resnet).
+
+    Raises:
+        ValueError: an unknown mode, or "transposed" for the resnet architecture.
+    """
+    if upsample is None:
+        return "nearest" if architecture == "resnet" else "transposed"
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_MODES} or None, got {upsample!r}.")
+    if architecture == "resnet" and upsample != "nearest":
+        raise ValueError("the resnet architecture upsamples with 'nearest' (upsampling then convolution) only.")
+    return upsample
 
 
 def channel_schedule(image_size: int, architecture: str, base_channels: int, max_channels: int) -> list[int]:
@@ -241,6 +263,9 @@ class UpsamplingTrunk(_CheckpointedBody):
             conditional one (zero weights on the new input channels) and compute the same function until
             fine-tuned.
         gradient_checkpointing: recompute each level in backward instead of keeping its activations.
+        upsample: ``"transposed"`` (stride-2 transposed convolutions), ``"nearest"`` (nearest-neighbour
+            upsampling, then a 3x3 convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs)
+            or ``None`` for the architecture's own (conv: transposed; resnet: nearest, its only mode).
     """
 
     def __init__(
@@ -257,8 +282,10 @@ class UpsamplingTrunk(_CheckpointedBody):
         dropout: float = 0.0,
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
+        upsample: str | None = None,
     ) -> None:
         super().__init__()
+        upsample = check_upsample(upsample, architecture)
         if not isinstance(condition_channels, int) or condition_channels < 0:
             raise ValueError(f"condition_channels must be an integer >= 0, got {condition_channels!r}.")
         if condition_channels and gradient_checkpointing:
@@ -290,8 +317,12 @@ class UpsamplingTrunk(_CheckpointedBody):
             layers.append(Convolution(spatial_dims, channels[-1] + cc, out_channels, kernel_size=3, conv_only=True))
             level_sizes.append(num_res_units + 1)
         else:
+            transposed = upsample == "transposed"
             for level, ch in enumerate(channels):
                 last = level == len(channels) - 1
+                if not transposed:
+                    layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest",
+                                           align_corners=None))
                 if cc:
                     self._condition_at.add(len(layers))
                 layers.append(
@@ -299,16 +330,16 @@ class UpsamplingTrunk(_CheckpointedBody):
                         spatial_dims,
                         ch + cc,
                         out_channels if last else channels[level + 1],
-                        strides=2,
+                        strides=2 if transposed else 1,
                         kernel_size=3,
-                        is_transposed=True,
+                        is_transposed=transposed,
                         act=LEAKY_RELU,
                         norm=norm,
                         dropout=dropout,
                         conv_only=last,
                     )
                 )
-                level_sizes.append(1)
+                level_sizes.append(1 if transposed else 2)
         self.body = nn.Sequential(*layers)
         self.refine: nn.Module | None = None
         if cc:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from monai_gvae.networks.nets.gvae_encoder import GVAEEncoder
+from monai_gvae.networks.blocks.trunks import check_upsample
 from monai_gvae.networks.nets.gvae_generator import GVAEGenerator
 
 __all__ = ["GVAE", "reparameterize", "load_gvae"]
@@ -61,6 +62,9 @@ class GVAE(nn.Module):
         gradient_checkpointing: recompute each resolution level of encoder and generator during backward
             instead of storing its activations (3D volumes). A run-time setting: not stored in the configuration
             (a checkpoint loads the same either way); switch it later with :meth:`set_gradient_checkpointing`.
+        upsample: the generator's upsampling, ``"transposed"`` or ``"nearest"`` (upsampling then a 3x3
+            convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs); ``None`` for the
+            architecture's own (conv: transposed; resnet: nearest, its only mode). Stored in the configuration.
 
     Example::
 
@@ -90,8 +94,10 @@ class GVAE(nn.Module):
         logvar_clamp: tuple[float, float] = LOGVAR_CLAMP,
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
+        upsample: str | None = None,
     ) -> None:
         super().__init__()
+        upsample = check_upsample(upsample, architecture)
         image_channels = in_channels if image_channels is None else image_channels
         if not 1 <= image_channels <= in_channels:
             raise ValueError(f"image_channels must be in [1, in_channels={in_channels}], got {image_channels}.")
@@ -122,6 +128,8 @@ class GVAE(nn.Module):
         if condition_channels:
             # stored only when used, so checkpoints of unconditional models keep their earlier configuration
             self.config["condition_channels"] = condition_channels
+        if upsample != check_upsample(None, architecture):
+            self.config["upsample"] = upsample  # likewise stored only when not the architecture's default
         shared = ("spatial_dims", "image_size", "latent_size", "architecture", "base_channels", "max_channels",
                   "num_res_units", "dropout")
         common = {k: self.config[k] for k in shared}
@@ -129,7 +137,7 @@ class GVAE(nn.Module):
         self.encoder = GVAEEncoder(in_channels=in_channels, condition_channels=condition_channels,
                                    gradient_checkpointing=gradient_checkpointing, **common)
         self.generator = GVAEGenerator(out_channels=in_channels, condition_channels=condition_channels,
-                                       gradient_checkpointing=gradient_checkpointing, **common)
+                                       gradient_checkpointing=gradient_checkpointing, upsample=upsample, **common)
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> "GVAE":
         """Switch per-level gradient checkpointing of encoder and generator on or off; returns ``self``."""

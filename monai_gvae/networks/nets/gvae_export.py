@@ -13,7 +13,7 @@ __all__ = ["GVAEGeneratorWrapper"]
 # configuration entries that change the generator's weights or output (the encoder's clamp does not)
 _GENERATOR_CONFIG = (
     "spatial_dims", "in_channels", "image_size", "latent_size", "architecture", "base_channels", "max_channels",
-    "num_res_units", "norm", "dropout",
+    "num_res_units", "norm", "dropout", "upsample",
 )
 
 

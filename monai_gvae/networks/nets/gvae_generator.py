@@ -31,6 +31,9 @@ class GVAEGenerator(nn.Module):
             :class:`~monai_gvae.networks.blocks.trunks.UpsamplingTrunk`; 0 for none.
         gradient_checkpointing: recompute each resolution level during backward instead of storing its
             activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
+        upsample: ``"transposed"`` (stride-2 transposed convolutions) or ``"nearest"`` (nearest-neighbour
+            upsampling then a 3x3 convolution: no checkerboard artefacts, 4x the convolution FLOPs); ``None``
+            for the architecture's own (conv: transposed; resnet: nearest, its only mode).
 
     Example::
 
@@ -52,6 +55,7 @@ class GVAEGenerator(nn.Module):
         dropout: float = 0.0,
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
+        upsample: str | None = None,
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, out_channels, latent_size)
@@ -73,6 +77,7 @@ class GVAEGenerator(nn.Module):
             dropout,
             condition_channels,
             gradient_checkpointing,
+            upsample,
         )
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
