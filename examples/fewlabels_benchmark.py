@@ -147,11 +147,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     p.add_argument("--render", action="store_true",
                    help="only rewrite results.md and dice.png from --output-dir's results.json (no training)")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="combine finished runs that differ only in --seeds (e.g. seeds split over processes) into "
+                        "--output-dir (no training)")
     args = p.parse_args(argv)
-    if args.render:
+    if args.render or args.merge:
         return args
     if args.quick:
-        args.ks, args.seeds = "5", "0"
+        args.ks = "5"
+        args.seeds = "0" if args.seeds == "0,1,2" else args.seeds  # one seed unless asked for others
         args.seg_iterations, args.batch_size, args.num_synthetic = 3, 4, 8
         args.gvae_iterations = args.pretrain_iterations = args.adapt_iterations = 3
         args.gvae_batch, args.latent_size, args.base_channels = 4, 8, 4
@@ -477,7 +481,8 @@ def write_outputs(results: dict, args: argparse.Namespace) -> str:
         f"slices, segmenter-agreement Dice >= {args.min_dice}.",
         f"- Mean GVAE seconds: {results['gvae_seconds']}; mean segmenter seconds per arm "
         f"{results['seg_seconds_mean']:.0f}; pre-training {results['pretrain_seconds']}.",
-        f"- Hardware: {results['hardware']}; total wall time {results['wall_seconds'] / 60:.1f} min.",
+        f"- Hardware: {results['hardware']}; total wall time {results['wall_seconds'] / 60:.1f} min"
+        + (f" (summed over {len(results['merged_from'])} merged runs)." if results.get("merged_from") else "."),
         "",
     ]
     lines = header + summarise(results, args) + [""]
@@ -549,16 +554,81 @@ def plot(results: dict, args: argparse.Namespace, path: str) -> None:
         img.save(tmp, format="PNG")
 
 
-def render(args: argparse.Namespace) -> dict:
-    """Rewrite the table and plot of an earlier run from its results.json (e.g. after a change of layout)."""
-    with open(os.path.join(args.output_dir, "results.json")) as f:
-        results = json.load(f)
+def saved_settings(results: dict, output_dir: str) -> argparse.Namespace:
+    """The arguments a finished run was made with, writing into ``output_dir``."""
     saved = argparse.Namespace(**results["settings"])
     saved.k_list = [int(k) for k in saved.ks.split(",") if k.strip()]
     saved.seed_list = [int(s) for s in saved.seeds.split(",") if s.strip()]
     saved.arm_list = list(dict.fromkeys(r["arm"] for r in results["runs"]))
-    saved.output_dir, saved.overwrite = args.output_dir, True
-    print(write_outputs(results, saved))
+    saved.output_dir, saved.overwrite = output_dir, True
+    return saved
+
+
+def mean_gvae_seconds(runs: list[dict]) -> dict[str, float]:
+    arms = dict.fromkeys(r["arm"] for r in runs if "gvae_seconds" in r)
+    return {arm: round(float(np.mean([r["gvae_seconds"] for r in runs if r["arm"] == arm])), 1) for arm in arms}
+
+
+def render(args: argparse.Namespace) -> dict:
+    """Rewrite the table and plot of an earlier run from its results.json (e.g. after a change of layout)."""
+    with open(os.path.join(args.output_dir, "results.json")) as f:
+        results = json.load(f)
+    print(write_outputs(results, saved_settings(results, args.output_dir)))
+    return results
+
+
+def merge(args: argparse.Namespace) -> dict:
+    """Combine finished runs that differ only in their seeds (one process per seed) into one table.
+
+    Raises:
+        FileNotFoundError: a folder without results.json.
+        ValueError: runs made with other settings, or the same (k, seed, arm) twice.
+    """
+    parts = []
+    for folder in args.merge:
+        path = os.path.join(folder, "results.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--merge: {path} does not exist (run the benchmark there first)")
+        with open(path) as f:
+            parts.append(json.load(f))
+    free = {"seeds", "output_dir", "overwrite", "render", "merge"}  # what may differ between merged runs
+
+    def fixed(results: dict) -> dict:
+        return {k: v for k, v in results["settings"].items() if k not in free}
+
+    for folder, part in zip(args.merge[1:], parts[1:]):
+        differ = sorted(k for k in set(fixed(parts[0])) | set(fixed(part)) if fixed(parts[0]).get(k) != fixed(part).get(k))
+        if differ:
+            raise ValueError(f"--merge: {folder} was run with other settings than {args.merge[0]} ({differ}); "
+                             "only runs that differ in --seeds can be merged")
+    runs: list[dict] = []
+    seen: set[tuple] = set()
+    for folder, part in zip(args.merge, parts):
+        for r in part["runs"]:
+            key = (r["k"], r["seed"], r["arm"])
+            if key in seen:
+                raise ValueError(f"--merge: k={key[0]} seed={key[1]} arm={key[2]} appears twice (again in {folder})")
+            seen.add(key)
+            runs.append(r)
+    existing = [t for t in ("results.md", "results.json", "dice.png") if os.path.exists(os.path.join(args.output_dir, t))]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{args.output_dir} already holds {existing}; pass --overwrite or another --output-dir.")
+    os.makedirs(args.output_dir, exist_ok=True)
+    seeds = sorted({r["seed"] for r in runs})
+    pretrain = [(p["pretrain_seconds"], len(p["settings"]["seeds"].split(","))) for p in parts if p["pretrain_seconds"]]
+    results = dict(parts[0])
+    results.update({
+        "runs": runs,
+        "command": " ; ".join(p["command"] for p in parts) + " ; python examples/fewlabels_benchmark.py --merge "
+                   + " ".join(shlex.quote(f) for f in args.merge) + f" --output-dir {shlex.quote(args.output_dir)}",
+        "gvae_seconds": mean_gvae_seconds(runs),
+        "pretrain_seconds": round(sum(s * n for s, n in pretrain) / sum(n for _, n in pretrain), 1) if pretrain else None,
+        "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
+        "wall_seconds": sum(p["wall_seconds"] for p in parts),  # compute time, summed over the merged processes
+        "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds), "output_dir": args.output_dir},
+        "merged_from": list(args.merge),
+    })
+    print(write_outputs(results, saved_settings(results, args.output_dir)))
     return results
 
 
@@ -566,6 +636,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.render:
         return render(args)
+    if args.merge:
+        return merge(args)
     command = "python examples/fewlabels_benchmark.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     existing = [t for t in ("results.md", "results.json", "dice.png") if os.path.exists(os.path.join(args.output_dir, t))]
@@ -590,11 +662,9 @@ def main(argv: list[str] | None = None) -> dict:
             log(f"seed={seed} pre-trained on the unlabelled pool ({pretrained['seconds']:.0f} s)")
         for k in args.k_list:
             runs += run_cell(k, seed, train, evaluation, args, pretrained, log)
-    gvae_seconds = {arm: round(float(np.mean([r["gvae_seconds"] for r in runs if r["arm"] == arm])), 1)
-                    for arm in args.arm_list if any("gvae_seconds" in r and r["arm"] == arm for r in runs)}
     results = {
         "runs": runs, "n_train": len(train), "command": command,
-        "gvae_seconds": gvae_seconds,
+        "gvae_seconds": mean_gvae_seconds(runs),
         "pretrain_seconds": round(float(np.mean(pretrain_seconds)), 1) if pretrain_seconds else None,
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
         "wall_seconds": time.perf_counter() - start,

@@ -350,6 +350,33 @@ def test_fewlabels_benchmark_quick_and_same_subsets_as_the_segmentation_benchmar
     assert (tmp_path / "results.md").read_text() == table
 
 
+def test_fewlabels_benchmark_merges_runs_split_by_seed(tmp_path):
+    bench = load_example("fewlabels_benchmark")
+    threads = torch.get_num_threads()
+    try:
+        for seed in (0, 1):
+            bench.main(["--quick", "--arms", "classical,elastic", "--seeds", str(seed),
+                        "--output-dir", str(tmp_path / f"s{seed}")])
+        bench.main(["--quick", "--arms", "classical,elastic", "--seeds", "1", "--kl-weight", "0.5",
+                    "--output-dir", str(tmp_path / "other")])
+    finally:
+        torch.set_num_threads(threads)
+    merged = bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output-dir", str(tmp_path / "m")])
+    assert sorted((r["seed"], r["arm"]) for r in merged["runs"]) == [(0, "classical"), (0, "elastic"),
+                                                                     (1, "classical"), (1, "elastic")]
+    assert merged["settings"]["seeds"] == "0,1" and merged["paired"]["elastic@5"]["n"] == 2
+    table = (tmp_path / "m" / "results.md").read_text()
+    assert "--merge" in table and "2 merged runs" in table and (tmp_path / "m" / "dice.png").is_file()
+    with pytest.raises(ValueError, match="appears twice"):
+        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s0"), "--output-dir", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="kl_weight"):
+        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "other"), "--output-dir", str(tmp_path / "x")])
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "missing"), "--output-dir", str(tmp_path / "x")])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output-dir", str(tmp_path / "m")])
+
+
 def test_label_map_interpolation_moves_shapes_between_the_two_maps():
     """Shape-based interpolation: the ends are the two maps; between, a disc grows steadily from one radius to the
     other and a class present at one end only shrinks away; pairs are chosen by label similarity."""
