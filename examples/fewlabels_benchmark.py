@@ -31,6 +31,11 @@ statistics (imported from it), with the few-label arms:
     (encoder frozen), posterior variants ``G(mu(x) + sigma * eps)`` of the *pool's* images with ``sigma``
     calibrated on the k slices (``calibrate_posterior_sigma``), kept where the generated label agrees with a
     segmenter trained on the k real slices (the ``classical`` arm's UNet; ``--min-dice``).
+  - ``interp``, ``cond_interp``, ``cond_pool_interp``: as ``elastic``, ``cond`` and ``cond_pool`` but on
+    label maps interpolated between two of the k maps (``interpolate_label_maps``), new shapes between the
+    labelled slices; tried on the validation split, not in the default arms (they scored below their
+    deformation-only counterparts there).
+* Defaults: the settings chosen on the validation split (docs/fewlabels.md lists those runs).
 * Metric: Dice of classes 1-3 on the held-out slices, mean over present (slice, class) pairs; mean ± standard
   deviation over seeds, and the paired difference to ``classical`` (same seed, same k slices).
 
@@ -39,7 +44,10 @@ Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.p
 
 Usage::
 
-    python examples/fewlabels_benchmark.py --output-dir runs/fewlabels           # ~25-30 min on 2 shared CPU cores
+    python examples/fewlabels_benchmark.py --output-dir runs/fewlabels           # ~40 min on one CPU core
+    # or one process per seed (a core each), then one table:
+    python examples/fewlabels_benchmark.py --seeds 0 --output-dir runs/fl_s0    # ... likewise --seeds 1, 2
+    python examples/fewlabels_benchmark.py --merge runs/fl_s0 runs/fl_s1 runs/fl_s2 --output-dir runs/fewlabels
     python examples/fewlabels_benchmark.py --quick --output-dir /tmp/fewlabels_quick   # a smoke test
 """
 
@@ -123,17 +131,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--arms", default="classical,elastic,cond,cond_pool", help=f"arms among {', '.join(ARMS)}")
     p.add_argument("--eval-split", default="test", choices=("test", "val"),
                    help="'test': the held-out slices; 'val': train slices outside the k labelled ones (tuning)")
-    p.add_argument("--seg-iterations", type=int, default=150, help="segmenter iterations per arm")
+    p.add_argument("--seg-iterations", type=int, default=300, help="segmenter iterations per arm")
     p.add_argument("--batch-size", type=int, default=16, help="segmenter batch")
     p.add_argument("--synthetic-fraction", type=float, default=0.25, help="share of synthetic items per epoch")
     p.add_argument("--num-synthetic", type=int, default=256, help="synthetic pairs generated per (k, seed, arm)")
-    p.add_argument("--gvae-iterations", type=int, default=150, help="conditional GVAE iterations on the k slices")
-    p.add_argument("--pretrain-iterations", type=int, default=250, help="image-only pre-training on the pool")
-    p.add_argument("--adapt-iterations", type=int, default=100, help="adaptation iterations on the k slices")
+    p.add_argument("--gvae-iterations", type=int, default=500, help="conditional GVAE iterations on the k slices")
+    p.add_argument("--pretrain-iterations", type=int, default=500, help="image-only pre-training on the pool")
+    p.add_argument("--adapt-iterations", type=int, default=250, help="adaptation iterations on the k slices")
     p.add_argument("--gvae-batch", type=int, default=8)
     p.add_argument("--latent-size", type=int, default=32)
     p.add_argument("--base-channels", type=int, default=16, help="GVAE (conv architecture) base channels")
-    p.add_argument("--upsample", default="transposed", choices=("transposed", "nearest"),
+    p.add_argument("--upsample", default="nearest", choices=("transposed", "nearest"),
                    help="generator upsampling (nearest: upsample then convolve, no checkerboard artefacts)")
     p.add_argument("--kl-weight", type=float, default=2e-2, help="KL weight (high: prior samples stay usable)")
     p.add_argument("--adv-weight", type=float, default=1e-3)
