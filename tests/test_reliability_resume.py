@@ -151,6 +151,27 @@ def test_refuses_folder_of_another_run_and_missing_resume_file(tmp_path):
         tiny_run(str(tmp_path / "x"), resume=str(tmp_path / "nope.pt"))
 
 
+def test_only_rank_0_deletes_an_earlier_run_under_overwrite(tmp_path, monkeypatch):
+    """Under DDP every rank attaches the handler; only rank 0 may delete (the others would race it), while every
+    rank still refuses a folder of another run without overwrite."""
+    import monai_gvae.handlers.checkpoint as checkpoint_module
+
+    run = tiny_run(str(tmp_path), max_epochs=2)
+    run.trainer.run()
+    stale = tmp_path / ".checkpoint_epoch=9.pt.tmp123"  # what an interrupted write leaves
+    stale.write_bytes(b"partial")
+    earlier = sorted(os.listdir(tmp_path))
+    assert "model.pt" in earlier
+    monkeypatch.setattr(checkpoint_module, "_is_rank0", lambda: False)
+    with pytest.raises(FileExistsError, match="earlier run"):
+        tiny_run(str(tmp_path), max_epochs=2)
+    run = tiny_run(str(tmp_path), max_epochs=2, before_attach=lambda r: setattr(r.handler, "overwrite", True))
+    assert sorted(os.listdir(tmp_path)) == earlier  # a non-zero rank deleted nothing
+    monkeypatch.setattr(checkpoint_module, "_is_rank0", lambda: True)
+    tiny_run(str(tmp_path), max_epochs=2, before_attach=lambda r: setattr(r.handler, "overwrite", True))
+    assert not stale.exists() and not any(n.endswith(".pt") for n in os.listdir(tmp_path))  # rank 0 cleaned up
+
+
 def test_unreadable_or_poisoned_checkpoints_are_skipped_on_resume(tmp_path, caplog):
     run = tiny_run(str(tmp_path), max_epochs=3, n_saved=None)
     run.trainer.run()

@@ -280,7 +280,7 @@ class GVAECheckpointHandler:
         map_location: where to load tensors when resuming; default the trainer's device.
         name: logger name; default the engine's logger.
         overwrite: with ``resume=False``, delete the checkpoints of an earlier run in ``save_dir`` (logged) instead
-            of refusing to start.
+            of refusing to start. Under DDP only rank 0 deletes (it is also the only rank that writes).
 
     Raises:
         ValueError: ``save_interval < 0`` or ``n_saved < 1``.
@@ -362,8 +362,11 @@ class GVAECheckpointHandler:
         if "trainer" not in self.save_dict and not any(v is engine for v in self.save_dict.values()):
             self.save_dict["trainer"] = engine
         os.makedirs(self.save_dir, exist_ok=True)
-        self._remove_stale_temporaries()
-        if self.resume is False or self.resume is None:
+        if _is_rank0():  # under DDP only rank 0 writes, so only rank 0 cleans: other ranks must not race its deletions
+            self._remove_stale_temporaries()
+        if (self.resume is False or self.resume is None) and self.overwrite and not _is_rank0():
+            pass  # rank 0 deletes the earlier run's checkpoints (below); the other ranks leave the folder alone
+        elif self.resume is False or self.resume is None:
             found, rejected = find_checkpoints(self.save_dir, self.file_prefix, self.final_filename)
             existing = sorted([c.path for c in found] + list(rejected))
             if existing and not self.overwrite:
