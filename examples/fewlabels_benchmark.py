@@ -70,7 +70,6 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from monai.transforms import Compose, EnsureTyped, Rand2DElasticd, RandAffined, RandFlipd
 from monai.utils import set_determinism
-from PIL import Image, ImageDraw, ImageFont
 
 from monai_gvae.bundle import save_sample_grid
 from monai_gvae.data import SyntheticMixDataset, labelled_subset, load_brain_slices, unlabelled_pool
@@ -506,7 +505,7 @@ def write_outputs(results: dict, args: argparse.Namespace) -> str:
 
 
 def plot(results: dict, args: argparse.Namespace, path: str) -> None:
-    """Mean Dice per arm against k with ±1 std bars (pillow only)."""
+    """Mean Dice per arm against k with ±1 std bars (the segmentation benchmark's plot)."""
     ks, arms = args.k_list, args.arm_list
     stats = {}
     for arm in arms:
@@ -514,52 +513,9 @@ def plot(results: dict, args: argparse.Namespace, path: str) -> None:
             vals = [r["dice"] for r in results["runs"] if r["arm"] == arm and r["k"] == k]
             if vals:
                 stats[(k, arm)] = mean_std(vals)
-    width, height, left, right, top, bottom = 820, 440, 70, 330, 40, 60
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.load_default()
-    y0 = max(0.0, np.floor(min(m - s for m, s in stats.values()) * 20) / 20)
-    y1 = min(1.0, np.ceil(max(m + s for m, s in stats.values()) * 20) / 20)
-    if y1 <= y0:
-        y0, y1 = max(0.0, y0 - 0.05), min(1.0, y1 + 0.05)
-    pw, ph = width - left - right, height - top - bottom
-
-    def xy(i: int, v: float, offset: float = 0.0) -> tuple[float, float]:
-        return left + (i + 0.5 + offset) * pw / len(ks), top + (1 - (v - y0) / (y1 - y0)) * ph
-
-    draw.rectangle([left, top, left + pw, top + ph], outline="black")
-    for t in np.linspace(y0, y1, 6):
-        _, y = xy(0, t)
-        draw.line([left, y, left + pw, y], fill=(225, 225, 225))
-        draw.text((left - 40, y - 6), f"{t:.2f}", fill="black", font=font)
-    for i, k in enumerate(ks):
-        x, _ = xy(i, y0)
-        draw.text((x - 12, top + ph + 8), f"k={k}", fill="black", font=font)
-    draw.text((left, 12), f"{args.eval_split} foreground Dice (mean ± std over seeds)", fill="black", font=font)
-    draw.text((left + pw / 2 - 60, height - 25), "labelled training slices", fill="black", font=font)
-    colours = [(90, 90, 90), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167), (150, 150, 150),
-               (230, 159, 0), (86, 180, 233)]
-    for a, arm in enumerate(arms):
-        colour = colours[ARMS.index(arm) % len(colours)]
-        offset = (a - (len(arms) - 1) / 2) * 0.05
-        points = []
-        for i, k in enumerate(ks):
-            if (k, arm) not in stats:
-                continue
-            m, s = stats[(k, arm)]
-            x, y = xy(i, m, offset)
-            _, lo = xy(i, max(y0, m - s), offset)
-            _, hi = xy(i, min(y1, m + s), offset)
-            draw.line([x, lo, x, hi], fill=colour, width=2)
-            draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-            points.append((x, y))
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        ly = top + 10 + a * 20
-        draw.line([left + pw + 10, ly + 6, left + pw + 30, ly + 6], fill=colour, width=3)
-        draw.text((left + pw + 35, ly), ARM_SHORT[arm], fill="black", font=font)
-    with atomic_path(path, overwrite=args.overwrite) as tmp:
-        img.save(tmp, format="PNG")
+    colours = {arm: base.PLOT_COLOURS[ARMS.index(arm) % len(base.PLOT_COLOURS)] for arm in arms}
+    base.plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, ARM_SHORT, colours,
+                             f"{args.eval_split} foreground Dice (mean ± std over seeds)", path, args.overwrite)
 
 
 def saved_settings(results: dict, output_dir: str) -> argparse.Namespace:

@@ -281,22 +281,42 @@ def write_outputs(results: dict[str, Any], args: argparse.Namespace, command: st
 
 
 def plot(table: dict, ks: list[str], arms: list[str], k_label: dict, path: str, overwrite: bool) -> None:
-    """Mean Dice per arm against k, with ±1 std error bars (pillow only: no plotting dependency)."""
-    width, height, left, right, top, bottom = 720, 440, 70, 230, 40, 60
+    """Mean Dice per arm against k, with ±1 std error bars."""
+    stats = {key: mean_std(v) for key, v in table.items()}
+    colours = {arm: PLOT_COLOURS[[0, 3, 2, 1][ARMS.index(arm) % 4]] for arm in arms}
+    plot_dice_against_k(stats, ks, {k: f"k={k_label[k]}" for k in ks}, arms, ARM_NAMES, colours,
+                        "held-out foreground Dice (mean ± std over seeds)", path, overwrite)
+
+
+# colour-blind-safe (Okabe-Ito) colours, grey first for the baseline
+PLOT_COLOURS = [(90, 90, 90), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167), (150, 150, 150),
+                (230, 159, 0), (86, 180, 233)]
+
+
+def plot_dice_against_k(stats: dict, ks: list, k_text: dict, arms: list[str], names: dict[str, str],
+                        colours: dict[str, tuple[int, int, int]], title: str, path: str, overwrite: bool,
+                        legend_width: int = 330) -> None:
+    """Draw mean ± std per arm against k as a PNG (pillow only: no plotting dependency).
+
+    Args:
+        stats: ``{(k, arm): (mean, std)}``; missing cells are skipped.
+        ks: the x positions, in order; ``k_text[k]`` labels each.
+        arms: the lines, in legend order; ``names[arm]`` labels each, drawn in ``colours[arm]``.
+        title: text above the plot.
+        path: the PNG to write (atomically; refused if it exists and ``overwrite`` is false).
+    """
+    width, height, left, top, bottom = 490 + legend_width, 440, 70, 40, 60
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default(size=13)
-    stats = {key: mean_std(v) for key, v in table.items()}
-    lows = [m - s for m, s in stats.values()]
-    highs = [m + s for m, s in stats.values()]
-    y0, y1 = max(0.0, np.floor(min(lows) * 20) / 20), min(1.0, np.ceil(max(highs) * 20) / 20)
+    y0 = max(0.0, np.floor(min(m - s for m, s in stats.values()) * 20) / 20)
+    y1 = min(1.0, np.ceil(max(m + s for m, s in stats.values()) * 20) / 20)
     if y1 <= y0:
         y0, y1 = max(0.0, y0 - 0.05), min(1.0, y1 + 0.05)
-    pw, ph = width - left - right, height - top - bottom
+    pw, ph = width - left - legend_width, height - top - bottom
 
     def xy(i: int, v: float, offset: float = 0.0) -> tuple[float, float]:
-        x = left + (i + 0.5 + offset) * pw / len(ks)
-        return x, top + (1 - (v - y0) / (y1 - y0)) * ph
+        return left + (i + 0.5 + offset) * pw / len(ks), top + (1 - (v - y0) / (y1 - y0)) * ph
 
     draw.rectangle([left, top, left + pw, top + ph], outline="black")
     for t in np.linspace(y0, y1, 6):
@@ -306,29 +326,30 @@ def plot(table: dict, ks: list[str], arms: list[str], k_label: dict, path: str, 
         draw.text((left - 40, y - 6), f"{t:.2f}", fill="black", font=font)
     for i, k in enumerate(ks):
         x, _ = xy(i, y0)
-        draw.text((x - 15, top + ph + 8), f"k={k_label[k]}", fill="black", font=font)
-    draw.text((left, 12), "held-out foreground Dice (mean ± std over seeds)", fill="black", font=font)
+        draw.text((x - 15, top + ph + 8), k_text[k], fill="black", font=font)
+    draw.text((left, 12), title, fill="black", font=font)
     draw.text((left + pw / 2 - 60, height - 25), "labelled training slices", fill="black", font=font)
-    colours = [(90, 90, 90), (0, 114, 178), (213, 94, 0), (0, 158, 115)]
     for a, arm in enumerate(arms):
-        colour = colours[ARMS.index(arm) % len(colours)]
-        offset = (a - (len(arms) - 1) / 2) * 0.06
+        colour = colours[arm]
+        offset = (a - (len(arms) - 1) / 2) * 0.05
         points = []
         for i, k in enumerate(ks):
+            if (k, arm) not in stats:
+                continue
             m, s = stats[(k, arm)]
             x, y = xy(i, m, offset)
-            _, ylo = xy(i, max(y0, m - s), offset)
-            _, yhi = xy(i, min(y1, m + s), offset)
-            draw.line([x, ylo, x, yhi], fill=colour, width=2)
-            draw.line([x - 4, ylo, x + 4, ylo], fill=colour)
-            draw.line([x - 4, yhi, x + 4, yhi], fill=colour)
+            _, lo = xy(i, max(y0, m - s), offset)
+            _, hi = xy(i, min(y1, m + s), offset)
+            draw.line([x, lo, x, hi], fill=colour, width=2)
+            draw.line([x - 4, lo, x + 4, lo], fill=colour)
+            draw.line([x - 4, hi, x + 4, hi], fill=colour)
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
             points.append((x, y))
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         ly = top + 10 + a * 20
         draw.line([left + pw + 15, ly + 6, left + pw + 40, ly + 6], fill=colour, width=3)
-        draw.text((left + pw + 46, ly), ARM_NAMES[arm], fill="black", font=font)
+        draw.text((left + pw + 46, ly), names[arm], fill="black", font=font)
     with atomic_path(path, overwrite=overwrite) as tmp:
         img.save(tmp, format="PNG")
 
