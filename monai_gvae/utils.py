@@ -7,8 +7,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_directory", "check_targets_free"]
+__all__ = ["atomic_path", "atomic_directory", "check_targets_free", "flag"]
 
 
 @contextlib.contextmanager
@@ -134,3 +135,44 @@ def check_targets_free(targets: Iterable[str | os.PathLike], overwrite: bool = F
             f"{len(existing)} {what} file(s) already exist ({shown}); nothing was written. "
             "Pass --overwrite (overwrite=True) to replace them, or choose another folder."
         )
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def flag(value: Any, name: str = "flag") -> bool:
+    """A boolean setting as a ``bool``, whether a config, Python or the command line gave it.
+
+    ``python -m monai.bundle run ... --amp true`` hands the bundle the *string* ``"true"``: MONAI passes
+    overrides through ``fire``, which turns only Python literals (``True``, ``0``) into values. A string used as a
+    flag is truthy whatever it says, so ``--channels_last false`` would leave channels-last on and
+    ``--overwrite false`` would overwrite. The bundles and ``GVAETrainer`` read their boolean settings through
+    this function.
+
+    Args:
+        value: ``True``/``False``, ``0``/``1``, or a string among true/false, yes/no, on/off, 1/0 (any case).
+        name: the id, named in the error.
+
+    Returns:
+        The flag.
+
+    Raises:
+        ValueError: anything else (a typo such as ``--amp ture`` must not silently count as on or off).
+
+    Example::
+
+        flag("false", "channels_last")  # False
+        flag(True)                      # True
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    raise ValueError(f"{name} must be true or false, got {value!r}")

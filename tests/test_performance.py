@@ -185,6 +185,36 @@ def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypat
     assert any("configure_backends" in str(line) for line in parser["initialize"])
 
 
+def test_command_line_flag_strings_are_read_as_booleans(repo_root, monkeypatch, tmp_path):
+    """`python -m monai.bundle run ... --amp true --channels_last false` hands the bundle the strings "true" and
+    "false" (fire reads only Python literals); "false" must switch off, and a typo must fail, not count as on."""
+    monkeypatch.chdir(repo_root)
+    parser = ConfigParser()
+    parser.read_config(os.path.join("bundles", "gvae_brain2d", "configs", "train.yaml"))
+    parser.update({"base_channels": 4, "max_channels": 8, "latent_size": 4, "device": "$torch.device('cpu')",
+                   "output_dir": str(tmp_path), "channels_last": "false", "gradient_checkpointing": "True",
+                   "amp": "true", "float_outputs": "FALSE", "compile": "false", "pin_memory": "false"})
+    network = parser.get_parsed_content("network")
+    assert network.encoder.trunk.body[0].conv.weight.is_contiguous()  # channels-last off
+    assert not network.encoder.trunk.body[0].conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert network.encoder.trunk.gradient_checkpointing is True
+    assert parser.get_parsed_content("train#dataloader").pin_memory is False
+    trainer = parser.get_parsed_content("train#trainer")
+    assert trainer.amp is True and trainer.float_outputs is False and trainer.encoder is network.encoder
+    parser.update({"amp": "ture"})
+    with pytest.raises(RuntimeError) as error:  # MONAI wraps the ValueError; the traceback shows both
+        parser.get_parsed_content("train#trainer", lazy=False)
+    assert "amp must be true or false, got 'ture'" in str(error.value.__cause__)
+    # a nested override (--train#trainer#amp false) reaches GVAETrainer itself as a string
+    parser.update({"amp": True, "train#trainer#amp": "false"})
+    assert parser.get_parsed_content("train#trainer", lazy=False).amp is False
+    from monai_gvae.bundle import flag
+
+    assert [flag(v) for v in (True, 0, "Yes", " off ", "1")] == [True, False, True, False, True]
+    with pytest.raises(ValueError, match="overwrite must be true or false, got 'maybe'"):
+        flag("maybe", "overwrite")
+
+
 def test_throughput_script_quick_prints_every_figure(repo_root, tmp_path):
     out = tmp_path / "figures.json"
     proc = subprocess.run(

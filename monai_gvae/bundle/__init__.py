@@ -6,6 +6,7 @@
 from pathlib import Path as _Path
 
 from .adaptation import load_pretrained
+from monai_gvae.utils import flag
 from .handlers import SampleGridHandler
 from .png_synthesis import synthesize_rgb_png
 from .synthesis import FORMATS, generate, model_checksum, output_names, sample_latents, synthesize, synthesize_to_nifti
@@ -25,6 +26,7 @@ __all__ = [
     "save_sample_grid",
     "LABEL_PALETTE",
     "load_pretrained",
+    "flag",
     "SCHEMA_FILE",
 ]
 

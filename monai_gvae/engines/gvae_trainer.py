@@ -16,6 +16,7 @@ from torch.optim import Optimizer
 
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
+from monai_gvae.utils import flag
 
 __all__ = ["GVAETrainer", "OBJECTIVES", "NonFiniteLossError", "unwrap"]
 
@@ -142,6 +143,9 @@ class GVAETrainer(Trainer):
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
     ) -> None:
+        # bundle overrides such as --train#trainer#amp true arrive as strings, and "false" is truthy
+        amp, non_blocking = flag(amp, "amp"), flag(non_blocking, "non_blocking")
+        check_finite, float_outputs = flag(check_finite, "check_finite"), flag(float_outputs, "float_outputs")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
