@@ -759,6 +759,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clock", choices=("auto", "process", "wall"), default="auto",
                         help="auto: process CPU time on a CPU with one thread, else wall-clock time")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic kernels (torch.use_deterministic_algorithms; cuDNN autotuning off): on "
+                             "CUDA, (a)'s trainer and plain loop then make bit-identical updates")
     args = parser.parse_args(argv)
     args.reps = args.reps or (3 if args.quick else 15)
     args.iters = args.iters or (1 if args.quick else 2)
@@ -766,7 +769,12 @@ def main(argv: list[str] | None = None) -> dict:
     device = torch.device(args.device)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    configure_backends(device, cudnn_benchmark=True)
+    configure_backends(device, cudnn_benchmark=not args.deterministic)
+    if args.deterministic:
+        # cuBLAS needs a fixed workspace for reproducible results; it is read when CUDA's handle is created
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
     global CLOCK
     # process CPU time equals latency only with one thread; with more it sums the threads' work
     single = device.type == "cpu" and torch.get_num_threads() == 1
