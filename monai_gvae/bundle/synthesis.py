@@ -94,8 +94,11 @@ def generate(
     while done < num_samples:
         n = min(batch_size, num_samples - done)
         z = sample_latents(model.latent_size, seed, done, n)
-        samples = model.decode(z.to(model_device)).float().cpu()
-        yield unpack_image_label(samples, model.image_channels, model.num_classes, intensity_range)
+        samples = model.decode(z.to(model_device)).float()
+        # unpack where the samples are, then copy: on a GPU the argmax is cheap there and the int64 label map
+        # crosses to the host instead of num_classes float channels
+        images, labels = unpack_image_label(samples, model.image_channels, model.num_classes, intensity_range)
+        yield images.cpu(), (labels.cpu() if labels is not None else None)
         done += n
 
 
