@@ -560,8 +560,10 @@ def merge(args: argparse.Namespace) -> dict:
     def fixed(results: dict) -> dict:
         return {k: v for k, v in results["settings"].items() if k not in free}
 
+    reference = fixed(parts[0])
     for folder, part in zip(args.merge[1:], parts[1:]):
-        differ = sorted(k for k in set(fixed(parts[0])) | set(fixed(part)) if fixed(parts[0]).get(k) != fixed(part).get(k))
+        other = fixed(part)
+        differ = sorted(k for k in set(reference) | set(other) if reference.get(k) != other.get(k))
         if differ:
             raise ValueError(f"--merge: {folder} was run with other settings than {args.merge[0]} ({differ}); "
                              "only runs that differ in --seeds can be merged")
@@ -574,10 +576,7 @@ def merge(args: argparse.Namespace) -> dict:
                 raise ValueError(f"--merge: k={key[0]} seed={key[1]} arm={key[2]} appears twice (again in {folder})")
             seen.add(key)
             runs.append(r)
-    existing = [t for t in ("results.md", "results.json", "dice.png") if os.path.exists(os.path.join(args.output_dir, t))]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{args.output_dir} already holds {existing}; pass --overwrite or another --output-dir.")
-    os.makedirs(args.output_dir, exist_ok=True)
+    base.prepare_output_dir(args.output_dir, args.overwrite)
     seeds = sorted({r["seed"] for r in runs})
     pretrain = [(p["pretrain_seconds"], len(p["settings"]["seeds"].split(","))) for p in parts if p["pretrain_seconds"]]
     results = dict(parts[0])
@@ -604,10 +603,7 @@ def main(argv: list[str] | None = None) -> dict:
         return merge(args)
     command = "python examples/fewlabels_benchmark.py " + " ".join(
         shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    existing = [t for t in ("results.md", "results.json", "dice.png") if os.path.exists(os.path.join(args.output_dir, t))]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{args.output_dir} already holds {existing}; pass --overwrite or another --output-dir.")
-    os.makedirs(args.output_dir, exist_ok=True)
+    base.prepare_output_dir(args.output_dir, args.overwrite)
     torch.set_num_threads(args.threads)
     train = load_brain_slices("train")
     evaluation = load_brain_slices("test") if args.eval_split == "test" else None

@@ -374,16 +374,20 @@ def _settings_argv(ns: argparse.Namespace) -> list[str]:
     return argv
 
 
+def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Create ``output_dir``; refuse one that holds an earlier run's table, figures or plot unless ``overwrite``."""
+    existing = [t for t in ("results.md", "results.json", "dice.png") if os.path.exists(os.path.join(output_dir, t))]
+    if existing and not overwrite:
+        raise FileExistsError(f"{output_dir} already holds {existing}; pass --overwrite or another --output-dir.")
+    os.makedirs(output_dir, exist_ok=True)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.render is not None:
         return render(args)
     command = "python examples/segmentation_benchmark.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    targets = ["results.md", "results.json", "dice.png"]
-    existing = [t for t in targets if os.path.exists(os.path.join(args.output_dir, t))]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"{args.output_dir} already holds {existing}; pass --overwrite or another --output-dir.")
-    os.makedirs(args.output_dir, exist_ok=True)
+    prepare_output_dir(args.output_dir, args.overwrite)
     torch.set_num_threads(args.threads)
     train, test = load_brain_slices("train"), load_brain_slices("test")
     start = time.perf_counter()

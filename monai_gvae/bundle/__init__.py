@@ -5,8 +5,9 @@
 
 from pathlib import Path as _Path
 
-from .adaptation import load_pretrained
 from monai_gvae.utils import flag
+
+from .adaptation import load_pretrained
 from .handlers import SampleGridHandler
 from .png_synthesis import synthesize_rgb_png
 from .synthesis import FORMATS, generate, model_checksum, output_names, sample_latents, synthesize, synthesize_to_nifti

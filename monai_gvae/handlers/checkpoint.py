@@ -362,22 +362,13 @@ class GVAECheckpointHandler:
         if "trainer" not in self.save_dict and not any(v is engine for v in self.save_dict.values()):
             self.save_dict["trainer"] = engine
         os.makedirs(self.save_dir, exist_ok=True)
-        if _is_rank0():  # under DDP only rank 0 writes, so only rank 0 cleans: other ranks must not race its deletions
+        # under DDP only rank 0 writes, so only rank 0 cleans up: the other ranks must not race its deletions
+        rank0 = _is_rank0()
+        if rank0:
             self._remove_stale_temporaries()
-        if (self.resume is False or self.resume is None) and self.overwrite and not _is_rank0():
-            pass  # rank 0 deletes the earlier run's checkpoints (below); the other ranks leave the folder alone
-        elif self.resume is False or self.resume is None:
-            found, rejected = find_checkpoints(self.save_dir, self.file_prefix, self.final_filename)
-            existing = sorted([c.path for c in found] + list(rejected))
-            if existing and not self.overwrite:
-                raise FileExistsError(
-                    f"{self.save_dir} already holds checkpoints of an earlier run ({', '.join(existing)}); "
-                    "resume it (resume=True, bundle: --resume true), choose another folder (--output_dir) or "
-                    "replace them (overwrite=True)."
-                )
-            for path in existing:  # overwrite: the earlier run's checkpoints must not mix with this run's
-                self.logger.warning(f"overwrite: deleting {path}, a checkpoint of an earlier run")
-                os.remove(path)
+        if self.resume is False or self.resume is None:
+            if rank0 or not self.overwrite:  # every rank refuses an earlier run; with overwrite, rank 0 deletes it
+                self._refuse_or_delete_earlier_run()
         elif not isinstance(self.resume, bool) and not os.path.isfile(os.fspath(self.resume)):
             raise FileNotFoundError(f"checkpoint to resume from not found: {os.fspath(self.resume)}")
         elif self.resume is not True:
@@ -394,6 +385,19 @@ class GVAECheckpointHandler:
                 engine.add_event_handler(Events.EPOCH_COMPLETED, self._epoch_end_deferred)
         if self.save_final:
             engine.add_event_handler(Events.COMPLETED, self._completed)
+
+    def _refuse_or_delete_earlier_run(self) -> None:
+        found, rejected = find_checkpoints(self.save_dir, self.file_prefix, self.final_filename)
+        existing = sorted([c.path for c in found] + list(rejected))
+        if existing and not self.overwrite:
+            raise FileExistsError(
+                f"{self.save_dir} already holds checkpoints of an earlier run ({', '.join(existing)}); "
+                "resume it (resume=True, bundle: --resume true), choose another folder (--output_dir) or "
+                "replace them (overwrite=True)."
+            )
+        for path in existing:  # overwrite: the earlier run's checkpoints must not mix with this run's
+            self.logger.warning(f"overwrite: deleting {path}, a checkpoint of an earlier run")
+            os.remove(path)
 
     def _remove_stale_temporaries(self) -> None:
         names = [self.file_prefix + "_"] + ([self.final_filename] if self.final_filename else [])
