@@ -136,6 +136,26 @@ def test_conditional_trainer_and_evaluator_run():
                     critic_optimizer=torch.optim.Adam(unconditional.parameters()))
 
 
+def test_conditional_critic_step_in_chunks_gives_the_same_updates():
+    """critic_chunk_size with a conditional critic: each chunk is scored and penalised under its own conditions."""
+    x, y = slices(8)
+    pack = PackImageLabeld(num_classes=CLASSES)
+    data = [pack({"image": a, "label": b}) for a, b in zip(x, y)]
+    runs = []
+    for chunk_size in (None, 3):
+        torch.manual_seed(0)
+        model = conditional_model().train()
+        critic = GVAECritic(2, 1, SIZE, architecture="conv", base_channels=4, max_channels=8, condition_channels=CLASSES)
+        trainer = GVAETrainer(
+            device="cpu", max_epochs=1, train_data_loader=DataLoader(data, batch_size=4), network=model, critic=critic,
+            optimizer=torch.optim.SGD(model.parameters(), 1e-2), critic_optimizer=torch.optim.SGD(critic.parameters(), 1e-2),
+            seed=0, critic_chunk_size=chunk_size,
+        )
+        trainer.run()
+        runs.append([p.detach().clone() for p in list(critic.parameters()) + list(model.parameters())])
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*runs))
+
+
 def test_conditional_mode_returns_the_label_unchanged_and_a_new_image():
     x, y = slices(2)
     model = conditional_model()

@@ -159,3 +159,57 @@ def test_penalty_first_backward_gives_the_joint_update():
     _, gvae0, critic0 = make_trainer(seed=3)  # the initial weights: training did move them
     initial = list(critic0.parameters()) + list(gvae0.parameters())
     assert any(not torch.equal(a, b.detach()) for a, b in zip(runs[0], initial))
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_critic_step_in_chunks_gives_the_same_updates(chunk):
+    """critic_chunk_size runs the penalty and the scores chunk by chunk, each back-propagated at once: the same
+    updates as the whole batch (to rounding), also with n_critic=2 (fresh fakes per critic step). SGD, because
+    Adam's first steps turn rounding-level differences of near-zero gradients into steps of the learning rate."""
+    runs, outputs = [], []
+    for chunk_size in (None, chunk):
+        trainer, gvae, critic = make_trainer(max_epochs=1, seed=3, n_critic=2, critic_chunk_size=chunk_size)
+        trainer.optimizer = torch.optim.SGD(gvae.parameters(), 1e-2)
+        trainer.critic_optimizer = torch.optim.SGD(critic.parameters(), 1e-2)
+        assert trainer.critic_chunk_size == chunk_size
+        trainer.run()
+        runs.append([p.detach().clone() for p in list(critic.parameters()) + list(gvae.parameters())])
+        outputs.append(trainer.state.output)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(*runs))
+    for key in ("loss_d", "gp", "wasserstein", "loss_g"):
+        assert outputs[1][key] == pytest.approx(outputs[0][key], rel=1e-4, abs=1e-6), key
+    assert outputs[1]["gp"] > 0
+    _, gvae0, critic0 = make_trainer(seed=3)  # the initial weights: training did move them
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(runs[1], list(critic0.parameters()) + list(gvae0.parameters())))
+
+
+def test_critic_chunk_size_is_checked():
+    # bundle overrides arrive as strings
+    assert make_trainer(critic_chunk_size="2")[0].critic_chunk_size == 2
+    assert make_trainer(critic_chunk_size="null")[0].critic_chunk_size is None
+    for bad in (0, -2, True, "two", 1.5):
+        with pytest.raises(ValueError, match="critic_chunk_size must be a positive integer"):
+            make_trainer(critic_chunk_size=bad)
+    torch.manual_seed(0)
+    gvae = GVAE(spatial_dims=2, in_channels=1 + CLASSES, image_size=SIZE, latent_size=8, architecture="conv",
+                base_channels=8, max_channels=16, image_channels=1, num_classes=CLASSES)
+    batch_norm_critic = GVAECritic(spatial_dims=2, in_channels=1 + CLASSES, image_size=SIZE, architecture="conv",
+                                   base_channels=8, max_channels=16, norm="batch")
+    with pytest.raises(ValueError, match="without BatchNorm"):
+        GVAETrainer(device="cpu", max_epochs=1, train_data_loader=make_data(8), network=gvae, critic=batch_norm_critic,
+                    optimizer=torch.optim.Adam(gvae.parameters()),
+                    critic_optimizer=torch.optim.Adam(batch_norm_critic.parameters()), critic_chunk_size=2)
+
+
+def test_critic_chunk_size_refuses_a_ddp_critic(tmp_path):
+    """A DDP critic allows one backward per forward, so chunks (one backward each) are refused, clearly."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        trainer, gvae, critic = make_trainer()
+        ddp_critic = torch.nn.parallel.DistributedDataParallel(critic)
+        with pytest.raises(ValueError, match="DistributedDataParallel"):
+            GVAETrainer(device="cpu", max_epochs=1, train_data_loader=make_data(8), network=gvae, critic=ddp_critic,
+                        optimizer=torch.optim.Adam(gvae.parameters()),
+                        critic_optimizer=torch.optim.Adam(critic.parameters()), critic_chunk_size=2)
+    finally:
+        torch.distributed.destroy_process_group()

@@ -83,6 +83,13 @@ class GVAETrainer(Trainer):
             loss becomes NaN/Inf (no optimiser step is taken with such a loss).
         amp: mixed precision (autocast): float16 with gradient scaling on CUDA, bfloat16 on CPU.
         amp_dtype: override the autocast dtype.
+        critic_chunk_size: run the critic step over chunks of this many items: the gradient penalty (see
+            :func:`~monai_gvae.losses.gradient_penalty`) and the scores of reals and fakes, each chunk
+            back-propagated before the next, so that the critic step's memory scales with the chunk instead of
+            the batch (for 3D volumes, where the penalty's double backward is the step's peak; with
+            ``gradient_checkpointing`` for the encoder-generator step's). Same updates up to the order of
+            floating-point sums; slower for small images. ``None`` (default): the whole batch at once. Needs a
+            critic without BatchNorm (chunks would change its batch statistics) that is not DDP-wrapped.
         float_outputs: convert the loss terms of ``engine.state.output`` to Python floats every iteration (one
             host-device synchronisation per iteration on a GPU). ``False`` leaves them as detached 0-d tensors so
             that the loop never waits for the GPU; handlers read them with ``float()`` (``loss_terms`` does) only
@@ -92,7 +99,8 @@ class GVAETrainer(Trainer):
         optim_set_to_none, to_kwargs, amp_kwargs: as in ``monai.engines.SupervisedTrainer``.
 
     Raises:
-        ValueError: unknown objective, or a network/optimiser the objective needs is missing.
+        ValueError: unknown objective, a network/optimiser the objective needs is missing, or a
+            ``critic_chunk_size`` that is not a positive integer or does not fit the critic.
 
     Example::
 
@@ -127,6 +135,7 @@ class GVAETrainer(Trainer):
         amp: bool = False,
         amp_dtype: torch.dtype | str | None = None,
         float_outputs: bool = True,
+        critic_chunk_size: int | None = None,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -180,6 +189,7 @@ class GVAETrainer(Trainer):
         # (accumulated), -33 % peak memory for the gvae_brain3d network (3D 64^3 conv, batch 4). DDP allows one
         # backward per forward of the wrapped critic, so a DDP critic keeps a single backward.
         self.penalty_first = not isinstance(critic, DistributedDataParallel)
+        self.critic_chunk_size = _check_critic_chunk_size(critic_chunk_size, critic, self.penalty_first)
         self.optimizer = optimizer
         self.critic_optimizer = critic_optimizer
         self._check_networks()
@@ -297,29 +307,61 @@ class GVAETrainer(Trainer):
         times = fakes.shape[0] // x.shape[0]
         fake_cond = self._repeat(condition, times)
         self.critic_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+
+        def backward(term: torch.Tensor) -> None:
+            self.scaler_d.scale(term).backward()
+
+        chunk = self.critic_chunk_size
         # The penalty runs outside autocast: a float16 gradient norm can overflow. A conditional critic is
         # penalised on interpolated images under their (shared) condition.
-        critic = self.critic if condition is None else _Conditioned(self.critic, fake_cond.float())
         penalty_first = self.penalty_first
-        if penalty_first:  # see __init__
-            gp = self.critic_loss_function.penalty(critic, x, fakes, self.latent_generator)
-            if gp.requires_grad:
-                self.scaler_d.scale(self.critic_loss_function.gp_weight * gp).backward()
-            gp = gp.detach()
-        with self._autocast():
-            all_cond = None if condition is None else torch.cat([condition, fake_cond])
-            scores = self._call(self.critic, torch.cat([x, fakes]), all_cond)
-        real_scores, fake_scores = scores[: x.shape[0]], scores[x.shape[0] :]
+        if penalty_first:  # see __init__; the penalty (or each chunk of it) is back-propagated right away
+            weight = self.critic_loss_function.gp_weight
+            gp = self.critic_loss_function.penalty(
+                self.critic, x, fakes, self.latent_generator, fake_cond, chunk, lambda term: backward(weight * term)
+            ).detach()
+        if chunk:
+            real_scores, fake_scores = self._chunked_scores(x, fakes, condition, fake_cond, chunk, backward)
+        else:
+            with self._autocast():
+                all_cond = None if condition is None else torch.cat([condition, fake_cond])
+                scores = self._call(self.critic, torch.cat([x, fakes]), all_cond)
+            real_scores, fake_scores = scores[: x.shape[0]], scores[x.shape[0] :]
         if not penalty_first:
-            gp = self.critic_loss_function.penalty(critic, x, fakes, self.latent_generator)
+            gp = self.critic_loss_function.penalty(self.critic, x, fakes, self.latent_generator, fake_cond)
         terms = self.critic_loss_function(real_scores, fake_scores, gp)
         loss = terms["loss"]
         self._guard({"loss_d": loss, "gp": gp}, "critic")
-        # with penalty_first, gp is detached here: this backward adds the Wasserstein term's gradients
-        self.scaler_d.scale(loss).backward()
+        if not chunk:
+            # with penalty_first, gp is detached here: this backward adds the Wasserstein term's gradients
+            backward(loss)
         self.scaler_d.step(self.critic_optimizer)
         self.scaler_d.update()
         return {"loss_d": loss.detach(), "gp": gp.detach(), "wasserstein": terms["wasserstein"].detach()}
+
+    def _chunked_scores(
+        self,
+        x: torch.Tensor,
+        fakes: torch.Tensor,
+        condition: torch.Tensor | None,
+        fake_cond: torch.Tensor | None,
+        chunk: int,
+        backward: Callable[[torch.Tensor], None],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Score reals and fakes ``chunk`` items at a time, back-propagating each chunk's share of the Wasserstein
+        loss ``E[D(fake)] - E[D(real)]`` at once (no concatenated batch, one chunk's graph alive at a time).
+        Returns the detached real and fake scores (for the loss value and the finiteness check)."""
+        scored = []
+        for items, cond, sign in ((x, condition, -1.0), (fakes, fake_cond, 1.0)):
+            scores = []
+            for start in range(0, items.shape[0], chunk):
+                part = None if cond is None else cond[start : start + chunk]
+                with self._autocast():
+                    s = self._call(self.critic, items[start : start + chunk], part)
+                backward(s.float().sum() * (sign / items.shape[0]))
+                scores.append(s.detach())
+            scored.append(torch.cat(scores))
+        return scored[0], scored[1]
 
     def _generator_step(
         self, x: torch.Tensor, iteration: int, condition: torch.Tensor | None = None
@@ -401,15 +443,28 @@ class GVAETrainer(Trainer):
         return output
 
 
-class _Conditioned(nn.Module):
-    """A conditional critic with its condition bound, for the gradient penalty (which calls ``critic(x)``)."""
-
-    def __init__(self, critic: nn.Module, condition: torch.Tensor) -> None:
-        super().__init__()
-        self.critic, self.condition = critic, condition
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x, self.condition.to(x.dtype))
+def _check_critic_chunk_size(chunk_size: Any, critic: nn.Module | None, penalty_first: bool) -> int | None:
+    """``chunk_size`` as an int or ``None`` (bundle overrides may give "null"/"none"), checked against the critic."""
+    if isinstance(chunk_size, str):
+        text = chunk_size.strip().lower()
+        chunk_size = None if text in ("", "null", "none") else int(text) if text.isdigit() else chunk_size
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"critic_chunk_size must be a positive integer or None, got {chunk_size!r}.")
+    if critic is None:
+        return chunk_size  # nothing to penalise (objective "vae")
+    if not penalty_first:
+        raise ValueError(
+            "critic_chunk_size needs a critic that is not wrapped in DistributedDataParallel: DDP allows one "
+            "backward per forward, and each chunk is back-propagated on its own."
+        )
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in unwrap(critic).modules()):
+        raise ValueError(
+            "critic_chunk_size needs a critic without BatchNorm: each chunk would be normalised with its own "
+            "batch statistics, which changes the scores and the penalty (GVAECritic's default norm=None has none)."
+        )
+    return chunk_size
 
 
 def _resolve_amp_dtype(amp_dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:

@@ -5,6 +5,8 @@ Pure functions and modules: no optimiser and no engine in here (see ``monai_gvae
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -42,6 +44,9 @@ def gradient_penalty(
     real: torch.Tensor,
     fake: torch.Tensor,
     generator: torch.Generator | None = None,
+    condition: torch.Tensor | None = None,
+    chunk_size: int | None = None,
+    backward: Callable[[torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """WGAN-GP penalty ``E[(||grad_x D(x_hat)||_2 - 1)^2]`` on random interpolates of real and fake.
 
@@ -55,12 +60,28 @@ def gradient_penalty(
             reconstructions and prior samples of a GVAE): fake item ``i`` is paired with real item ``i % N``,
             as if ``real`` were repeated, without the memory of a repeated copy (a full-size volume batch in 3D).
         generator: optional ``torch.Generator`` for ``eps``.
+        condition: for a conditional critic, the condition of each fake item (``critic(x_hat, condition)``).
+        chunk_size: with ``backward``, compute the penalty over chunks of this many interpolates and
+            back-propagate each chunk's share of the mean as soon as it is computed, so that one chunk's
+            double-backward graph is alive at a time (the penalty's memory scales with the chunk, not the batch).
+            Same ``eps``, value and gradients as one pass, up to the order of floating-point sums. Only for a
+            critic without batch statistics (the penalty is per sample anyway).
+        backward: called with each chunk's term (a share of the penalty with a graph); typically
+            ``lambda t: (gp_weight * t).backward()``. Required with ``chunk_size``.
 
     Returns:
-        scalar penalty with a graph (``create_graph=True``) so it can be back-propagated into the critic.
+        scalar penalty with a graph (``create_graph=True``) so it can be back-propagated into the critic; with
+        ``chunk_size``, the detached total (its gradients have already been back-propagated).
 
     Raises:
-        ValueError: the shapes differ other than by a whole multiple of the real batch.
+        ValueError: the shapes differ other than by a whole multiple of the real batch, or ``chunk_size``
+            without ``backward`` or below 1.
+
+    Example::
+
+        gp = gradient_penalty(critic, real, fake)  # then (10 * gp).backward()
+        # the same gradients with 1-item chunks, for 3D volumes:
+        gradient_penalty(critic, real, fake, chunk_size=1, backward=lambda t: (10 * t).backward())
     """
     n = real.shape[0]
     if real.shape[1:] != fake.shape[1:] or n == 0 or fake.shape[0] % n:
@@ -68,22 +89,55 @@ def gradient_penalty(
             f"real and fake batches must have the same shape (or a fake batch a whole multiple of the real one), "
             f"got {tuple(real.shape)} and {tuple(fake.shape)}."
         )
-    times = fake.shape[0] // n
-    shape = (fake.shape[0],) + (1,) * (real.ndim - 1)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}.")
+    if chunk_size is not None and backward is None:
+        raise ValueError("chunk_size needs backward: each chunk's share must be back-propagated before the next.")
+    total = fake.shape[0]
+    times = total // n
+    shape = (total,) + (1,) * (real.ndim - 1)
     eps = torch.rand(shape, generator=generator, device=generator.device if generator else real.device)
     eps = eps.to(device=real.device, dtype=real.dtype)
+    real, fake = real.detach(), fake.detach()
+    if chunk_size is None or chunk_size >= total:
+        gp = _penalty_mean(critic, _interpolates(real, fake, eps, times), condition, total)
+        if backward is not None:
+            backward(gp)
+            gp = gp.detach()
+        return gp
+    gp = real.new_zeros((), dtype=torch.float32)
+    for start in range(0, total, chunk_size):
+        stop = min(start + chunk_size, total)
+        # the real items paired with fake items start..stop-1 (item i with real i % n), copied for this chunk only
+        pairs = real[torch.arange(start, stop, device=real.device) % n]
+        interpolates = eps[start:stop] * pairs + (1.0 - eps[start:stop]) * fake[start:stop]
+        share = _penalty_mean(critic, interpolates, None if condition is None else condition[start:stop], total)
+        backward(share)
+        gp = gp + share.detach()
+    return gp
+
+
+def _interpolates(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor, times: int) -> torch.Tensor:
+    """``eps * real + (1 - eps) * fake`` with fake item ``i`` paired with real item ``i % len(real)``."""
     if times == 1:
-        interpolates = eps * real.detach() + (1.0 - eps) * fake.detach()
-    else:  # broadcast the real batch over the groups of fakes: the same values as real.repeat(times, ...)
-        group = (times, n) + tuple(real.shape[1:])
-        eps = eps.view((times, n) + (1,) * (real.ndim - 1))
-        interpolates = (eps * real.detach().unsqueeze(0) + (1.0 - eps) * fake.detach().view(group)).flatten(0, 1)
+        return eps * real + (1.0 - eps) * fake
+    # broadcast the real batch over the groups of fakes: the same values as real.repeat(times, ...)
+    group = (times, real.shape[0]) + tuple(real.shape[1:])
+    eps = eps.view((times, real.shape[0]) + (1,) * (real.ndim - 1))
+    return (eps * real.unsqueeze(0) + (1.0 - eps) * fake.view(group)).flatten(0, 1)
+
+
+def _penalty_mean(
+    critic: nn.Module, interpolates: torch.Tensor, condition: torch.Tensor | None, total: int
+) -> torch.Tensor:
+    """``sum((||grad D(x_hat)|| - 1)^2) / total`` over these interpolates (all of them: the mean)."""
     interpolates = interpolates.requires_grad_(True)
-    scores = critic(interpolates)
+    scores = critic(interpolates) if condition is None else critic(interpolates, condition.to(interpolates.dtype))
     (grad,) = torch.autograd.grad(scores.sum(), interpolates, create_graph=True)
     # Computed in float32: under autocast the norm of a half-precision gradient can overflow.
     grad_norm = grad.float().flatten(1).norm(2, dim=1)
-    return (grad_norm - 1.0).pow(2).mean()
+    terms = (grad_norm - 1.0).pow(2)
+    return terms.mean() if terms.shape[0] == total else terms.sum() / total
 
 
 def wasserstein_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -119,12 +173,24 @@ class CriticLoss(nn.Module):
         self.gp_weight = gp_weight
 
     def penalty(
-        self, critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        critic: nn.Module,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        generator: torch.Generator | None = None,
+        condition: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        backward: Callable[[torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """The gradient penalty (zero without a graph when ``gp_weight`` is 0), computed in float32."""
+        """The gradient penalty (zero without a graph when ``gp_weight`` is 0), computed in float32.
+
+        ``condition``, ``chunk_size`` and ``backward`` as in :func:`gradient_penalty`; ``backward`` receives the
+        unweighted penalty (or a chunk's share of it) and is not called when ``gp_weight`` is 0.
+        """
         if not self.gp_weight:
             return real.new_zeros((), dtype=torch.float32)
-        return gradient_penalty(critic, real.float(), fake.float(), generator)
+        condition = None if condition is None else condition.float()
+        return gradient_penalty(critic, real.float(), fake.float(), generator, condition, chunk_size, backward)
 
     def forward(
         self, real_scores: torch.Tensor, fake_scores: torch.Tensor, gp: torch.Tensor | None = None
