@@ -157,7 +157,7 @@ def test_float_outputs_false_keeps_tensors_with_the_same_values():
 
 BUNDLES = ("gvae_brain2d", "gvae_brain3d", "gvae_celebahq", "gvae_lsun", "gvae_mnist")
 SPEED_IDS = ("channels_last", "compile", "gradient_checkpointing", "cudnn_benchmark", "pin_memory", "non_blocking",
-             "float_outputs")
+             "float_outputs", "critic_chunk_size")
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -167,6 +167,7 @@ def test_every_bundle_defines_the_speed_ids(repo_root, bundle):
     for key in SPEED_IDS:
         assert key in parser, f"{bundle} lacks {key}"
     assert parser["channels_last"] is True and parser["compile"] is False and parser["gradient_checkpointing"] is False
+    assert parser["critic_chunk_size"] is None
 
 
 def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypatch, tmp_path):
@@ -174,7 +175,8 @@ def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypat
     parser = ConfigParser()
     parser.read_config(os.path.join("bundles", "gvae_brain2d", "configs", "train.yaml"))
     parser.update({"base_channels": 4, "max_channels": 8, "latent_size": 4, "gradient_checkpointing": True,
-                   "float_outputs": False, "device": "$torch.device('cpu')", "output_dir": str(tmp_path)})
+                   "float_outputs": False, "critic_chunk_size": 2, "device": "$torch.device('cpu')",
+                   "output_dir": str(tmp_path)})
     network = parser.get_parsed_content("network")
     critic = parser.get_parsed_content("critic_network")
     assert network.encoder.trunk.gradient_checkpointing and critic.trunk.gradient_checkpointing
@@ -182,6 +184,7 @@ def test_bundle_speed_ids_reach_networks_loader_and_trainer(repo_root, monkeypat
     assert parser.get_parsed_content("train#dataloader").pin_memory == torch.cuda.is_available()
     trainer = parser.get_parsed_content("train#trainer")
     assert trainer.float_outputs is False and trainer.encoder is network.encoder  # compile off: the module itself
+    assert trainer.critic_chunk_size == 2
     assert any("configure_backends" in str(line) for line in parser["initialize"])
 
 
@@ -231,3 +234,5 @@ def test_throughput_script_quick_prints_every_figure(repo_root, tmp_path):
     assert results["c"]["pooled_items_s"] > 0 and results["c"]["transform_pool_items_s"] > 0
     assert results["d"]["measured"] and results["d"]["with_s"] > 0 and results["d"]["without_s"] > 0
     assert all(row["rows"] for row in results["e"]) and results["machine"]["cpus"] >= 1
+    rows = results["e"][0]["rows"]  # peak bytes from allocation events: deterministic
+    assert rows["ckpt=True,amp=False,chunks=True"][0] < rows["ckpt=True,amp=False,chunks=False"][0]

@@ -739,7 +739,7 @@ def figure_e(args, device: torch.device, results: dict) -> None:
         print(f"    {cfg.describe()}, channels-last:")
         for (ckpt, amp, chunked), (peak, secs) in rows.items():
             label = (f"checkpointing {'on ' if ckpt else 'off'}, {amp_name + ' autocast' if amp else 'float32       '}"
-                     f", critic {f'in chunks of {chunk}' if chunked else 'whole batch '}")
+                     f", critic {(f'in chunks of {chunk}' if chunked else 'whole batch'):<{13 + len(str(chunk))}}")
             print(f"      {label}: {peak / 2**20:8.1f} MiB ({100 * (peak / base - 1):+6.1f} %), step {secs:.2f} s")
         joint, joint_secs = peak_step_memory(cfg, device, False, False, penalty_first=False)
         print(f"      (one joint critic backward, as under DDP, checkpointing off, float32: {joint / 2**20:8.1f} MiB; "
