@@ -86,12 +86,20 @@ def test_vae_objective_without_critic():
         GVAETrainer("cpu", 1, loader, network=gvae, optimizer=torch.optim.Adam(gvae.parameters()), objective="gan")
 
 
-def test_nan_input_batch_raises():
+@pytest.mark.parametrize("custom_prepare_batch", [False, True])
+def test_nan_input_batch_raises(custom_prepare_batch):
+    """Checked on the host before the copy with the default prepare_batch, on the device after a custom one."""
     data = make_data(8)
     data[3]["image"][0, 2, 2] = float("nan")
-    trainer, _, _ = make_trainer(data=data)
+    kwargs = {}
+    if custom_prepare_batch:  # e.g. a batch that arrives under another key
+        data = [{"volume": d["image"]} for d in data]
+        kwargs["prepare_batch"] = lambda batch, device, non_blocking, **kw: batch["volume"].to(device)
+    trainer, gvae, _ = make_trainer(data=data, **kwargs)
+    before = [p.detach().clone() for p in gvae.parameters()]
     with pytest.raises(ValueError, match="NaN or Inf"):
         trainer.run()
+    assert all(torch.equal(a, b) for a, b in zip(before, gvae.parameters()))  # no update from the NaN batch
 
 
 def test_non_finite_loss_names_iteration_and_term():

@@ -206,6 +206,7 @@ class GVAETrainer(Trainer):
                 "build both with the same condition_channels."
             )
         self.check_finite = check_finite
+        self._host_terms: dict[str, float] = {}  # loss terms the finiteness checks read this iteration
         self.float_outputs = float_outputs
         self.optim_set_to_none = optim_set_to_none
 
@@ -331,7 +332,7 @@ class GVAETrainer(Trainer):
             gp = self.critic_loss_function.penalty(self.critic, x, fakes, self.latent_generator, fake_cond)
         terms = self.critic_loss_function(real_scores, fake_scores, gp)
         loss = terms["loss"]
-        self._guard({"loss_d": loss, "gp": gp}, "critic")
+        self._guard({"loss_d": loss, "gp": gp, "wasserstein": terms["wasserstein"]}, "critic")
         if not chunk:
             # with penalty_first, gp is detached here: this backward adds the Wasserstein term's gradients
             backward(loss)
@@ -397,28 +398,43 @@ class GVAETrainer(Trainer):
         return out
 
     def _guard(self, terms: dict[str, torch.Tensor], step: str) -> None:
+        """Raise before the optimiser step if a term is NaN/Inf. The terms are read to the host in one copy (one
+        device synchronisation), and kept in ``self._host_terms`` so that the float outputs need not read them
+        again."""
         if not self.check_finite:
             return
-        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()])
-        if not bool(torch.isfinite(values).all()):
-            bad = [name for name, v in zip(terms, values.tolist()) if not math.isfinite(v)]
+        values = torch.stack([t.detach().float().reshape(()) for t in terms.values()]).tolist()
+        self._host_terms.update(zip(terms, values))
+        if not all(math.isfinite(v) for v in values):
+            bad = [name for name, v in zip(terms, values) if not math.isfinite(v)]
             raise NonFiniteLossError(
                 f"non-finite {', '.join(bad)} in the {step} step at iteration {self.state.iteration} "
                 f"(epoch {self.state.epoch}); no optimiser step was taken with it."
+            )
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"input batch at iteration {self.state.iteration} contains NaN or Inf values "
+                f"(shape {tuple(x.shape)}); check the data and the intensity transforms."
             )
 
     def _iteration(self, engine: GVAETrainer, batchdata: dict | Sequence) -> dict[str, Any]:
         """One GVAE iteration: ``n_critic`` critic steps, then one encoder-generator step."""
         if batchdata is None:
             raise ValueError("must provide batch data for current iteration.")
+        engine._host_terms = {}
+        host_batch = _host_image(batchdata) if engine.prepare_batch is default_prepare_batch else None
+        checked = False
+        if engine.check_finite and host_batch is not None:
+            # checked on the host, before the copy to the device: no device synchronisation
+            engine._check_input(host_batch)
+            checked = True
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         x = torch.as_tensor(x)
-        if engine.check_finite and not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"input batch at iteration {engine.state.iteration} contains NaN or Inf values "
-                f"(shape {tuple(x.shape)}); check the data and the intensity transforms."
-            )
+        if engine.check_finite and not checked:
+            engine._check_input(x)
         x, condition = engine._split(x)
         for net in (engine.encoder, engine.generator, engine.critic):
             if net is not None:
@@ -432,15 +448,24 @@ class GVAETrainer(Trainer):
         keys = ("loss_d", "gp", "wasserstein", "loss_g", "loss_rec", "loss_kl", "loss_adv")
         present = [key for key in keys if output.get(key) is not None]
         if engine.float_outputs and present:
-            # one device-to-host copy for all terms instead of one synchronisation per term
-            values = torch.stack([output[key].float().reshape(()) for key in present]).tolist()
-            output.update(zip(present, values))
+            # the finiteness checks have read their terms to the host already; one copy for any others
+            host = engine._host_terms
+            missing = [key for key in present if key not in host]
+            if missing:
+                host.update(zip(missing, torch.stack([output[key].float().reshape(()) for key in missing]).tolist()))
+            output.update((key, host[key]) for key in present)
         for key in keys:
             if output.get(key) is None:
                 output[key] = 0.0
         output[CommonKeys.IMAGE] = x
         output[CommonKeys.LABEL] = x
         return output
+
+
+def _host_image(batchdata: Any) -> torch.Tensor | None:
+    """The batch's image tensor while it is still in host memory (as the DataLoader returns it), else ``None``."""
+    image = batchdata.get(CommonKeys.IMAGE) if isinstance(batchdata, dict) else None
+    return image if isinstance(image, torch.Tensor) and image.device.type == "cpu" else None
 
 
 def _check_critic_chunk_size(chunk_size: Any, critic: nn.Module | None, penalty_first: bool) -> int | None:
