@@ -221,3 +221,20 @@ def test_critic_chunk_size_refuses_a_ddp_critic(tmp_path):
                         critic_optimizer=torch.optim.Adam(critic.parameters()), critic_chunk_size=2)
     finally:
         torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_networks_left_in_eval_mode_train_again(wrapped):
+    """An evaluator leaves the networks in eval mode; the next iteration trains them again (also inside a wrapper
+    such as DDP's, whose own flag an evaluator of the unwrapped model does not switch)."""
+    trainer, gvae, critic = make_trainer()
+    if wrapped:
+        trainer.encoder = torch.nn.DataParallel(gvae.encoder)  # on a CPU it just calls the module
+    modes = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: (
+        modes.append([m.training for net in (gvae.encoder, gvae.generator, critic) for m in net.modules()]),
+        gvae.eval(), critic.eval(),  # as an evaluator between iterations
+    ))
+    gvae.eval(), critic.eval()
+    trainer.run()
+    assert len(modes) == 4 and all(all(m) for m in modes)
