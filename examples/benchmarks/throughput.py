@@ -369,6 +369,36 @@ def figure_a_b(args, cfg: Config, device: torch.device, results: dict) -> None:
                     "ratio": b_stats, "target": 0.5, "met": b_stats[0] >= 0.5}
 
 
+def figure_a_fixed_cost(args, device: torch.device, results: dict) -> None:
+    """The engine's fixed cost per iteration, on a network so small that the step is mostly Python and kernel
+    launches: on a CPU the closest stand-in for a GPU step, where (a) is bound by that cost."""
+    cfg = Config(image_size=16, batch_size=2, base_channels=4, max_channels=8, latent_size=8)
+    iters = 4 if args.quick else 20
+    batches = make_batches(cfg, iters, device)
+    gvae_t, critic_t = make_networks(cfg, device)
+    gvae_p, critic_p = copy.deepcopy(gvae_t), copy.deepcopy(critic_t)
+    opt_g_t, opt_d_t = make_optimisers(gvae_t, critic_t)
+    opt_g_p, opt_d_p = make_optimisers(gvae_p, critic_p)
+    make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, 1000).run()  # warm-up
+    plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, 1000)
+    times: dict[str, list[float]] = {"trainer": [], "plain": []}
+    for r in range(args.reps):
+        trainer = make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, r)
+        arms = {"trainer": lambda: timed(trainer.run, device),
+                "plain": lambda: timed(lambda: plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, r), device)}
+        for name in (["trainer", "plain"] if r % 2 == 0 else ["plain", "trainer"]):
+            times[name].append(arms[name]())
+    stats = ratio_stats(times["plain"], times["trainer"])
+    per_it = {name: statistics.median(t) / iters * 1e3 for name, t in times.items()}
+    fixed = statistics.median(t - p for t, p in zip(times["trainer"], times["plain"])) / iters * 1e3
+    print(f"\n(a) the engine's fixed cost -- {cfg.describe()}, {iters} iterations x {args.reps} interleaved "
+          f"repetitions (a step of mostly Python and kernel launches, like the bundle's network on a GPU)")
+    print(f"    GVAETrainer {per_it['trainer']:.2f} ms/iteration, plain loop {per_it['plain']:.2f} ms: the engine adds "
+          f"{fixed:.2f} ms per iteration; ratio trainer/plain {fmt_ratio(stats, args.reps)}")
+    results["a_fixed_cost"] = {"config": asdict(cfg), "trainer_ms": per_it["trainer"], "plain_ms": per_it["plain"],
+                               "engine_ms_per_iteration": fixed, "ratio": stats}
+
+
 def figure_b_resnet(args, device: torch.device, results: dict) -> None:
     """(b) for the resnet architecture (denser convolutions) at the same size and batch."""
     cfg = Config(architecture="resnet")
@@ -806,6 +836,7 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     sections = [
         ({"a", "b"}, lambda: figure_a_b(args, cfg, device, results)),
+        ({"a"}, lambda: figure_a_fixed_cost(args, device, results)),
         ({"b"} if not args.quick else set(), lambda: figure_b_resnet(args, device, results)),
         ({"options"}, lambda: figure_options(args, cfg, device, results)),
         ({"c"}, lambda: figure_c(args, cfg, device, results)),
