@@ -231,6 +231,8 @@ def test_throughput_script_quick_prints_every_figure(repo_root, tmp_path):
     results = json.loads(out.read_text())
     assert results["a"]["max_weight_diff"] == 0.0  # the plain loop made exactly the trainer's updates
     assert results["a"]["trainer_it_s"] > 0 and results["b"]["gflop_per_iteration"] > 0
+    assert results["a_fixed_cost"]["trainer_ms"] > 0 and results["a_fixed_cost"]["plain_ms"] > 0
+    assert "the engine adds" in proc.stdout
     assert results["c"]["pooled_items_s"] > 0 and results["c"]["transform_pool_items_s"] > 0
     assert results["d"]["measured"] and results["d"]["with_s"] > 0 and results["d"]["without_s"] > 0
     assert all(row["rows"] for row in results["e"]) and results["machine"]["cpus"] >= 1
