@@ -1,7 +1,7 @@
 #!/bin/bash
 # The GPU checks of docs/performance.md ("On a GPU", "Figures on a GPU"), as one script for a lent GPU machine:
 # throughput figures on CUDA, the gvae_brain2d bundle with AMP (float16 + GradScaler), torchrun DDP on NCCL,
-# torch.compile, and the 3D bundle (AMP + gradient checkpointing) through training, inference and evaluation.
+# torch.compile, and the 3D bundle (AMP, gradient checkpointing, critic chunks) through training, inference and evaluation.
 # Writes logs under $OUT. Packages the machine lacks travel as wheels in .whl/ (see docs/performance.md):
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 -d .whl monai pytorch-ignite nibabel pydicom jsonschema \
@@ -28,7 +28,7 @@ echo "=== compile"; timeout 100 python3 examples/benchmarks/throughput.py --devi
 echo "=== same updates with deterministic kernels"; timeout 100 python3 examples/benchmarks/throughput.py --device $DEV --only a --reps 5 --deterministic 2>&1 | grep -v -E "$F" | tee -a $OUT/extra.log | grep -E "ratio|same updates"
 C=bundles/gvae_brain3d/configs; R=/tmp/b3d
 run() { name=$1; shift; timeout 120 python3 -m monai.bundle run "$@" > /tmp/$name.log 2>&1; echo "=== $name rc=$?"; cat /tmp/$name.log >> $OUT/3d.log; grep -E "Epoch\[$EP\] Complete|saved final|Engine run finished|Error|wrote|metrics" /tmp/$name.log | tail -n 3; }
-run train3d training --config_file $C/train.yaml --meta_file $C/metadata.json --bundle_root bundles/gvae_brain3d --amp true --gradient_checkpointing true --max_epochs $EP --output_dir $R
+run train3d training --config_file $C/train.yaml --meta_file $C/metadata.json --bundle_root bundles/gvae_brain3d --amp true --gradient_checkpointing true --critic_chunk_size 2 --max_epochs $EP --output_dir $R
 run infer3d inferring --config_file $C/inference.yaml --meta_file $C/metadata.json --bundle_root bundles/gvae_brain3d --checkpoint $R/model.pt --num_samples 4 --output_dir $R/synth
 ls $R/synth | head -n 8
 run eval3d evaluating --config_file "['$C/train.yaml','$C/evaluate.yaml']" --meta_file $C/metadata.json --bundle_root bundles/gvae_brain3d --output_dir $R --metrics_file $R/metrics.json
