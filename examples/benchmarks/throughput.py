@@ -303,31 +303,43 @@ def machine_info(device: torch.device) -> dict:
 # --------------------------------------------------------------------------------------------- figures
 
 
-def figure_a_b(args, cfg: Config, device: torch.device, results: dict) -> None:
-    """(a) engine vs plain loop, and (b) achieved FLOP/s vs a large conv2d, from the same repetitions."""
-    batches = make_batches(cfg, args.iters, device)
+def trainer_and_plain_times(args, cfg: Config, iters: int, device: torch.device,
+                            last: dict[str, Callable[[], float]] | None = None):
+    """Time ``GVAETrainer`` and the plain loop on copies of the same networks in ``args.reps`` interleaved
+    repetitions of ``iters`` iterations (the two alternate in first place; each of ``last``'s arms runs after them).
+
+    Returns ``(times, batches, (gvae, critic) trained by the trainer, (gvae, critic) trained by the plain loop)``.
+    """
+    batches = make_batches(cfg, iters, device)
     gvae_t, critic_t = make_networks(cfg, device)
     gvae_p, critic_p = copy.deepcopy(gvae_t), copy.deepcopy(critic_t)
     opt_g_t, opt_d_t = make_optimisers(gvae_t, critic_t)
     opt_g_p, opt_d_p = make_optimisers(gvae_p, critic_p)
-    conv_flops, conv_fns, conv_shape = conv_reference(args.quick, device)
     # warm-up both (allocator, oneDNN/cuDNN primitive caches) with the same seed, so that the copies stay equal
     make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, 1000).run()
     plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, 1000)
-
-    times: dict[str, list[float]] = {"trainer": [], "plain": [], "conv": []}
+    last = last or {}
+    times: dict[str, list[float]] = {name: [] for name in ["trainer", "plain", *last]}
     for r in range(args.reps):
         # the trainer is built outside the timed region, as a user builds it once; each repetition reseeds both
         trainer = make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, r)
         arms = {
             "trainer": lambda: timed(trainer.run, device),
             "plain": lambda: timed(lambda: plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, r), device),
-            "conv": lambda: min(timed(fn, device) for fn in conv_fns.values()),  # best layout
+            **last,
         }
-        # trainer and plain loop alternate in first place; the conv comes last, so that each of them follows
-        # the reference convolution's cache footprint equally often
-        for name in (["trainer", "plain"] if r % 2 == 0 else ["plain", "trainer"]) + ["conv"]:
+        for name in (["trainer", "plain"] if r % 2 == 0 else ["plain", "trainer"]) + list(last):
             times[name].append(arms[name]())
+    return times, batches, (gvae_t, critic_t), (gvae_p, critic_p)
+
+
+def figure_a_b(args, cfg: Config, device: torch.device, results: dict) -> None:
+    """(a) engine vs plain loop, and (b) achieved FLOP/s vs a large conv2d, from the same repetitions."""
+    conv_flops, conv_fns, conv_shape = conv_reference(args.quick, device)
+    # the reference convolution runs last in each repetition, so that trainer and plain loop each follow its
+    # cache footprint equally often; best layout
+    times, batches, (gvae_t, critic_t), (gvae_p, critic_p) = trainer_and_plain_times(
+        args, cfg, args.iters, device, {"conv": lambda: min(timed(fn, device) for fn in conv_fns.values())})
 
     diffs = [
         (a - b).abs().max().item()
@@ -374,20 +386,7 @@ def figure_a_fixed_cost(args, device: torch.device, results: dict) -> None:
     launches: on a CPU the closest stand-in for a GPU step, where (a) is bound by that cost."""
     cfg = Config(image_size=16, batch_size=2, base_channels=4, max_channels=8, latent_size=8)
     iters = 4 if args.quick else 20
-    batches = make_batches(cfg, iters, device)
-    gvae_t, critic_t = make_networks(cfg, device)
-    gvae_p, critic_p = copy.deepcopy(gvae_t), copy.deepcopy(critic_t)
-    opt_g_t, opt_d_t = make_optimisers(gvae_t, critic_t)
-    opt_g_p, opt_d_p = make_optimisers(gvae_p, critic_p)
-    make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, 1000).run()  # warm-up
-    plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, 1000)
-    times: dict[str, list[float]] = {"trainer": [], "plain": []}
-    for r in range(args.reps):
-        trainer = make_trainer(cfg, gvae_t, critic_t, opt_g_t, opt_d_t, batches, device, r)
-        arms = {"trainer": lambda: timed(trainer.run, device),
-                "plain": lambda: timed(lambda: plain_loop(gvae_p, critic_p, opt_g_p, opt_d_p, batches, device, r), device)}
-        for name in (["trainer", "plain"] if r % 2 == 0 else ["plain", "trainer"]):
-            times[name].append(arms[name]())
+    times = trainer_and_plain_times(args, cfg, iters, device)[0]
     stats = ratio_stats(times["plain"], times["trainer"])
     per_it = {name: statistics.median(t) / iters * 1e3 for name, t in times.items()}
     fixed = statistics.median(t - p for t, p in zip(times["trainer"], times["plain"])) / iters * 1e3
