@@ -309,6 +309,10 @@ class GVAETrainer(Trainer):
         return fakes, mu, logvar
 
     def _critic_step(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """One critic update on fresh detached fakes. Three ways to back-propagate, all to the same gradients (up to
+        the order of sums): the penalty first, then the Wasserstein term (the default: the two graphs are never
+        alive together); with ``critic_chunk_size``, both chunk by chunk (least memory); or one joint backward of
+        both (a DDP critic, which allows one backward per forward)."""
         fakes, _, _ = self._fakes(x, with_grad=False, condition=condition)
         times = fakes.shape[0] // x.shape[0]
         fake_cond = self._repeat(condition, times)
