@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from monai_gvae.transforms import PackImageLabel, PackImageLabeld, pack_image_label, unpack_image_label
+from monai_gvae.transforms import PackImageLabel, PackImageLabeld, pack_image_label, unpack_image_label, unpack_to_host
 
 
 def test_pack_unpack_roundtrip_onehot():
@@ -48,3 +48,17 @@ def test_unpack_label_is_the_channel_argmax():
     _, label = unpack_image_label(sample, 1, 4)
     assert torch.equal(label, sample[:, 1:].argmax(dim=1, keepdim=True))
     assert (label[:, :, :2] == 1).all()
+
+
+def test_unpack_to_host_matches_unpack_and_takes_half_precision():
+    """generate and GVAESamplePool unpack where the samples are and copy the result: the same values as
+    unpack_image_label, float32 images and int64 labels also from bfloat16 (autocast) samples."""
+    torch.manual_seed(0)
+    sample = torch.rand(2, 5, 8, 8) * 2 - 1
+    image, label = unpack_to_host(sample.bfloat16(), 1, 4, (0.0, 255.0))
+    ref_image, ref_label = unpack_image_label(sample.bfloat16().float(), 1, 4, (0.0, 255.0))
+    assert image.dtype == torch.float32 and label.dtype == torch.int64 and image.device.type == "cpu"
+    assert torch.equal(image, ref_image) and torch.equal(label, ref_label)
+    assert unpack_to_host(sample[:, :1], 1)[1] is None  # image-only samples
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        unpack_to_host(torch.full((1, 5, 8, 8), float("nan")), 1, 4)

@@ -24,7 +24,7 @@ from monai_gvae.data.writers import (
     write_synthetic_png,
 )
 from monai_gvae.networks.nets.gvae import GVAE, load_gvae
-from monai_gvae.transforms.utils import unpack_image_label
+from monai_gvae.transforms.utils import unpack_to_host
 from monai_gvae.utils import atomic_path, check_targets_free
 
 __all__ = [
@@ -94,11 +94,8 @@ def generate(
     while done < num_samples:
         n = min(batch_size, num_samples - done)
         z = sample_latents(model.latent_size, seed, done, n)
-        samples = model.decode(z.to(model_device)).float()
-        # unpack where the samples are, then copy: on a GPU the argmax is cheap there and the int64 label map
-        # crosses to the host instead of num_classes float channels
-        images, labels = unpack_image_label(samples, model.image_channels, model.num_classes, intensity_range)
-        yield images.cpu(), (labels.cpu() if labels is not None else None)
+        # unpacked where the samples are, then copied (see unpack_to_host)
+        yield unpack_to_host(model.decode(z.to(model_device)), model.image_channels, model.num_classes, intensity_range)
         done += n
 
 

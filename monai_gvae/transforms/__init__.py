@@ -22,7 +22,7 @@ from .pool import (
     resolve_gvae,
     synthetic_meta,
 )
-from .utils import from_model_range, pack_image_label, to_model_range, unpack_image_label
+from .utils import from_model_range, pack_image_label, to_model_range, unpack_image_label, unpack_to_host
 
 __all__ = [
     "PackImageLabel",
@@ -43,6 +43,7 @@ __all__ = [
     "BUNDLE_MODEL_FILE",
     "pack_image_label",
     "unpack_image_label",
+    "unpack_to_host",
     "to_model_range",
     "from_model_range",
     "label_to_condition",

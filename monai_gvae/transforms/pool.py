@@ -21,7 +21,7 @@ from torch import nn
 
 from monai_gvae.engines.performance import prepare_network
 from monai_gvae.networks.nets.gvae import load_gvae
-from monai_gvae.transforms.utils import unpack_image_label
+from monai_gvae.transforms.utils import unpack_to_host
 
 __all__ = [
     "GVAESamplePool",
@@ -246,12 +246,10 @@ class GVAESamplePool:
         if condition is not None:
             condition = condition.to(self.device, torch.float32)
         with self._autocast():
-            out = self.model.decode(z.to(self.device, torch.float32), condition).float()
+            out = self.model.decode(z.to(self.device, torch.float32), condition)
         # a label-conditioned model records num_classes (of its condition) but generates no label channels
         num_classes = self.model.num_classes if getattr(self.model, "label_channels", 1) else None
-        # unpack on the model's device, then copy: a label map crosses instead of num_classes float channels
-        image, label = unpack_image_label(out, self.model.image_channels, num_classes, (-1.0, 1.0))
-        return image.cpu(), (label.cpu() if label is not None else None)
+        return unpack_to_host(out, self.model.image_channels, num_classes, (-1.0, 1.0))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
