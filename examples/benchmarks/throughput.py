@@ -835,8 +835,8 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     sections = [
         ({"a", "b"}, lambda: figure_a_b(args, cfg, device, results)),
-        ({"a"}, lambda: figure_a_fixed_cost(args, device, results)),
         ({"b"} if not args.quick else set(), lambda: figure_b_resnet(args, device, results)),
+        ({"a"}, lambda: figure_a_fixed_cost(args, device, results)),
         ({"options"}, lambda: figure_options(args, cfg, device, results)),
         ({"c"}, lambda: figure_c(args, cfg, device, results)),
         ({"d"}, lambda: figure_d(args, cfg, device, results)),
