@@ -433,16 +433,15 @@ class GVAETrainer(Trainer):
         if batchdata is None:
             raise ValueError("must provide batch data for current iteration.")
         engine._host_terms = {}
+        # the input is checked on the host, before the copy to the device (no device synchronisation), when the
+        # default prepare_batch only copies it; otherwise what prepare_batch returns is checked
         host_batch = _host_image(batchdata) if engine.prepare_batch is default_prepare_batch else None
-        checked = False
         if engine.check_finite and host_batch is not None:
-            # checked on the host, before the copy to the device: no device synchronisation
             engine._check_input(host_batch)
-            checked = True
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         x = torch.as_tensor(x)
-        if engine.check_finite and not checked:
+        if engine.check_finite and host_batch is None:
             engine._check_input(x)
         x, condition = engine._split(x)
         for net in (engine.encoder, engine.generator, engine.critic):
