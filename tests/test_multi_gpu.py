@@ -20,6 +20,7 @@ finalize:
 'encoder_is_ddp': isinstance(@train#trainer.encoder, torch.nn.parallel.DistributedDataParallel), \
 'params': {k: v.detach().clone() for k, v in list(@network_def.named_parameters()) + list(@critic.named_parameters())}}, \
 os.path.join(@output_dir, 'rank%d.pt' % torch.distributed.get_rank()))"
+  - "$torch.distributed.barrier()"
   - "$torch.distributed.destroy_process_group()"
 """
 
