@@ -28,6 +28,7 @@ from .writers import (
 from .mixing import SyntheticMixDataset, load_synthetic_manifest
 from .safe import BadItemError, SafeDataset, describe_item
 from .subsets import labelled_subset, unlabelled_pool
+from .labelled_slices import load_labelled_slices
 
 __all__ = [
     "SyntheticMixDataset",
@@ -57,6 +58,7 @@ __all__ = [
     "synthetic_slices",
     "labelled_subset",
     "unlabelled_pool",
+    "load_labelled_slices",
     # readers of the benchmark data sets (issue 3)
     "MNISTDataset",
     "read_idx",
