@@ -19,13 +19,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from monai_gvae.utils import flag_word
+
 __all__ = ["main", "build_parser", "parse_overrides"]
 
 PROG = "monai-gvae"
 
 
 def _version() -> str:
-    from monai_gvae import __version__
+    from monai_gvae._version import __version__
 
     return __version__
 
@@ -152,16 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _value(text: str) -> Any:
-    """A command-line override value: a Python literal (1, 0.5, true/false, null, [1, 2]) or else the text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("null", "none"):
-        return None
+    """A command-line override value: a Python literal (1, 0.5, [1, 2], True), null/none, a boolean word (true/false,
+    yes/no, on/off: the words of :func:`monai_gvae.utils.flag`), or else the text itself."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        pass
+    if text.strip().lower() in ("null", "none"):
+        return None
+    word = flag_word(text)
+    return text if word is None else word
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
@@ -193,12 +195,9 @@ def _checkpoint(args: argparse.Namespace) -> str | None:
     if getattr(args, "checkpoint", None):
         return args.checkpoint
     if getattr(args, "bundle", None):
-        path = os.path.join(args.bundle, "models", "model.pt")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"no trained model in bundle {args.bundle}: {path} does not exist (train it, or give --checkpoint)."
-            )
-        return path
+        from monai_gvae.networks import bundle_model_path
+
+        return bundle_model_path(args.bundle)
     return None
 
 

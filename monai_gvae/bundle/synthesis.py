@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-import monai_gvae
+from monai_gvae._version import __version__
 from monai_gvae.data.writers import (
     SyntheticStudy,
     fit_affine,
@@ -23,7 +22,8 @@ from monai_gvae.data.writers import (
     write_synthetic_nifti,
     write_synthetic_png,
 )
-from monai_gvae.networks.nets.gvae import GVAE, load_gvae
+from monai_gvae.networks.io import load_gvae, model_checksum
+from monai_gvae.networks.nets.gvae import GVAE
 from monai_gvae.transforms.utils import unpack_to_host
 from monai_gvae.utils import atomic_path, check_targets_free
 
@@ -31,7 +31,6 @@ __all__ = [
     "write_manifest",
     "FORMATS",
     "generate",
-    "model_checksum",
     "output_names",
     "sample_latents",
     "synthesize",
@@ -99,23 +98,6 @@ def generate(
         done += n
 
 
-def model_checksum(model: GVAE) -> str:
-    """The sha256 of the checkpoint file a model was loaded from (``load_gvae`` sets ``model.checksum``), or else
-    of its state dict's tensors (names, shapes, dtypes and bytes), so that in-memory models get a stable id too."""
-    checksum = getattr(model, "checksum", None)
-    if checksum:
-        return str(checksum)
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        if isinstance(value, torch.Tensor):
-            digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
-            # raw bytes through a uint8 view: numpy has no bfloat16, so .numpy() would fail for such weights
-            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(f"{name}:{value!r}".encode())  # the stored config (extra state) is part of the identity
-    return digest.hexdigest()
-
-
 def write_manifest(
     path: str,
     model: GVAE,
@@ -130,13 +112,13 @@ def write_manifest(
 
     The manifest says the files are synthetic and records the generator, package version, creation time,
     model checksum and source, seed, format and one entry per sample; ``extra`` adds format-specific keys.
-    ``checksum`` is the caller's :func:`model_checksum` when it has one (hashing an in-memory model's weights
-    again would be wasted work).
+    ``checksum`` is the caller's :func:`monai_gvae.networks.model_checksum` when it has one (hashing an in-memory
+    model's weights again would be wasted work).
     """
     manifest = {
         "synthetic": True,
         "generator": "monai-gvae",
-        "version": monai_gvae.__version__,
+        "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "model_sha256": checksum or model_checksum(model),
         "model_source": getattr(model, "source", None),

@@ -19,7 +19,8 @@ RANGE_TOLERANCE = 0.05
 out, :func:`pack_image_label` raises instead of producing model inputs far outside [-1, 1]."""
 
 
-def _check_range(intensity_range: tuple[float, float]) -> tuple[float, float]:
+def _check_intensity_range(intensity_range: tuple[float, float]) -> tuple[float, float]:
+    """``(low, high)`` as floats: two finite numbers with ``high > low`` (the range itself; no image is checked)."""
     try:
         low, high = (float(v) for v in intensity_range)
     except (TypeError, ValueError) as e:
@@ -40,7 +41,7 @@ def to_model_range(image: torch.Tensor, intensity_range: tuple[float, float] = (
     Raises:
         ValueError: ``intensity_range`` is not finite with ``high > low``.
     """
-    low, high = _check_range(intensity_range)
+    low, high = _check_intensity_range(intensity_range)
     return (image.float() - low) / (high - low) * 2.0 - 1.0
 
 
@@ -50,7 +51,7 @@ def from_model_range(image: torch.Tensor, intensity_range: tuple[float, float] =
     Raises:
         ValueError: ``intensity_range`` is not finite with ``high > low``.
     """
-    low, high = _check_range(intensity_range)
+    low, high = _check_intensity_range(intensity_range)
     return (image.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low) + low
 
 
@@ -93,7 +94,7 @@ def pack_image_label(
     except (TypeError, ValueError, RuntimeError) as e:
         raise TypeError(f"image must be a numeric array or tensor, got {type(image).__name__}: {e}") from e
     _check_real(image, "image")
-    low, high = _check_range(intensity_range)
+    low, high = _check_intensity_range(intensity_range)
     if image.ndim < 2:
         raise ValueError(f"image must be channel-first (C, *spatial), got shape {tuple(image.shape)}.")
     if image.numel() == 0:
