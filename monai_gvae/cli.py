@@ -57,7 +57,12 @@ def _intensity(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``monai-gvae`` (one sub-parser per command)."""
+    """The argument parser of ``monai-gvae`` (one sub-parser per command).
+
+    Example::
+
+        args = build_parser().parse_args(["synthesize", "--bundle", "bundles/gvae_brain2d", "-n", "4", "--out", "x"])
+    """
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="GVAE synthesis, evaluation, memorisation check and training from the command line. "
@@ -67,7 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_synthesize(sub)
+    _add_evaluate(sub)
+    _add_memorization(sub)
+    _add_train(sub)
+    return parser
 
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synthesize",
         help="write synthetic images (+ labels) as NIfTI, DICOM or PNG, with a manifest",
@@ -92,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png-bit-depth", type=int, choices=(8, 16), default=8, help="PNG grey levels (default: 8)")
     _common(p)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="metrics of a model against a folder of real images, as JSON",
@@ -107,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     _intensity(p, "fixed intensity range of the inputs mapped to [0, 1] (default: per-image min-max)")
     _common(p)
 
+
+def _add_memorization(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "memorization",
         help="flag synthetic samples that are near-copies of training images",
@@ -132,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     _intensity(p, "fixed intensity range of all inputs mapped to [0, 1] (default: per-image min-max)")
     _common(p)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a bundle (a thin wrapper over the bundle's training run)",
@@ -150,7 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", metavar="FILE", help="metadata file (default: configs/metadata.json)")
     p.add_argument("--run-id", default="training", help="config id to run (default: training)")
     _common(p, device=False)
-    return parser
 
 
 def _value(text: str) -> Any:

@@ -143,22 +143,10 @@ def _to_unit_float(image: np.ndarray) -> np.ndarray:
 
 
 def brain_holdout_mask(num_slices: int, holdout_fraction: float = 0.25) -> np.ndarray:
-    """Boolean mask of the held-out (test) positions among ``num_slices`` ordered slices.
+    """Boolean mask of the held-out (test) slices among ``num_slices`` slices ordered from inferior to superior.
 
-    The rule every reader's split uses (:func:`monai_gvae.data.utils.holdout_mask`), with the brain data's
-    default fraction.
-
-    Args:
-        num_slices: number of slices, ordered from inferior to superior.
-        holdout_fraction: fraction held out, ``0 <= holdout_fraction < 1``. The ``round(num_slices *
-            holdout_fraction)`` test positions are ``floor((j + 0.5) * num_slices / n_test)``, evenly
-            interleaved (every 4th slice for 0.25).
-
-    Returns:
-        Array of shape ``(num_slices,)``, ``True`` for test slices.
-
-    Raises:
-        ValueError: if ``num_slices`` is negative or ``holdout_fraction`` is outside ``[0, 1)``.
+    The rule every reader's split uses, :func:`monai_gvae.data.utils.holdout_mask` (``round(num_slices * f)`` evenly
+    interleaved positions), with the brain data's default fraction: every 4th slice is held out.
 
     Example:
         >>> brain_holdout_mask(8, 0.25).nonzero()[0].tolist()

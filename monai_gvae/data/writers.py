@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -20,6 +21,9 @@ from PIL import PngImagePlugin
 
 from monai_gvae._version import __version__
 from monai_gvae.utils import atomic_directory, atomic_path
+
+if TYPE_CHECKING:  # pydicom is imported on use (only the DICOM writer needs it)
+    from pydicom.dataset import Dataset
 
 __all__ = [
     "SYNTHETIC_DESCRIPTION",
@@ -249,8 +253,6 @@ def write_synthetic_dicom(
         write_synthetic_dicom(image, "out/synthetic_00000_image.dcm", study=SyntheticStudy.new("00000"))
     """
     import pydicom
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     if kind not in ("image", "label"):
         raise ValueError(f"kind must be 'image' or 'label', got {kind!r}.")
@@ -266,16 +268,73 @@ def write_synthetic_dicom(
     if not np.isfinite(data).all():
         raise ValueError("array contains NaN or Inf values.")
     affine = np.eye(4) if affine is None else _as_numpy(affine).astype(np.float64)
-    if affine.shape != (4, 4):
-        raise ValueError(f"affine must be 4x4, got {affine.shape}.")
-    lps = _LPS @ affine
-    dc, dr = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
-    if dc <= 0 or dr <= 0:
-        raise ValueError("affine has a zero-length in-plane axis.")
-    row_dir, col_dir = lps[:3, 0] / dc, lps[:3, 1] / dr
-    if abs(float(row_dir @ col_dir)) > 1e-4:
-        raise ValueError("the affine's first two axes are not orthogonal; DICOM cannot represent a sheared grid.")
+    geometry = _DicomGeometry.from_affine(affine, spatial_dims=data.ndim)
+    stored, encoding = _dicom_pixels(data, kind, intensity_range)
+    study = study if study is not None else SyntheticStudy.new()
+    content = hashlib.sha256(stored.tobytes() + affine.tobytes() + str(stored.shape).encode()).hexdigest()
+    series = _DicomSeries(
+        study=study,
+        series_uid=study.uid("series", kind, content),
+        series_number=series_number if series_number is not None else (1 if kind == "image" else 2),
+        kind=kind,
+        content=content,
+        comments=SYNTHETIC_DESCRIPTION.format(version=__version__) + (f"; {comment}" if comment else ""),
+        geometry=geometry,
+        encoding=encoding,
+    )
+    path = os.fspath(path)
+    if stored.ndim == 2:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            pydicom.dcmwrite(tmp, _dicom_slice(series, 0, stored), enforce_file_format=True)
+    else:
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            for k in range(stored.shape[2]):
+                slice_file = os.path.join(tmp, f"slice_{k:04d}.dcm")
+                pydicom.dcmwrite(slice_file, _dicom_slice(series, k, stored[..., k]), enforce_file_format=True)
+    return path
 
+
+@dataclasses.dataclass(frozen=True)
+class _DicomGeometry:
+    """Where a synthetic series lies, in DICOM's LPS patient coordinates (from a RAS voxel-to-world affine)."""
+
+    lps: np.ndarray  # 4x4 voxel-to-LPS matrix
+    row_dir: np.ndarray  # unit direction along a row (the array's first axis)
+    col_dir: np.ndarray  # unit direction along a column (the array's second axis)
+    column_spacing: float  # mm between neighbours along a row
+    row_spacing: float  # mm between neighbours along a column
+    slice_spacing: float | None  # mm between slices (3D), None in 2D
+
+    @classmethod
+    def from_affine(cls, affine: np.ndarray, spatial_dims: int) -> "_DicomGeometry":
+        if affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {affine.shape}.")
+        lps = _LPS @ affine
+        dc, dr = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
+        if dc <= 0 or dr <= 0:
+            raise ValueError("affine has a zero-length in-plane axis.")
+        row_dir, col_dir = lps[:3, 0] / dc, lps[:3, 1] / dr
+        if abs(float(row_dir @ col_dir)) > 1e-4:
+            raise ValueError("the affine's first two axes are not orthogonal; DICOM cannot represent a sheared grid.")
+        slice_spacing = float(np.linalg.norm(lps[:3, 2])) if spatial_dims == 3 else None
+        return cls(lps, row_dir, col_dir, dc, dr, slice_spacing)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DicomEncoding:
+    """How stored 16-bit values map back to intensities (Rescale Slope/Intercept) and the display window."""
+
+    slope: str
+    intercept: str
+    window_center: str
+    window_width: str
+
+
+def _dicom_pixels(
+    data: np.ndarray, kind: str, intensity_range: tuple[float, float]
+) -> tuple[np.ndarray, _DicomEncoding]:
+    """``data`` as the stored uint16 values and their encoding: images quantised over ``intensity_range`` (clipped),
+    labels as their integer class indices."""
     if kind == "image":
         low, high = float(intensity_range[0]), float(intensity_range[1])
         if not high > low:
@@ -283,98 +342,113 @@ def write_synthetic_dicom(
         slope_text, intercept_text = _ds((high - low) / 65535.0), _ds(low)
         stored = np.round((data.astype(np.float64) - float(intercept_text)) / float(slope_text))
         stored = np.clip(stored, 0, 65535).astype(np.uint16)
-        window = (_ds((low + high) / 2.0), _ds(high - low))
-    else:
-        if data.size and (data.min() < 0 or data.max() > 65535 or not np.array_equal(data, np.round(data))):
-            raise ValueError("label arrays must hold integer class indices in [0, 65535].")
-        stored = data.astype(np.uint16)
-        slope_text, intercept_text = "1", "0"
-        top = int(stored.max()) if stored.size else 0
-        window = (_ds(top / 2.0), _ds(max(top, 1) + 1))
+        return stored, _DicomEncoding(slope_text, intercept_text, _ds((low + high) / 2.0), _ds(high - low))
+    if data.size and (data.min() < 0 or data.max() > 65535 or not np.array_equal(data, np.round(data))):
+        raise ValueError("label arrays must hold integer class indices in [0, 65535].")
+    stored = data.astype(np.uint16)
+    top = int(stored.max()) if stored.size else 0
+    return stored, _DicomEncoding("1", "0", _ds(top / 2.0), _ds(max(top, 1) + 1))
 
-    study = study if study is not None else SyntheticStudy.new()
-    content = hashlib.sha256(stored.tobytes() + affine.tobytes() + str(stored.shape).encode()).hexdigest()
-    series_uid = study.uid("series", kind, content)
-    series_number = series_number if series_number is not None else (1 if kind == "image" else 2)
-    version = __version__
-    comments = SYNTHETIC_DESCRIPTION.format(version=version) + (f"; {comment}" if comment else "")
-    spatial = stored.ndim
-    slices = [stored] if spatial == 2 else [stored[..., k] for k in range(stored.shape[2])]
-    slice_spacing = float(np.linalg.norm(lps[:3, 2])) if spatial == 3 else None
 
-    def dataset(k: int, pixels: np.ndarray) -> Dataset:
-        sop_uid = study.uid("sop", kind, content, str(k))
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE_SOP_CLASS
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["DERIVED", "SECONDARY"]
-        ds.SOPClassUID = SECONDARY_CAPTURE_SOP_CLASS
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = ""
-        ds.StudyTime = ""
-        ds.AccessionNumber = ""
-        ds.Modality = "OT"
-        ds.ConversionType = "SYN"
-        ds.Manufacturer = "monai-gvae"
-        ds.ReferringPhysicianName = ""
-        ds.StudyDescription = "SYNTHETIC (monai-gvae)"
-        ds.SeriesDescription = f"SYNTHETIC {kind}" + (" (class indices)" if kind == "label" else "")
-        ds.SyntheticData = "YES"
-        ds.PatientName = study.patient_name
-        ds.PatientID = study.patient_id
-        ds.PatientBirthDate = ""
-        ds.PatientSex = ""
-        ds.SoftwareVersions = f"monai-gvae {version}"
-        ds.SecondaryCaptureDeviceManufacturer = "monai-gvae"
-        ds.SecondaryCaptureDeviceManufacturerModelName = "GVAE"
-        ds.SecondaryCaptureDeviceSoftwareVersions = version
-        ds.StudyInstanceUID = study.study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = ""
-        ds.SeriesNumber = series_number
-        ds.InstanceNumber = k + 1
-        ds.PatientOrientation = ""
-        ds.ImagePositionPatient = [_ds(v) for v in (lps @ np.array([0.0, 0.0, float(k), 1.0]))[:3]]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*row_dir, *col_dir)]
-        ds.FrameOfReferenceUID = study.frame_of_reference_uid
-        ds.PositionReferenceIndicator = ""
-        if slice_spacing is not None:
-            ds.SliceThickness = _ds(slice_spacing)
-            ds.SpacingBetweenSlices = _ds(slice_spacing)
-        ds.ImageComments = comments
-        ds.DerivationDescription = "Generated by a GVAE from a random latent vector; derived from no patient image"
-        ds.BurnedInAnnotation = "NO"
-        ds.LossyImageCompression = "00"
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = int(pixels.shape[1]), int(pixels.shape[0])
-        ds.PixelSpacing = [_ds(dr), _ds(dc)]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 0
-        ds.WindowCenter, ds.WindowWidth = window
-        ds.RescaleIntercept = intercept_text
-        ds.RescaleSlope = slope_text
-        ds.RescaleType = "US"
-        # DICOM rows run along the array's second axis, columns along its first (MONAI's reader swaps them back)
-        ds.PixelData = np.ascontiguousarray(pixels.T).astype("<u2").tobytes()
-        return ds
+@dataclasses.dataclass(frozen=True)
+class _DicomSeries:
+    """What every slice file of one synthetic series shares."""
 
-    path = os.fspath(path)
-    if spatial == 2:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            pydicom.dcmwrite(tmp, dataset(0, slices[0]), enforce_file_format=True)
-    else:
-        with atomic_directory(path, overwrite=overwrite) as tmp:
-            for k, pixels in enumerate(slices):
-                pydicom.dcmwrite(os.path.join(tmp, f"slice_{k:04d}.dcm"), dataset(k, pixels), enforce_file_format=True)
-    return path
+    study: SyntheticStudy
+    series_uid: str
+    series_number: int
+    kind: str  # "image" or "label"
+    content: str  # sha256 of the stored values and geometry: the SOP Instance UIDs derive from it
+    comments: str  # Image Comments: synthetic, package version, the caller's comment
+    geometry: _DicomGeometry
+    encoding: _DicomEncoding
+
+
+def _dicom_slice(series: _DicomSeries, k: int, pixels: np.ndarray) -> Dataset:
+    """The Secondary Capture dataset of slice ``k`` (``pixels``: its 2D stored values), marked synthetic."""
+    from pydicom.dataset import Dataset, FileMetaDataset  # noqa: F811 (the annotation's name, imported on use)
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+
+    sop_uid = series.study.uid("sop", series.kind, series.content, str(k))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SECONDARY_CAPTURE_SOP_CLASS
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPInstanceUID = sop_uid
+    _set_synthetic_identity(ds, series)
+    _set_slice_geometry(ds, series, k)
+    _set_pixel_data(ds, series, pixels)
+    return ds
+
+
+def _set_synthetic_identity(ds: Dataset, series: _DicomSeries) -> None:
+    """Study, patient and series modules: a synthetic patient, no dates, and every marker of synthetic data."""
+    study, version = series.study, __version__
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.SOPClassUID = SECONDARY_CAPTURE_SOP_CLASS
+    ds.StudyDate = ""
+    ds.StudyTime = ""
+    ds.AccessionNumber = ""
+    ds.Modality = "OT"
+    ds.ConversionType = "SYN"
+    ds.Manufacturer = "monai-gvae"
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "SYNTHETIC (monai-gvae)"
+    ds.SeriesDescription = f"SYNTHETIC {series.kind}" + (" (class indices)" if series.kind == "label" else "")
+    ds.SyntheticData = "YES"
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.SoftwareVersions = f"monai-gvae {version}"
+    ds.SecondaryCaptureDeviceManufacturer = "monai-gvae"
+    ds.SecondaryCaptureDeviceManufacturerModelName = "GVAE"
+    ds.SecondaryCaptureDeviceSoftwareVersions = version
+    ds.StudyInstanceUID = study.study_uid
+    ds.SeriesInstanceUID = series.series_uid
+    ds.StudyID = ""
+    ds.SeriesNumber = series.series_number
+    ds.ImageComments = series.comments
+    ds.DerivationDescription = "Generated by a GVAE from a random latent vector; derived from no patient image"
+    ds.BurnedInAnnotation = "NO"
+    ds.LossyImageCompression = "00"
+
+
+def _set_slice_geometry(ds: Dataset, series: _DicomSeries, k: int) -> None:
+    """Image plane module of slice ``k``: position, orientation, frame of reference and slice spacing."""
+    geometry = series.geometry
+    ds.InstanceNumber = k + 1
+    ds.PatientOrientation = ""
+    ds.ImagePositionPatient = [_ds(v) for v in (geometry.lps @ np.array([0.0, 0.0, float(k), 1.0]))[:3]]
+    ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.row_dir, *geometry.col_dir)]
+    ds.FrameOfReferenceUID = series.study.frame_of_reference_uid
+    ds.PositionReferenceIndicator = ""
+    if geometry.slice_spacing is not None:
+        ds.SliceThickness = _ds(geometry.slice_spacing)
+        ds.SpacingBetweenSlices = _ds(geometry.slice_spacing)
+
+
+def _set_pixel_data(ds: Dataset, series: _DicomSeries, pixels: np.ndarray) -> None:
+    """Image pixel module: 16-bit unsigned monochrome values with their rescale and window."""
+    geometry, encoding = series.geometry, series.encoding
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(pixels.shape[1]), int(pixels.shape[0])
+    ds.PixelSpacing = [_ds(geometry.row_spacing), _ds(geometry.column_spacing)]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.WindowCenter, ds.WindowWidth = encoding.window_center, encoding.window_width
+    ds.RescaleIntercept = encoding.intercept
+    ds.RescaleSlope = encoding.slope
+    ds.RescaleType = "US"
+    # DICOM rows run along the array's second axis, columns along its first (MONAI's reader swaps them back)
+    ds.PixelData = np.ascontiguousarray(pixels.T).astype("<u2").tobytes()
 
 
 def write_synthetic_png(

@@ -157,7 +157,8 @@ class GVAETrainer(Trainer):
     ) -> None:
         # typed values only: a string ("false" is truthy) is refused; bundles convert command-line text beforehand
         amp, non_blocking = check_bool(amp, "amp"), check_bool(non_blocking, "non_blocking")
-        check_finite, float_outputs = check_bool(check_finite, "check_finite"), check_bool(float_outputs, "float_outputs")
+        check_finite = check_bool(check_finite, "check_finite")
+        float_outputs = check_bool(float_outputs, "float_outputs")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
