@@ -17,10 +17,11 @@ from collections.abc import Callable
 
 import torch
 
-import monai_gvae
+from monai_gvae._version import __version__
 from monai_gvae.data.inputs import InputImageError, LoadedImages, load_image_folder, prepare_image
 from monai_gvae.losses import kl_divergence
-from monai_gvae.networks.nets.gvae import GVAE, load_gvae
+from monai_gvae.networks.io import load_gvae
+from monai_gvae.networks.nets.gvae import GVAE
 from monai_gvae.transforms.utils import pack_image_label, to_model_range, unpack_image_label
 from monai_gvae.utils import atomic_path, check_targets_free
 
@@ -137,11 +138,11 @@ def _write_json(path: str, payload: dict, overwrite: bool) -> None:
 
 
 def _provenance(model: GVAE | None) -> dict:
-    from monai_gvae.bundle.synthesis import model_checksum
+    from monai_gvae.networks.io import model_checksum
 
     out = {
         "generator": "monai-gvae",
-        "version": monai_gvae.__version__,
+        "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
     }
     if model is not None:

@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from monai_gvae.bundle.settings import convert_setting
+
 __all__ = ["DEFAULT_BUNDLE", "train_bundle"]
 
 DEFAULT_BUNDLE = os.path.join("bundles", "gvae_brain2d")
@@ -80,8 +82,9 @@ def train_bundle(
     resume_key = "train#checkpoint_saver#resume"
     resuming = False
     if resume_key in workflow.parser:
-        resume = workflow.parser.get_parsed_content(resume_key)
-        resuming = bool(resume) and str(resume).strip().lower() not in ("false", "none", "no", "0", "")
+        # typed as the handler receives it (build_checkpoint_handler converts command-line text the same way)
+        resume = convert_setting("resume", workflow.parser.get_parsed_content(resume_key))
+        resuming = resume not in (False, None)
         if overwrite:
             workflow.parser["train#checkpoint_saver#overwrite"] = True
     if output_dir is not None and not overwrite and not resuming:

@@ -17,7 +17,7 @@ from torch.optim import Optimizer
 
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
-from monai_gvae.utils import flag
+from monai_gvae.utils import check_bool
 
 __all__ = ["GVAETrainer", "OBJECTIVES", "NonFiniteLossError", "unwrap"]
 
@@ -102,6 +102,8 @@ class GVAETrainer(Trainer):
     Raises:
         ValueError: unknown objective, a network/optimiser the objective needs is missing, or a
             ``critic_chunk_size`` that is not a positive integer or does not fit the critic.
+        TypeError: ``amp``, ``non_blocking``, ``check_finite`` or ``float_outputs`` is not a bool (a string such as
+            ``"false"`` included: convert command-line text where it enters).
 
     Example::
 
@@ -153,9 +155,10 @@ class GVAETrainer(Trainer):
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
     ) -> None:
-        # bundle overrides such as --train#trainer#amp true arrive as strings, and "false" is truthy
-        amp, non_blocking = flag(amp, "amp"), flag(non_blocking, "non_blocking")
-        check_finite, float_outputs = flag(check_finite, "check_finite"), flag(float_outputs, "float_outputs")
+        # typed values only: a string ("false" is truthy) is refused; bundles convert command-line text beforehand
+        amp, non_blocking = check_bool(amp, "amp"), check_bool(non_blocking, "non_blocking")
+        check_finite = check_bool(check_finite, "check_finite")
+        float_outputs = check_bool(float_outputs, "float_outputs")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -480,10 +483,7 @@ def _host_image(batchdata: Any) -> torch.Tensor | None:
 
 
 def _check_critic_chunk_size(chunk_size: Any, critic: nn.Module | None, penalty_first: bool) -> int | None:
-    """``chunk_size`` as an int or ``None`` (bundle overrides may give "null"/"none"), checked against the critic."""
-    if isinstance(chunk_size, str):
-        text = chunk_size.strip().lower()
-        chunk_size = None if text in ("", "null", "none") else int(text) if text.isdigit() else chunk_size
+    """``chunk_size`` (an int or ``None``; bundles convert command-line text beforehand), checked against the critic."""
     if chunk_size is None:
         return None
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:

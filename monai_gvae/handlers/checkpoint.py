@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-import monai_gvae
+from monai_gvae._version import __version__
 from monai_gvae.engines.gvae_trainer import NonFiniteLossError, unwrap
 from monai_gvae.handlers.random_state import capture_rng_state, restore_rng_state
-from monai_gvae.utils import atomic_path
+from monai_gvae.utils import atomic_path, check_bool, flag_word
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -284,6 +284,8 @@ class GVAECheckpointHandler:
 
     Raises:
         ValueError: ``save_interval < 0`` or ``n_saved < 1``.
+        TypeError: ``save_final``, ``epoch_level``, ``check_finite`` or ``overwrite`` is not a bool, or ``resume`` is
+            a boolean word as a string (``"false"``): convert command-line text where it enters.
 
     Example::
 
@@ -320,6 +322,11 @@ class GVAECheckpointHandler:
             raise ValueError("save_dict must name at least one object to save.")
         if not file_prefix or os.sep in file_prefix:
             raise ValueError(f"file_prefix must be a non-empty file name prefix, got {file_prefix!r}.")
+        # typed values only ("false" is truthy); bundles convert command-line text first (monai_gvae.bundle.settings)
+        save_final, epoch_level = check_bool(save_final, "save_final"), check_bool(epoch_level, "epoch_level")
+        check_finite, overwrite = check_bool(check_finite, "check_finite"), check_bool(overwrite, "overwrite")
+        if isinstance(resume, str) and flag_word(resume) is not None:
+            raise TypeError(f"resume must be a bool or a checkpoint path, got the string {resume!r}.")
         self.save_dir = os.fspath(save_dir)
         self.save_dict = dict(save_dict)
         self.file_prefix = file_prefix
@@ -328,12 +335,10 @@ class GVAECheckpointHandler:
         self.epoch_level = epoch_level
         self.save_interval = save_interval
         self.n_saved = n_saved
-        if isinstance(resume, str) and resume.strip().lower() in ("true", "latest", "false", "none", "yes", "no", "1", "0", ""):
-            resume = resume.strip().lower() in ("true", "latest", "yes", "1")  # from a command-line override
-        self.resume = resume
+        self.resume = True if resume == "latest" else resume
         self.config = dict(config) if config is not None else {}
         self.check_finite = check_finite
-        self.overwrite = bool(overwrite)
+        self.overwrite = overwrite
         self.map_location = map_location
         self.logger = logging.getLogger(name)
         self._name = name
@@ -448,7 +453,7 @@ class GVAECheckpointHandler:
             "trainer": trainer,
             "network": dict(getattr(network, "config", {}) or {}),
             "argv": [str(a) for a in sys.argv],
-            "versions": {"monai_gvae": monai_gvae.__version__, "torch": str(torch.__version__)},
+            "versions": {"monai_gvae": __version__, "torch": str(torch.__version__)},
         }
 
     def checkpoint(self, kind: str = "interval") -> dict[str, Any]:

@@ -20,7 +20,7 @@ import torch
 from monai.engines.utils import default_prepare_batch
 from monai.metrics import MMDMetric, MultiScaleSSIMMetric
 
-import monai_gvae
+from monai_gvae._version import __version__
 from monai_gvae.losses import kl_divergence
 from monai_gvae.metrics.diversity import ms_ssim_settings
 from monai_gvae.networks.nets.gvae import GVAE, reparameterize
@@ -189,7 +189,7 @@ def save_metrics(metrics: Mapping[str, Any], path: str, overwrite: bool = False,
     content = {k: clean(v) for k, v in metrics.items()}
     content.update({k: clean(v) for k, v in extra.items()})
     content["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-    content["monai_gvae_version"] = monai_gvae.__version__
+    content["monai_gvae_version"] = __version__
     with atomic_path(path, overwrite=overwrite) as tmp:
         with open(tmp, "w") as f:
             json.dump(content, f, indent=2)
