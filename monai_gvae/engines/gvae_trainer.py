@@ -55,7 +55,11 @@ class GVAETrainer(Trainer):
 
     ``engine.state.output`` holds floats ``loss_d``, ``loss_g``, ``loss_rec``, ``loss_kl``, ``loss_adv``, ``gp``,
     ``wasserstein`` and ``kl_weight`` (terms an objective does not use are 0.0), plus the detached input batch
-    (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics.
+    (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics;
+    the keys are :class:`~monai_gvae.engines.GVAEKeys`.
+
+    :meth:`state_dict` holds what the trainer owns (Ignite's engine state, the EMA generator, the gradient scalers,
+    the latent generator, the KL warm-up's weight), so that checkpoint handlers save and restore it as one entry.
 
     A label-conditioned GVAE (``GVAE(condition_channels=C)``, critic ``GVAECritic(condition_channels=C)``) trains
     with the same loop: the batch's last ``C`` channels are the condition ``c`` (with ``PackImageLabeld`` the
@@ -183,27 +187,10 @@ class GVAETrainer(Trainer):
             to_kwargs=to_kwargs,
             amp_kwargs=amp_kwargs,
         )
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
-        if n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
-        self.objective = objective
-        self.network = network
-        self.encoder = encoder if encoder is not None else (network.encoder if network is not None else None)
-        self.generator = generator if generator is not None else (network.generator if network is not None else None)
-        self.critic = critic
-        # Back-propagate the gradient penalty on its own before the Wasserstein term's forward, so that the
-        # penalty's double-backward graph and the scores' graph are never alive together: the same gradients
-        # (accumulated), -33 % peak memory for the gvae_brain3d network (3D 64^3 conv, batch 4). DDP allows one
-        # backward per forward of the wrapped critic, so a DDP critic keeps a single backward.
-        self.penalty_first = not isinstance(critic, DistributedDataParallel)
+        self._set_networks(objective, n_critic, network, encoder, generator, critic, optimizer, critic_optimizer)
         self.critic_chunk_size = _check_critic_chunk_size(critic_chunk_size, critic, self.penalty_first)
-        self.optimizer = optimizer
-        self.critic_optimizer = critic_optimizer
-        self._check_networks()
         self.loss_function = loss_function if loss_function is not None else EncoderGeneratorLoss()
         self.critic_loss_function = critic_loss_function if critic_loss_function is not None else CriticLoss()
-        self.n_critic = n_critic
         self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
         self.latent_size = unwrap(self.generator).latent_size
         self.condition_channels = self._check_condition_channels()
@@ -219,6 +206,38 @@ class GVAETrainer(Trainer):
         # Freezing the critic during the generator step skips its weight gradients; DDP needs the same set of
         # parameters to require gradients in every backward, so a wrapped critic is left alone.
         self._freeze_critic_in_g_step = critic is not None and unwrap(critic) is critic
+
+    def _set_networks(
+        self,
+        objective: str,
+        n_critic: int,
+        network: GVAE | None,
+        encoder: nn.Module | None,
+        generator: nn.Module | None,
+        critic: nn.Module | None,
+        optimizer: Optimizer | None,
+        critic_optimizer: Optimizer | None,
+    ) -> None:
+        """The objective, the networks (``encoder``/``generator`` default to ``network``'s) and the optimisers,
+        checked against each other."""
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
+        if n_critic < 1:
+            raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
+        self.objective = objective
+        self.n_critic = n_critic
+        self.network = network
+        self.encoder = encoder if encoder is not None else (network.encoder if network is not None else None)
+        self.generator = generator if generator is not None else (network.generator if network is not None else None)
+        self.critic = critic
+        # Back-propagate the gradient penalty on its own before the Wasserstein term's forward, so that the
+        # penalty's double-backward graph and the scores' graph are never alive together: the same gradients
+        # (accumulated), -33 % peak memory for the gvae_brain3d network (3D 64^3 conv, batch 4). DDP allows one
+        # backward per forward of the wrapped critic, so a DDP critic keeps a single backward.
+        self.penalty_first = not isinstance(critic, DistributedDataParallel)
+        self.optimizer = optimizer
+        self.critic_optimizer = critic_optimizer
+        self._check_networks()
 
     def _check_networks(self) -> None:
         needs = {
