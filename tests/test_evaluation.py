@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from monai.metrics.regression import compute_ms_ssim
 from PIL import Image
 from scipy.stats import norm
 
@@ -21,7 +22,14 @@ from conftest import subprocess_env
 from monai_gvae.bundle.evaluation import evaluate_model, report_to_json, write_json_report
 from monai_gvae.cli import main
 from monai_gvae.data import load_image_folder
-from monai_gvae.metrics import EVALUATION_METRICS, WholeSetGaussianMMDMetric, default_metrics, describe_evaluation, evaluate
+from monai_gvae.metrics import (
+    EVALUATION_METRICS,
+    WholeSetGaussianMMDMetric,
+    default_metrics,
+    describe_evaluation,
+    evaluate,
+    ms_ssim_settings,
+)
 from monai_gvae.networks import GVAE, load_gvae, sample_latents
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,9 +121,6 @@ def test_each_value_matches_an_independent_computation():
     fake01 = ((fake.numpy() + 1) / 2).reshape(6, -1).astype(np.float64)
     assert values["mmd_gaussian"] == pytest.approx(gaussian_mmd_by_hand(fake01, real01.reshape(6, -1).astype(np.float64)), rel=1e-6)
     # MS-SSIM diversity: pairs (0, 1), (2, 3), (4, 5) of the same samples
-    from monai.metrics.regression import compute_ms_ssim
-    from monai_gvae.metrics import ms_ssim_settings
-
     settings = ms_ssim_settings((SIZE, SIZE))
     f = torch.from_numpy(fake01).float().reshape(6, 1, SIZE, SIZE)
     pairs = compute_ms_ssim(f[0::2], f[1::2], spatial_dims=2, data_range=1.0, kernel_size=settings["kernel_size"],
@@ -260,3 +265,12 @@ def test_bundle_metrics_json_and_cli_evaluate_agree(tmp_path, monkeypatch):
     assert bundle_report["metrics"] == cli_report["metrics"]  # identical values, not close ones
     for key in ("definitions", "settings", "model_sha256"):
         assert bundle_report[key] == cli_report[key], key
+
+
+def test_prior_latents_live_in_networks_and_do_not_depend_on_batching():
+    import monai_gvae.bundle
+
+    assert monai_gvae.bundle.sample_latents is sample_latents  # the bundle layer re-exports the networks function
+    whole = sample_latents(LATENT, 4, 0, 5)
+    assert torch.equal(whole, torch.cat([sample_latents(LATENT, 4, 0, 2), sample_latents(LATENT, 4, 2, 3)]))
+    assert sample_latents(LATENT, 4, 0, 0).shape == (0, LATENT)
