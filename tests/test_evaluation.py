@@ -64,7 +64,8 @@ def packed_images(n: int, num_classes: int | None = None, seed: int = 0) -> tupl
     """``n`` packed inputs in [-1, 1] (image channel from smooth noise; one-hot labels from thresholds)."""
     g = torch.Generator().manual_seed(seed)
     image = torch.nn.functional.avg_pool2d(torch.rand(n, 1, SIZE + 3, SIZE + 3, generator=g), 4, 1)
-    image = (image - image.amin((2, 3), keepdim=True)) / (image.amax((2, 3), keepdim=True) - image.amin((2, 3), keepdim=True))
+    low, high = image.amin((2, 3), keepdim=True), image.amax((2, 3), keepdim=True)
+    image = (image - low) / (high - low)
     if num_classes is None:
         return image * 2 - 1, None
     label = torch.bucketize(image, torch.linspace(0, 1, num_classes + 1)[1:-1])
@@ -96,7 +97,8 @@ def test_each_value_matches_an_independent_computation():
     model = KnownGVAE().eval()
     x, _ = packed_images(6)
     values = evaluate(model, batches(x, 4), seed=3, likelihood_scale=0.05)
-    assert set(values) == set(EVALUATION_METRICS) - {"reconstruction_dice"} | {"num_images"} and values["num_images"] == 6
+    assert set(values) == set(EVALUATION_METRICS) - {"reconstruction_dice"} | {"num_images"}
+    assert values["num_images"] == 6
 
     with torch.no_grad():
         mu, logvar = model.encode(x)
@@ -119,7 +121,8 @@ def test_each_value_matches_an_independent_computation():
     assert values["elbo"] == pytest.approx((log_lik - kl).mean(), rel=1e-4)
     # MMD of the whole set: prior samples i = sample_latents(seed 3, index i) against all real images
     fake01 = ((fake.numpy() + 1) / 2).reshape(6, -1).astype(np.float64)
-    assert values["mmd_gaussian"] == pytest.approx(gaussian_mmd_by_hand(fake01, real01.reshape(6, -1).astype(np.float64)), rel=1e-6)
+    expected_mmd = gaussian_mmd_by_hand(fake01, real01.reshape(6, -1).astype(np.float64))
+    assert values["mmd_gaussian"] == pytest.approx(expected_mmd, rel=1e-6)
     # MS-SSIM diversity: pairs (0, 1), (2, 3), (4, 5) of the same samples
     settings = ms_ssim_settings((SIZE, SIZE))
     f = torch.from_numpy(fake01).float().reshape(6, 1, SIZE, SIZE)
@@ -202,7 +205,8 @@ def test_reports_state_their_protocol_and_write_strict_json(tmp_path):
     assert describe_evaluation(model, metrics=["kl"])["definitions"]["kl"].startswith("mean KL")
     # NaN (e.g. a Dice with no foreground anywhere) is written as null; never over an existing file
     out = write_json_report(tmp_path / "r.json", {"metrics": {"dice": float("nan")}})
-    assert json.loads(Path(out).read_text()) == {"metrics": {"dice": None}} == json.loads(report_to_json({"metrics": {"dice": float("nan")}}))
+    written = json.loads(Path(out).read_text())
+    assert written == {"metrics": {"dice": None}} == json.loads(report_to_json({"metrics": {"dice": float("nan")}}))
     with pytest.raises(FileExistsError):
         write_json_report(tmp_path / "r.json", {})
 
@@ -247,7 +251,8 @@ def test_bundle_metrics_json_and_cli_evaluate_agree(tmp_path, monkeypatch):
     parser.update({"dataset_dir": str(data_dir), "image_size": 32})
     held_out = tmp_path / "held_out"
     held_out.mkdir()
-    bundle_images = torch.stack([torch.as_tensor(item["image"]) for item in parser.get_parsed_content("validate#dataset")])
+    dataset = parser.get_parsed_content("validate#dataset")
+    bundle_images = torch.stack([torch.as_tensor(item["image"]) for item in dataset])
     assert set(bundle_images.unique().tolist()) == {-1.0, 1.0}
     for i, x in enumerate(bundle_images[:, 0]):
         # transposed: MONAI's PILReader (what the command line reads PNG with) puts a PNG's columns first

@@ -97,7 +97,7 @@ def _select(model: GVAE, metrics: Sequence[str] | None) -> tuple[str, ...]:
     if "reconstruction_dice" in metrics and model.label_channels == 0:
         raise ValueError("reconstruction_dice needs a model that generates labels; this one has no label channels.")
     if not metrics:
-        raise ValueError("metrics is empty: name at least one of " f"{list(EVALUATION_METRICS)} (or None for all).")
+        raise ValueError(f"metrics is empty: name at least one of {list(EVALUATION_METRICS)} (or None for all).")
     return tuple(m for m in EVALUATION_METRICS if m in metrics)
 
 
