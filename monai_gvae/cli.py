@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -109,15 +108,16 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="metrics of a model against a folder of real images, as JSON",
-        description="Reconstruction L1 (and Dice for joint image+label models), KL and MONAI's MMD of a model on "
-        "a folder of real images (NIfTI, DICOM series, PNG; DATA/images + DATA/labels for joint models). "
+        description="The metrics of a bundle's metrics.json (monai_gvae.metrics.evaluate: reconstruction L1 in "
+        "[0, 1], Dice for joint image+label models, KL, ELBO, Gaussian-kernel MMD, MS-SSIM diversity) of a model "
+        "on a folder of real images (NIfTI, DICOM series, PNG; DATA/images + DATA/labels for joint models). "
         "The JSON report goes to stdout and, with --out, to a file.",
         allow_abbrev=False,
     )
     _model_source(p)
     p.add_argument("--data", required=True, metavar="DIR", help="folder of real images")
     p.add_argument("--out", metavar="FILE", help="JSON file to write")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior samples used for MMD (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior samples and ELBO draws (default: 0)")
     _intensity(p, "fixed intensity range of the inputs mapped to [0, 1] (default: per-image min-max)")
     _common(p)
 
@@ -246,7 +246,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from monai_gvae.bundle.evaluation import evaluate_folder
+    from monai_gvae.bundle.evaluation import evaluate_folder, report_to_json
 
     report = evaluate_folder(
         _load(args),
@@ -259,8 +259,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    sys.stdout.write(report_to_json(report) + "\n")
     return 0
 
 

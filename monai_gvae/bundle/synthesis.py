@@ -24,6 +24,7 @@ from monai_gvae.data.writers import (
     write_synthetic_png,
 )
 from monai_gvae.networks.io import load_gvae, model_checksum
+from monai_gvae.networks.latents import sample_latents
 from monai_gvae.networks.nets.gvae import GVAE
 from monai_gvae.transforms.utils import unpack_to_host
 from monai_gvae.utils import atomic_path, check_targets_free
@@ -40,21 +41,6 @@ __all__ = [
 
 FORMATS = ("nifti", "dicom", "png")
 """Output formats of :func:`synthesize`."""
-
-
-@torch.no_grad()
-def sample_latents(latent_size: int, seed: int, start: int, count: int) -> torch.Tensor:
-    """Latents ``start .. start + count - 1`` of ``seed``: ``(count, latent_size)`` from ``N(0, I)``.
-
-    Latent ``i`` of seed ``s`` comes from its own CPU ``torch.Generator`` seeded with a hash of ``(s, i)``
-    (``numpy.random.SeedSequence``), so it does not depend on the batch size, the number of samples drawn
-    or the device: ``(seed, index)`` in a manifest reproduces one sample.
-    """
-    rows = []
-    for index in range(start, start + count):
-        state = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0])
-        rows.append(torch.randn(latent_size, generator=torch.Generator().manual_seed(state)))
-    return torch.stack(rows)
 
 
 @torch.no_grad()

@@ -3,6 +3,7 @@ channels-last memory format (``utils``)."""
 
 from .io import BUNDLE_MODEL_FILE, bundle_model_path, load_gvae, model_checksum, resolve_gvae
 from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, GVAEGeneratorWrapper, reparameterize
+from .latents import sample_latents
 from .pretrained import load_pretrained_weights
 from .utils import channels_last_format, prepare_network
 
@@ -21,4 +22,5 @@ __all__ = [
     "load_pretrained_weights",
     "channels_last_format",
     "prepare_network",
+    "sample_latents",
 ]
