@@ -1,0 +1,65 @@
+"""The scripts in examples/, run as a user runs them (a subprocess each), in their --quick modes.
+
+What the scripts compute is package code with its own tests (tests/test_benchmarks_*.py); these check that each
+recipe still runs end to end and writes its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import REPO_ROOT, subprocess_env
+from monai_gvae.benchmarks import fewlabels, segmentation
+
+
+def run_example(script: str, *args: str, expect_rc: int = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(Path("examples") / script), *args], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_segmentation_benchmark_quick(tmp_path):
+    run_example("segmentation_benchmark.py", "--quick", "--output-dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["arm"] for r in results["runs"]} == set(segmentation.ARMS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
+    table = (tmp_path / "results.md").read_text()
+    for name in segmentation.ARM_NAMES.values():
+        assert f"| {name} |" in table
+    assert "k = 5" in table and "--quick" in table
+    with Image.open(tmp_path / "dice.png") as png:
+        assert png.size[0] > 100 and png.size[1] > 100
+    assert (tmp_path / "samples_k5.png").is_file()
+    proc = run_example("segmentation_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
+    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
+    # --render redraws the table and plot of a finished run elsewhere, with the original command
+    run_example("segmentation_benchmark.py", "--render", str(tmp_path / "results.json"),
+                "--output-dir", str(tmp_path / "redraw"))
+    assert (tmp_path / "redraw" / "results.md").read_text() == table
+    assert (tmp_path / "redraw" / "dice.png").is_file()
+
+
+def test_fewlabels_benchmark_quick(tmp_path):
+    run_example("fewlabels_benchmark.py", "--quick", "--arms", ",".join(fewlabels.ARMS), "--output-dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["arm"] for r in results["runs"]} == set(fewlabels.ARMS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
+    table = (tmp_path / "results.md").read_text()
+    for name in fewlabels.ARM_NAMES.values():
+        assert f"| {name} |" in table
+    assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
+    proc = run_example("fewlabels_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
+    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
+    (tmp_path / "results.md").unlink()
+    run_example("fewlabels_benchmark.py", "--render", "--output-dir", str(tmp_path))  # table and plot again
+    assert (tmp_path / "results.md").read_text() == table
+    # --merge of one run into another folder: the same table plus the merge in the command and header
+    run_example("fewlabels_benchmark.py", "--merge", str(tmp_path), "--output-dir", str(tmp_path / "m"))
+    merged = (tmp_path / "m" / "results.md").read_text()
+    assert "--merge" in merged and "1 merged runs" in merged and (tmp_path / "m" / "dice.png").is_file()
