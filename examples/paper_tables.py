@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import shlex
 import sys
 import time
@@ -41,16 +40,19 @@ import torch
 
 from monai_gvae.benchmarks.paper_report import git_commit, hardware_summary, write_tables
 from monai_gvae.benchmarks.paper_tables import (
-    DATASETS, MODEL_NAMES, MODELS, PaperTablesSettings, evaluate_run, plan_runs, prepare_evaluation, save_run, train_run,
+    DATASETS, MODEL_NAMES, MODELS, PaperTablesSettings, evaluate_run, plan_runs, prepare_evaluation, save_run,
+    train_run,
 )
+from monai_gvae.benchmarks.report import command_line, write_json
 from monai_gvae.bundle import save_sample_grid
-from monai_gvae.utils import atomic_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--data-dir", required=True, help="IDX folder (mnist, fashion-mnist), LMDB folder (lsun) or image folder")
+    p.add_argument("--data-dir", required=True,
+                   help="IDX folder (mnist, fashion-mnist), LMDB folder (lsun) or image folder")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-minutes", type=float, help="wall-clock training time per run")
     budget.add_argument("--budget-iterations", type=int, help="training iterations per run")
@@ -62,10 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--overwrite", action="store_true", help="allow writing into an output folder that has results")
     p.add_argument("--quick", action="store_true", help="tiny networks, few iterations and samples: a smoke test")
-    p.add_argument("--image-size", type=int, default=None, help="network input size (default 32 for MNIST, 64 otherwise)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="network input size (default 32 for MNIST, 64 otherwise)")
     p.add_argument("--channels", type=int, default=1, help="image channels for folder datasets (1 or 3)")
-    p.add_argument("--binarize", action="store_true", help="threshold pixels at 0.5 (binarised MNIST, Bernoulli likelihood)")
-    p.add_argument("--likelihood", choices=("auto", "bernoulli", "discretized_logistic", "discretized_gaussian"), default="auto")
+    p.add_argument("--binarize", action="store_true",
+                   help="threshold pixels at 0.5 (binarised MNIST, Bernoulli likelihood)")
+    p.add_argument("--likelihood", choices=("auto", "bernoulli", "discretized_logistic", "discretized_gaussian"),
+                   default="auto")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--architecture", default="conv", choices=("conv", "resnet"))
     p.add_argument("--base-channels", type=int, default=16)
@@ -113,15 +118,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def write_results(out: Path, header: dict, settings: PaperTablesSettings, ctx: dict, results: list, final: bool) -> None:
+def write_results(out: Path, header: dict, settings: PaperTablesSettings, ctx: dict, results: list,
+                  final: bool) -> None:
     """results.json: the header, settings, reference scores and every run so far (kept even if a later run fails)."""
     content = {"header": header, "args": dataclasses.asdict(settings), "reference": ctx["reference"],
                "bandwidths": ctx["bandwidths"]}
     if final:
         content["classifier_accuracy"] = ctx.get("classifier_accuracy")
     content["results"] = results
-    with atomic_path(out / "results.json", overwrite=True) as tmp:
-        Path(tmp).write_text(json.dumps(content, indent=1))
+    write_json(out / "results.json", content, overwrite=True, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         log_file.flush()
 
     header = {
-        "command": "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))),
+        "command": command_line(shlex.quote(sys.argv[0]), sys.argv[1:] if argv is None else argv),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "hardware": hardware_summary(),
         "commit": git_commit(),

@@ -55,10 +55,12 @@ from monai_gvae.transforms import GVAESamplePool
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output-dir", default="runs/segmentation_benchmark", help="folder of the outputs")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--ks", default="5,10,20,all", help="numbers of labelled training slices ('all' = the whole train split)")
+    p.add_argument("--ks", default="5,10,20,all",
+                   help="numbers of labelled training slices ('all' = the whole train split)")
     p.add_argument("--seeds", default="0,1,2", help="seeds (subset draw, initialisation, sampling)")
     p.add_argument("--arms", default=",".join(ARMS), help=f"arms among {', '.join(ARMS)}")
     p.add_argument("--gvae-iterations", type=int, default=400, help="GVAE training iterations per (k, seed)")
@@ -71,10 +73,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gvae-lr", type=float, default=1e-3)
     p.add_argument("--seg-lr", type=float, default=1e-3)
     p.add_argument("--pool-size", type=int, default=128, help="GVAESynthesized sample pool size")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny networks on shared cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1 is fastest for these tiny networks on shared cores)")
     p.add_argument("--workers", type=int, default=1,
-                   help="DataLoader workers of the segmenter (augmentation and synthesis overlap training on a 2nd core)")
-    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (k=5, one seed, a few iterations)")
+                   help="DataLoader workers of the segmenter (augmentation and synthesis overlap training on a "
+                        "2nd core)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings for a smoke test (k=5, one seed, a few iterations)")
     p.add_argument("--render", default=None, metavar="RESULTS_JSON",
                    help="only rewrite results.md and dice.png in --output-dir from a results.json of an earlier run")
     args = p.parse_args(argv)

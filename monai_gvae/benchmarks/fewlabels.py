@@ -77,7 +77,8 @@ ARM_NAMES = {
     "joint_pool": "classical + joint GVAE variants of the unlabelled pool, segmenter-filtered",
     "interp": "classical + interpolated pairs (control, no GVAE: blended images)",
     "cond_interp": "classical + label-conditioned GVAE (k slices only) on interpolated label maps",
-    "cond_pool_interp": "classical + label-conditioned GVAE pre-trained on the unlabelled pool, on interpolated label maps",
+    "cond_pool_interp": "classical + label-conditioned GVAE pre-trained on the unlabelled pool, on interpolated "
+                        "label maps",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -158,7 +159,8 @@ def deformation() -> Compose:
 def packer(with_label: bool, augment: bool) -> Compose:
     """Items to GVAE inputs: the image alone, or image + one-hot label (optionally after :func:`deformation`)."""
     steps = [deformation()] if augment else []
-    steps += [PackImageLabeld("image", "label" if with_label else None, num_classes=NUM_CLASSES if with_label else None),
+    steps += [PackImageLabeld("image", "label" if with_label else None,
+                              num_classes=NUM_CLASSES if with_label else None),
               EnsureTyped(keys="image", track_meta=False)]
     return Compose(steps)
 
@@ -490,8 +492,9 @@ def _tables(results: dict[str, Any]) -> list[str]:
     for r in runs:
         table.setdefault((r["k"], r["arm"]), []).append(r["dice"])
         by_seed.setdefault((r["k"], r["arm"]), {})[r["seed"]] = r["dice"]
-    lines = markdown_table(header, ([ARM_NAMES[arm]] + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan])))
-                                                        for k in ks] for arm in arms))
+    dice_rows = ([ARM_NAMES[arm]] + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks]
+                 for arm in arms)
+    lines = markdown_table(header, dice_rows)
     lines += ["", "Paired difference to classical (same seed, same k slices), mean ± std over seeds; a gain counts "
               "only when mean − std > 0 (outside the seed spread):", ""]
     results["paired"] = {}
@@ -654,7 +657,9 @@ def merge_runs(
         "runs": runs,
         "command": " ; ".join(p["command"] for p in parts) + " ; " + merge_command,
         "gvae_seconds": mean_gvae_seconds(runs),
-        "pretrain_seconds": round(sum(s * n for s, n in pretrain) / sum(n for _, n in pretrain), 1) if pretrain else None,
+        # the runs' mean pre-training seconds, weighted by their seeds
+        "pretrain_seconds": (round(sum(s * n for s, n in pretrain) / sum(n for _, n in pretrain), 1) if pretrain
+                             else None),
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
         "wall_seconds": sum(p["wall_seconds"] for p in parts),  # compute time, summed over the merged processes
         "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds), "output_dir": output_dir},

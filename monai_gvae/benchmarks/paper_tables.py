@@ -63,6 +63,7 @@ MODELS = ("gvae", "vae", "wgan_gp")
 MODEL_NAMES = {"gvae": "GVAE", "vae": "VAE", "wgan_gp": "WGAN-GP"}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _IDX_DATASETS = ("mnist", "fashion-mnist")
+_LOGGED_LOSSES = ("loss_g", "loss_d", "loss_rec", "loss_kl", "wasserstein")
 
 
 @dataclass
@@ -152,7 +153,8 @@ def read_image_folder(data_dir: Path, image_size: int, channels: int) -> tuple[n
             with Image.open(p) as im:
                 im = im.convert("L" if channels == 1 else "RGB")
                 scale = image_size / min(im.size)
-                im = im.resize((max(image_size, round(im.width * scale)), max(image_size, round(im.height * scale))), Image.BILINEAR)
+                size = (max(image_size, round(im.width * scale)), max(image_size, round(im.height * scale)))
+                im = im.resize(size, Image.BILINEAR)
                 left, top = (im.width - image_size) // 2, (im.height - image_size) // 2
                 arr = np.asarray(im.crop((left, top, left + image_size, top + image_size)), dtype=np.uint8)
         except OSError as e:
@@ -245,6 +247,11 @@ class _Uint8Images(Dataset):
         return {"image": self.images[i]}
 
 
+def _padded01(images: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 images zero-padded to ``size``, as float in [0, 1]."""
+    return torch.from_numpy(pad_to(images, size).astype(np.float32) / 255.0)
+
+
 def _prepare_batch(batchdata: dict, device: torch.device, non_blocking: bool = False, **kwargs: Any):
     """uint8 [0, 255] -> float [-1, 1] on the device (the networks' range)."""
     return batchdata["image"].to(device, non_blocking=non_blocking).float() / 127.5 - 1.0, None
@@ -308,7 +315,7 @@ def train_run(
         if engine.state.iteration % 50 == 0 or engine.state.iteration == 1:
             out = engine.state.output
             losses.append({"iteration": engine.state.iteration, "seconds": round(elapsed, 2),
-                           **{k: round(float(out[k]), 5) for k in ("loss_g", "loss_d", "loss_rec", "loss_kl", "wasserstein")}})
+                           **{k: round(float(out[k]), 5) for k in _LOGGED_LOSSES}})
         if (settings.budget_iterations and engine.state.iteration >= settings.budget_iterations) or (
             settings.budget_minutes and elapsed >= 60.0 * settings.budget_minutes
         ):
@@ -390,8 +397,8 @@ def prepare_evaluation(
         "channels": int(train_np.shape[1]), "n_train": int(train_np.shape[0]), "n_test": int(test01.shape[0]),
         "train_images": torch.from_numpy(pad_to(train_np, settings.image_size).copy()),
         "real_eval": test01[test_perm[: settings.eval_samples]],
-        "test_lik": torch.from_numpy(pad_to(test_np, settings.image_size).astype(np.float32) / 255.0)[: settings.lik_images],
-        "train_fit": torch.from_numpy(pad_to(train_np[train_perm[:500].numpy()], settings.image_size).astype(np.float32) / 255.0),
+        "test_lik": _padded01(test_np, settings.image_size)[: settings.lik_images],
+        "train_fit": _padded01(train_np[train_perm[:500].numpy()], settings.image_size),
         "ms_ssim_settings": ms_ssim_settings((native, native)),
     }
     ctx["n_lik"] = int(ctx["test_lik"].shape[0])
@@ -428,10 +435,12 @@ def _reference_scores(settings, ctx, train01: torch.Tensor, train_perm: torch.Te
     ref_train = train01[train_perm[-n:]] if train01.shape[0] >= 2 * n else train01[train_perm[:n]]
     real = ctx["real_eval"]
     mmd_gaussian, mmd_linear = _batched_mmds(ref_train, real, settings.mmd_batch, ctx["bandwidths"])
-    ctx["reference"] = {"mmd_gaussian": mmd_gaussian, "mmd_linear": mmd_linear, "ms_ssim": float(ms_ssim_pairs(real).mean())}
+    ctx["reference"] = {"mmd_gaussian": mmd_gaussian, "mmd_linear": mmd_linear,
+                        "ms_ssim": float(ms_ssim_pairs(real).mean())}
     if ctx["classifier"] is not None:
         with torch.no_grad():
-            ctx["reference"]["fd"] = float(frechet_distance(ctx["classifier"].features(ref_train).double(), ctx["real_features"]))
+            ctx["reference"]["fd"] = float(frechet_distance(ctx["classifier"].features(ref_train).double(),
+                                                            ctx["real_features"]))
     log(f"reference (real train vs test): {ctx['reference']}")
 
 
@@ -445,7 +454,8 @@ def evaluate_run(
     res: dict[str, Any] = {}
     t0 = time.perf_counter()
     fake = generate_samples(gvae, settings.eval_samples, 10_000 + seed, ctx["crop"])
-    res["mmd_gaussian"], res["mmd_linear"] = _batched_mmds(fake, ctx["real_eval"], settings.mmd_batch, ctx["bandwidths"])
+    res["mmd_gaussian"], res["mmd_linear"] = _batched_mmds(fake, ctx["real_eval"], settings.mmd_batch,
+                                                           ctx["bandwidths"])
     res["ms_ssim"] = float(ms_ssim_pairs(fake).mean())
     if ctx["classifier"] is not None:
         res["fd"] = float(frechet_distance(ctx["classifier"].features(fake).double(), ctx["real_features"]))
@@ -495,8 +505,8 @@ def _likelihood_figures(settings: PaperTablesSettings, gvae: GVAE, ctx: dict[str
     xi = x[: settings.iw_images]
     prefixes = sorted({p for p in (1, 10, 100, 1000) if p < settings.iw_k})
     curve = importance_weighted_bound(xi, adapter.encode, adapter.log_likelihood, num_samples=settings.iw_k,
-                                      chunk_size=settings.iw_chunk, generator=torch.Generator().manual_seed(30_000 + seed),
-                                      return_prefixes=prefixes)
+                                      chunk_size=settings.iw_chunk,
+                                      generator=torch.Generator().manual_seed(30_000 + seed), return_prefixes=prefixes)
     res["iw_bound"] = float(curve[settings.iw_k].mean())
     res["iw_curve"] = {str(k): float(v.mean()) for k, v in curve.items()}
     res["elbo_iw_subset"] = float(elbo(xi, adapter.encode, adapter.log_likelihood, num_samples=settings.elbo_samples,

@@ -104,7 +104,9 @@ def write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> N
         Path(tmp).write_text(text)
 
 
-def write_json(path: str | os.PathLike, obj: Any, overwrite: bool = False, indent: int = 2, default: Any = None) -> None:
+def write_json(
+    path: str | os.PathLike, obj: Any, overwrite: bool = False, indent: int = 2, default: Any = None
+) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (``default``: as for :func:`json.dump`).
 
     Raises:

@@ -121,7 +121,8 @@ class SegmentationSettings:
             try:
                 kwargs["seg_channels"] = tuple(int(c) for c in kwargs["seg_channels"].split(","))
             except ValueError as e:
-                raise ValueError(f"seg_channels must be comma-separated integers, got {values['seg_channels']!r}.") from e
+                raise ValueError(
+                    f"seg_channels must be comma-separated integers, got {values['seg_channels']!r}.") from e
         return cls(**kwargs)
 
 
@@ -286,7 +287,8 @@ def train_joint_gvae(items: Sequence[dict], settings: SegmentationSettings, seed
                 base_channels=settings.base_channels, max_channels=128, image_channels=1, num_classes=NUM_CLASSES)
     critic = GVAECritic(2, 1 + NUM_CLASSES, IMAGE_SIZE, architecture="conv", base_channels=settings.base_channels,
                         max_channels=128)
-    pack = Compose([PackImageLabeld("image", "label", num_classes=NUM_CLASSES), EnsureTyped(keys="image", track_meta=False)])
+    pack = Compose([PackImageLabeld("image", "label", num_classes=NUM_CLASSES),
+                    EnsureTyped(keys="image", track_meta=False)])
     packed = [{"image": pack(dict(i))["image"]} for i in items]
     sampler = torch.utils.data.RandomSampler(packed, replacement=True,
                                              num_samples=settings.gvae_iterations * settings.batch_size,

@@ -153,7 +153,9 @@ def make_networks(cfg: Config, device: torch.device, seed: int = 0, **kwargs) ->
             prepare_network(critic, device, channels_last=channels_last))
 
 
-def make_optimisers(gvae: torch.nn.Module, critic: torch.nn.Module) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+def make_optimisers(
+    gvae: torch.nn.Module, critic: torch.nn.Module
+) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The bundle's optimisers: Adam 1e-3 (encoder + generator) and 1e-4 (critic), betas (0.5, 0.9)."""
     return (torch.optim.Adam(gvae.parameters(), 1e-3, betas=(0.5, 0.9)),
             torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9)))
@@ -243,7 +245,8 @@ def conv_reference(quick: bool, device: torch.device, dtype: torch.dtype = torch
     w = torch.randn(c, c, 3, 3, device=device, dtype=dtype)
     layouts = {
         "contiguous": (x, w),
-        "channels_last": (x.contiguous(memory_format=torch.channels_last), w.contiguous(memory_format=torch.channels_last)),
+        "channels_last": (x.contiguous(memory_format=torch.channels_last),
+                          w.contiguous(memory_format=torch.channels_last)),
     }
     with flop_counter() as fc:
         F.conv2d(x, w, padding=1)
@@ -520,7 +523,8 @@ def figure_c(settings: ThroughputSettings, cfg: Config, device: torch.device, re
           f"{bound:.1f}x per-item{'' if bound >= 10 else ': the 10x target is out of reach on this device'}")
     pool_stats, pool_items_s, item_items_s = transform_pool_vs_per_item(settings, cfg, gvae, n, device)
     print(f"    GVAESynthesize (prior mode, on the CPU, {n} calls on image + label items; every call consumes one "
-          f"generated sample): pool of {n} filled in one batch {pool_items_s:.1f} items/s, pool of 1 (per-item generation) "
+          f"generated sample): pool of {n} filled in one batch {pool_items_s:.1f} items/s, pool of 1 "
+          "(per-item generation) "
           f"{item_items_s:.1f} items/s")
     print(f"    ratio {fmt_ratio(pool_stats, settings.reps)}  target >= 10: {verdict(pool_stats[0] >= 10)}")
     results["c"] = {"n": n, "ratio": stats, "target": 10, "met": stats[0] >= 10, "ratio_fast_pooled": fast_stats,
@@ -572,7 +576,8 @@ def figure_d(settings: ThroughputSettings, cfg: Config, device: torch.device, re
     # one model shared by the workers' pools (the pool is copied per worker; the model is not)
     pool = GVAESamplePool(gvae.cpu().eval(), pool_size=64)
     synth = GVAESynthesized(["image", "label"], pool, prob=prob, intensity_range=(0.0, 1.0))
-    arms = {"without": segmentation_epoch(settings, cfg, device, None), "with": segmentation_epoch(settings, cfg, device, synth)}
+    arms = {"without": segmentation_epoch(settings, cfg, device, None),
+            "with": segmentation_epoch(settings, cfg, device, synth)}
     for run in arms.values():
         run()  # warm-up: workers start (persistent), pools fill, primitive caches warm
     reps = 2 if settings.quick else max(11, settings.reps)
@@ -595,7 +600,9 @@ SEG_ITEMS = {False: 128, True: 16}
 SEG_CHANNELS = {False: (8, 16, 32, 64), True: (4, 8, 16)}
 
 
-def segmentation_epoch(settings: ThroughputSettings, cfg: Config, device: torch.device, synth_transform=None) -> Callable[[], None]:
+def segmentation_epoch(
+    settings: ThroughputSettings, cfg: Config, device: torch.device, synth_transform=None
+) -> Callable[[], None]:
     """One epoch of the segmentation benchmark's MONAI UNet on 2D slices, as a callable, through a DataLoader
     with 2 persistent workers (``synth_transform``, a dictionary transform on ``image``/``label``, goes before the
     flip)."""
@@ -689,7 +696,8 @@ def figure_e(settings: ThroughputSettings, device: torch.device, results: dict) 
     if settings.quick:
         configs = [Config(3, 16, 2, "resnet", 4, 8, 8)]
     else:
-        configs = [Config(3, 64, 4, "conv", 16, 128, 256), Config(3, 64, 2, "resnet", 8, 64, 64)]  # gvae_brain3d's network and batch; a 3D resnet
+        # gvae_brain3d's network and batch; a 3D resnet
+        configs = [Config(3, 64, 4, "conv", 16, 128, 256), Config(3, 64, 2, "resnet", 8, 64, 64)]
     amp_name = "bf16" if device.type == "cpu" else "fp16"
     print("\n(e) peak memory of one 3D GVAETrainer iteration above the memory live before it "
           + ("(torch.profiler allocation events of PyTorch's CPU allocator)" if device.type == "cpu"
@@ -700,8 +708,8 @@ def figure_e(settings: ThroughputSettings, device: torch.device, results: dict) 
         rows = {}
         for ckpt, amp, chunked in ((False, False, False), (False, True, False), (True, False, False),
                                    (True, True, False), (False, False, True), (True, False, True), (True, True, True)):
-            rows[(ckpt, amp, chunked)] = peak_step_memory(cfg, device, ckpt, amp, critic_chunk_size=chunk if chunked else None,
-                                                          clock=settings.clock)
+            rows[(ckpt, amp, chunked)] = peak_step_memory(
+                cfg, device, ckpt, amp, critic_chunk_size=chunk if chunked else None, clock=settings.clock)
         base = rows[(False, False, False)][0]
         print(f"    {cfg.describe()}, channels-last:")
         for (ckpt, amp, chunked), (peak, secs) in rows.items():
@@ -714,8 +722,9 @@ def figure_e(settings: ThroughputSettings, device: torch.device, results: dict) 
         cut_alone = 1 - rows[(True, False, False)][0] / base
         cut = 1 - rows[(True, False, True)][0] / base
         # round(...) + 0.0 prints a cut that rounds to zero as 0.0, not -0.0
-        print(f"      checkpointing alone cuts the float32 peak by {round(100 * cut_alone, 1) + 0.0:.1f} %; with the critic "
-              f"step in chunks of {chunk} (critic_chunk_size) by {100 * cut:.1f} %  target >= 30 %: {verdict(cut >= 0.3)}")
+        print(f"      checkpointing alone cuts the float32 peak by {round(100 * cut_alone, 1) + 0.0:.1f} %; with the "
+              f"critic step in chunks of {chunk} (critic_chunk_size) by {100 * cut:.1f} %  target >= 30 %: "
+              f"{verdict(cut >= 0.3)}")
         results["e"].append({"config": asdict(cfg), "cut": cut, "cut_checkpointing_alone": cut_alone,
                              "critic_chunk_size": chunk, "met": cut >= 0.3, "joint_backward_peak": joint,
                              "rows": {f"ckpt={k[0]},amp={k[1]},chunks={k[2]}": v for k, v in rows.items()}})
