@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-import monai_gvae
+from monai_gvae._version import __version__
 from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, PaperTablesSettings
 from monai_gvae.benchmarks.report import cpu_model, markdown_table, write_text
 from monai_gvae.benchmarks.stats import summarize
