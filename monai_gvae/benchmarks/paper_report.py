@@ -125,7 +125,7 @@ def _protocol(s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any
     return [
         f"# GVAE paper Tables 4-7 regenerated on {s.dataset}",
         "",
-        f"Written by `examples/paper_tables.py` (monai-gvae {monai_gvae.__version__}, git {header['commit']}) on "
+        f"Written by `examples/paper_tables.py` (monai-gvae {__version__}, git {header['commit']}) on "
         f"{header['date']}.",
         "",
         f"- **Command**: `{header['command']}`",
