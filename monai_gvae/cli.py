@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from monai_gvae.utils import flag_word
 
 __all__ = ["main", "build_parser", "parse_overrides"]
 
@@ -25,7 +26,7 @@ PROG = "monai-gvae"
 
 
 def _version() -> str:
-    from monai_gvae import __version__
+    from monai_gvae._version import __version__
 
     return __version__
 
@@ -55,7 +56,12 @@ def _intensity(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``monai-gvae`` (one sub-parser per command)."""
+    """The argument parser of ``monai-gvae`` (one sub-parser per command).
+
+    Example::
+
+        args = build_parser().parse_args(["synthesize", "--bundle", "bundles/gvae_brain2d", "-n", "4", "--out", "x"])
+    """
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="GVAE synthesis, evaluation, memorisation check and training from the command line. "
@@ -65,7 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_synthesize(sub)
+    _add_evaluate(sub)
+    _add_memorization(sub)
+    _add_train(sub)
+    return parser
 
+
+def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synthesize",
         help="write synthetic images (+ labels) as NIfTI, DICOM or PNG, with a manifest",
@@ -90,21 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png-bit-depth", type=int, choices=(8, 16), default=8, help="PNG grey levels (default: 8)")
     _common(p)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
         help="metrics of a model against a folder of real images, as JSON",
-        description="Reconstruction L1 (and Dice for joint image+label models), KL and MONAI's MMD of a model on "
-        "a folder of real images (NIfTI, DICOM series, PNG; DATA/images + DATA/labels for joint models). "
+        description="The metrics of a bundle's metrics.json (monai_gvae.metrics.evaluate: reconstruction L1 in "
+        "[0, 1], Dice for joint image+label models, KL, ELBO, Gaussian-kernel MMD, MS-SSIM diversity) of a model "
+        "on a folder of real images (NIfTI, DICOM series, PNG; DATA/images + DATA/labels for joint models). "
         "The JSON report goes to stdout and, with --out, to a file.",
         allow_abbrev=False,
     )
     _model_source(p)
     p.add_argument("--data", required=True, metavar="DIR", help="folder of real images")
     p.add_argument("--out", metavar="FILE", help="JSON file to write")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prior samples used for MMD (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prior samples and ELBO draws (default: 0)")
     _intensity(p, "fixed intensity range of the inputs mapped to [0, 1] (default: per-image min-max)")
     _common(p)
 
+
+def _add_memorization(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "memorization",
         help="flag synthetic samples that are near-copies of training images",
@@ -130,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     _intensity(p, "fixed intensity range of all inputs mapped to [0, 1] (default: per-image min-max)")
     _common(p)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train a bundle (a thin wrapper over the bundle's training run)",
@@ -148,20 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--meta", metavar="FILE", help="metadata file (default: configs/metadata.json)")
     p.add_argument("--run-id", default="training", help="config id to run (default: training)")
     _common(p, device=False)
-    return parser
 
 
 def _value(text: str) -> Any:
-    """A command-line override value: a Python literal (1, 0.5, true/false, null, [1, 2]) or else the text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("null", "none"):
-        return None
+    """A command-line override value: a Python literal (1, 0.5, [1, 2], True), null/none, a boolean word (true/false,
+    yes/no, on/off: the words of :func:`monai_gvae.utils.flag`), or else the text itself."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        pass
+    if text.strip().lower() in ("null", "none"):
+        return None
+    word = flag_word(text)
+    return text if word is None else word
 
 
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
@@ -193,12 +212,9 @@ def _checkpoint(args: argparse.Namespace) -> str | None:
     if getattr(args, "checkpoint", None):
         return args.checkpoint
     if getattr(args, "bundle", None):
-        path = os.path.join(args.bundle, "models", "model.pt")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"no trained model in bundle {args.bundle}: {path} does not exist (train it, or give --checkpoint)."
-            )
-        return path
+        from monai_gvae.networks import bundle_model_path
+
+        return bundle_model_path(args.bundle)
     return None
 
 
@@ -230,7 +246,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from monai_gvae.bundle.evaluation import evaluate_folder
+    from monai_gvae.bundle.evaluation import evaluate_folder, report_to_json
 
     report = evaluate_folder(
         _load(args),
@@ -243,8 +259,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
     )
-    json.dump(report, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    sys.stdout.write(report_to_json(report) + "\n")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Small helpers shared across monai-gvae."""
+"""Small helpers shared across monai-gvae: atomic file writes, output checks, and booleans from text (the bottom
+layer: imports nothing from the package)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_directory", "check_targets_free", "flag"]
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_directory", "check_targets_free", "flag", "flag_word", "check_bool"]
 
 
 @contextlib.contextmanager
@@ -137,18 +140,36 @@ def check_targets_free(targets: Iterable[str | os.PathLike], overwrite: bool = F
         )
 
 
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
+# The one set of words read as booleans, wherever command-line or config text enters (CLI, bundle settings).
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
+
+
+def flag_word(text: str) -> bool | None:
+    """``True``/``False`` for one of the boolean words (true/false, yes/no, on/off, 1/0, any case), else ``None``.
+
+    Example::
+
+        flag_word(" Off ")  # False
+        flag_word("ture")   # None
+    """
+    word = text.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    return None
 
 
 def flag(value: Any, name: str = "flag") -> bool:
-    """A boolean setting as a ``bool``, whether a config, Python or the command line gave it.
+    """A boolean setting as a ``bool``, converted from command-line or config text where it enters the package.
 
     ``python -m monai.bundle run ... --amp true`` hands the bundle the *string* ``"true"``: MONAI passes
     overrides through ``fire``, which turns only Python literals (``True``, ``0``) into values. A string used as a
     flag is truthy whatever it says, so ``--channels_last false`` would leave channels-last on and
-    ``--overwrite false`` would overwrite. The bundles and ``GVAETrainer`` read their boolean settings through
-    this function.
+    ``--overwrite false`` would overwrite. The bundles' settings component (:class:`monai_gvae.bundle.BundleSettings`)
+    and the command line convert their text with this function, once; the engines, handlers and transforms take
+    only real booleans (:func:`check_bool`).
 
     Args:
         value: ``True``/``False``, ``0``/``1``, or a string among true/false, yes/no, on/off, 1/0 (any case).
@@ -170,9 +191,40 @@ def flag(value: Any, name: str = "flag") -> bool:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
+        word = flag_word(value)
+        if word is not None:
+            return word
     raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` as a ``bool`` if it is one already (``bool``, a NumPy bool, or the integers 0 and 1).
+
+    Inside the package booleans are typed values: text from a command line or a config is converted once where it
+    enters (:func:`flag`). A string reaching an engine, handler or transform would count as true whatever it says
+    (``"false"`` is truthy), so it is refused here, naming the argument.
+
+    Args:
+        value: the argument.
+        name: the argument's name, for the error.
+
+    Returns:
+        the boolean.
+
+    Raises:
+        TypeError: ``value`` is a string or another non-boolean.
+
+    Example::
+
+        amp = check_bool(amp, "amp")
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        raise TypeError(
+            f"{name} must be a bool, got the string {value!r}: convert command-line or config text where it enters "
+            "(monai_gvae.utils.flag; bundles: monai_gvae.bundle.BundleSettings), so that 'false' never counts as true."
+        )
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}.")

@@ -19,7 +19,7 @@ from monai.bundle import ConfigWorkflow, ckpt_export, run, verify_metadata, veri
 from PIL import Image
 
 from monai_gvae.bundle import SCHEMA_FILE
-from monai_gvae.metrics.basic import METRIC_KEYS
+from monai_gvae.metrics import default_metrics
 from monai_gvae.networks import load_gvae
 
 # MONAI warns at every parse that configs run code; these configs are the repository's own
@@ -135,9 +135,12 @@ def test_bundle_train_evaluate_verify_export_infer(name, tmp_path, no_network):
     # evaluate: metrics.json with finite values; the image size comes from the checkpoint
     eval_data = {k: v for k, v in data.items() if k != "image_size"}
     run("evaluating", **configs(name, "evaluate"), **eval_data, output_dir=str(out), **{"evaluate#max_samples": 8})
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert all(isinstance(metrics[k], float) and math.isfinite(metrics[k]) for k in METRIC_KEYS), metrics
-    assert 2 <= metrics["num_real"] <= 8 and metrics["checkpoint_sha256"] == model.checksum
+    report = json.loads((out / "metrics.json").read_text())
+    metrics = report["metrics"]
+    keys = default_metrics(model)
+    assert all(isinstance(metrics[k], float) and math.isfinite(metrics[k]) for k in keys), metrics
+    assert set(metrics) == set(default_metrics(model)) == set(report["definitions"]), report
+    assert 2 <= report["num_images"] <= 8 and report["model_sha256"] == model.checksum
     with pytest.raises(RuntimeError) as refused:  # never overwritten silently (MONAI wraps the error)
         run("evaluating", **configs(name, "evaluate"), **eval_data, output_dir=str(out))
     assert isinstance(refused.value.__cause__, FileExistsError) and "metrics.json" in str(refused.value.__cause__)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -483,12 +484,16 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
     assert json.loads(proc.stdout)["metrics"] == report["metrics"]
     metrics = report["metrics"]
     assert report["num_images"] == 15 and set(metrics) == {
-        "reconstruction_l1",
+        "reconstruction_l1_01",
         "kl",
-        "mmd_linear",
+        "elbo",
+        "mmd_gaussian",
+        "ms_ssim_diversity",
         "reconstruction_dice",
     }
-    assert 0 < metrics["reconstruction_l1"] < 1 and metrics["kl"] >= 0 and 0 <= metrics["reconstruction_dice"] <= 1
+    assert set(report["definitions"]) == set(metrics) and report["settings"]["seed"] == 0
+    assert 0 < metrics["reconstruction_l1_01"] < 1 and metrics["kl"] >= 0 and 0 <= metrics["reconstruction_dice"] <= 1
+    assert metrics["elbo"] < 0 and 0 < metrics["ms_ssim_diversity"] <= 1 and math.isfinite(metrics["mmd_gaussian"])
     # an existing report is not overwritten; a joint model without labels is refused, naming the problem
     assert (
         main(["evaluate", "--checkpoint", tiny["checkpoint"], "--data", str(tiny["root"] / "test"), "--out", str(out)])

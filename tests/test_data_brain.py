@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import subprocess_env
 from monai_gvae.data import (
     BRAIN_CLASS_NAMES,
     DEFAULT_BRAIN_SLICES_FILE,
@@ -196,10 +198,11 @@ def test_synthetic_slices():
 )
 def test_rebuild_reproduces_shipped_arrays(tmp_path):
     pytest.importorskip("nibabel")
-    spec = importlib.util.spec_from_file_location("build_brain_data", REPO / "examples" / "build_brain_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--templates-dir", str(TEMPLATES), "--out", str(tmp_path)])
+    # the script, run as a user runs it
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "build_brain_data.py"), "--templates-dir",
+                           str(TEMPLATES), "--out", str(tmp_path)], cwd=REPO, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     for name, shipped in (("brain2d_64.npz", DEFAULT_BRAIN_SLICES_FILE), ("brain3d_64.npz", DEFAULT_BRAIN_VOLUME_FILE)):
         with np.load(tmp_path / name, allow_pickle=False) as new, np.load(shipped, allow_pickle=False) as old:
             assert sorted(new.files) == sorted(old.files)

@@ -11,7 +11,7 @@ from monai.data import DataLoader, MetaTensor
 from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 
-from conftest import REPO_ROOT, subprocess_env
+from conftest import subprocess_env
 from monai_gvae.data import labelled_subset, synthetic_slices, unlabelled_pool
 from monai_gvae.engines import GVAEEvaluator, GVAETrainer
 from monai_gvae.networks import GVAE, GVAECritic, load_gvae, load_pretrained_weights
@@ -336,65 +336,6 @@ def test_pretrain_then_adapt_through_the_bundle(repo_root, tmp_path):
         load_pretrained(tmp_path / "pre" / "model.pt", tmp_path / "pre", {"gvae": adapted})
     with pytest.raises(FileNotFoundError, match="pretrained checkpoint not found"):
         load_pretrained(tmp_path / "nowhere.pt", tmp_path / "x", {"gvae": adapted})
-
-
-def load_example(name):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO_ROOT, "examples", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_fewlabels_benchmark_quick_and_same_subsets_as_the_segmentation_benchmark(tmp_path):
-    bench = load_example("fewlabels_benchmark")
-    items = [{"i": i} for i in range(46)]
-    for seed in (0, 1, 2):  # the same k slices as the segmentation benchmark's arms for a seed
-        assert labelled_subset(items, 5, seed) == bench.base.choose_subset(items, "5", seed)
-    threads = torch.get_num_threads()
-    try:
-        results = bench.main(["--quick", "--arms", ",".join(bench.ARMS), "--output-dir", str(tmp_path)])
-    finally:
-        torch.set_num_threads(threads)
-    assert {r["arm"] for r in results["runs"]} == set(bench.ARMS)
-    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
-    table = (tmp_path / "results.md").read_text()
-    for name in bench.ARM_NAMES.values():
-        assert f"| {name} |" in table
-    assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
-    with pytest.raises(FileExistsError, match="overwrite"):
-        bench.main(["--quick", "--output-dir", str(tmp_path)])
-    (tmp_path / "results.md").unlink()
-    bench.main(["--render", "--output-dir", str(tmp_path)])  # table and plot again from results.json
-    assert (tmp_path / "results.md").read_text() == table
-
-
-def test_fewlabels_benchmark_merges_runs_split_by_seed(tmp_path):
-    bench = load_example("fewlabels_benchmark")
-    threads = torch.get_num_threads()
-    try:
-        for seed in (0, 1):
-            bench.main(["--quick", "--arms", "classical,elastic", "--seeds", str(seed),
-                        "--output-dir", str(tmp_path / f"s{seed}")])
-        bench.main(["--quick", "--arms", "classical,elastic", "--seeds", "1", "--kl-weight", "0.5",
-                    "--output-dir", str(tmp_path / "other")])
-    finally:
-        torch.set_num_threads(threads)
-    merged = bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output-dir", str(tmp_path / "m")])
-    assert sorted((r["seed"], r["arm"]) for r in merged["runs"]) == [(0, "classical"), (0, "elastic"),
-                                                                     (1, "classical"), (1, "elastic")]
-    assert merged["settings"]["seeds"] == "0,1" and merged["paired"]["elastic@5"]["n"] == 2
-    table = (tmp_path / "m" / "results.md").read_text()
-    assert "--merge" in table and "2 merged runs" in table and (tmp_path / "m" / "dice.png").is_file()
-    with pytest.raises(ValueError, match="appears twice"):
-        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s0"), "--output-dir", str(tmp_path / "x")])
-    with pytest.raises(ValueError, match="kl_weight"):
-        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "other"), "--output-dir", str(tmp_path / "x")])
-    with pytest.raises(FileNotFoundError, match="results.json"):
-        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "missing"), "--output-dir", str(tmp_path / "x")])
-    with pytest.raises(FileExistsError, match="overwrite"):
-        bench.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output-dir", str(tmp_path / "m")])
 
 
 def test_label_map_interpolation_moves_shapes_between_the_two_maps():

@@ -17,7 +17,15 @@ from monai.handlers import CheckpointLoader
 import reliability_train
 from reliability_helpers import assert_same_state, state_of, tiny_run
 
-from monai_gvae.handlers import atomic_torch_save, find_checkpoints, latest_checkpoint
+from monai_gvae.handlers import (
+    CHECKPOINT_FORMAT,
+    atomic_torch_save,
+    check_earlier_run,
+    earlier_run_files,
+    find_checkpoints,
+    latest_checkpoint,
+    upgrade_checkpoint,
+)
 from monai_gvae.networks import load_gvae
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,3 +249,104 @@ def test_cli_train_resume_and_overwrite(tmp_path):
     assert main([*common, "--max_epochs", "1", "--overwrite"]) == 0
     assert torch.load(out / "model.pt", weights_only=True)["trainer"]["iteration"] == 1
     assert not (out / "checkpoint_epoch=2.pt").exists()  # no checkpoint of the replaced run left to mix in
+
+
+def test_trainer_state_is_the_trainers_entry(tmp_path):
+    """Format 2: what the trainer owns (its random generators, gradient scalers, KL weight) is inside its own entry,
+    from GVAETrainer.state_dict(); the handler adds nothing beside it."""
+    run = tiny_run(str(tmp_path), max_epochs=1)
+    run.trainer.run()
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert ckpt["checkpoint_meta"]["format"] == CHECKPOINT_FORMAT == 2
+    trainer = ckpt["trainer"]
+    assert trainer["iteration"] == 2 and set(trainer["grad_scalers"]) == {"scaler_g", "scaler_d"}
+    assert torch.equal(trainer["random_generators"]["latent_generator"], ckpt["rng_state"]["engine"]["latent_generator"])
+    assert trainer["loss_schedule"]["kl_weight"] == pytest.approx(1e-3)  # warm-up over 2 iterations: complete
+    assert not {"generator_ema", "grad_scalers"} & set(ckpt)
+
+
+def _as_format_1(path: Path) -> None:
+    """Rewrite a checkpoint in the layout of format 1: the trainer's EMA and scalers beside the save_dict entries,
+    its random generators only among the random states, the trainer's entry Ignite's state alone."""
+    ckpt = torch.load(path, weights_only=True)
+    trainer = ckpt["trainer"]
+    ckpt["trainer"] = {k: trainer[k] for k in ("epoch_length", "iteration", "max_epochs")}
+    if any(trainer["grad_scalers"].values()):
+        ckpt["grad_scalers"] = trainer["grad_scalers"]
+    if "generator_ema" in trainer:
+        ckpt["generator_ema"] = trainer["generator_ema"]
+    ckpt["checkpoint_meta"]["format"] = 1
+    torch.save(ckpt, path)
+
+
+def test_format_1_checkpoints_resume_exactly(tmp_path):
+    """Checkpoints written before the trainer owned its state (format 1) are found and resume bit-exactly; a fresh
+    trainer with an EMA gets the EMA generator of the file."""
+    reference = tiny_run(str(tmp_path / "ref"))
+    reference.trainer.run()
+    first = tiny_run(str(tmp_path / "run"), max_epochs=2)
+    first.trainer.run()
+    os.remove(tmp_path / "run" / "model.pt")
+    _as_format_1(tmp_path / "run" / "checkpoint_epoch=2.pt")
+    found, rejected = find_checkpoints(tmp_path / "run")
+    assert [c.iteration for c in found] == [4, 2] and not rejected
+    resumed = tiny_run(str(tmp_path / "run"), resume=True)
+    resumed.trainer.run()
+    assert resumed.handler.resumed_from.endswith("checkpoint_epoch=2.pt")
+    assert_same_state(state_of(reference), state_of(resumed))
+
+    # an EMA generator of format 1 (beside the entries) lands in the trainer's EMA
+    ckpt = torch.load(tmp_path / "run" / "checkpoint_epoch=2.pt", weights_only=True)
+    ema = torch.optim.swa_utils.AveragedModel(first.gvae.generator)
+    ckpt["generator_ema"] = {k: v + 1 if v.is_floating_point() else v for k, v in ema.state_dict().items()}
+    upgraded = upgrade_checkpoint(ckpt)
+    assert "generator_ema" not in upgraded and upgraded["checkpoint_meta"]["format"] == 2
+    assert set(upgraded["trainer"]) >= {"generator_ema", "random_generators"}
+    assert upgrade_checkpoint(upgraded) is upgraded
+
+
+EARLIER_RUN = ["model.pt", "checkpoint_epoch=1.pt", "checkpoint_iteration=7.pt", "model_key_metric=0.31.pt",
+               "key_metric=0.5.pt"]
+NOT_A_RUN = [".checkpoint_epoch=1.pt.tmp8fz", "checkpoint_notes.txt", "pretrained.pt", "metrics.json"]
+
+
+def test_one_definition_of_an_earlier_runs_files(tmp_path):
+    for name in NOT_A_RUN:
+        (tmp_path / name).write_bytes(b"x")
+    assert earlier_run_files(tmp_path) == [] and check_earlier_run(tmp_path) == []
+    for name in EARLIER_RUN:
+        (tmp_path / name).write_bytes(b"x")
+    assert earlier_run_files(tmp_path) == sorted(str(tmp_path / n) for n in EARLIER_RUN)
+    assert earlier_run_files(tmp_path, file_prefix="other", final_filename=None) == [
+        str(tmp_path / "key_metric=0.5.pt"), str(tmp_path / "model_key_metric=0.31.pt")]
+    with pytest.raises(FileExistsError, match=r"earlier run \(.*checkpoint_epoch=1.pt.*\); resume it"):
+        check_earlier_run(tmp_path)
+    assert check_earlier_run(tmp_path, overwrite=True) == sorted(str(tmp_path / n) for n in EARLIER_RUN)
+    assert sorted(os.listdir(tmp_path)) == sorted(NOT_A_RUN)
+
+
+@pytest.mark.parametrize("name", EARLIER_RUN + NOT_A_RUN)
+def test_handler_and_train_bundle_refuse_the_same_files(tmp_path, monkeypatch, name):
+    """GVAECheckpointHandler at attach and train_bundle before anything runs make one check, so they refuse the
+    same folders."""
+    from ignite.engine import Engine
+    from monai.bundle import ConfigWorkflow
+
+    from monai_gvae.bundle.training import train_bundle
+    from monai_gvae.handlers import GVAECheckpointHandler
+
+    (tmp_path / name).write_bytes(b"x")
+    refused = name in EARLIER_RUN
+
+    class Started(Exception):
+        """train_bundle got past its check."""
+
+    monkeypatch.setattr(ConfigWorkflow, "initialize", lambda self: (_ for _ in ()).throw(Started()))
+    with pytest.raises(FileExistsError if refused else Started, match=name if refused else None):
+        train_bundle(REPO / "bundles" / "gvae_brain2d", overrides={"output_dir": str(tmp_path)})
+    handler = GVAECheckpointHandler(tmp_path, {"net": torch.nn.Linear(1, 1)})
+    if refused:
+        with pytest.raises(FileExistsError, match=name):
+            handler.attach(Engine(lambda engine, batch: None))
+    else:
+        handler.attach(Engine(lambda engine, batch: None))

@@ -3,9 +3,11 @@ import torch
 from ignite.engine import Events
 from monai.data import DataLoader
 from monai.handlers import CheckpointSaver, StatsHandler, ValidationHandler
+from reliability_helpers import assert_same_state
 
 from monai_gvae.data import synthetic_slices
-from monai_gvae.engines import GVAEEvaluator, GVAETrainer, NonFiniteLossError, loss_terms
+from monai_gvae.engines import LOSS_KEYS, GVAEEvaluator, GVAEKeys, GVAETrainer, NonFiniteLossError, loss_terms, split_condition
+from monai_gvae.losses import EncoderGeneratorLoss
 from monai_gvae.networks import GVAE, GVAECritic, load_gvae
 from monai_gvae.transforms import PackImageLabeld
 
@@ -192,10 +194,12 @@ def test_critic_step_in_chunks_gives_the_same_updates(chunk):
 
 
 def test_critic_chunk_size_is_checked():
-    # bundle overrides arrive as strings
-    assert make_trainer(critic_chunk_size="2")[0].critic_chunk_size == 2
-    assert make_trainer(critic_chunk_size="null")[0].critic_chunk_size is None
-    for bad in (0, -2, True, "two", 1.5):
+    # bundle overrides arrive as strings: the bundle's settings convert them where they enter, the trainer does not
+    from monai_gvae.bundle import convert_setting
+
+    assert make_trainer(critic_chunk_size=convert_setting("critic_chunk_size", "2"))[0].critic_chunk_size == 2
+    assert make_trainer(critic_chunk_size=convert_setting("critic_chunk_size", "null"))[0].critic_chunk_size is None
+    for bad in (0, -2, True, "two", "2", 1.5):
         with pytest.raises(ValueError, match="critic_chunk_size must be a positive integer"):
             make_trainer(critic_chunk_size=bad)
     torch.manual_seed(0)
@@ -238,3 +242,121 @@ def test_networks_left_in_eval_mode_train_again(wrapped):
     gvae.eval(), critic.eval()
     trainer.run()
     assert len(modes) == 4 and all(all(m) for m in modes)
+
+
+# ---------------------------------------------------------------- the trainer's own state
+def _through_disk(state, tmp_path):
+    """``state`` after a weights-only save and load, as a checkpoint holds it."""
+    torch.save(state, tmp_path / "state.pt")
+    return torch.load(tmp_path / "state.pt", weights_only=True)
+
+
+def test_state_dict_round_trip_continues_exactly(tmp_path):
+    """A trainer built afresh (other seed) that loads the weights, the optimisers and the trainer's state_dict after
+    epoch 1 ends epoch 2 bit-identical to one that trained both epochs: the EMA generator, the latent generator and
+    the engine's position are in the trainer's state."""
+    data = make_data(16)
+    kwargs = dict(data=data, ema_decay=0.9, loss_function=EncoderGeneratorLoss(kl_warmup_iterations=3))
+    reference, ref_gvae, ref_critic = make_trainer(max_epochs=2, **kwargs)
+    reference.data_loader = DataLoader(data, batch_size=8, shuffle=False)
+    reference.run()
+
+    first, gvae, critic = make_trainer(max_epochs=1, **kwargs)
+    first.data_loader = DataLoader(data, batch_size=8, shuffle=False)
+    first.run()
+    saved = _through_disk({"gvae": gvae.state_dict(), "critic": critic.state_dict(), "optimizer": first.optimizer.state_dict(),
+                           "critic_optimizer": first.critic_optimizer.state_dict(), "trainer": first.state_dict()}, tmp_path)
+    assert set(saved["trainer"]) >= {"iteration", "epoch_length", "max_epochs", "generator_ema", "grad_scalers",
+                                     "random_generators", "loss_schedule"}
+    assert saved["trainer"]["loss_schedule"]["kl_weight"] == pytest.approx(first.loss_function.kl_weight * 2 / 3)
+
+    second, gvae2, critic2 = make_trainer(max_epochs=2, seed=7, **kwargs)
+    second.data_loader = DataLoader(data, batch_size=8, shuffle=False)
+    for module, key in ((gvae2, "gvae"), (critic2, "critic"), (second.optimizer, "optimizer"), (second.critic_optimizer, "critic_optimizer")):
+        module.load_state_dict(saved[key])
+    second.load_state_dict(saved["trainer"])
+    assert (second.state.iteration, second.state.epoch, second.state.max_epochs) == (2, 1, 1)
+    second.state.max_epochs = 2  # as CheckpointLoader and GVAECheckpointHandler do: the saved run's max_epochs was 1
+    assert torch.equal(second.latent_generator.get_state(), first.latent_generator.get_state())
+    assert second.generator_ema.n_averaged.item() == 2
+    assert second.loss_function.kl_weight_at(second.state.iteration) == saved["trainer"]["loss_schedule"]["kl_weight"]
+    second.run()
+    assert second.state.iteration == reference.state.iteration == 4
+    assert_same_state({"gvae": ref_gvae.state_dict(), "critic": ref_critic.state_dict(), "ema": reference.generator_ema.state_dict()},
+                      {"gvae": gvae2.state_dict(), "critic": critic2.state_dict(), "ema": second.generator_ema.state_dict()})
+
+
+def test_state_dict_carries_enabled_grad_scalers(tmp_path):
+    """Float16 AMP on CUDA keeps two GradScalers; their scale and growth tracker are part of the trainer's state
+    (stood in for here by enabled CPU scalers)."""
+    trainer, _, _ = make_trainer()
+    trainer.scaler_g = torch.amp.GradScaler("cpu", init_scale=512.0, growth_interval=3, enabled=True)
+    trainer.scaler_d = torch.amp.GradScaler("cpu", init_scale=64.0, growth_interval=3, enabled=True)
+    trainer.run()  # 4 steps each: the scale grew once, the growth tracker is at 1
+    state = _through_disk(trainer.state_dict(), tmp_path)
+    other, _, _ = make_trainer()
+    other.scaler_g = torch.amp.GradScaler("cpu", enabled=True)
+    other.scaler_d = torch.amp.GradScaler("cpu", enabled=True)
+    other.load_state_dict(state)
+    for name, scale in (("scaler_g", 1024.0), ("scaler_d", 128.0)):
+        assert getattr(other, name).state_dict() == getattr(trainer, name).state_dict()
+        assert getattr(other, name).get_scale() == scale and getattr(other, name).state_dict()["_growth_tracker"] == 1
+    # disabled scalers (no float16 AMP) save an empty state and load nothing
+    plain, _, _ = make_trainer()
+    assert plain.state_dict()["grad_scalers"] == {"scaler_g": {}, "scaler_d": {}}
+    plain.load_state_dict(state)
+    assert not plain.scaler_g.is_enabled()
+
+
+def test_load_state_dict_warns_about_missing_parts_and_a_changed_kl_schedule(caplog):
+    trainer, _, _ = make_trainer(ema_decay=0.5)
+    with caplog.at_level("WARNING"):
+        trainer.load_state_dict({"iteration": 4, "epoch_length": 4, "max_epochs": 1})  # a plain Ignite state
+    assert trainer.state.iteration == 4 and "generator_ema, latent_generator" in caplog.text
+    caplog.clear()
+    saved = make_trainer(loss_function=EncoderGeneratorLoss(kl_warmup_iterations=8))[0]
+    saved.state.iteration, saved.state.epoch_length = 2, 4
+    with caplog.at_level("WARNING"):
+        make_trainer(loss_function=EncoderGeneratorLoss(kl_warmup_iterations=4))[0].load_state_dict(saved.state_dict())
+    assert "KL weight at iteration 2" in caplog.text
+    with pytest.raises(ValueError, match="max_epochs"):
+        trainer.load_state_dict({"iteration": 4, "epoch_length": 4})
+
+
+def test_describe_records_the_set_up():
+    trainer, gvae, _ = make_trainer(n_critic=2, loss_function=EncoderGeneratorLoss(kl_warmup_iterations=5))
+    described = trainer.describe()
+    assert described["network"] == gvae.config
+    assert described["trainer"]["n_critic"] == 2 and described["trainer"]["batch_size"] == 8
+    assert described["trainer"]["loss_function"]["kl_warmup_iterations"] == 5
+    assert described["trainer"]["critic_loss_function"]["gp_weight"] == 10.0
+
+
+def test_output_keys_are_gvae_keys():
+    trainer, _, _ = make_trainer()
+    trainer.run()
+    out = trainer.state.output
+    assert set(LOSS_KEYS) | {GVAEKeys.KL_WEIGHT, GVAEKeys.PRED, GVAEKeys.IMAGE, GVAEKeys.LABEL} == set(out)
+    assert out[GVAEKeys.LOSS_G] == out["loss_g"] and GVAEKeys.LOSS_G == "loss_g" and str(GVAEKeys.PRED) == "pred"
+    assert loss_terms(out) == {k: out[k] for k in LOSS_KEYS} and loss_terms(None) == {}
+    assert loss_terms(out, keys=(GVAEKeys.LOSS_G, GVAEKeys.LOSS_D)) == {"loss_g": out["loss_g"], "loss_d": out["loss_d"]}
+
+
+def test_condition_split_is_checked_for_trainer_and_evaluator():
+    x = torch.zeros(2, 5, 4, 4)
+    image, condition = split_condition(x, 3, 2)
+    assert image.shape[1] == 2 and condition.shape[1] == 3
+    assert split_condition(x, 0, 2) == (x, None)
+    assert split_condition(x, 3)[0].shape[1] == 2  # without the image channels: all before the condition
+    for bad in ((x, 3, 1), (x, 5, None), (x, 6, None)):
+        with pytest.raises(ValueError, match="condition channel"):
+            split_condition(*bad)
+    cond = GVAE(spatial_dims=2, in_channels=1, image_size=SIZE, latent_size=4, architecture="conv", base_channels=4,
+                max_channels=8, num_classes=3, condition_channels=3)
+    wrong = DataLoader([{"image": torch.rand(5, SIZE, SIZE)} for _ in range(2)], batch_size=2)  # 1 + 3 expected
+    with pytest.raises(ValueError, match="needs batches of 4 channels"):
+        GVAEEvaluator("cpu", wrong, cond).run()
+    right = DataLoader([{"image": torch.rand(4, SIZE, SIZE)} for _ in range(2)], batch_size=2)
+    evaluator = GVAEEvaluator("cpu", right, cond)
+    evaluator.run()
+    assert evaluator.state.output[GVAEKeys.PRED].shape[1] == 1 and evaluator.state.output[GVAEKeys.MU].shape == (2, 4)

@@ -10,12 +10,12 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
-import monai_gvae
-from monai_gvae.bundle.synthesis import generate, model_checksum, write_manifest
-from monai_gvae.data.writers import SYNTHETIC_DESCRIPTION
-from monai_gvae.networks.nets.gvae import GVAE, load_gvae
+from monai_gvae.bundle.synthesis import generate, write_manifest
+from monai_gvae.data.writers import synthetic_png_info
+from monai_gvae.networks.io import load_gvae, model_checksum
+from monai_gvae.networks.nets.gvae import GVAE
 from monai_gvae.utils import atomic_path, check_targets_free
 
 __all__ = ["synthesize_rgb_png"]
@@ -71,17 +71,12 @@ def synthesize_rgb_png(
     manifest_path = os.path.join(output_dir, "manifest.json")
     check_targets_free([os.path.join(output_dir, n) for n in names] + [manifest_path], overwrite)
     checksum = model_checksum(model)
-    version = monai_gvae.__version__
     entries: list[dict] = []
     for images, _ in generate(model, num_samples, seed, batch_size, device=device):
         for image in images:
             index = len(entries)
             pixels = np.round(image.clamp(0, 1).numpy() * 255.0).astype(np.uint8).transpose(1, 2, 0)
-            info = PngImagePlugin.PngInfo()
-            info.add_text("Synthetic", "YES")
-            info.add_text("Description", SYNTHETIC_DESCRIPTION.format(version=version))
-            info.add_text("Software", f"monai-gvae {version}")
-            info.add_text("Comment", f"model sha256 {checksum}; seed {seed}; sample {index}")
+            info = synthetic_png_info({"Comment": f"model sha256 {checksum}; seed {seed}; sample {index}"})
             with atomic_path(os.path.join(output_dir, names[index]), overwrite=overwrite) as tmp:
                 Image.fromarray(pixels).save(tmp, format="PNG", pnginfo=info)
             entries.append({"index": index, "image": names[index], "seed": seed, "format": "png", "synthetic": True})

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-import monai_gvae
+from monai_gvae._version import __version__
 from monai_gvae.data.writers import (
     SyntheticStudy,
     fit_affine,
@@ -23,7 +23,9 @@ from monai_gvae.data.writers import (
     write_synthetic_nifti,
     write_synthetic_png,
 )
-from monai_gvae.networks.nets.gvae import GVAE, load_gvae
+from monai_gvae.networks.io import load_gvae, model_checksum
+from monai_gvae.networks.latents import sample_latents
+from monai_gvae.networks.nets.gvae import GVAE
 from monai_gvae.transforms.utils import unpack_to_host
 from monai_gvae.utils import atomic_path, check_targets_free
 
@@ -31,7 +33,6 @@ __all__ = [
     "write_manifest",
     "FORMATS",
     "generate",
-    "model_checksum",
     "output_names",
     "sample_latents",
     "synthesize",
@@ -40,21 +41,6 @@ __all__ = [
 
 FORMATS = ("nifti", "dicom", "png")
 """Output formats of :func:`synthesize`."""
-
-
-@torch.no_grad()
-def sample_latents(latent_size: int, seed: int, start: int, count: int) -> torch.Tensor:
-    """Latents ``start .. start + count - 1`` of ``seed``: ``(count, latent_size)`` from ``N(0, I)``.
-
-    Latent ``i`` of seed ``s`` comes from its own CPU ``torch.Generator`` seeded with a hash of ``(s, i)``
-    (``numpy.random.SeedSequence``), so it does not depend on the batch size, the number of samples drawn
-    or the device: ``(seed, index)`` in a manifest reproduces one sample.
-    """
-    rows = []
-    for index in range(start, start + count):
-        state = int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, dtype=np.uint64)[0])
-        rows.append(torch.randn(latent_size, generator=torch.Generator().manual_seed(state)))
-    return torch.stack(rows)
 
 
 @torch.no_grad()
@@ -99,23 +85,6 @@ def generate(
         done += n
 
 
-def model_checksum(model: GVAE) -> str:
-    """The sha256 of the checkpoint file a model was loaded from (``load_gvae`` sets ``model.checksum``), or else
-    of its state dict's tensors (names, shapes, dtypes and bytes), so that in-memory models get a stable id too."""
-    checksum = getattr(model, "checksum", None)
-    if checksum:
-        return str(checksum)
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        if isinstance(value, torch.Tensor):
-            digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
-            # raw bytes through a uint8 view: numpy has no bfloat16, so .numpy() would fail for such weights
-            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(f"{name}:{value!r}".encode())  # the stored config (extra state) is part of the identity
-    return digest.hexdigest()
-
-
 def write_manifest(
     path: str,
     model: GVAE,
@@ -130,13 +99,13 @@ def write_manifest(
 
     The manifest says the files are synthetic and records the generator, package version, creation time,
     model checksum and source, seed, format and one entry per sample; ``extra`` adds format-specific keys.
-    ``checksum`` is the caller's :func:`model_checksum` when it has one (hashing an in-memory model's weights
-    again would be wasted work).
+    ``checksum`` is the caller's :func:`monai_gvae.networks.model_checksum` when it has one (hashing an in-memory
+    model's weights again would be wasted work).
     """
     manifest = {
         "synthetic": True,
         "generator": "monai-gvae",
-        "version": monai_gvae.__version__,
+        "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "model_sha256": checksum or model_checksum(model),
         "model_source": getattr(model, "source", None),
@@ -234,11 +203,54 @@ def synthesize(
 
     if isinstance(model, (str, os.PathLike)):
         model = load_gvae(model)
+    low, high = _check_synthesis_options(model, num_samples, format, reference, affine, intensity_range)
+    affine = _output_affine(model, reference, affine)
+    names = output_names(num_samples, format, model.spatial_dims, model.label_channels > 0)
+    manifest_path = os.path.join(output_dir, "manifest.json")
+    targets = [os.path.join(output_dir, n) for pair in names for n in pair if n is not None] + [manifest_path]
+    check_targets_free(targets, overwrite)
+
+    checksum = model_checksum(model)
+    writer = _SampleWriter(output_dir, format, affine, (low, high), png_bit_depth, overwrite, checksum, seed)
+    entries: list[dict] = []
+    try:
+        with tqdm(total=num_samples, desc=f"synthesizing ({format})", unit="sample", disable=not progress) as bar:
+            for images, labels in generate(model, num_samples, seed, batch_size, (low, high), device=device):
+                for j in range(images.shape[0]):
+                    index = len(entries)
+                    label = labels[j] if labels is not None else None
+                    entries.append(writer.write_sample(index, names[index], images[j], label))
+                    bar.update(1)
+        writer.written.append(manifest_path)
+        manifest = write_manifest(
+            manifest_path, model, seed, format, entries, overwrite, checksum=checksum,
+            intensity_range=[low, high],
+            image_size=[model.image_size] * model.spatial_dims,
+            affine=(np.eye(4) if affine is None else affine).tolist(),
+            geometry_from_reference=reference is not None,
+        )
+    except BaseException:
+        for path in writer.written:
+            _remove(path)
+        raise
+    return manifest
+
+
+def _check_synthesis_options(
+    model: GVAE,
+    num_samples: int,
+    format: str,
+    reference: str | os.PathLike | None,
+    affine: np.ndarray | None,
+    intensity_range: tuple[float, float],
+) -> tuple[float, float]:
+    """Refuse options the model cannot be written with (before anything is read or written); returns the
+    intensity range as ``(low, high)`` floats."""
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}.")
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}.")
-    dims, size = model.spatial_dims, model.image_size
+    dims = model.spatial_dims
     if format == "png" and dims != 2:
         raise ValueError(f"PNG holds 2D images but the model generates {dims}D volumes; use nifti or dicom.")
     if format in ("png", "dicom") and model.image_channels != 1:
@@ -250,85 +262,73 @@ def synthesize(
     low, high = float(intensity_range[0]), float(intensity_range[1])
     if not high > low:
         raise ValueError(f"intensity_range must be (low, high) with high > low, got {intensity_range}.")
+    return low, high
+
+
+def _output_affine(
+    model: GVAE, reference: str | os.PathLike | None, affine: np.ndarray | None
+) -> np.ndarray | None:
+    """The outputs' 4x4 RAS affine: fitted to ``reference``'s field of view, the given one (checked), or ``None``
+    (the writers' identity)."""
     if reference is not None:
         from monai_gvae.data.inputs import read_reference_geometry
 
         ref_affine, ref_shape = read_reference_geometry(reference)
-        affine = fit_affine(ref_affine, ref_shape, (size,) * dims)
-    elif affine is not None:
+        return fit_affine(ref_affine, ref_shape, (model.image_size,) * model.spatial_dims)
+    if affine is not None:
         affine = np.asarray(affine, dtype=np.float64)
         if affine.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got {affine.shape}.")
+    return affine
 
-    has_label = model.label_channels > 0
-    names = output_names(num_samples, format, dims, has_label)
-    manifest_path = os.path.join(output_dir, "manifest.json")
-    targets = [os.path.join(output_dir, n) for pair in names for n in pair if n is not None] + [manifest_path]
-    check_targets_free(targets, overwrite)
 
-    checksum = model_checksum(model)
-    written: list[str] = []
-    entries: list[dict] = []
-    index = 0
-    try:
-        with tqdm(total=num_samples, desc=f"synthesizing ({format})", unit="sample", disable=not progress) as bar:
-            for images, labels in generate(model, num_samples, seed, batch_size, (low, high), device=device):
-                for j in range(images.shape[0]):
-                    image_name, label_name = names[index]
-                    comment = f"model sha256 {checksum}; seed {seed}; sample {index}"
-                    outputs = [(image_name, images[j], "image")]
-                    if labels is not None:
-                        outputs.append((label_name, labels[j], "label"))
-                    study = SyntheticStudy.new(
-                        f"{index:05d}", entropy=f"monai-gvae:{checksum}:seed={seed}:index={index}"
-                    )
-                    for name, array, kind in outputs:
-                        path = os.path.join(output_dir, name)
-                        written.append(path)
-                        if format == "nifti":
-                            data = array.to(torch.uint8) if kind == "label" else array
-                            write_synthetic_nifti(data, path, affine=affine, overwrite=overwrite, kind=kind)
-                        elif format == "dicom":
-                            write_synthetic_dicom(
-                                array,
-                                path,
-                                affine=affine,
-                                study=study,
-                                overwrite=overwrite,
-                                kind=kind,
-                                intensity_range=(low, high),
-                                comment=comment,
-                            )
-                        else:
-                            write_synthetic_png(
-                                array,
-                                path,
-                                overwrite=overwrite,
-                                kind=kind,
-                                intensity_range=(low, high),
-                                bit_depth=png_bit_depth,
-                                affine=affine,
-                                comment=comment,
-                            )
-                    entry = {"index": index, "image": image_name, "seed": seed, "format": format, "synthetic": True}
-                    if label_name is not None:
-                        entry["label"] = label_name
-                    entries.append(entry)
-                    index += 1
-                    bar.update(1)
-        written.append(manifest_path)
-        manifest = write_manifest(
-            manifest_path, model, seed, format, entries, overwrite, checksum=checksum,
-            intensity_range=[low, high],
-            image_size=[size] * dims,
-            affine=(np.eye(4) if affine is None else affine).tolist(),
-            geometry_from_reference=reference is not None,
-        )
-    except BaseException:
-        for path in written:
-            _remove(path)
-        raise
-    return manifest
+@dataclasses.dataclass
+class _SampleWriter:
+    """Writes each sample's image (and label) in one format, marked synthetic, and remembers every path it wrote
+    (so that :func:`synthesize` can remove them if the run fails part-way)."""
+
+    output_dir: str
+    format: str
+    affine: np.ndarray | None
+    intensity_range: tuple[float, float]
+    png_bit_depth: int
+    overwrite: bool
+    checksum: str
+    seed: int
+    written: list[str] = dataclasses.field(default_factory=list)
+
+    def write_sample(
+        self, index: int, names: tuple[str, str | None], image: torch.Tensor, label: torch.Tensor | None
+    ) -> dict:
+        """Write sample ``index`` under ``names`` (image, label); returns its manifest entry."""
+        image_name, label_name = names
+        comment = f"model sha256 {self.checksum}; seed {self.seed}; sample {index}"
+        # one synthetic DICOM subject per sample: its image and label series share study and frame of reference
+        study = SyntheticStudy.new(f"{index:05d}", entropy=f"monai-gvae:{self.checksum}:seed={self.seed}:index={index}")
+        outputs = [(image_name, image, "image")] + ([(label_name, label, "label")] if label is not None else [])
+        for name, array, kind in outputs:
+            path = os.path.join(self.output_dir, name)
+            self.written.append(path)
+            self._write_file(array, path, kind, study, comment)
+        entry = {"index": index, "image": image_name, "seed": self.seed, "format": self.format, "synthetic": True}
+        if label_name is not None:
+            entry["label"] = label_name
+        return entry
+
+    def _write_file(self, array: torch.Tensor, path: str, kind: str, study: SyntheticStudy, comment: str) -> None:
+        if self.format == "nifti":
+            data = array.to(torch.uint8) if kind == "label" else array
+            write_synthetic_nifti(data, path, affine=self.affine, overwrite=self.overwrite, kind=kind)
+        elif self.format == "dicom":
+            write_synthetic_dicom(
+                array, path, affine=self.affine, study=study, overwrite=self.overwrite, kind=kind,
+                intensity_range=self.intensity_range, comment=comment,
+            )
+        else:
+            write_synthetic_png(
+                array, path, overwrite=self.overwrite, kind=kind, intensity_range=self.intensity_range,
+                bit_depth=self.png_bit_depth, affine=self.affine, comment=comment,
+            )
 
 
 def synthesize_to_nifti(

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import glob
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from monai_gvae.bundle.settings import convert_setting
 
 __all__ = ["DEFAULT_BUNDLE", "train_bundle"]
 
 DEFAULT_BUNDLE = os.path.join("bundles", "gvae_brain2d")
 """The bundle trained by default (relative to the working directory: the repository root)."""
-
-_CHECKPOINT_PATTERNS = ("model.pt", "checkpoint_*.pt", "model_key_metric=*.pt")
 
 
 def train_bundle(
@@ -27,8 +27,9 @@ def train_bundle(
     """Run a bundle's training workflow (MONAI ``ConfigWorkflow``), as ``python -m monai.bundle run`` does.
 
     Before anything runs, the resolved ``output_dir`` is checked for checkpoints of an earlier run
-    (``model.pt``, ``checkpoint_*.pt``): training refuses to overwrite them unless ``overwrite`` (then the bundle's
-    ``GVAECheckpointHandler`` deletes them when training starts), or the config resumes them (``--resume true``).
+    (:func:`monai_gvae.handlers.earlier_run_files`: ``model.pt``, ``checkpoint_epoch=N.pt``, ...; the check of the
+    bundle's ``GVAECheckpointHandler``): training refuses to overwrite them unless ``overwrite`` (then the handler
+    deletes them when training starts), or the config resumes them (``--resume true``).
 
     Args:
         bundle_dir: the bundle folder (``configs/train.yaml``, ``configs/metadata.json``).
@@ -80,27 +81,39 @@ def train_bundle(
     resume_key = "train#checkpoint_saver#resume"
     resuming = False
     if resume_key in workflow.parser:
-        resume = workflow.parser.get_parsed_content(resume_key)
-        resuming = bool(resume) and str(resume).strip().lower() not in ("false", "none", "no", "0", "")
+        # typed as the handler receives it (build_checkpoint_handler converts command-line text the same way)
+        resume = convert_setting("resume", workflow.parser.get_parsed_content(resume_key))
+        resuming = resume not in (False, None)
         if overwrite:
             workflow.parser["train#checkpoint_saver#overwrite"] = True
     if output_dir is not None and not overwrite and not resuming:
-        found = sorted(p for pattern in _CHECKPOINT_PATTERNS for p in glob.glob(os.path.join(output_dir, pattern)))
-        if found:
-            raise FileExistsError(
-                f"{output_dir} already holds checkpoints of an earlier run ({os.path.basename(found[0])}"
-                f"{', ...' if len(found) > 1 else ''}); nothing was run. Choose another output_dir or pass --overwrite."
-            )
+        from monai_gvae.handlers import check_earlier_run
+
+        check_earlier_run(
+            output_dir,
+            **_checkpoint_names(workflow.parser),
+            hint="nothing was run. Resume it (--resume true), choose another output_dir or pass --overwrite",
+        )
     workflow.initialize()
     if progress and "train#trainer" in workflow.parser:
         from ignite.handlers import ProgressBar
 
-        def losses(output: Any) -> dict:
-            if not isinstance(output, Mapping):
-                return {}
-            return {k: float(output[k]) for k in ("loss_g", "loss_d") if k in output and output[k] is not None}
+        from monai_gvae.engines import GVAEKeys, loss_terms
 
+        losses = functools.partial(loss_terms, keys=(GVAEKeys.LOSS_G, GVAEKeys.LOSS_D))
         ProgressBar(persist=True).attach(workflow.parser.get_parsed_content("train#trainer"), output_transform=losses)
     workflow.run()
     workflow.finalize()
     return output_dir
+
+
+def _checkpoint_names(parser: Any) -> dict[str, Any]:
+    """``file_prefix`` and ``final_filename`` of the bundle's checkpoint handler where the config sets them (the
+    handler's defaults apply otherwise): the names :func:`monai_gvae.handlers.check_earlier_run` looks for."""
+    names = {}
+    for name in ("file_prefix", "final_filename"):
+        for block in ("train#checkpoint_saver", "train#checkpoint_saver_factory"):
+            if f"{block}#{name}" in parser:
+                names[name] = parser.get_parsed_content(f"{block}#{name}")
+                break
+    return names

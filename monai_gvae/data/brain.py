@@ -37,6 +37,8 @@ import numpy as np
 from monai.data import Dataset
 from monai.data.synthetic import create_test_image_2d
 
+from monai_gvae.data.utils import holdout_mask
+
 __all__ = [
     "BRAIN_CLASS_NAMES",
     "DEFAULT_BRAIN_SLICES_FILE",
@@ -146,33 +148,16 @@ def _to_unit_float(image: np.ndarray) -> np.ndarray:
 
 
 def brain_holdout_mask(num_slices: int, holdout_fraction: float = 0.25) -> np.ndarray:
-    """Boolean mask of the held-out (test) positions among ``num_slices`` ordered slices.
+    """Boolean mask of the held-out (test) slices among ``num_slices`` slices ordered from inferior to superior.
 
-    Args:
-        num_slices: number of slices, ordered from inferior to superior.
-        holdout_fraction: fraction held out, ``0 <= holdout_fraction < 1``. The ``round(num_slices *
-            holdout_fraction)`` test positions are ``floor((j + 0.5) * num_slices / n_test)``, evenly
-            interleaved (every 4th slice for 0.25).
-
-    Returns:
-        Array of shape ``(num_slices,)``, ``True`` for test slices.
-
-    Raises:
-        ValueError: if ``num_slices`` is negative or ``holdout_fraction`` is outside ``[0, 1)``.
+    The rule every reader's split uses, :func:`monai_gvae.data.utils.holdout_mask` (``round(num_slices * f)`` evenly
+    interleaved positions), with the brain data's default fraction: every 4th slice is held out.
 
     Example:
         >>> brain_holdout_mask(8, 0.25).nonzero()[0].tolist()
         [2, 6]
     """
-    if num_slices < 0:
-        raise ValueError(f"num_slices must be >= 0, got {num_slices}")
-    if not 0.0 <= holdout_fraction < 1.0:
-        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-    mask = np.zeros(num_slices, dtype=bool)
-    n_test = int(round(num_slices * holdout_fraction))
-    if n_test > 0:
-        mask[((np.arange(n_test) + 0.5) * num_slices / n_test).astype(np.int64)] = True
-    return mask
+    return holdout_mask(num_slices, holdout_fraction)
 
 
 def brain_slab_split(

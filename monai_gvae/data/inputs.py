@@ -33,6 +33,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
+from monai_gvae.data.utils import resize_tensor
+
 __all__ = [
     "InputImageError",
     "ImageItem",
@@ -373,9 +375,8 @@ def _to_rank(x: torch.Tensor, spatial_dims: int | None, name: str) -> torch.Tens
     return x
 
 
-def _resize(x: torch.Tensor, size: Sequence[int], label: bool) -> torch.Tensor:
-    from monai.transforms import Resize
-
+def _resize_to_grid(x: torch.Tensor, size: Sequence[int], label: bool) -> torch.Tensor:
+    """``x`` on a model's grid: nearest for labels, area averaging when shrinking, linear when enlarging."""
     if tuple(x.shape[1:]) == tuple(size):
         return x
     if label:
@@ -384,7 +385,7 @@ def _resize(x: torch.Tensor, size: Sequence[int], label: bool) -> torch.Tensor:
         mode = "area"
     else:
         mode = "bilinear" if len(size) == 2 else "trilinear"
-    return _plain(Resize(spatial_size=tuple(size), mode=mode)(x))
+    return resize_tensor(x, size, mode)
 
 
 def prepare_image(
@@ -424,7 +425,7 @@ def prepare_image(
             raise ValueError(f"intensity_range must be (low, high) with high > low, got {intensity_range}.")
         x = ((x - low) / (high - low)).clamp(0.0, 1.0)
     if spatial_size is not None:
-        x = _resize(x, spatial_size, label=False).clamp(0.0, 1.0)
+        x = _resize_to_grid(x, spatial_size, label=False).clamp(0.0, 1.0)
     return x.contiguous()
 
 
@@ -452,7 +453,7 @@ def prepare_label(
             else f"{name}: negative label values."
         )
     if spatial_size is not None:
-        x = _resize(x, spatial_size, label=True)
+        x = _resize_to_grid(x, spatial_size, label=True)
     return x.round().long().contiguous()
 
 

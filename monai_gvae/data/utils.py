@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from monai.data import Dataset
 from monai.transforms import apply_transform
 from PIL import Image, ImageOps
-
-from monai_gvae.data.brain import brain_holdout_mask
 
 __all__ = [
     "LazyItemDataset",
@@ -21,8 +20,10 @@ __all__ = [
     "image_format",
     "decode_image",
     "resize_center_crop",
+    "resize_tensor",
     "pil_to_array",
     "split_indices",
+    "holdout_mask",
     "require_path",
     "SPLITS",
 ]
@@ -109,17 +110,71 @@ def resize_center_crop(img: Image.Image, size: int | None) -> Image.Image:
     return ImageOps.fit(img, (size, size), method=Image.BICUBIC)
 
 
+def resize_tensor(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """Resize a channel-first tensor ``(C, *spatial)`` (no batch axis) to ``size`` with ``torch`` interpolation.
+
+    Computed in float32; an integer tensor is rounded back to its dtype (``"nearest"`` keeps label values).
+    Linear modes use ``align_corners=False``, as MONAI's ``Resize`` does, so the results equal it.
+
+    Args:
+        x: the tensor.
+        size: spatial output shape.
+        mode: ``"nearest"``, ``"area"``, ``"bilinear"`` (2D) or ``"trilinear"`` (3D).
+
+    Returns:
+        the resized tensor, in ``x``'s dtype.
+
+    Example::
+
+        label = resize_tensor(label, (64, 64), "nearest")
+    """
+    dtype = x.dtype
+    kwargs = {} if mode in ("nearest", "area") else {"align_corners": False}
+    out = torch.nn.functional.interpolate(x[None].float(), size=tuple(size), mode=mode, **kwargs)[0]
+    return out.round().to(dtype) if not dtype.is_floating_point else out.to(dtype)
+
+
 def pil_to_array(img: Image.Image) -> np.ndarray:
     """Pillow image -> channel-first float32 array in [0, 1] (``(C, H, W)``)."""
     arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
     return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def holdout_mask(num_items: int, holdout_fraction: float) -> np.ndarray:
+    """Boolean mask of the held-out (test) positions among ``num_items`` ordered items, evenly interleaved.
+
+    The ``round(num_items * holdout_fraction)`` test positions are ``floor((j + 0.5) * num_items / n_test)``
+    (every 4th item for 0.25), so a held-out item always has training neighbours on both sides.
+
+    Args:
+        num_items: number of items, in their natural order (e.g. slices from inferior to superior).
+        holdout_fraction: fraction held out, ``0 <= holdout_fraction < 1``.
+
+    Returns:
+        Array of shape ``(num_items,)``, ``True`` for test items.
+
+    Raises:
+        ValueError: if ``num_items`` is negative or ``holdout_fraction`` is outside ``[0, 1)``.
+
+    Example:
+        >>> holdout_mask(8, 0.25).nonzero()[0].tolist()
+        [2, 6]
+    """
+    if num_items < 0:
+        raise ValueError(f"num_items must be >= 0, got {num_items}")
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    mask = np.zeros(num_items, dtype=bool)
+    n_test = int(round(num_items * holdout_fraction))
+    if n_test > 0:
+        mask[((np.arange(n_test) + 0.5) * num_items / n_test).astype(np.int64)] = True
+    return mask
+
+
 def split_indices(num_items: int, split: str, holdout_fraction: float) -> np.ndarray:
     """Indices of ``split`` among ``num_items`` ordered items; ``"test"`` is every ``1/holdout_fraction``-th item.
 
-    Uses :func:`monai_gvae.data.brain_holdout_mask` (evenly interleaved held-out positions), so the same rule
-    splits every reader.
+    Uses :func:`holdout_mask` (evenly interleaved held-out positions), so the same rule splits every reader.
 
     Raises:
         ValueError: unknown split or fraction outside [0, 1).
@@ -128,7 +183,7 @@ def split_indices(num_items: int, split: str, holdout_fraction: float) -> np.nda
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     if split == "all":
         return np.arange(num_items)
-    test = brain_holdout_mask(num_items, holdout_fraction)
+    test = holdout_mask(num_items, holdout_fraction)
     return np.flatnonzero(test if split == "test" else ~test)
 
 

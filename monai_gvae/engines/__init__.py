@@ -3,7 +3,7 @@
 from .gvae_evaluator import GVAEEvaluator
 from .gvae_trainer import OBJECTIVES, GVAETrainer, NonFiniteLossError, unwrap
 from .performance import channels_last_format, configure_backends, maybe_compile, prepare_network
-from .utils import LOSS_KEYS, loss_terms
+from .utils import LOSS_KEYS, GVAEKeys, loss_terms, split_condition
 
 __all__ = [
     "GVAETrainer",
@@ -11,8 +11,10 @@ __all__ = [
     "NonFiniteLossError",
     "OBJECTIVES",
     "unwrap",
+    "GVAEKeys",
     "LOSS_KEYS",
     "loss_terms",
+    "split_condition",
     "channels_last_format",
     "configure_backends",
     "maybe_compile",

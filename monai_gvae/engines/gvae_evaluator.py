@@ -8,9 +8,10 @@ from typing import Any
 import torch
 from monai.engines import Evaluator
 from monai.engines.utils import default_metric_cmp_fn, default_prepare_batch
-from monai.utils import CommonKeys
 
 from monai_gvae.networks.nets.gvae import GVAE
+
+from .utils import GVAEKeys, split_condition
 
 __all__ = ["GVAEEvaluator"]
 
@@ -78,12 +79,14 @@ class GVAEEvaluator(Evaluator):
     def _iteration(self, engine: GVAEEvaluator, batchdata: dict | Sequence) -> dict[str, Any]:
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        condition = None
-        conditions = int(getattr(engine.network, "condition_channels", 0) or 0)
-        if conditions:  # a label-conditioned GVAE: the batch's last channels are the condition
-            x, condition = x[:, :-conditions], x[:, -conditions:]
+        # a label-conditioned GVAE: the batch's last channels are the condition
+        x, condition = split_condition(
+            x,
+            int(getattr(engine.network, "condition_channels", 0) or 0),
+            getattr(getattr(engine.network, "generator", None), "out_channels", None),
+        )
         engine.network.eval()
         with torch.no_grad(), torch.autocast(engine.state.device.type, enabled=engine.amp, **engine.amp_kwargs):
             mu, logvar = engine.network.encode(x, condition)
             recon = engine.network.decode(mu, condition)
-        return {CommonKeys.IMAGE: x, CommonKeys.LABEL: x, CommonKeys.PRED: recon.float(), "mu": mu, "logvar": logvar}
+        return {GVAEKeys.IMAGE: x, GVAEKeys.LABEL: x, GVAEKeys.PRED: recon.float(), GVAEKeys.MU: mu, GVAEKeys.LOGVAR: logvar}

@@ -4,24 +4,31 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 from monai.engines import Trainer
 from monai.engines.utils import default_metric_cmp_fn, default_prepare_batch
-from monai.utils import CommonKeys
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
-from monai_gvae.utils import flag
+from monai_gvae.utils import check_bool
+
+from .utils import LOSS_KEYS, split_condition
+from .utils import GVAEKeys as K
 
 __all__ = ["GVAETrainer", "OBJECTIVES", "NonFiniteLossError", "unwrap"]
 
 OBJECTIVES = ("gvae", "vae", "wgan_gp")
+
+# entries of GVAETrainer.state_dict() beside Ignite's engine state
+_EMA, _SCALERS, _GENERATORS, _SCHEDULE = "generator_ema", "grad_scalers", "random_generators", "loss_schedule"
+_SCALER_NAMES = ("scaler_g", "scaler_d")  # the attributes holding the generator's and the critic's GradScaler
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -48,7 +55,11 @@ class GVAETrainer(Trainer):
 
     ``engine.state.output`` holds floats ``loss_d``, ``loss_g``, ``loss_rec``, ``loss_kl``, ``loss_adv``, ``gp``,
     ``wasserstein`` and ``kl_weight`` (terms an objective does not use are 0.0), plus the detached input batch
-    (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics.
+    (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics;
+    the keys are :class:`~monai_gvae.engines.GVAEKeys`.
+
+    :meth:`state_dict` holds what the trainer owns (Ignite's engine state, the EMA generator, the gradient scalers,
+    the latent generator, the KL warm-up's weight), so that checkpoint handlers save and restore it as one entry.
 
     A label-conditioned GVAE (``GVAE(condition_channels=C)``, critic ``GVAECritic(condition_channels=C)``) trains
     with the same loop: the batch's last ``C`` channels are the condition ``c`` (with ``PackImageLabeld`` the
@@ -102,6 +113,8 @@ class GVAETrainer(Trainer):
     Raises:
         ValueError: unknown objective, a network/optimiser the objective needs is missing, or a
             ``critic_chunk_size`` that is not a positive integer or does not fit the critic.
+        TypeError: ``amp``, ``non_blocking``, ``check_finite`` or ``float_outputs`` is not a bool (a string such as
+            ``"false"`` included: convert command-line text where it enters).
 
     Example::
 
@@ -153,9 +166,10 @@ class GVAETrainer(Trainer):
         to_kwargs: dict | None = None,
         amp_kwargs: dict | None = None,
     ) -> None:
-        # bundle overrides such as --train#trainer#amp true arrive as strings, and "false" is truthy
-        amp, non_blocking = flag(amp, "amp"), flag(non_blocking, "non_blocking")
-        check_finite, float_outputs = flag(check_finite, "check_finite"), flag(float_outputs, "float_outputs")
+        # typed values only: a string ("false" is truthy) is refused; bundles convert command-line text beforehand
+        amp, non_blocking = check_bool(amp, "amp"), check_bool(non_blocking, "non_blocking")
+        check_finite = check_bool(check_finite, "check_finite")
+        float_outputs = check_bool(float_outputs, "float_outputs")
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -176,11 +190,45 @@ class GVAETrainer(Trainer):
             to_kwargs=to_kwargs,
             amp_kwargs=amp_kwargs,
         )
+        self._set_networks(objective, n_critic, network, encoder, generator, critic, optimizer, critic_optimizer)
+        self.critic_chunk_size = _check_critic_chunk_size(critic_chunk_size, critic, self.penalty_first)
+        self.loss_function = loss_function if loss_function is not None else EncoderGeneratorLoss()
+        self.critic_loss_function = critic_loss_function if critic_loss_function is not None else CriticLoss()
+        self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
+        self.latent_size = unwrap(self.generator).latent_size
+        self.condition_channels = self._check_condition_channels()
+        self.check_finite = check_finite
+        self._host_terms: dict[str, float] = {}  # loss terms the finiteness checks read this iteration
+        self.float_outputs = float_outputs
+        self.optim_set_to_none = optim_set_to_none
+        device = torch.device(device)
+        self._setup_amp(amp_dtype, device)
+        self.seed = seed
+        self.latent_generator = _latent_generator(seed, device)
+        self.generator_ema = self._make_generator_ema(ema_decay)
+        # Freezing the critic during the generator step skips its weight gradients; DDP needs the same set of
+        # parameters to require gradients in every backward, so a wrapped critic is left alone.
+        self._freeze_critic_in_g_step = critic is not None and unwrap(critic) is critic
+
+    def _set_networks(
+        self,
+        objective: str,
+        n_critic: int,
+        network: GVAE | None,
+        encoder: nn.Module | None,
+        generator: nn.Module | None,
+        critic: nn.Module | None,
+        optimizer: Optimizer | None,
+        critic_optimizer: Optimizer | None,
+    ) -> None:
+        """The objective, the networks (``encoder``/``generator`` default to ``network``'s) and the optimisers,
+        checked against each other."""
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}.")
         if n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {n_critic}.")
         self.objective = objective
+        self.n_critic = n_critic
         self.network = network
         self.encoder = encoder if encoder is not None else (network.encoder if network is not None else None)
         self.generator = generator if generator is not None else (network.generator if network is not None else None)
@@ -190,52 +238,9 @@ class GVAETrainer(Trainer):
         # (accumulated), -33 % peak memory for the gvae_brain3d network (3D 64^3 conv, batch 4). DDP allows one
         # backward per forward of the wrapped critic, so a DDP critic keeps a single backward.
         self.penalty_first = not isinstance(critic, DistributedDataParallel)
-        self.critic_chunk_size = _check_critic_chunk_size(critic_chunk_size, critic, self.penalty_first)
         self.optimizer = optimizer
         self.critic_optimizer = critic_optimizer
         self._check_networks()
-        self.loss_function = loss_function if loss_function is not None else EncoderGeneratorLoss()
-        self.critic_loss_function = critic_loss_function if critic_loss_function is not None else CriticLoss()
-        self.n_critic = n_critic
-        self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
-        self.latent_size = unwrap(self.generator).latent_size
-        self.condition_channels = int(getattr(unwrap(self.generator), "condition_channels", 0) or 0)
-        critic_cc = int(getattr(unwrap(critic), "condition_channels", 0) or 0) if critic is not None else None
-        if critic_cc is not None and critic_cc != self.condition_channels:
-            raise ValueError(
-                f"the generator takes {self.condition_channels} condition channel(s) but the critic {critic_cc}; "
-                "build both with the same condition_channels."
-            )
-        self.check_finite = check_finite
-        self._host_terms: dict[str, float] = {}  # loss terms the finiteness checks read this iteration
-        self.float_outputs = float_outputs
-        self.optim_set_to_none = optim_set_to_none
-
-        device = torch.device(device)
-        self.amp_dtype = _resolve_amp_dtype(amp_dtype, device)
-        # GradScaler only matters for float16; bfloat16 has float32's range.
-        use_scaler = amp and device.type == "cuda" and self.amp_dtype == torch.float16
-        self.scaler_g = torch.amp.GradScaler(device.type, enabled=use_scaler)
-        self.scaler_d = torch.amp.GradScaler(device.type, enabled=use_scaler)
-
-        self.seed = seed
-        self.latent_generator: torch.Generator | None = None
-        if seed is not None:
-            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-            self.latent_generator = torch.Generator(device=device).manual_seed(int(seed) + rank)
-
-        self.generator_ema: torch.optim.swa_utils.AveragedModel | None = None
-        if ema_decay is not None:
-            if not 0.0 < ema_decay < 1.0:
-                raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}.")
-            self.generator_ema = torch.optim.swa_utils.AveragedModel(
-                unwrap(self.generator),
-                multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay),
-                use_buffers=True,
-            )
-        # Freezing the critic during the generator step skips its weight gradients; DDP needs the same set of
-        # parameters to require gradients in every backward, so a wrapped critic is left alone.
-        self._freeze_critic_in_g_step = critic is not None and unwrap(critic) is critic
 
     def _check_networks(self) -> None:
         needs = {
@@ -246,6 +251,140 @@ class GVAETrainer(Trainer):
         missing = [name for name in needs if getattr(self, name) is None]
         if missing:
             raise ValueError(f"objective {self.objective!r} needs {', '.join(missing)}; pass network/critic/optimisers.")
+
+    def _check_condition_channels(self) -> int:
+        """The generator's condition channels (0: unconditional), checked against the critic's."""
+        channels = int(getattr(unwrap(self.generator), "condition_channels", 0) or 0)
+        if self.critic is not None:
+            critic_channels = int(getattr(unwrap(self.critic), "condition_channels", 0) or 0)
+            if critic_channels != channels:
+                raise ValueError(
+                    f"the generator takes {channels} condition channel(s) but the critic {critic_channels}; "
+                    "build both with the same condition_channels."
+                )
+        return channels
+
+    def _setup_amp(self, amp_dtype: torch.dtype | str | None, device: torch.device) -> None:
+        """The autocast dtype and the gradient scalers of the two steps (``self.amp`` is set by ``Trainer``)."""
+        self.amp_dtype = _resolve_amp_dtype(amp_dtype, device)
+        # GradScaler only matters for float16; bfloat16 has float32's range.
+        use_scaler = self.amp and device.type == "cuda" and self.amp_dtype == torch.float16
+        self.scaler_g = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        self.scaler_d = torch.amp.GradScaler(device.type, enabled=use_scaler)
+
+    def _make_generator_ema(self, ema_decay: float | None) -> torch.optim.swa_utils.AveragedModel | None:
+        """An exponential moving average of the (unwrapped) generator, or ``None`` without ``ema_decay``."""
+        if ema_decay is None:
+            return None
+        if not 0.0 < ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {ema_decay}.")
+        return torch.optim.swa_utils.AveragedModel(
+            unwrap(self.generator),
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay),
+            use_buffers=True,
+        )
+
+    # --- the trainer's state, for checkpoints
+    def random_generators(self) -> dict[str, torch.Generator]:
+        """The trainer's own random generators by name (``{"latent_generator": ...}`` when seeded, else empty):
+        what ``monai_gvae.handlers.capture_rng_state`` snapshots and a distributed resumption re-seeds."""
+        return {"latent_generator": self.latent_generator} if self.latent_generator is not None else {}
+
+    def state_dict(self) -> OrderedDict:
+        """Everything the trainer owns that training changes: Ignite's engine state (``iteration``,
+        ``epoch_length``, ``max_epochs``) and, beside it, the EMA generator, the two gradient scalers, the states of
+        :meth:`random_generators` and the KL warm-up's weight at this iteration.
+
+        The Ignite keys stay at the top level, so MONAI's ``CheckpointSaver``/``CheckpointLoader`` and
+        ``GVAECheckpointHandler`` save and load this dict as that of any engine, and ``ckpt["trainer"]["iteration"]``
+        reads as before. Plain values and tensors only (``torch.load(weights_only=True)``).
+
+        Returns:
+            the state, for :meth:`load_state_dict`.
+
+        Example::
+
+            state = trainer.state_dict()
+            other.load_state_dict(state)  # a trainer built the same way continues where this one is
+        """
+        state = super().state_dict()
+        if self.generator_ema is not None:
+            state[_EMA] = self.generator_ema.state_dict()
+        # a disabled scaler (no float16 AMP) has an empty state
+        state[_SCALERS] = {name: getattr(self, name).state_dict() for name in _SCALER_NAMES}
+        state[_GENERATORS] = {name: gen.get_state() for name, gen in self.random_generators().items()}
+        state[_SCHEDULE] = {"kl_weight": float(self.loss_function.kl_weight_at(self.state.iteration))}
+        return state
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Load :meth:`state_dict` (also a plain Ignite engine state: the parts it lacks keep their values, with a
+        warning).
+
+        Args:
+            state_dict: a state from :meth:`state_dict`.
+
+        Raises:
+            ValueError: the Ignite part is incomplete, or a part does not fit this trainer (e.g. another generator).
+
+        Example::
+
+            trainer.load_state_dict(torch.load("model.pt", weights_only=True)["trainer"])
+        """
+        super().load_state_dict(state_dict)
+        kept: list[str] = []  # parts this trainer has and the state lacks
+        ema = state_dict.get(_EMA)
+        if self.generator_ema is not None and ema is not None:
+            self.generator_ema.load_state_dict(ema)
+        elif self.generator_ema is not None:
+            kept.append(_EMA)
+        elif ema is not None:
+            self.logger.warning("the trainer state holds an EMA generator, this trainer keeps none (ema_decay=None): ignored")
+        scalers = state_dict.get(_SCALERS, {})
+        for name in _SCALER_NAMES:
+            scaler = getattr(self, name)
+            if scalers.get(name):  # empty: saved from a disabled scaler
+                scaler.load_state_dict(scalers[name])
+            elif scaler.is_enabled():
+                kept.append(name)
+        generators = state_dict.get(_GENERATORS, {})
+        for name, gen in self.random_generators().items():
+            if name in generators:
+                gen.set_state(generators[name].cpu())  # map_location may have moved the state to the GPU
+            else:
+                kept.append(name)
+        if kept:
+            self.logger.warning(
+                f"the trainer state has no {', '.join(kept)} (a plain engine state or an older checkpoint): "
+                "kept as they are, so the resumed run is not an exact continuation."
+            )
+        saved_weight = state_dict.get(_SCHEDULE, {}).get("kl_weight")
+        weight = float(self.loss_function.kl_weight_at(self.state.iteration))
+        if saved_weight is not None and not math.isclose(saved_weight, weight, rel_tol=1e-6, abs_tol=1e-12):
+            self.logger.warning(
+                f"the KL weight at iteration {self.state.iteration} was {saved_weight:g} in the saved run and is "
+                f"{weight:g} here (another kl_weight or kl_warmup_iterations): the loss schedule changes on resuming."
+            )
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        """The set-up of this run as plain values, for the record a checkpoint keeps: ``{"trainer": objective,
+        n_critic, seed, amp, check_finite, batch_size and the loss functions' weights, "network": the GVAE's
+        config}``.
+
+        Example::
+
+            trainer.describe()["trainer"]["loss_function"]["kl_warmup_iterations"]
+        """
+        trainer: dict[str, Any] = {}
+        for attr in ("objective", "n_critic", "seed", "amp", "check_finite"):
+            value = getattr(self, attr, None)
+            if isinstance(value, (bool, int, float, str)):
+                trainer[attr] = value
+        if isinstance(getattr(self.data_loader, "batch_size", None), int):
+            trainer["batch_size"] = self.data_loader.batch_size
+        for attr in ("loss_function", "critic_loss_function"):
+            trainer[attr] = _plain_settings(getattr(self, attr))
+        network = unwrap(self.network)
+        return {"trainer": trainer, "network": dict(getattr(network, "config", {}) or {})}
 
     def run(self) -> None:  # type: ignore[override]
         """Run training; calling it again continues from the current state (as ``Trainer.run``)."""
@@ -265,16 +404,7 @@ class GVAETrainer(Trainer):
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(model input, condition)`` of a batch: the condition is the last ``condition_channels`` channels."""
-        if not self.condition_channels:
-            return x, None
-        channels = int(getattr(unwrap(self.generator), "out_channels", x.shape[1] - self.condition_channels))
-        if x.shape[1] != channels + self.condition_channels:
-            raise ValueError(
-                f"a conditional GVAE with {channels} image channel(s) and {self.condition_channels} condition "
-                f"channel(s) needs batches of {channels + self.condition_channels} channels (image first, then the "
-                f"condition, e.g. PackImageLabeld's one-hot label), got shape {tuple(x.shape)}."
-            )
-        return x[:, :channels], x[:, channels:]
+        return split_condition(x, self.condition_channels, getattr(unwrap(self.generator), "out_channels", None))
 
     @staticmethod
     def _repeat(t: torch.Tensor | None, times: int) -> torch.Tensor | None:
@@ -341,13 +471,13 @@ class GVAETrainer(Trainer):
             gp = self.critic_loss_function.penalty(self.critic, x, fakes, self.latent_generator, fake_cond)
         terms = self.critic_loss_function(real_scores, fake_scores, gp)
         loss = terms["loss"]
-        self._guard({"loss_d": loss, "gp": gp, "wasserstein": terms["wasserstein"]}, "critic")
+        self._guard({K.LOSS_D: loss, K.GP: gp, K.WASSERSTEIN: terms["wasserstein"]}, "critic")
         if not chunk:
             # with penalty_first, gp is detached here: this backward adds the Wasserstein term's gradients
             backward(loss)
         self.scaler_d.step(self.critic_optimizer)
         self.scaler_d.update()
-        return {"loss_d": loss.detach(), "gp": gp.detach(), "wasserstein": terms["wasserstein"].detach()}
+        return {K.LOSS_D: loss.detach(), K.GP: gp.detach(), K.WASSERSTEIN: terms["wasserstein"].detach()}
 
     def _chunked_scores(
         self,
@@ -391,7 +521,7 @@ class GVAETrainer(Trainer):
             terms = self.loss_function(
                 x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
             )
-            self._guard({"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}, "encoder-generator")
+            self._guard(_generator_terms(terms), "encoder-generator")
             self.scaler_g.scale(terms["loss"]).backward()
             self.scaler_g.step(self.optimizer)
             self.scaler_g.update()
@@ -401,9 +531,8 @@ class GVAETrainer(Trainer):
                 self.critic.requires_grad_(True)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(unwrap(self.generator))
-        out = {"loss_g": terms["loss"], "loss_rec": terms["rec"], "loss_kl": terms["kl"], "loss_adv": terms["adv"]}
-        out = {k: v.detach() for k, v in out.items()}
-        out["pred"] = recon.detach() if recon is not None else fakes.detach()
+        out: dict[str, torch.Tensor] = {k: v.detach() for k, v in _generator_terms(terms).items()}
+        out[K.PRED] = recon.detach() if recon is not None else fakes.detach()
         return out
 
     def _guard(self, terms: dict[str, torch.Tensor], step: str) -> None:
@@ -455,9 +584,8 @@ class GVAETrainer(Trainer):
             for _ in range(engine.n_critic):
                 output.update(engine._critic_step(x, condition))
         output.update(engine._generator_step(x, engine.state.iteration, condition))
-        output["kl_weight"] = engine.loss_function.kl_weight_at(engine.state.iteration)
-        keys = ("loss_d", "gp", "wasserstein", "loss_g", "loss_rec", "loss_kl", "loss_adv")
-        present = [key for key in keys if output.get(key) is not None]
+        output[K.KL_WEIGHT] = engine.loss_function.kl_weight_at(engine.state.iteration)
+        present = [key for key in LOSS_KEYS if output.get(key) is not None]
         if engine.float_outputs and present:
             # the finiteness checks have read their terms to the host already; one copy for any others
             host = engine._host_terms
@@ -465,25 +593,42 @@ class GVAETrainer(Trainer):
             if missing:
                 host.update(zip(missing, torch.stack([output[key].float().reshape(()) for key in missing]).tolist()))
             output.update((key, host[key]) for key in present)
-        for key in keys:
+        for key in LOSS_KEYS:
             if output.get(key) is None:
                 output[key] = 0.0
-        output[CommonKeys.IMAGE] = x
-        output[CommonKeys.LABEL] = x
+        output[K.IMAGE] = x
+        output[K.LABEL] = x
         return output
 
 
 def _host_image(batchdata: Any) -> torch.Tensor | None:
     """The batch's image tensor while it is still in host memory (as the DataLoader returns it), else ``None``."""
-    image = batchdata.get(CommonKeys.IMAGE) if isinstance(batchdata, dict) else None
+    image = batchdata.get(K.IMAGE) if isinstance(batchdata, dict) else None
     return image if isinstance(image, torch.Tensor) and image.device.type == "cpu" else None
 
 
+def _generator_terms(terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The encoder-generator loss's terms under the trainer's output keys."""
+    return {K.LOSS_G: terms["loss"], K.LOSS_REC: terms["rec"], K.LOSS_KL: terms["kl"], K.LOSS_ADV: terms["adv"]}
+
+
+def _latent_generator(seed: int | None, device: torch.device) -> torch.Generator | None:
+    """The trainer's generator for latents, noise and interpolation: seeded with ``seed`` plus the process rank (DDP
+    ranks draw different latents); ``None`` without a seed (torch's global generator)."""
+    if seed is None:
+        return None
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    return torch.Generator(device=device).manual_seed(int(seed) + rank)
+
+
+def _plain_settings(obj: Any) -> dict[str, Any]:
+    """The public attributes of ``obj`` that are plain numbers, booleans or strings (a loss function's weights)."""
+    settings = vars(obj) if hasattr(obj, "__dict__") else {}
+    return {k: v for k, v in settings.items() if not k.startswith("_") and isinstance(v, (bool, int, float, str))}
+
+
 def _check_critic_chunk_size(chunk_size: Any, critic: nn.Module | None, penalty_first: bool) -> int | None:
-    """``chunk_size`` as an int or ``None`` (bundle overrides may give "null"/"none"), checked against the critic."""
-    if isinstance(chunk_size, str):
-        text = chunk_size.strip().lower()
-        chunk_size = None if text in ("", "null", "none") else int(text) if text.isdigit() else chunk_size
+    """``chunk_size`` (an int or ``None``; bundles convert command-line text beforehand), checked against the critic."""
     if chunk_size is None:
         return None
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:

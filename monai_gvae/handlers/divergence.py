@@ -19,7 +19,9 @@ from ignite.engine import Engine, Events
 from torch import nn
 
 from monai_gvae.engines.gvae_trainer import NonFiniteLossError, unwrap
-from monai_gvae.handlers.checkpoint import GVAECheckpointHandler, latest_checkpoint
+
+from .checkpoint import GVAECheckpointHandler
+from .checkpoint_io import latest_checkpoint
 
 __all__ = ["DivergenceGuard", "NonFiniteGradientError", "run_with_rollback"]
 
@@ -170,7 +172,7 @@ def run_with_rollback(
                 raise NonFiniteLossError(f"{err} No good checkpoint to roll back to in {checkpointer.save_dir}.") from err
             info = found[0]
             rollbacks += 1
-            lrs = [g["lr"] * lr_factor for opt in _optimizers(checkpointer) for g in opt.param_groups]
+            lrs = [g["lr"] * lr_factor for opt in checkpointer.optimizers for g in opt.param_groups]
             checkpointer.schedule_restore(info.path, learning_rates=lrs)
             engine.state.iteration, engine.state.epoch = info.iteration, info.epoch
             _reset_for_rerun(engine)
@@ -178,10 +180,6 @@ def run_with_rollback(
                 f"rollback {rollbacks}/{max_rollbacks}: {err} -> restarting from {info.path} "
                 f"(iteration {info.iteration}) with learning rates x{lr_factor}."
             )
-
-
-def _optimizers(checkpointer: GVAECheckpointHandler) -> list[torch.optim.Optimizer]:
-    return [v for v in checkpointer.save_dict.values() if isinstance(v, torch.optim.Optimizer)]
 
 
 def _reset_for_rerun(engine: Engine) -> None:

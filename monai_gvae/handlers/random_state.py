@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["capture_rng_state", "restore_rng_state", "data_random_generators"]
+__all__ = ["capture_rng_state", "restore_rng_state", "data_random_generators", "engine_generators"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def _numpy_state(state: tuple) -> dict[str, Any]:
 
 
 def _numpy_tuple(state: dict[str, Any]) -> tuple:
-    keys = state["keys"].numpy().astype(np.uint32)
+    keys = state["keys"].cpu().numpy().astype(np.uint32)
     return (state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"])
 
 
@@ -104,7 +103,7 @@ def _generator_state(gen: Any) -> dict[str, Any]:
 def _set_generator_state(gen: Any, state: dict[str, Any]) -> bool:
     kind = state.get("kind")
     if isinstance(gen, torch.Generator) and kind == "torch":
-        gen.set_state(state["state"])
+        gen.set_state(state["state"].cpu())
     elif isinstance(gen, np.random.RandomState) and kind == "numpy_legacy":
         gen.set_state(_numpy_tuple(state["state"]))
     elif isinstance(gen, np.random.Generator) and kind == "numpy":
@@ -114,16 +113,23 @@ def _set_generator_state(gen: Any, state: dict[str, Any]) -> bool:
     return True
 
 
-def _engine_generators(engine: Any) -> Iterator[tuple[str, torch.Generator]]:
-    for name in ("latent_generator",):
-        gen = getattr(engine, name, None)
-        if isinstance(gen, torch.Generator):
-            yield name, gen
+def engine_generators(engine: Any) -> dict[str, torch.Generator]:
+    """The engine's own random generators by name, from its ``random_generators()`` method (``GVAETrainer``'s
+    ``{"latent_generator": ...}``); empty for an engine without one.
+
+    Example::
+
+        engine_generators(trainer)  # {'latent_generator': <torch._C.Generator ...>} for a seeded GVAETrainer
+    """
+    generators = getattr(engine, "random_generators", None)
+    if not callable(generators):
+        return {}
+    return {name: gen for name, gen in generators().items() if isinstance(gen, torch.Generator)}
 
 
 def capture_rng_state(engine: Any = None, data_loader: Any = None) -> dict[str, Any]:
-    """Snapshot of the Python, NumPy, torch (CPU and CUDA) generators, the engine's own generators (the
-    ``GVAETrainer``'s ``latent_generator``) and the data pipeline's generators (:func:`data_random_generators`).
+    """Snapshot of the Python, NumPy, torch (CPU and CUDA) generators, the engine's own generators
+    (:func:`engine_generators`: the ``GVAETrainer``'s ``latent_generator``) and the data pipeline's generators (:func:`data_random_generators`).
 
     Args:
         engine: the trainer, or ``None``.
@@ -148,7 +154,7 @@ def capture_rng_state(engine: Any = None, data_loader: Any = None) -> dict[str, 
         "numpy": _numpy_state(np.random.get_state()),
         "torch": torch.get_rng_state(),
         "cuda": cuda,
-        "engine": {name: gen.get_state() for name, gen in _engine_generators(engine)},
+        "engine": {name: gen.get_state() for name, gen in engine_generators(engine).items()},
         "data": [_generator_state(g) for g in data_random_generators(data_loader)] if data_loader is not None else [],
     }
 
@@ -167,16 +173,16 @@ def restore_rng_state(state: dict[str, Any], engine: Any = None, data_loader: An
     problems: list[str] = []
     random.setstate(state["python"])
     np.random.set_state(_numpy_tuple(state["numpy"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if state.get("cuda") is not None:
         if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(state["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
         else:
             problems.append("CUDA generator states not restored (different CUDA devices)")
     engine_states = state.get("engine", {})
-    for name, gen in _engine_generators(engine):
+    for name, gen in engine_generators(engine).items():
         if name in engine_states:
-            gen.set_state(engine_states[name])
+            gen.set_state(engine_states[name].cpu())  # a map_location may have moved the state to the GPU
         else:
             problems.append(f"the checkpoint has no state for the engine's {name}")
     if data_loader is None and engine is not None:

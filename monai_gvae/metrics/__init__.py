@@ -2,12 +2,13 @@
 
 Functions take tensors and return numbers; the ``*Metric`` classes are MONAI cumulative metrics, so they
 plug into ``monai.handlers.IgniteMetricHandler`` (and evaluators) like MONAI's own. ``memorization`` finds
-generated samples that copy training images. ``basic`` is what the bundles' ``evaluate.yaml`` writes to
-``metrics.json`` (:func:`evaluate_gvae`).
+generated samples that copy training images. :func:`evaluate` runs a trained model over held-out data and
+returns the standard set (reconstruction, Dice, KL, ELBO, MMD, MS-SSIM diversity) as numbers: what both the
+bundles' ``metrics.json`` and ``monai-gvae evaluate`` report (JSON writing is in :mod:`monai_gvae.bundle.evaluation`).
 """
 
-from .basic import evaluate_gvae, evaluate_to_json, save_metrics
 from .diversity import MS_SSIM_WEIGHTS, MSSSIMDiversityMetric, ms_ssim, ms_ssim_pairs, ms_ssim_settings
+from .evaluation import EVALUATION_METRICS, METRIC_DEFINITIONS, default_metrics, describe_evaluation, evaluate
 from .frechet import (
     FeatureClassifier,
     FrechetDistanceMetric,
@@ -32,6 +33,7 @@ from .mmd import (
     DEFAULT_BANDWIDTH_SCALES,
     GaussianMMDMetric,
     LinearMMDMetric,
+    WholeSetGaussianMMDMetric,
     gaussian_mmd,
     linear_mmd,
     median_heuristic,
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_BANDWIDTH_SCALES",
     "GaussianMMDMetric",
     "LinearMMDMetric",
+    "WholeSetGaussianMMDMetric",
     "gaussian_mmd",
     "linear_mmd",
     "median_heuristic",
@@ -68,7 +71,9 @@ __all__ = [
     "memorization_report",
     "nearest_neighbours",
     "save_closest_pairs",
-    "evaluate_gvae",
-    "evaluate_to_json",
-    "save_metrics",
+    "EVALUATION_METRICS",
+    "METRIC_DEFINITIONS",
+    "default_metrics",
+    "describe_evaluation",
+    "evaluate",
 ]

@@ -64,7 +64,8 @@ def ms_ssim_settings(spatial_shape: Sequence[int], max_kernel: int = 11, min_ker
     raise ValueError(f"images of spatial shape {tuple(spatial_shape)} are too small for MS-SSIM (need >= 3 pixels).")
 
 
-def _check_range(x: torch.Tensor, value_range: tuple[float, float], name: str) -> torch.Tensor:
+def _check_images_in_range(x: torch.Tensor, value_range: tuple[float, float], name: str) -> torch.Tensor:
+    """Images ``x`` checked to be finite and inside ``value_range``, returned as offsets from its low end."""
     lo, hi = float(value_range[0]), float(value_range[1])
     if not hi > lo:
         raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}.")
@@ -113,8 +114,8 @@ def ms_ssim(
     settings = ms_ssim_settings(x.shape[2:])
     kernel_size = settings["kernel_size"] if kernel_size is None else kernel_size
     weights = settings["weights"] if weights is None else weights
-    x = _check_range(x, value_range, "x")
-    y = _check_range(y, value_range, "y")
+    x = _check_images_in_range(x, value_range, "x")
+    y = _check_images_in_range(y, value_range, "y")
     values = compute_ms_ssim(
         x,
         y,

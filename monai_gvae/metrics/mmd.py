@@ -28,6 +28,7 @@ __all__ = [
     "gaussian_mmd",
     "linear_mmd",
     "GaussianMMDMetric",
+    "WholeSetGaussianMMDMetric",
     "LinearMMDMetric",
 ]
 
@@ -211,6 +212,61 @@ class GaussianMMDMetric(_BatchMetric):
         if y is None:
             raise ValueError("GaussianMMDMetric needs real images y beside the generated y_pred.")
         return gaussian_mmd(y_pred, y, self.bandwidths).reshape(1, 1)
+
+
+class WholeSetGaussianMMDMetric(CumulativeIterationMetric):
+    """Unbiased Gaussian-kernel squared MMD between *all* generated (``y_pred``) and *all* real (``y``) images.
+
+    Unlike :class:`GaussianMMDMetric` (one estimate per batch, averaged), the batches are only collected, and
+    ``aggregate()`` computes one :func:`gaussian_mmd` over the whole set: the estimate does not depend on how the
+    images were batched, and the two sets may differ in size. The images are kept (flattened, float32, on the
+    CPU) until ``reset()``, so memory grows with the set: cap the number of images for large 3D volumes.
+
+    Args:
+        bandwidths: fixed kernel widths; ``None``: :func:`median_heuristic` (scales
+            :data:`DEFAULT_BANDWIDTH_SCALES`) of all the real images ``y`` seen, computed at ``aggregate()``.
+
+    Example::
+
+        metric = WholeSetGaussianMMDMetric()
+        for fake, real in zip(fake_batches, real_batches):
+            metric(fake, real)
+        mmd = metric.aggregate().item(); metric.reset()
+    """
+
+    def __init__(self, bandwidths: Sequence[float] | None = None) -> None:
+        super().__init__()
+        self.bandwidths = tuple(float(b) for b in bandwidths) if bandwidths is not None else None
+
+    def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        if isinstance(y_pred, (list, tuple)):
+            y_pred = torch.stack([torch.as_tensor(t) for t in y_pred])
+        if isinstance(y, (list, tuple)):
+            y = torch.stack([torch.as_tensor(t) for t in y])
+        return super().__call__(y_pred, y, **kwargs)
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> list[torch.Tensor]:
+        if y is None:
+            raise ValueError("WholeSetGaussianMMDMetric needs real images y beside the generated y_pred.")
+        if y_pred.shape[1:] != y.shape[1:]:
+            raise ValueError(
+                f"generated and real images must have the same per-image shape, got {tuple(y_pred.shape[1:])} "
+                f"and {tuple(y.shape[1:])}."
+            )
+        return [t.detach().reshape(t.shape[0], -1).float().cpu() for t in (y_pred, y)]
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        """The MMD of all generated images seen against all real images seen (float64 scalar).
+
+        Raises:
+            RuntimeError: nothing accumulated yet.
+            ValueError: fewer than 2 generated or real images (see :func:`gaussian_mmd`).
+        """
+        buffers = self.get_buffer()
+        if not isinstance(buffers, list) or len(buffers) != 2:
+            raise RuntimeError(f"{type(self).__name__}: no batch has been accumulated yet.")
+        fake, real = buffers
+        return gaussian_mmd(fake, real, self.bandwidths)
 
 
 class LinearMMDMetric(_BatchMetric):

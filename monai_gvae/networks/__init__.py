@@ -1,7 +1,11 @@
-"""GVAE networks: encoder, generator, critic and the encoder+generator inference model."""
+"""GVAE networks: encoder, generator, critic and the encoder+generator inference model; model I/O (``io``) and the
+channels-last memory format (``utils``)."""
 
-from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, GVAEGeneratorWrapper, load_gvae, reparameterize
+from .io import BUNDLE_MODEL_FILE, bundle_model_path, load_gvae, model_checksum, resolve_gvae
+from .nets import GVAE, GVAECritic, GVAEEncoder, GVAEGenerator, GVAEGeneratorWrapper, reparameterize
+from .latents import sample_latents
 from .pretrained import load_pretrained_weights
+from .utils import channels_last_format, prepare_network
 
 __all__ = [
     "GVAE",
@@ -9,7 +13,14 @@ __all__ = [
     "GVAEEncoder",
     "GVAEGenerator",
     "GVAEGeneratorWrapper",
-    "load_gvae",
-    "load_pretrained_weights",
     "reparameterize",
+    "BUNDLE_MODEL_FILE",
+    "bundle_model_path",
+    "load_gvae",
+    "model_checksum",
+    "resolve_gvae",
+    "load_pretrained_weights",
+    "channels_last_format",
+    "prepare_network",
+    "sample_latents",
 ]

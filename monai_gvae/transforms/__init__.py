@@ -1,4 +1,8 @@
-"""Transforms: packing image+label into the GVAE's channels, and GVAE synthesis for augmentation."""
+"""Transforms: packing image+label into the GVAE's channels, and GVAE synthesis for augmentation.
+
+The model a synthesis transform draws from is read by ``monai_gvae.networks`` (``resolve_gvae``, ``load_gvae``,
+``model_checksum``), the package's one place for model I/O.
+"""
 
 from .array import GVAESynthesize, PackImageLabel
 from .conditioning import encode_pairs, label_to_condition, posterior_variants, synthesize_for_labels
@@ -12,16 +16,7 @@ from .dictionary import (
 )
 from .filtering import SyntheticPairFilter, calibrate_posterior_sigma, foreground_dice
 from .label_maps import interpolate_label_maps, nearest_label_maps, signed_distance_maps
-from .pool import (
-    BUNDLE_MODEL_FILE,
-    SYNTHETIC_FLAG,
-    SYNTHETIC_MODE,
-    SYNTHETIC_MODEL,
-    GVAESamplePool,
-    model_checksum,
-    resolve_gvae,
-    synthetic_meta,
-)
+from .pool import SYNTHETIC_FLAG, SYNTHETIC_MODE, SYNTHETIC_MODEL, GVAESamplePool, synthetic_meta
 from .utils import from_model_range, pack_image_label, to_model_range, unpack_image_label, unpack_to_host
 
 __all__ = [
@@ -34,13 +29,10 @@ __all__ = [
     "GVAESynthesizeD",
     "GVAESynthesizeDict",
     "GVAESamplePool",
-    "resolve_gvae",
-    "model_checksum",
     "synthetic_meta",
     "SYNTHETIC_FLAG",
     "SYNTHETIC_MODEL",
     "SYNTHETIC_MODE",
-    "BUNDLE_MODEL_FILE",
     "pack_image_label",
     "unpack_image_label",
     "unpack_to_host",

@@ -15,6 +15,7 @@ from monai.transforms import RandomizableTransform, Transform
 from monai.utils import MAX_SEED, MetaKeys, TransformBackends, convert_to_tensor
 from torch import nn
 
+from monai_gvae.data.utils import resize_tensor
 from monai_gvae.transforms.pool import (
     SYNTHETIC_FLAG,
     SYNTHETIC_MODE,
@@ -24,6 +25,7 @@ from monai_gvae.transforms.pool import (
 )
 from monai_gvae.transforms.conditioning import label_to_condition
 from monai_gvae.transforms.utils import from_model_range, pack_image_label, to_model_range
+from monai_gvae.utils import check_bool
 
 __all__ = ["PackImageLabel", "GVAESynthesize"]
 
@@ -128,6 +130,7 @@ class GVAESynthesize(RandomizableTransform):
     Raises:
         ValueError: unknown mode or label format, negative sigma; at call time, an input whose channels, spatial
             shape or label do not fit the model (the message names both).
+        TypeError: ``resize`` or ``amp`` is not a bool (e.g. the string ``"false"``).
 
     Example::
 
@@ -190,7 +193,7 @@ class GVAESynthesize(RandomizableTransform):
         self.sigma = float(sigma)
         self.intensity_range = intensity_range
         self.label_format = label_format
-        self.resize = bool(resize)
+        self.resize = check_bool(resize, "resize")
         self._latent_rng = torch.Generator().manual_seed(int(self.R.randint(MAX_SEED)))
         self._u = 0.0
         # whether the last call produced a synthetic item (a filtered conditional synthesis may stay real)
@@ -275,8 +278,8 @@ class GVAESynthesize(RandomizableTransform):
         else:
             gen_image, gen_label = self._posterior(image_t, label_t, onehot, (low, high), spatial, model_spatial)
         if spatial != model_spatial:
-            gen_image = _resize(gen_image, spatial, "bilinear" if dims == 2 else "trilinear")
-            gen_label = _resize(gen_label, spatial, "nearest") if gen_label is not None else None
+            gen_image = resize_tensor(gen_image, spatial, "bilinear" if dims == 2 else "trilinear")
+            gen_label = resize_tensor(gen_label, spatial, "nearest") if gen_label is not None else None
 
         self.last_synthetic = True
         out_image = _cast(from_model_range(gen_image, (low, high)), image_t.dtype)
@@ -336,8 +339,8 @@ class GVAESynthesize(RandomizableTransform):
         if label is not None:
             index = label.argmax(dim=0, keepdim=True) if onehot else label.round().long()
         if spatial != model_spatial:
-            image = _resize(image, model_spatial, "area" if dims == 2 else "trilinear")
-            index = _resize(index, model_spatial, "nearest") if index is not None else None
+            image = resize_tensor(image, model_spatial, "area" if dims == 2 else "trilinear")
+            index = resize_tensor(index, model_spatial, "nearest") if index is not None else None
         layout = "foreground" if model.label_channels == 1 else "onehot"
         packed = pack_image_label(image, index, model.num_classes if index is not None else None, layout, intensity_range)
         mu, _ = self.pool.encode(packed[None])
@@ -364,13 +367,13 @@ class GVAESynthesize(RandomizableTransform):
         dims = int(model.spatial_dims)
         index = label.argmax(dim=0, keepdim=True) if onehot else label.round().long()
         if spatial != model_spatial:
-            index = _resize(index, model_spatial, "nearest")
+            index = resize_tensor(index, model_spatial, "nearest")
         condition = label_to_condition(index[None], int(model.num_classes), int(model.condition_channels))
         mu = None
         if self.mode == "posterior":
             source = image.float()
             if spatial != model_spatial:
-                source = _resize(source, model_spatial, "area" if dims == 2 else "trilinear")
+                source = resize_tensor(source, model_spatial, "area" if dims == 2 else "trilinear")
             mu, _ = self.pool.encode(to_model_range(source, intensity_range)[None], condition=condition)
         sample_filter = self.pool.sample_filter
         attempts = self.pool.max_attempts if sample_filter is not None else 1
@@ -385,14 +388,6 @@ class GVAESynthesize(RandomizableTransform):
             if keep:
                 return gen_image[0]
         return None
-
-
-def _resize(x: torch.Tensor, size: tuple[int, ...], mode: str) -> torch.Tensor:
-    """Resize a channel-first tensor (no batch axis); ``nearest`` keeps integer values."""
-    dtype = x.dtype
-    kwargs = {} if mode in ("nearest", "area") else {"align_corners": False}
-    out = torch.nn.functional.interpolate(x[None].float(), size=size, mode=mode, **kwargs)[0]
-    return out.round().to(dtype) if not dtype.is_floating_point else out.to(dtype)
 
 
 def _cast(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -19,20 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from monai_gvae.engines.performance import prepare_network
-from monai_gvae.networks.nets.gvae import load_gvae
+from monai_gvae.networks.io import model_checksum, resolve_gvae
+from monai_gvae.networks.utils import prepare_network
 from monai_gvae.transforms.utils import unpack_to_host
+from monai_gvae.utils import check_bool
 
-__all__ = [
-    "GVAESamplePool",
-    "resolve_gvae",
-    "model_checksum",
-    "synthetic_meta",
-    "SYNTHETIC_FLAG",
-    "SYNTHETIC_MODEL",
-    "SYNTHETIC_MODE",
-    "BUNDLE_MODEL_FILE",
-]
+__all__ = ["GVAESamplePool", "synthetic_meta", "SYNTHETIC_FLAG", "SYNTHETIC_MODEL", "SYNTHETIC_MODE"]
 
 SYNTHETIC_FLAG = "synthetic"
 """Meta key (and default dictionary key) saying whether an item is synthetic (``bool``)."""
@@ -40,11 +32,6 @@ SYNTHETIC_MODEL = "synthetic_model_sha256"
 """Meta key holding the generating model's identity (sha256; ``""`` on real items)."""
 SYNTHETIC_MODE = "synthetic_mode"
 """Meta key holding the synthesis mode (``"prior"``, ``"posterior"``; ``""`` on real items)."""
-BUNDLE_MODEL_FILE = os.path.join("models", "model.pt")
-"""Checkpoint path inside a bundle folder, as written by the bundles' ``CheckpointSaver``."""
-
-_MODEL_ATTRIBUTES = ("encode", "decode", "latent_size", "image_size", "image_channels", "label_channels",
-                     "num_classes", "spatial_dims")
 
 # Meta keys that may identify a patient or a source file. On synthetic items their values are replaced by
 # "SYNTHETIC" (strings) or dropped (other types): the geometry (affine, spacing, shape) is kept.
@@ -54,62 +41,6 @@ _IDENTIFIER_KEY = re.compile(
     r"^[0-9a-f]{4}[|,]?[0-9a-f]{4}$)",  # DICOM tags as ITK ("0010|0010") or pydicom ("00100010") keys
     re.IGNORECASE,
 )
-
-
-def resolve_gvae(
-    model: nn.Module | str | os.PathLike, checkpoint_key: str = "gvae", device: str | torch.device = "cpu"
-) -> nn.Module:
-    """The GVAE to synthesise with, on ``device`` and in eval mode.
-
-    Args:
-        model: a ``GVAE`` instance; a checkpoint file (see :func:`monai_gvae.networks.load_gvae`); or a bundle
-            folder holding ``models/model.pt``.
-        checkpoint_key: entry of a multi-network checkpoint (``"gvae"``; ``"gvae_ema"`` for an EMA copy).
-        device: device of the returned model. A model already on ``device`` is shared (not copied); one on
-            another device is copied once, so the caller's model is never moved.
-
-    Returns:
-        the model, in eval mode.
-
-    Raises:
-        FileNotFoundError: a path that is neither a file nor a bundle folder with ``models/model.pt``.
-        TypeError: an object that is not a GVAE-like module (needs ``encode``, ``decode``, ``latent_size``...).
-
-    Example::
-
-        model = resolve_gvae("bundles/gvae_brain2d")  # loads bundles/gvae_brain2d/models/model.pt
-    """
-    device = torch.device(device)
-    if isinstance(model, (str, os.PathLike)):
-        path = os.fspath(model)
-        if os.path.isdir(path):
-            candidate = os.path.join(path, BUNDLE_MODEL_FILE)
-            if not os.path.isfile(candidate):
-                raise FileNotFoundError(
-                    f"{path} is a folder but holds no {BUNDLE_MODEL_FILE}; pass a GVAE, a checkpoint file or a "
-                    "trained bundle folder."
-                )
-            path = candidate
-        return load_gvae(path, key=checkpoint_key, map_location=device).eval()
-    if not isinstance(model, nn.Module) or any(not hasattr(model, a) for a in _MODEL_ATTRIBUTES):
-        raise TypeError(
-            f"model must be a GVAE, a checkpoint path or a bundle folder, got {type(model).__name__} "
-            f"(a GVAE-like module needs {', '.join(_MODEL_ATTRIBUTES)})."
-        )
-    params = list(model.parameters())
-    if params and params[0].device != device:
-        checksum = model_checksum(model)
-        model = copy.deepcopy(model).to(device)
-        model.checksum = checksum
-    return model.eval()
-
-
-def model_checksum(model: nn.Module) -> str:
-    """The model's identity, as the synthesis manifests record it: see :func:`monai_gvae.bundle.model_checksum`
-    (sha256 of the checkpoint file a model was loaded from, else of its state dict)."""
-    from monai_gvae.bundle.synthesis import model_checksum as checksum  # imported here: bundle sits above transforms
-
-    return checksum(model)
 
 
 def synthetic_meta(meta: Mapping[str, Any], checksum: str, mode: str) -> dict[str, Any]:
@@ -141,7 +72,7 @@ class GVAESamplePool:
     frozen: its identity (``checksum``) is taken once, here; make a new pool after training it further.
 
     Args:
-        model: a ``GVAE``, a checkpoint file or a bundle folder (see :func:`resolve_gvae`).
+        model: a ``GVAE``, a checkpoint file or a bundle folder (see :func:`monai_gvae.networks.resolve_gvae`).
         pool_size: samples per buffer.
         batch_size: samples per forward pass while filling the buffer.
         refresh_every: draws after which the buffer is regenerated; default ``4 * pool_size``.
@@ -162,6 +93,7 @@ class GVAESamplePool:
 
     Raises:
         ValueError: a non-positive size.
+        TypeError: ``channels_last`` or ``amp`` is not a bool (e.g. the string ``"false"``).
 
     Example::
 
@@ -190,9 +122,9 @@ class GVAESamplePool:
         self.device = torch.device(device)
         self.model = resolve_gvae(model, checkpoint_key, self.device)
         self.checksum = model_checksum(self.model)  # of the weights as given (the memory format is not hashed)
-        if channels_last:
+        if check_bool(channels_last, "channels_last"):
             prepare_network(self.model, channels_last=True)
-        self.amp = bool(amp)
+        self.amp = check_bool(amp, "amp")
         self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         self.pool_size = int(pool_size)
         self.batch_size = int(batch_size)

@@ -8,6 +8,7 @@ Generated label channels are decoded by argmax (one-hot) or by a threshold at 0 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -19,7 +20,8 @@ RANGE_TOLERANCE = 0.05
 out, :func:`pack_image_label` raises instead of producing model inputs far outside [-1, 1]."""
 
 
-def _check_range(intensity_range: tuple[float, float]) -> tuple[float, float]:
+def _check_intensity_range(intensity_range: tuple[float, float]) -> tuple[float, float]:
+    """``(low, high)`` as floats: two finite numbers with ``high > low`` (the range itself; no image is checked)."""
     try:
         low, high = (float(v) for v in intensity_range)
     except (TypeError, ValueError) as e:
@@ -40,7 +42,7 @@ def to_model_range(image: torch.Tensor, intensity_range: tuple[float, float] = (
     Raises:
         ValueError: ``intensity_range`` is not finite with ``high > low``.
     """
-    low, high = _check_range(intensity_range)
+    low, high = _check_intensity_range(intensity_range)
     return (image.float() - low) / (high - low) * 2.0 - 1.0
 
 
@@ -50,7 +52,7 @@ def from_model_range(image: torch.Tensor, intensity_range: tuple[float, float] =
     Raises:
         ValueError: ``intensity_range`` is not finite with ``high > low``.
     """
-    low, high = _check_range(intensity_range)
+    low, high = _check_intensity_range(intensity_range)
     return (image.float().clamp(-1.0, 1.0) + 1.0) / 2.0 * (high - low) + low
 
 
@@ -88,12 +90,37 @@ def pack_image_label(
 
         packed = pack_image_label(torch.rand(1, 64, 64), torch.randint(0, 4, (1, 64, 64)), num_classes=4)
     """
+    image = _numeric_tensor(image, "image")
+    low, high = _check_intensity_range(intensity_range)
+    _check_image(image, (low, high), image_channels, spatial_dims)
+    packed = to_model_range(image, (low, high))
+    if label is None:
+        return packed
+    label = _numeric_tensor(label, "label")
+    index, num_classes = _checked_label_index(label, tuple(image.shape), num_classes, label_channels)
+    if label_channels == "onehot":
+        onehot = torch.nn.functional.one_hot(index.as_subclass(torch.Tensor), num_classes).movedim(-1, 0).float()
+    else:
+        onehot = index.as_subclass(torch.Tensor)[None].float()
+    return torch.cat([packed, (onehot * 2.0 - 1.0).to(packed.device)], dim=0)
+
+
+def _numeric_tensor(x: Any, what: str) -> torch.Tensor:
+    """``x`` as a real-valued tensor; a ``TypeError`` naming ``what`` otherwise."""
     try:
-        image = torch.as_tensor(image)
+        x = torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"image must be a numeric array or tensor, got {type(image).__name__}: {e}") from e
-    _check_real(image, "image")
-    low, high = _check_range(intensity_range)
+        raise TypeError(f"{what} must be a numeric array or tensor, got {type(x).__name__}: {e}") from e
+    _check_real(x, what)
+    return x
+
+
+def _check_image(
+    image: torch.Tensor, intensity_range: tuple[float, float], image_channels: int | None, spatial_dims: int | None
+) -> None:
+    """An image ``(C, *spatial)`` of the expected channels and rank, finite, inside ``intensity_range`` (up to
+    :data:`RANGE_TOLERANCE` of its width)."""
+    low, high = intensity_range
     if image.ndim < 2:
         raise ValueError(f"image must be channel-first (C, *spatial), got shape {tuple(image.shape)}.")
     if image.numel() == 0:
@@ -117,18 +144,17 @@ def pack_image_label(
             f"image values [{lo:g}, {hi:g}] are outside intensity_range ({low:g}, {high:g}): scale the image "
             "(e.g. ScaleIntensityd) or set intensity_range to its range."
         )
-    packed = to_model_range(image, (low, high))
-    if label is None:
-        return packed
-    try:
-        label = torch.as_tensor(label)
-    except (TypeError, ValueError, RuntimeError) as e:
-        raise TypeError(f"label must be a numeric array or tensor, got {type(label).__name__}: {e}") from e
-    _check_real(label, "label")
-    if label.ndim != image.ndim or label.shape[0] != 1 or label.shape[1:] != image.shape[1:]:
+
+
+def _checked_label_index(
+    label: torch.Tensor, image_shape: tuple[int, ...], num_classes: Any, label_channels: str
+) -> tuple[torch.Tensor, int]:
+    """A one-channel class-index map matching the image, as ``(index map (spatial) int64, num_classes)``, after
+    checking the label and the packing options."""
+    if label.ndim != len(image_shape) or label.shape[0] != 1 or tuple(label.shape[1:]) != image_shape[1:]:
         raise ValueError(
             f"label must be a one-channel index map (1, *spatial) matching the image's spatial shape "
-            f"{tuple(image.shape[1:])}, got {tuple(label.shape)}."
+            f"{image_shape[1:]}, got {tuple(label.shape)}."
         )
     if num_classes is None or isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 to pack a label, got {num_classes}.")
@@ -148,12 +174,7 @@ def pack_image_label(
     lo, hi = float(label.min()), float(label.max())
     if lo < 0 or hi >= num_classes:
         raise ValueError(f"label values must be class indices in [0, {num_classes}), got [{lo:g}, {hi:g}].")
-    index = label[0].long()
-    if label_channels == "onehot":
-        onehot = torch.nn.functional.one_hot(index.as_subclass(torch.Tensor), num_classes).movedim(-1, 0).float()
-    else:
-        onehot = index.as_subclass(torch.Tensor)[None].float()
-    return torch.cat([packed, (onehot * 2.0 - 1.0).to(packed.device)], dim=0)
+    return label[0].long(), num_classes
 
 
 def unpack_image_label(

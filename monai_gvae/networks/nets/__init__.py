@@ -1,7 +1,7 @@
-from .gvae import GVAE, load_gvae, reparameterize
+from .gvae import GVAE, reparameterize
 from .gvae_critic import GVAECritic
 from .gvae_encoder import GVAEEncoder
 from .gvae_export import GVAEGeneratorWrapper
 from .gvae_generator import GVAEGenerator
 
-__all__ = ["GVAE", "GVAECritic", "GVAEEncoder", "GVAEGenerator", "GVAEGeneratorWrapper", "load_gvae", "reparameterize"]
+__all__ = ["GVAE", "GVAECritic", "GVAEEncoder", "GVAEGenerator", "GVAEGeneratorWrapper", "reparameterize"]

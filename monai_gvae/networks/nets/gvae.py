@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Any
 
 import torch
@@ -13,7 +11,7 @@ from monai_gvae.networks.nets.gvae_encoder import GVAEEncoder
 from monai_gvae.networks.blocks.trunks import check_condition_mode, check_upsample
 from monai_gvae.networks.nets.gvae_generator import GVAEGenerator
 
-__all__ = ["GVAE", "reparameterize", "load_gvae"]
+__all__ = ["GVAE", "reparameterize"]
 
 # Bounds on log-variance: exp(20 / 2) ~ 2e4 and exp(-30 / 2) ~ 3e-7 are far outside any useful posterior,
 # and clamping there keeps exp() finite when a batch makes the encoder's head spike.
@@ -36,7 +34,7 @@ class GVAE(nn.Module):
     ``num_classes`` record that split so that loaders, transforms and writers can decode samples.
 
     The constructor arguments are stored in the module's extra state, so every checkpoint of a ``GVAE``
-    (``state_dict()``) carries what is needed to rebuild it: see :func:`load_gvae`.
+    (``state_dict()``) carries what is needed to rebuild it: see :func:`monai_gvae.networks.load_gvae`.
 
     Args:
         spatial_dims: 2 or 3.
@@ -263,44 +261,3 @@ class GVAE(nn.Module):
         model.load_state_dict(state_dict)
         return model
 
-
-def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | torch.device = "cpu") -> GVAE:
-    """Load a ``GVAE`` from a checkpoint file.
-
-    Accepts a file holding the ``GVAE``'s ``state_dict()`` directly, or a dict of state dicts as written by
-    MONAI's ``CheckpointSaver`` (``key`` selects the entry, ``"gvae"`` by default; an EMA copy saved under
-    ``"gvae_ema"`` can be chosen the same way).
-
-    Args:
-        path: the checkpoint file.
-        key: entry of a multi-network checkpoint.
-        map_location: where to load tensors.
-
-    Returns:
-        the model in eval mode, with ``checksum`` (sha256 of the file) and ``source`` attributes set.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: unreadable file, no GVAE in it, or NaN/Inf weights.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"GVAE checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"cannot read GVAE checkpoint {path}: {e}") from e
-    if isinstance(ckpt, dict) and "_extra_state" not in ckpt:
-        if key not in ckpt:
-            raise ValueError(f"checkpoint {path} has no entry {key!r}; entries: {sorted(ckpt)}")
-        ckpt = ckpt[key]
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"checkpoint {path} does not hold a state dict.")
-    bad = [k for k, v in ckpt.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ValueError(f"checkpoint {path} holds NaN/Inf weights (a diverged model) in {', '.join(bad[:5])}.")
-    model = GVAE.from_state_dict(ckpt)
-    with open(path, "rb") as f:
-        model.checksum = hashlib.sha256(f.read()).hexdigest()
-    model.source = path
-    return model.eval()

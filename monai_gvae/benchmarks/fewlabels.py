@@ -1,0 +1,668 @@
+"""The few-label benchmark's arms: label-conditioned GVAE synthesis (with or without an unlabelled pool) added
+to classical augmentation for a MONAI UNet trained on k labelled brain slices (docs/fewlabels.md).
+
+It shares the segmentation benchmark's data, k-subset draw, segmenter, classical augmentation and metric
+(:mod:`monai_gvae.benchmarks.segmentation`), so both tables measure the same thing. :func:`run_cell` runs every
+arm of one (k, seed) cell; :func:`write_fewlabels_outputs` writes the tables and plot; :func:`merge_runs`
+combines runs split by seed over processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import DataLoader, Dataset
+from monai.networks.nets import UNet
+from monai.transforms import Compose, EnsureTyped, Rand2DElasticd, RandAffined, RandFlipd
+from monai.utils import set_determinism
+
+from monai_gvae.benchmarks.plots import PLOT_COLOURS, plot_dice_against_k
+from monai_gvae.benchmarks.report import markdown_table, prepare_output_dir, read_json, write_json, write_text
+from monai_gvae.benchmarks.segmentation import IMAGE_SIZE, KEYS, NUM_CLASSES, dice_scores, train_segmenter
+from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference
+from monai_gvae.bundle import save_sample_grid
+from monai_gvae.data import labelled_subset, unlabelled_pool
+from monai_gvae.engines import GVAETrainer
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
+from monai_gvae.networks import GVAE, GVAECritic, load_pretrained_weights
+from monai_gvae.transforms import (
+    PackImageLabeld,
+    SyntheticPairFilter,
+    calibrate_posterior_sigma,
+    interpolate_label_maps,
+    label_to_condition,
+    nearest_label_maps,
+    posterior_variants,
+    synthesize_for_labels,
+)
+
+__all__ = [
+    "ARMS",
+    "ARM_NAMES",
+    "ARM_SHORT",
+    "POOL_ARMS",
+    "CONDITIONAL_ARMS",
+    "FewLabelSettings",
+    "deformation",
+    "packer",
+    "gvae_parts",
+    "train_gvae",
+    "pretrain",
+    "deformed_pairs",
+    "interpolated_pairs",
+    "conditional_synthesis",
+    "joint_pool_synthesis",
+    "save_pairs",
+    "run_cell",
+    "mean_gvae_seconds",
+    "fewlabels_report",
+    "write_fewlabels_outputs",
+    "render_run",
+    "merge_runs",
+]
+
+ARMS = ("classical", "elastic", "cond", "cond_pool", "joint_pool", "interp", "cond_interp", "cond_pool_interp")
+ARM_NAMES = {
+    "classical": "classical (flip + affine)",
+    "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
+    "cond": "classical + label-conditioned GVAE (k slices only)",
+    "cond_pool": "classical + label-conditioned GVAE pre-trained on the unlabelled pool",
+    "joint_pool": "classical + joint GVAE variants of the unlabelled pool, segmenter-filtered",
+    "interp": "classical + interpolated pairs (control, no GVAE: blended images)",
+    "cond_interp": "classical + label-conditioned GVAE (k slices only) on interpolated label maps",
+    "cond_pool_interp": "classical + label-conditioned GVAE pre-trained on the unlabelled pool, on interpolated "
+                        "label maps",
+}
+ARM_SHORT = {
+    "classical": "classical",
+    "elastic": "+ elastic control (no GVAE)",
+    "cond": "+ cond. GVAE (k slices)",
+    "cond_pool": "+ cond. GVAE (pool pre-trained)",
+    "joint_pool": "+ joint GVAE pool variants",
+    "interp": "+ interpolation control (no GVAE)",
+    "cond_interp": "+ cond. GVAE (k), interpolated maps",
+    "cond_pool_interp": "+ cond. GVAE (pool), interpolated maps",
+}
+POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
+"""Arms that use the unlabelled pool (the train split's images, labels hidden)."""
+CONDITIONAL_ARMS = ("cond", "cond_pool", "cond_interp", "cond_pool_interp")
+
+
+@dataclass(frozen=True)
+class FewLabelSettings:
+    """Training settings of the few-label benchmark (the command line's, typed; defaults chosen on the
+    validation split, see docs/fewlabels.md).
+
+    Attributes:
+        seg_iterations: segmenter iterations per arm.
+        batch_size: segmenter batch.
+        synthetic_fraction: share of synthetic items per segmenter epoch, in [0, 1).
+        num_synthetic: synthetic pairs generated per (k, seed, arm).
+        gvae_iterations: conditional GVAE iterations on the k slices (``cond``).
+        pretrain_iterations: image-only pre-training iterations on the unlabelled pool.
+        adapt_iterations: adaptation iterations on the k slices (pool arms).
+        gvae_batch: GVAE batch.
+        latent_size: GVAE latent size.
+        base_channels: GVAE (conv architecture) base channels.
+        upsample: generator upsampling, ``"nearest"`` or ``"transposed"``.
+        kl_weight: KL weight of the GVAE objective.
+        adv_weight: adversarial weight of the GVAE objective.
+        critic_quantile: conditional arms keep pairs the critic scores at least as high as this quantile of the
+            real pairs' scores (negative: no filter).
+        min_dice: ``joint_pool``'s segmenter-agreement threshold.
+        sigma_min_dice: ``joint_pool``: largest sigma whose variants of the k slices keep this label Dice.
+    """
+
+    seg_iterations: int = 300
+    batch_size: int = 16
+    synthetic_fraction: float = 0.25
+    num_synthetic: int = 256
+    gvae_iterations: int = 500
+    pretrain_iterations: int = 500
+    adapt_iterations: int = 250
+    gvae_batch: int = 8
+    latent_size: int = 32
+    base_channels: int = 16
+    upsample: str = "nearest"
+    kl_weight: float = 2e-2
+    adv_weight: float = 1e-3
+    critic_quantile: float = 0.0
+    min_dice: float = 0.7
+    sigma_min_dice: float = 0.6
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace | Mapping[str, Any]) -> FewLabelSettings:
+        """The settings of parsed command-line arguments or of a saved ``settings`` dict (other keys ignored)."""
+        values = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+# --- transforms
+def deformation() -> Compose:
+    """New label maps for synthesis (and the elastic control): flip, affine and elastic warps of real pairs."""
+    return Compose([
+        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),
+        RandAffined(keys=KEYS, prob=0.8, rotate_range=0.26, scale_range=0.1, translate_range=4,
+                    mode=("bilinear", "nearest"), padding_mode="zeros"),
+        Rand2DElasticd(keys=KEYS, prob=1.0, spacing=16, magnitude_range=(0, 2), mode=("bilinear", "nearest"),
+                       padding_mode="zeros"),
+    ])
+
+
+def packer(with_label: bool, augment: bool) -> Compose:
+    """Items to GVAE inputs: the image alone, or image + one-hot label (optionally after :func:`deformation`)."""
+    steps = [deformation()] if augment else []
+    steps += [PackImageLabeld("image", "label" if with_label else None,
+                              num_classes=NUM_CLASSES if with_label else None),
+              EnsureTyped(keys="image", track_meta=False)]
+    return Compose(steps)
+
+
+def _stack(items: Sequence[Mapping[str, Any]], key: str) -> torch.Tensor:
+    return torch.stack([torch.as_tensor(i[key]) for i in items])
+
+
+# --- GVAE training
+def gvae_parts(settings: FewLabelSettings, kind: str, seed: int) -> tuple[GVAE, GVAECritic]:
+    """GVAE and critic of one ``kind``: ``"image"`` (image-only), ``"conditional"`` (image given a one-hot
+    label) or ``"joint"`` (image + label).
+
+    The initial weights are drawn after seeding with ``seed``, so they do not depend on what ran before.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind not in ("image", "conditional", "joint"):
+        raise ValueError(f"kind must be 'image', 'conditional' or 'joint', got {kind!r}.")
+    set_determinism(seed)
+    net = {"latent_size": settings.latent_size, "architecture": "conv", "base_channels": settings.base_channels,
+           "max_channels": 128, "upsample": settings.upsample}
+    crit = {"architecture": "conv", "base_channels": settings.base_channels, "max_channels": 128}
+    if kind == "image":
+        return GVAE(2, 1, IMAGE_SIZE, **net), GVAECritic(2, 1, IMAGE_SIZE, **crit)
+    if kind == "conditional":
+        return (GVAE(2, 1, IMAGE_SIZE, num_classes=NUM_CLASSES, condition_channels=NUM_CLASSES, **net),
+                GVAECritic(2, 1, IMAGE_SIZE, condition_channels=NUM_CLASSES, **crit))
+    return (GVAE(2, 1 + NUM_CLASSES, IMAGE_SIZE, image_channels=1, num_classes=NUM_CLASSES, **net),
+            GVAECritic(2, 1 + NUM_CLASSES, IMAGE_SIZE, **crit))
+
+
+def train_gvae(
+    gvae: GVAE,
+    critic: GVAECritic,
+    items: Sequence[dict],
+    transform: Compose,
+    iterations: int,
+    settings: FewLabelSettings,
+    seed: int,
+    params: Iterator[torch.nn.Parameter] | None = None,
+) -> float:
+    """``iterations`` GVAE iterations on ``items`` (drawn with replacement, batch ``settings.gvae_batch``).
+
+    Args:
+        params: the parameters the encoder-generator optimiser updates (default: all of ``gvae``'s).
+
+    Returns:
+        the seconds taken; ``gvae`` and ``critic`` are left in eval mode.
+    """
+    set_determinism(seed)
+    data = Dataset([dict(i) for i in items], transform)
+    sampler = torch.utils.data.RandomSampler(data, replacement=True, num_samples=iterations * settings.gvae_batch,
+                                             generator=torch.Generator().manual_seed(seed))
+    trainer = GVAETrainer(
+        device="cpu", max_epochs=1,
+        train_data_loader=DataLoader(data, batch_size=settings.gvae_batch, sampler=sampler),
+        network=gvae, critic=critic,
+        optimizer=torch.optim.Adam(gvae.parameters() if params is None else params, 1e-3, betas=(0.5, 0.9)),
+        critic_optimizer=torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9)),
+        loss_function=EncoderGeneratorLoss(rec_weight=1.0, kl_weight=settings.kl_weight,
+                                           adv_weight=settings.adv_weight, kl_warmup_iterations=min(50, iterations)),
+        critic_loss_function=CriticLoss(gp_weight=10.0), seed=seed,
+    )
+    start = time.perf_counter()
+    trainer.run()
+    gvae.eval()
+    critic.eval()
+    return time.perf_counter() - start
+
+
+def pretrain(train: Sequence[dict], settings: FewLabelSettings, seed: int) -> dict[str, Any]:
+    """Image-only GVAE on the unlabelled pool (the train split's images, labels hidden).
+
+    Returns:
+        ``{"gvae": state dict, "critic": state dict, "seconds": ..., "pool": the pool's items}``.
+    """
+    pool = unlabelled_pool(train)
+    gvae, critic = gvae_parts(settings, "image", seed)
+    seconds = train_gvae(gvae, critic, pool, packer(False, augment=False), settings.pretrain_iterations, settings, seed)
+    return {"gvae": gvae.state_dict(), "critic": critic.state_dict(), "seconds": seconds, "pool": pool}
+
+
+# --- synthetic pairs
+def deformed_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """``n`` real pairs warped by :func:`deformation` (image and label together), seeded."""
+    warp = deformation()
+    warp.set_random_state(seed=seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in rng.integers(0, len(items), size=n):
+        d = warp({"image": items[j]["image"], "label": items[j]["label"]})
+        out.append({"image": torch.as_tensor(d["image"]).float(), "label": torch.as_tensor(d["label"]).long()})
+    return out
+
+
+def interpolated_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """``n`` pairs between two similar labelled items, then warped by :func:`deformation`, seeded.
+
+    Each pair takes an item, one of its two most similar others (label Dice: ``nearest_label_maps``) and a
+    weight ``w`` in [0.25, 0.75]: the label is the shape-based interpolation of the two label maps
+    (``interpolate_label_maps``), the image the pixel blend ``(1 - w) a + w b``. The conditional arms keep only
+    the label and render its image; the ``interp`` control trains on the blend (what interpolation gives without
+    a generator).
+    """
+    labels = _stack(items, "label").long()
+    neighbours = nearest_label_maps(labels, NUM_CLASSES, neighbours=min(2, len(items) - 1))
+    warp = deformation()
+    warp.set_random_state(seed=seed)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        i = int(rng.integers(len(items)))
+        j = int(neighbours[i, rng.integers(neighbours.shape[1])])
+        w = float(rng.uniform(0.25, 0.75))
+        image = (1 - w) * torch.as_tensor(items[i]["image"]).float() + w * torch.as_tensor(items[j]["image"]).float()
+        label = interpolate_label_maps(labels[i], labels[j], w, NUM_CLASSES)
+        d = warp({"image": image, "label": label})
+        out.append({"image": torch.as_tensor(d["image"]).float(), "label": torch.as_tensor(d["label"]).long()})
+    return out
+
+
+def conditional_synthesis(
+    gvae: GVAE,
+    critic: GVAECritic,
+    items: Sequence[dict],
+    settings: FewLabelSettings,
+    seed: int,
+    label_maps: Callable[[Sequence[dict], int, int], list[dict]] | None = None,
+) -> tuple[list[dict], float | None]:
+    """Images generated by a label-conditioned GVAE for new label maps, critic-filtered.
+
+    Args:
+        label_maps: ``label_maps(items, n, seed)`` makes the pairs whose labels are rendered (default
+            :func:`deformed_pairs`); up to four rounds of ``settings.num_synthetic`` candidates are drawn.
+
+    Returns:
+        ``(pairs with images in [0, 1], the filter's acceptance rate or None without a filter)``.
+    """
+    label_maps = deformed_pairs if label_maps is None else label_maps
+    keep = None
+    if settings.critic_quantile >= 0:
+        keep = SyntheticPairFilter(NUM_CLASSES, critic=critic)
+        keep.fit_critic_threshold(_stack(items, "image").float() * 2 - 1, _stack(items, "label").long(),
+                                  settings.critic_quantile)
+    rng = torch.Generator().manual_seed(seed)
+    pairs: list[dict] = []
+    for attempt in range(4):  # at most 4 x num_synthetic candidates
+        warped = label_maps(items, settings.num_synthetic, seed * 1000 + attempt)
+        labels = _stack(warped, "label")
+        images = synthesize_for_labels(gvae, labels, rng)
+        accepted = keep(images, labels) if keep is not None else torch.ones(len(images), dtype=torch.bool)
+        pairs += [{"image": (im + 1) / 2, "label": lab} for im, lab, ok in zip(images, labels, accepted) if ok]
+        if len(pairs) >= settings.num_synthetic:
+            break
+    return pairs[: settings.num_synthetic], (keep.acceptance_rate if keep is not None else None)
+
+
+def joint_pool_synthesis(
+    items: Sequence[dict], pretrained: Mapping[str, Any], segmenter: UNet | None, settings: FewLabelSettings,
+    seed: int,
+) -> tuple[list[dict], dict[str, Any]]:
+    """The ``joint_pool`` arm's pairs: posterior variants of the unlabelled pool's images.
+
+    The image-only pre-trained GVAE is adapted to joint image+label generation on the k slices (encoder frozen);
+    ``sigma`` is calibrated on the k slices (``calibrate_posterior_sigma``); variants whose generated label
+    disagrees with ``segmenter`` (Dice below ``settings.min_dice``) are dropped.
+
+    Returns:
+        ``(pairs with images in [0, 1], {"gvae_seconds", "acceptance", "sigma", "sigma_table"})``.
+    """
+    gvae, critic = gvae_parts(settings, "joint", seed)
+    load_pretrained_weights(gvae, pretrained["gvae"], key=None)
+    load_pretrained_weights(critic, pretrained["critic"], key=None)
+    gvae.encoder.requires_grad_(False)  # latents of unlabelled images stay those of the pre-trained encoder
+    seconds = train_gvae(gvae, critic, items, packer(True, augment=True), settings.adapt_iterations, settings, seed,
+                         params=gvae.generator.parameters())
+    real_images, real_labels = _stack(items, "image").float() * 2 - 1, _stack(items, "label").long()
+    sigma, table = calibrate_posterior_sigma(gvae, real_images, real_labels, min_dice=settings.sigma_min_dice,
+                                             generator=torch.Generator().manual_seed(seed))
+    pool = _stack(pretrained["pool"], "image").float() * 2 - 1
+    rng = torch.Generator().manual_seed(seed)
+    draws = max(1, int(np.ceil(settings.num_synthetic / len(pool))))
+    variants = [posterior_variants(gvae, pool, None, sigma=sigma, generator=rng) for _ in range(draws)]
+    images = torch.cat([v[0] for v in variants])
+    labels = torch.cat([v[1] for v in variants])
+    keep = SyntheticPairFilter(NUM_CLASSES, segmenter=segmenter, min_dice=settings.min_dice)
+    accepted = keep(images, labels)
+    pairs = [{"image": (im + 1) / 2, "label": lab} for im, lab, ok in zip(images, labels, accepted) if ok]
+    return pairs, {"gvae_seconds": seconds, "acceptance": keep.acceptance_rate, "sigma": sigma,
+                   "sigma_table": {str(s): d for s, d in table.items()}}
+
+
+def save_pairs(pairs: Sequence[dict], path: str | os.PathLike, overwrite: bool) -> None:
+    """A grid of the first 16 pairs (image, then the one-hot label channels); nothing for no pairs.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    pairs = pairs[:16]
+    if not pairs:
+        return
+    images = _stack(pairs, "image").float() * 2 - 1
+    grid = torch.cat([images, label_to_condition(_stack(pairs, "label"), NUM_CLASSES)], 1)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(path)
+    save_sample_grid(grid, path, 1, NUM_CLASSES)
+
+
+# --- one (k, seed) cell
+def run_cell(
+    k: int,
+    seed: int,
+    train: Sequence[dict],
+    evaluation: Sequence[dict] | None,
+    arms: Sequence[str],
+    settings: FewLabelSettings,
+    pretrained: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+    samples_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> list[dict]:
+    """Every arm of one (k, seed) cell: the same k labelled slices, segmenters from the same initial weights.
+
+    Args:
+        k: labelled slices, drawn from ``train`` by ``labelled_subset(train, k, seed)``.
+        seed: the cell's seed.
+        train: the train split.
+        evaluation: the held-out items; ``None``: the train slices outside the k (validation, for tuning).
+        arms: among :data:`ARMS`; ``classical`` must come before ``joint_pool`` (its segmenter filters the pairs).
+        settings: the benchmark's settings.
+        pretrained: :func:`pretrain`'s output, needed by the :data:`POOL_ARMS`.
+        log: progress messages.
+        samples_dir: where to write ``samples_k{k}_{arm}.png`` grids of the synthetic pairs (``None``: nowhere).
+        overwrite: replace existing grids.
+
+    Returns:
+        one record per arm: ``k``, ``seed``, ``arm``, ``dice``, ``seg_seconds``, ``num_synthetic`` and the arm's
+        extras (``gvae_seconds``, ``acceptance``, ``sigma``, ``sigma_table``).
+
+    Raises:
+        ValueError: an unknown arm, or a pool arm without ``pretrained``.
+    """
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; choose from {ARMS}.")
+    if pretrained is None and any(a in POOL_ARMS for a in arms):
+        raise ValueError(f"the arms {[a for a in arms if a in POOL_ARMS]} need the pool pre-training (pretrained=).")
+    items = labelled_subset(train, k, seed)
+    if evaluation is None:  # --eval-split val: the train slices outside the k labelled ones
+        chosen = {i["slice_index"] for i in items}
+        evaluation = [i for i in train if i["slice_index"] not in chosen]
+    runs: list[dict] = []
+    segmenter: UNet | None = None
+    conditional_models: dict[str, tuple[GVAE, GVAECritic, float]] = {}
+
+    def record(arm: str, synthetic: list[dict] | None, **extra: Any) -> None:
+        nonlocal segmenter
+        net, seconds = train_segmenter(items, iterations=settings.seg_iterations, batch_size=settings.batch_size,
+                                       seed=seed, synthetic=synthetic, synthetic_fraction=settings.synthetic_fraction,
+                                       shuffle_seed=seed)
+        if arm == "classical":
+            segmenter = net
+        dice = dice_scores(net, evaluation)["dice"]
+        runs.append({"k": k, "seed": seed, "arm": arm, "dice": dice, "seg_seconds": seconds,
+                     "num_synthetic": len(synthetic) if synthetic else 0, **extra})
+        log(f"k={k} seed={seed} {arm:10s} dice={dice:.3f} (seg {seconds:.0f} s) {extra}")
+        if samples_dir is not None and synthetic:
+            save_pairs(synthetic, os.path.join(samples_dir, f"samples_k{k}_{arm}.png"), overwrite)
+
+    for arm in arms:
+        if arm == "classical":
+            record(arm, None)
+        elif arm == "elastic":
+            record(arm, deformed_pairs(items, settings.num_synthetic, seed * 1000))
+        elif arm == "interp":
+            record(arm, interpolated_pairs(items, settings.num_synthetic, seed * 1000))
+        elif arm in CONDITIONAL_ARMS:
+            source = "pool" if arm in POOL_ARMS else "k"
+            if source not in conditional_models:  # the _interp arms reuse the GVAE of their arm (same training)
+                conditional_models[source] = _train_conditional(items, source, pretrained, settings, seed)
+            gvae, critic, seconds = conditional_models[source]
+            pairs, acceptance = conditional_synthesis(gvae, critic, items, settings, seed,
+                                                      interpolated_pairs if arm.endswith("_interp") else None)
+            record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
+        elif arm == "joint_pool":
+            pairs, extra = joint_pool_synthesis(items, pretrained, segmenter, settings, seed)
+            record(arm, pairs, **extra)
+    return runs
+
+
+def _train_conditional(
+    items: Sequence[dict], source: str, pretrained: Mapping[str, Any] | None, settings: FewLabelSettings, seed: int
+) -> tuple[GVAE, GVAECritic, float]:
+    """A label-conditioned GVAE on the k slices; ``source="pool"`` starts from the pool pre-training."""
+    gvae, critic = gvae_parts(settings, "conditional", seed)
+    if source == "pool":
+        load_pretrained_weights(gvae, pretrained["gvae"], key=None)
+        load_pretrained_weights(critic, pretrained["critic"], key=None)
+    iterations = settings.adapt_iterations if source == "pool" else settings.gvae_iterations
+    seconds = train_gvae(gvae, critic, items, packer(True, augment=True), iterations, settings, seed)
+    return gvae, critic, seconds
+
+
+# --- outputs
+def mean_gvae_seconds(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean GVAE training seconds per arm (arms that trained a GVAE), rounded to 0.1 s."""
+    arms = dict.fromkeys(r["arm"] for r in runs if "gvae_seconds" in r)
+    return {arm: round(float(np.mean([r["gvae_seconds"] for r in runs if r["arm"] == arm])), 1) for arm in arms}
+
+
+_FEWLABEL_VERDICTS = {Verdict.NO_SPREAD: "", Verdict.GAIN: " (gain outside spread)",
+                      Verdict.LOSS: " (loss outside spread)"}
+
+
+def _ks_and_arms(results: Mapping[str, Any]) -> tuple[list[int], list[str]]:
+    ks = [int(k) for k in results["settings"]["ks"].split(",") if k.strip()]
+    return ks, list(dict.fromkeys(r["arm"] for r in results["runs"]))
+
+
+def _tables(results: dict[str, Any]) -> list[str]:
+    """Dice per arm and k, paired differences to classical (stored in ``results["paired"]``), acceptance."""
+    runs = results["runs"]
+    ks, arms = _ks_and_arms(results)
+    header = ["arm"] + [f"k = {k}" for k in ks]
+    table: dict[tuple[int, str], list[float]] = {}
+    by_seed: dict[tuple[int, str], dict[int, float]] = {}
+    for r in runs:
+        table.setdefault((r["k"], r["arm"]), []).append(r["dice"])
+        by_seed.setdefault((r["k"], r["arm"]), {})[r["seed"]] = r["dice"]
+    dice_rows = ([ARM_NAMES[arm]] + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks]
+                 for arm in arms)
+    lines = markdown_table(header, dice_rows)
+    lines += ["", "Paired difference to classical (same seed, same k slices), mean ± std over seeds; a gain counts "
+              "only when mean − std > 0 (outside the seed spread):", ""]
+    results["paired"] = {}
+    paired_rows = []
+    for arm in arms:
+        if arm == "classical":
+            continue
+        cells = []
+        for k in ks:
+            diff = paired_difference(by_seed.get((k, arm), {}), by_seed.get((k, "classical"), {}))
+            results["paired"][f"{arm}@{k}"] = {"mean": diff.mean, "std": diff.std, "n": diff.n}
+            verdict = _FEWLABEL_VERDICTS.get(diff.spread_verdict, " (within spread)")
+            cells.append(f"{diff.mean:+.3f} ± {diff.std:.3f}{verdict}")
+        paired_rows.append([ARM_NAMES[arm]] + cells)
+    lines += markdown_table(["arm − classical"] + header[1:], paired_rows)
+    acc = [r for r in runs if r.get("acceptance") is not None]
+    if acc:
+        rows = []
+        for arm in arms:
+            of_arm = [r for r in acc if r["arm"] == arm]
+            if of_arm:
+                rows.append([ARM_NAMES[arm]] + [f"{np.mean([r['acceptance'] for r in of_arm if r['k'] == k]):.2f}"
+                                                if any(r["k"] == k for r in of_arm) else "-" for k in ks])
+        lines += ["", "Filter acceptance rate (mean over seeds):", ""] + markdown_table(header, rows)
+    return lines
+
+
+def fewlabels_report(results: dict[str, Any]) -> str:
+    """The few-label benchmark's ``results.md``: protocol header and :func:`_tables` (which also stores the paired
+    differences in ``results["paired"]``).
+
+    Args:
+        results: what the benchmark writes to ``results.json`` (``runs``, ``settings``, ``command``, ``n_train``,
+            ``gvae_seconds``, ``seg_seconds_mean``, ``pretrain_seconds``, ``hardware``, ``wall_seconds`` and,
+            after a merge, ``merged_from``).
+    """
+    s = results["settings"]
+    held_out = ("15 held-out slices, never seen by a generator or segmenter" if s["eval_split"] == "test"
+                else "train slices outside the k: tuning only")
+    header = [
+        "# Few-label benchmark: label-conditioned GVAE synthesis vs classical augmentation",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"- Data: embedded Colin27/AAL axial brain slices, {IMAGE_SIZE}x{IMAGE_SIZE}, 4 classes; k labelled slices "
+        f"per seed from split `train` ({results['n_train']}); evaluated on split `{s['eval_split']}` ({held_out}). "
+        f"Unlabelled pool (pool arms only): the {results['n_train']} train images, labels hidden.",
+        f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
+        f"{s['batch_size']} in every arm; classical flip + affine on every item; synthetic arms: "
+        f"{s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated pairs.",
+        f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
+        f"{s['base_channels']}, batch {s['gvae_batch']}, "
+        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; `cond`: {s['gvae_iterations']} iterations on the k "
+        f"slices; pool arms: {s['pretrain_iterations']} image-only iterations on the pool (per seed) then "
+        f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
+        f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the k "
+        f"slices, segmenter-agreement Dice >= {s['min_dice']}.",
+        f"- Mean GVAE seconds: {results['gvae_seconds']}; mean segmenter seconds per arm "
+        f"{results['seg_seconds_mean']:.0f}; pre-training {results['pretrain_seconds']}.",
+        f"- Hardware: {results['hardware']}; total wall time {results['wall_seconds'] / 60:.1f} min"
+        + (f" (summed over {len(results['merged_from'])} merged runs)." if results.get("merged_from") else "."),
+        "",
+    ]
+    return "\n".join(header + _tables(results) + [""])
+
+
+def write_fewlabels_outputs(results: dict[str, Any], output_dir: str | os.PathLike, overwrite: bool) -> str:
+    """Write ``results.md`` (:func:`fewlabels_report`), ``results.json`` and ``dice.png`` into ``output_dir``.
+
+    Returns:
+        the text of ``results.md``.
+
+    Raises:
+        FileExistsError: an output exists and ``overwrite`` is false.
+    """
+    text = fewlabels_report(results)
+    write_text(os.path.join(output_dir, "results.md"), text, overwrite)
+    write_json(os.path.join(output_dir, "results.json"), results, overwrite, default=str)
+    ks, arms = _ks_and_arms(results)
+    stats = {}
+    for arm in arms:
+        for k in ks:
+            vals = [r["dice"] for r in results["runs"] if r["arm"] == arm and r["k"] == k]
+            if vals:
+                stats[(k, arm)] = mean_std(vals)
+    colours = {arm: PLOT_COLOURS[ARMS.index(arm) % len(PLOT_COLOURS)] for arm in arms}
+    plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, ARM_SHORT, colours,
+                        f"{results['settings']['eval_split']} foreground Dice (mean ± std over seeds)",
+                        os.path.join(output_dir, "dice.png"), overwrite)
+    return text
+
+
+def render_run(output_dir: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """Rewrite the table and plot of an earlier run from its ``results.json`` (e.g. after a change of layout).
+
+    Returns:
+        ``(results, text of results.md)``.
+
+    Raises:
+        FileNotFoundError: ``output_dir`` has no ``results.json``.
+    """
+    results = read_json(os.path.join(output_dir, "results.json"))
+    return results, write_fewlabels_outputs(results, output_dir, overwrite=True)
+
+
+# what may differ between merged runs
+_MERGE_FREE_SETTINGS = {"seeds", "output_dir", "overwrite", "render", "merge"}
+
+
+def merge_runs(
+    folders: Sequence[str], output_dir: str, overwrite: bool, merge_command: str
+) -> tuple[dict[str, Any], str]:
+    """Combine finished runs that differ only in their seeds (one process per seed) into one table.
+
+    Args:
+        folders: the runs' output folders, each with a ``results.json``.
+        output_dir: where the merged ``results.md``, ``results.json`` and ``dice.png`` go.
+        overwrite: replace earlier outputs in ``output_dir``.
+        merge_command: the merging command line, appended to the runs' commands in the header.
+
+    Returns:
+        ``(merged results, text of results.md)``.
+
+    Raises:
+        FileNotFoundError: a folder without results.json.
+        ValueError: runs made with other settings, or the same (k, seed, arm) twice.
+        FileExistsError: ``output_dir`` holds earlier outputs and ``overwrite`` is false.
+    """
+    parts = []
+    for folder in folders:
+        path = os.path.join(folder, "results.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--merge: {path} does not exist (run the benchmark there first)")
+        parts.append(read_json(path))
+
+    def fixed(results: dict) -> dict:
+        return {k: v for k, v in results["settings"].items() if k not in _MERGE_FREE_SETTINGS}
+
+    reference = fixed(parts[0])
+    for folder, part in zip(folders[1:], parts[1:]):
+        other = fixed(part)
+        differ = sorted(k for k in set(reference) | set(other) if reference.get(k) != other.get(k))
+        if differ:
+            raise ValueError(f"--merge: {folder} was run with other settings than {folders[0]} ({differ}); "
+                             "only runs that differ in --seeds can be merged")
+    runs: list[dict] = []
+    seen: set[tuple] = set()
+    for folder, part in zip(folders, parts):
+        for r in part["runs"]:
+            key = (r["k"], r["seed"], r["arm"])
+            if key in seen:
+                raise ValueError(f"--merge: k={key[0]} seed={key[1]} arm={key[2]} appears twice (again in {folder})")
+            seen.add(key)
+            runs.append(r)
+    prepare_output_dir(output_dir, overwrite)
+    seeds = sorted({r["seed"] for r in runs})
+    pretrain = [(p["pretrain_seconds"], len(p["settings"]["seeds"].split(","))) for p in parts if p["pretrain_seconds"]]
+    results = dict(parts[0])
+    results.update({
+        "runs": runs,
+        "command": " ; ".join(p["command"] for p in parts) + " ; " + merge_command,
+        "gvae_seconds": mean_gvae_seconds(runs),
+        # the runs' mean pre-training seconds, weighted by their seeds
+        "pretrain_seconds": (round(sum(s * n for s, n in pretrain) / sum(n for _, n in pretrain), 1) if pretrain
+                             else None),
+        "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
+        "wall_seconds": sum(p["wall_seconds"] for p in parts),  # compute time, summed over the merged processes
+        "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds), "output_dir": output_dir},
+        "merged_from": list(folders),
+    })
+    return results, write_fewlabels_outputs(results, output_dir, overwrite=True)

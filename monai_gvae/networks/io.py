@@ -1,0 +1,165 @@
+"""Model I/O: reading a ``GVAE`` from a checkpoint file or a bundle folder, and the model's identity.
+
+This is the one place that knows where a trained bundle keeps its model (:data:`BUNDLE_MODEL_FILE`), how a
+checkpoint is read (:func:`load_gvae`) and how a model is identified in synthesis manifests and the metadata
+of synthetic items (:func:`model_checksum`). Transforms, engines, metrics, the bundle code and the command
+line all use it; it sits in ``networks`` so that every layer above can (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+
+import torch
+from torch import nn
+
+from monai_gvae.networks.nets.gvae import GVAE
+
+__all__ = ["BUNDLE_MODEL_FILE", "bundle_model_path", "load_gvae", "model_checksum", "resolve_gvae"]
+
+BUNDLE_MODEL_FILE = os.path.join("models", "model.pt")
+"""Checkpoint path inside a bundle folder, as written by the bundles' checkpoint handler (``final_filename``)."""
+
+# what a module needs to be synthesised with: GVAE's inference interface and the facts of its channels
+_MODEL_ATTRIBUTES = ("encode", "decode", "latent_size", "image_size", "image_channels", "label_channels",
+                     "num_classes", "spatial_dims")
+
+
+def bundle_model_path(bundle_dir: str | os.PathLike) -> str:
+    """The trained model of a bundle folder: ``bundle_dir/models/model.pt``.
+
+    Args:
+        bundle_dir: a bundle folder (``configs/``, ``models/``).
+
+    Returns:
+        the checkpoint's path.
+
+    Raises:
+        FileNotFoundError: the folder holds no trained model (naming the path looked for).
+
+    Example::
+
+        model = load_gvae(bundle_model_path("bundles/gvae_brain2d"))
+    """
+    path = os.path.join(os.fspath(bundle_dir), BUNDLE_MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"no trained model in bundle {os.fspath(bundle_dir)}: {path} does not exist (train the bundle, or give "
+            "a checkpoint file instead)."
+        )
+    return path
+
+
+def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | torch.device = "cpu") -> GVAE:
+    """Load a ``GVAE`` from a checkpoint file.
+
+    Accepts a file holding the ``GVAE``'s ``state_dict()`` directly, or a dict of state dicts as written by
+    MONAI's ``CheckpointSaver`` (``key`` selects the entry, ``"gvae"`` by default; an EMA copy saved under
+    ``"gvae_ema"`` can be chosen the same way).
+
+    Args:
+        path: the checkpoint file.
+        key: entry of a multi-network checkpoint.
+        map_location: where to load tensors.
+
+    Returns:
+        the model in eval mode, with ``checksum`` (sha256 of the file) and ``source`` attributes set.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable file, no GVAE in it, or NaN/Inf weights.
+
+    Example::
+
+        model = load_gvae("bundles/gvae_brain2d/models/model.pt")  # the configuration travels with the weights
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"GVAE checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or foreign file
+        raise ValueError(f"cannot read GVAE checkpoint {path}: {e}") from e
+    if isinstance(ckpt, dict) and "_extra_state" not in ckpt:
+        if key not in ckpt:
+            raise ValueError(f"checkpoint {path} has no entry {key!r}; entries: {sorted(ckpt)}")
+        ckpt = ckpt[key]
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} does not hold a state dict.")
+    bad = [k for k, v in ckpt.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"checkpoint {path} holds NaN/Inf weights (a diverged model) in {', '.join(bad[:5])}.")
+    model = GVAE.from_state_dict(ckpt)
+    with open(path, "rb") as f:
+        model.checksum = hashlib.sha256(f.read()).hexdigest()
+    model.source = path
+    return model.eval()
+
+
+def model_checksum(model: nn.Module) -> str:
+    """The model's identity, as synthesis manifests and the meta data of synthetic items record it.
+
+    The sha256 of the checkpoint file a model was loaded from (:func:`load_gvae` sets ``model.checksum``), or else
+    of its state dict's tensors (names, shapes, dtypes and bytes) and other entries (the stored configuration), so
+    that in-memory models get a stable identity too.
+
+    Example::
+
+        model_checksum(GVAE(2, 1, 16)) == model_checksum(GVAE(2, 1, 16))  # False: other random weights
+    """
+    checksum = getattr(model, "checksum", None)
+    if checksum:
+        return str(checksum)
+    digest = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+            # raw bytes through a uint8 view: numpy has no bfloat16, so .numpy() would fail for such weights
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{name}:{value!r}".encode())  # the stored config (extra state) is part of the identity
+    return digest.hexdigest()
+
+
+def resolve_gvae(
+    model: nn.Module | str | os.PathLike, checkpoint_key: str = "gvae", device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The GVAE to synthesise with, on ``device`` and in eval mode, from a model, a checkpoint or a bundle folder.
+
+    Args:
+        model: a ``GVAE`` instance; a checkpoint file (see :func:`load_gvae`); or a bundle folder holding
+            ``models/model.pt`` (see :func:`bundle_model_path`).
+        checkpoint_key: entry of a multi-network checkpoint (``"gvae"``; ``"gvae_ema"`` for an EMA copy).
+        device: device of the returned model. A model already on ``device`` is shared (not copied); one on
+            another device is copied once, so the caller's model is never moved.
+
+    Returns:
+        the model, in eval mode.
+
+    Raises:
+        FileNotFoundError: a path that is neither a file nor a bundle folder with ``models/model.pt``.
+        TypeError: an object that is not a GVAE-like module (needs ``encode``, ``decode``, ``latent_size``...).
+
+    Example::
+
+        model = resolve_gvae("bundles/gvae_brain2d")  # loads bundles/gvae_brain2d/models/model.pt
+    """
+    device = torch.device(device)
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if os.path.isdir(path):
+            path = bundle_model_path(path)
+        return load_gvae(path, key=checkpoint_key, map_location=device).eval()
+    if not isinstance(model, nn.Module) or any(not hasattr(model, a) for a in _MODEL_ATTRIBUTES):
+        raise TypeError(
+            f"model must be a GVAE, a checkpoint path or a bundle folder, got {type(model).__name__} "
+            f"(a GVAE-like module needs {', '.join(_MODEL_ATTRIBUTES)})."
+        )
+    params = list(model.parameters())
+    if params and params[0].device != device:
+        checksum = model_checksum(model)
+        model = copy.deepcopy(model).to(device)
+        model.checksum = checksum
+    return model.eval()

@@ -1,0 +1,125 @@
+"""monai_gvae.benchmarks.fewlabels: synthetic pairs, one (k, seed) cell, tables, render and merge of runs."""
+
+import json
+
+import pytest
+import torch
+
+from monai_gvae.benchmarks.fewlabels import (
+    ARM_NAMES,
+    FewLabelSettings,
+    deformed_pairs,
+    fewlabels_report,
+    gvae_parts,
+    interpolated_pairs,
+    merge_runs,
+    render_run,
+    run_cell,
+)
+from monai_gvae.data import load_brain_slices
+
+SETTINGS = {"output_dir": "x", "overwrite": False, "ks": "5", "seeds": "0", "arms": "classical,cond",
+            "eval_split": "test", "seg_iterations": 3, "batch_size": 4, "synthetic_fraction": 0.25, "num_synthetic": 8,
+            "gvae_iterations": 3, "pretrain_iterations": 3, "adapt_iterations": 3, "gvae_batch": 4, "latent_size": 8,
+            "base_channels": 4, "upsample": "nearest", "kl_weight": 0.02, "adv_weight": 0.001, "critic_quantile": 0.0,
+            "min_dice": 0.7, "sigma_min_dice": 0.6, "threads": 1, "quick": True, "render": False, "merge": None}
+# Dice per seed: classical, cond
+DICE = {0: (0.70, 0.74), 1: (0.66, 0.69), 2: (0.68, 0.70)}
+
+
+def fake_results(seeds, **settings):
+    runs = []
+    for seed in seeds:
+        classical, cond = DICE[seed]
+        runs.append({"k": 5, "seed": seed, "arm": "classical", "dice": classical, "seg_seconds": 1.0, "num_synthetic": 0})
+        runs.append({"k": 5, "seed": seed, "arm": "cond", "dice": cond, "seg_seconds": 1.0, "num_synthetic": 8,
+                     "gvae_seconds": 2.0, "acceptance": 0.5 + 0.1 * seed})
+    return {"runs": runs, "n_train": 46, "command": f"python examples/fewlabels_benchmark.py --seeds {seeds}",
+            "gvae_seconds": {"cond": 2.0}, "pretrain_seconds": None, "seg_seconds_mean": 1.0, "wall_seconds": 60.0,
+            "hardware": "test", "settings": {**SETTINGS, "seeds": ",".join(map(str, seeds)), **settings}}
+
+
+def write_run(folder, results):
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    return str(folder)
+
+
+def test_report_renders_known_numbers_and_stores_paired_differences():
+    results = fake_results([0, 1, 2])
+    text = fewlabels_report(results)
+    lines = text.splitlines()
+    assert "| classical (flip + affine) | 0.680 ± 0.020 |" in lines
+    assert "| classical + label-conditioned GVAE (k slices only) | 0.710 ± 0.026 |" in lines
+    # differences 0.04, 0.03, 0.02: mean 0.030 ± 0.010, a gain outside the seed spread
+    assert "| classical + label-conditioned GVAE (k slices only) | +0.030 ± 0.010 (gain outside spread) |" in lines
+    assert results["paired"]["cond@5"] == pytest.approx({"mean": 0.03, "std": 0.01, "n": 3})
+    assert "| classical + label-conditioned GVAE (k slices only) | 0.60 |" in lines  # acceptance 0.5, 0.6, 0.7
+    assert "evaluated on split `test` (15 held-out slices" in text and "total wall time 1.0 min." in text
+    one = fake_results([0])
+    assert "| classical + label-conditioned GVAE (k slices only) | +0.040 ± 0.000 |" in fewlabels_report(one).splitlines()
+    val = fake_results([0, 1], eval_split="val")
+    assert "train slices outside the k: tuning only" in fewlabels_report(val)
+
+
+def test_merge_runs_split_by_seed(tmp_path):
+    s0 = write_run(tmp_path / "s0", fake_results([0]))
+    s1 = write_run(tmp_path / "s1", fake_results([1]))
+    other = write_run(tmp_path / "other", fake_results([1], kl_weight=0.5))
+    merged, text = merge_runs([s0, s1], str(tmp_path / "m"), False, "python examples/fewlabels_benchmark.py --merge")
+    assert sorted((r["seed"], r["arm"]) for r in merged["runs"]) == [(0, "classical"), (0, "cond"), (1, "classical"),
+                                                                     (1, "cond")]
+    assert merged["settings"]["seeds"] == "0,1" and merged["paired"]["cond@5"]["n"] == 2
+    assert merged["wall_seconds"] == 120.0 and merged["merged_from"] == [s0, s1]
+    assert merged["command"].endswith(" ; python examples/fewlabels_benchmark.py --merge")
+    assert "2 merged runs" in text and (tmp_path / "m" / "dice.png").is_file()
+    assert json.loads((tmp_path / "m" / "results.json").read_text())["settings"]["seeds"] == "0,1"
+    with pytest.raises(ValueError, match="appears twice"):
+        merge_runs([s0, s0], str(tmp_path / "x"), False, "")
+    with pytest.raises(ValueError, match="kl_weight"):
+        merge_runs([s0, other], str(tmp_path / "x"), False, "")
+    with pytest.raises(FileNotFoundError, match="results.json"):
+        merge_runs([s0, str(tmp_path / "missing")], str(tmp_path / "x"), False, "")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        merge_runs([s0, s1], str(tmp_path / "m"), False, "")
+    # render: the same table again from the merged results.json
+    (tmp_path / "m" / "results.md").unlink()
+    _, again = render_run(str(tmp_path / "m"))
+    assert again == text == (tmp_path / "m" / "results.md").read_text()
+
+
+def test_synthetic_pairs_are_seeded_and_keep_labels_valid():
+    items = load_brain_slices("train")[:5]
+    a, b = deformed_pairs(items, 3, seed=7), deformed_pairs(items, 3, seed=7)
+    assert len(a) == 3 and all(torch.equal(x["image"], y["image"]) for x, y in zip(a, b))
+    assert not torch.equal(a[0]["image"], deformed_pairs(items, 3, seed=8)[0]["image"])
+    for pair in a + interpolated_pairs(items, 3, seed=7):
+        assert pair["image"].shape == (1, 64, 64) and pair["label"].dtype == torch.int64
+        assert set(pair["label"].unique().tolist()) <= {0, 1, 2, 3}
+
+
+def test_settings_and_parts():
+    s = FewLabelSettings.from_namespace(SETTINGS)
+    assert s.latent_size == 8 and s.upsample == "nearest" and s.seg_iterations == 3
+    assert FewLabelSettings().kl_weight == 2e-2  # the defaults chosen on the validation split
+    gvae, critic = gvae_parts(s, "conditional", seed=0)
+    again, _ = gvae_parts(s, "conditional", seed=0)
+    assert gvae.latent_size == 8 and all(torch.equal(x, y) for x, y in zip(gvae.parameters(), again.parameters()))
+    with pytest.raises(ValueError, match="kind"):
+        gvae_parts(s, "both", seed=0)
+
+
+def test_run_cell_records_every_arm(tmp_path):
+    s = FewLabelSettings.from_namespace(SETTINGS)
+    train = load_brain_slices("train")
+    messages = []
+    runs = run_cell(5, 0, train, None, ["classical", "elastic"], s, log=messages.append, samples_dir=tmp_path)
+    assert [r["arm"] for r in runs] == ["classical", "elastic"] and len(messages) == 2
+    assert runs[0]["num_synthetic"] == 0 and runs[1]["num_synthetic"] == 8
+    assert all(0.0 <= r["dice"] <= 1.0 and r["k"] == 5 and r["seed"] == 0 for r in runs)
+    assert (tmp_path / "samples_k5_elastic.png").is_file() and not (tmp_path / "samples_k5_classical.png").exists()
+    with pytest.raises(ValueError, match="unknown arm"):
+        run_cell(5, 0, train, None, ["mixup"], s)
+    with pytest.raises(ValueError, match="pool pre-training"):
+        run_cell(5, 0, train, None, ["classical", "cond_pool"], s)
+    assert set(ARM_NAMES) >= {"classical", "cond_pool"}

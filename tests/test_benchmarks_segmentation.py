@@ -1,0 +1,135 @@
+"""monai_gvae.benchmarks.segmentation: subset draw, segmenter training with mixing, Dice, the benchmark's tables."""
+
+import argparse
+
+import pytest
+import torch
+from monai.networks.utils import one_hot
+
+from monai_gvae.benchmarks.segmentation import (
+    ARM_NAMES,
+    SegmentationSettings,
+    classical_transform,
+    dice_scores,
+    labelled_items,
+    segmentation_report,
+    train_arm_segmenter,
+    train_segmenter,
+    write_segmentation_outputs,
+)
+from monai_gvae.data import labelled_subset
+
+
+def separable_items(n, seed, size=32):
+    """A bright square (class 1) and a brighter small square (class 2) on a dark background: intensity alone
+    separates the classes."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        label = torch.zeros(1, size, size, dtype=torch.long)
+        r, c = torch.randint(4, 16, (2,), generator=g)
+        label[0, r : r + 10, c : c + 10] = 1
+        r, c = torch.randint(18, 26, (2,), generator=g)
+        label[0, r : r + 6, c : c + 6] = 2
+        out.append({"image": label.float() / 2 + 0.05 * torch.randn(1, size, size, generator=g), "label": label})
+    return out
+
+
+def test_labelled_items_is_seeded_bounded_and_the_data_packages_draw():
+    train = [{"i": i} for i in range(46)]
+    a, b = labelled_items(train, "5", 1), labelled_items(train, "5", 1)
+    assert a == b and len(a) == 5 and labelled_items(train, "5", 2) != a
+    assert len(labelled_items(train, "all", 0)) == 46
+    for seed in (0, 1, 2):  # the same k slices as a bundle run with labelled_subset
+        assert labelled_items(train, 5, seed) == labelled_subset(train, 5, seed)
+    with pytest.raises(ValueError, match="outside"):
+        labelled_items(train, "47", 0)
+    with pytest.raises(ValueError, match="outside"):
+        labelled_items(train, 0, 0)
+
+
+def test_classical_transform_moves_image_and_label_together():
+    item = separable_items(1, 0)[0]
+    t = classical_transform()
+    t.set_random_state(3)
+    out = t(dict(item))
+    label = torch.as_tensor(out["label"])
+    assert label.shape == (1, 32, 32) and set(label.unique().tolist()) <= {0, 1, 2}  # nearest: no new classes
+    image = torch.as_tensor(out["image"])
+    # where the label says class 2, the image is bright (they were warped together)
+    assert image[label == 2].mean() > 0.8 and image[label == 0].mean() < 0.2
+
+
+def test_dice_scores_of_a_perfect_and_a_wrong_segmenter():
+    test = separable_items(4, 1)
+
+    def oracle(images):
+        labels = torch.stack([i["label"] for i in test])
+        return one_hot(labels, 3).float()
+
+    scores = dice_scores(oracle, test, num_classes=3, class_names=("square", "small"))
+    assert scores == {"dice": 1.0, "dice_square": 1.0, "dice_small": 1.0}
+    background = dice_scores(lambda x: one_hot(torch.zeros_like(x, dtype=torch.long), 3).float(), test, 3, ("a", "b"))
+    assert background["dice"] == 0.0
+
+
+def test_segmenter_learns_a_trivially_separable_fixture():
+    kwargs = dict(iterations=80, batch_size=8, seed=0, classical=False, channels=(8, 16), lr=1e-2, num_classes=3)
+    net, seconds = train_segmenter(separable_items(8, 0), **kwargs)
+    assert seconds > 0 and not net.training
+    scores = dice_scores(net, separable_items(6, 1), num_classes=3, class_names=("square", "small"))
+    assert scores["dice"] > 0.9 and min(scores["dice_square"], scores["dice_small"]) > 0.85
+    # same seed, same data: the same network
+    again, _ = train_segmenter(separable_items(8, 0), **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    # synthetic pairs mixed in (here: more of the same kind), with a seeded shuffle
+    mixed, _ = train_segmenter(separable_items(8, 0), synthetic=separable_items(8, 5), synthetic_fraction=0.5,
+                               shuffle_seed=0, **kwargs)
+    assert dice_scores(mixed, separable_items(6, 1), 3, ("a", "b"))["dice"] > 0.85
+
+
+def test_settings_from_the_command_line():
+    ns = argparse.Namespace(seg_channels="4,8,16", seg_iterations=3, batch_size=4, quick=True, ks="5")
+    s = SegmentationSettings.from_namespace(ns)
+    assert s.seg_channels == (4, 8, 16) and s.seg_iterations == 3 and s.gvae_iterations == 400
+    assert SegmentationSettings.from_namespace({"seg_channels": "8,16"}).seg_channels == (8, 16)
+    with pytest.raises(ValueError, match="comma-separated integers"):
+        SegmentationSettings.from_namespace({"seg_channels": "8,x"})
+    with pytest.raises(ValueError, match="unknown arm"):
+        train_arm_segmenter([], "mixup", None, s, 0)
+    with pytest.raises(ValueError, match="needs a GVAESamplePool"):
+        train_arm_segmenter([], "gvae", None, s, 0)
+
+
+def known_results():
+    runs = []
+    for seed, (no_aug, classical) in enumerate([(0.60, 0.70), (0.62, 0.66), (0.64, 0.68)]):
+        for arm, dice in (("no_aug", no_aug), ("classical", classical)):
+            runs.append({"k": "5", "seed": seed, "arm": arm, "dice": dice, "dice_cortex": dice,
+                         "dice_deep_grey_matter": dice - 0.1, "dice_cerebellum": dice + 0.1})
+    settings = {"ks": "5", "seeds": "0,1,2", "arms": "no_aug,classical", "latent_size": 8, "base_channels": 4,
+                "gvae_iterations": 3, "batch_size": 4, "seg_channels": "4,8,16", "seg_lr": 0.001,
+                "seg_iterations": 3, "workers": 0, "synthetic_fraction": 0.5}
+    return {"runs": runs, "n_train": 46, "n_test": 15, "gvae_seconds_mean": 0.0, "seg_seconds_mean": 2.0,
+            "wall_seconds": 90.0, "hardware": "test", "settings": settings, "command": "python x.py --quick"}
+
+
+def test_report_renders_known_numbers(tmp_path):
+    lines = segmentation_report(known_results())
+    text = "\n".join(lines)
+    assert "Command: `python x.py --quick`" in text and "mean ± standard deviation over 3 seed(s) (0, 1, 2)" in text
+    assert "total wall time 1.5 min" in text
+    i = lines.index("| arm | k = 5 |")
+    assert lines[i + 1 : i + 4] == ["|---|---|", "| no augmentation | 0.620 ± 0.020 |",
+                                    "| classical (flip + affine) | 0.680 ± 0.020 |"]
+    # paired differences -0.10, -0.04, -0.04: mean -0.060, std 0.035, a loss outside the spread (no verdict text)
+    assert "| arm − classical | k = 5 |" in lines and "| no augmentation | -0.060 ± 0.035 |" in lines
+    assert "| classical (flip + affine) | 0.68 / 0.58 / 0.78 |" in lines
+    one_seed = known_results()
+    one_seed["runs"] = [r for r in one_seed["runs"] if r["seed"] == 0]
+    assert "| no augmentation | -0.100 ± 0.000 (1 seed: no spread) |" in segmentation_report(one_seed)
+    text = write_segmentation_outputs(known_results(), tmp_path, overwrite=False)
+    assert (tmp_path / "results.md").read_text() == text and (tmp_path / "dice.png").is_file()
+    assert (tmp_path / "results.json").is_file() and set(ARM_NAMES) >= {"no_aug", "classical"}
+    with pytest.raises(FileExistsError):
+        write_segmentation_outputs(known_results(), tmp_path, overwrite=False)

@@ -1,0 +1,103 @@
+"""The scripts in examples/, run as a user runs them (a subprocess each), in their --quick modes.
+
+What the scripts compute is package code with its own tests (tests/test_benchmarks_*.py); these check that each
+recipe still runs end to end and writes its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import REPO_ROOT, subprocess_env
+from monai_gvae.benchmarks import fewlabels, segmentation
+
+
+def run_example(script: str, *args: str, expect_rc: int = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, str(Path("examples") / script), *args], cwd=REPO_ROOT,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == expect_rc, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_segmentation_benchmark_quick(tmp_path):
+    run_example("segmentation_benchmark.py", "--quick", "--output-dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["arm"] for r in results["runs"]} == set(segmentation.ARMS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
+    table = (tmp_path / "results.md").read_text()
+    for name in segmentation.ARM_NAMES.values():
+        assert f"| {name} |" in table
+    assert "k = 5" in table and "--quick" in table
+    with Image.open(tmp_path / "dice.png") as png:
+        assert png.size[0] > 100 and png.size[1] > 100
+    assert (tmp_path / "samples_k5.png").is_file()
+    proc = run_example("segmentation_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
+    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
+    # --render redraws the table and plot of a finished run elsewhere, with the original command
+    run_example("segmentation_benchmark.py", "--render", str(tmp_path / "results.json"),
+                "--output-dir", str(tmp_path / "redraw"))
+    assert (tmp_path / "redraw" / "results.md").read_text() == table
+    assert (tmp_path / "redraw" / "dice.png").is_file()
+
+
+def test_fewlabels_benchmark_quick(tmp_path):
+    run_example("fewlabels_benchmark.py", "--quick", "--arms", ",".join(fewlabels.ARMS), "--output-dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {r["arm"] for r in results["runs"]} == set(fewlabels.ARMS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
+    table = (tmp_path / "results.md").read_text()
+    for name in fewlabels.ARM_NAMES.values():
+        assert f"| {name} |" in table
+    assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
+    proc = run_example("fewlabels_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
+    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
+    (tmp_path / "results.md").unlink()
+    run_example("fewlabels_benchmark.py", "--render", "--output-dir", str(tmp_path))  # table and plot again
+    assert (tmp_path / "results.md").read_text() == table
+    # --merge of one run into another folder: the same table plus the merge in the command and header
+    run_example("fewlabels_benchmark.py", "--merge", str(tmp_path), "--output-dir", str(tmp_path / "m"))
+    merged = (tmp_path / "m" / "results.md").read_text()
+    assert "--merge" in merged and "1 merged runs" in merged and (tmp_path / "m" / "dice.png").is_file()
+
+
+def test_paper_tables_quick_writes_tables_grids_and_results(tmp_path):
+    from test_benchmarks_paper_tables import idx_fixture
+
+    data = idx_fixture(tmp_path / "idx")
+    out = tmp_path / "tables"
+    argv = ["--dataset", "mnist", "--data-dir", str(data), "--quick", "--seeds", "2", "--output-dir", str(out)]
+    run_example("paper_tables.py", *argv)
+    text = (out / "tables.md").read_text()
+    for heading in ("Table 4", "Table 5", "Table 6", "Table 7", "Verdict"):
+        assert f"## {heading}" in text
+    assert "--quick --seeds 2" in text and "3 iterations per run" in text and "seeds [0, 1]" in text
+    assert "k = 16" in text and "discretised logistic" in text
+    for name in ("| GVAE |", "| VAE |", "| WGAN-GP |", "| *real: train vs test* |", "| 4 | 1 |", "| 8 | 1 |"):
+        assert name in text, name
+    results = json.loads((out / "results.json").read_text())
+    runs = results["results"]
+    # 3 models x 2 seeds in the main table, plus latent 4 for the sweep (latent 8 = the main GVAE seed 0)
+    assert len(runs) == 7 and {r["model"] for r in runs} == {"gvae", "vae", "wgan_gp"}
+    assert all(r["iterations"] == 3 for r in runs)
+    for r in runs:
+        m = r["metrics"]
+        assert all(math.isfinite(m[k]) for k in ("mmd_gaussian", "mmd_linear", "ms_ssim", "fd"))
+        if r["table"] == "main" and r["model"] != "wgan_gp":
+            assert m["iw_bound"] >= m["elbo_iw_subset"] - 1.0  # k = 16 vs 1-sample ELBO on the same images
+            assert math.isfinite(m["kl"]) and m["kl"] >= 0 and 0 <= m["rec_mae"] <= 1
+        if r["model"] == "wgan_gp":
+            assert "elbo" not in m
+    assert results["args"]["eval_samples"] == 32 and results["args"]["image_size"] == 32  # the settled settings
+    for png in ("samples_gvae_z8_seed0.png", "samples_vae_z8_seed0.png", "samples_wgan_gp_z8_seed0.png",
+                "samples_gvae_z4_seed0.png", "reconstructions_gvae_seed0.png", "real_test_images.png"):
+        assert (out / png).stat().st_size > 100, png
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 7
+    # never overwrite a finished run
+    proc = run_example("paper_tables.py", *argv, expect_rc=2)
+    assert "exists" in proc.stderr
