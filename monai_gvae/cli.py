@@ -55,6 +55,17 @@ def _intensity(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--intensity-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None, help=help_text)
 
 
+def _intensity_range(args: argparse.Namespace) -> tuple[float, float] | None:
+    return tuple(args.intensity_range) if args.intensity_range else None
+
+
+def _subcommand(
+    sub: argparse._SubParsersAction, name: str, help_text: str, description: str
+) -> argparse.ArgumentParser:
+    # no abbreviations: a shortened option could silently mean a different one once options are added
+    return sub.add_parser(name, help=help_text, description=description, allow_abbrev=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``monai-gvae`` (one sub-parser per command).
 
@@ -79,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_synthesize(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "synthesize",
-        help="write synthetic images (+ labels) as NIfTI, DICOM or PNG, with a manifest",
-        description="Draw N samples from a trained GVAE and write them, marked synthetic, with manifest.json "
+        "write synthetic images (+ labels) as NIfTI, DICOM or PNG, with a manifest",
+        "Draw N samples from a trained GVAE and write them, marked synthetic, with manifest.json "
         "(file, seed, model sha256, package version, time). The same --seed gives identical files.",
-        allow_abbrev=False,
     )
     _model_source(p)
     p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N", help="number of samples")
@@ -105,14 +116,14 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "evaluate",
-        help="metrics of a model against a folder of real images, as JSON",
-        description="The metrics of a bundle's metrics.json (monai_gvae.metrics.evaluate: reconstruction L1 in "
+        "metrics of a model against a folder of real images, as JSON",
+        "The metrics of a bundle's metrics.json (monai_gvae.metrics.evaluate: reconstruction L1 in "
         "[0, 1], Dice for joint image+label models, KL, ELBO, Gaussian-kernel MMD, MS-SSIM diversity) of a model "
         "on a folder of real images (NIfTI, DICOM series, PNG; DATA/images + DATA/labels for joint models). "
         "The JSON report goes to stdout and, with --out, to a file.",
-        allow_abbrev=False,
     )
     _model_source(p)
     p.add_argument("--data", required=True, metavar="DIR", help="folder of real images")
@@ -123,15 +134,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_memorization(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "memorization",
-        help="flag synthetic samples that are near-copies of training images",
-        description="Nearest-neighbour distances (pixel RMS, intensities in [0, 1]) from each synthetic sample to "
+        "flag synthetic samples that are near-copies of training images",
+        "Nearest-neighbour distances (pixel RMS, intensities in [0, 1]) from each synthetic sample to "
         "the training images; samples closer than the PERCENTILE-th percentile of real-to-training nearest-"
         "neighbour distances (held-out images with --holdout, else training leave-one-out) are flagged. Writes "
         "OUT/memorization.json and OUT/memorization_closest_pairs.png; exits 0 whether or not samples are flagged "
         "(see 'num_flagged'), or 3 with --fail-on-flagged when some are.",
-        allow_abbrev=False,
     )
     p.add_argument("--train", required=True, metavar="DIR", help="folder of the training images")
     p.add_argument("--synthetic", metavar="DIR", help="folder of synthetic images (e.g. a synthesize output)")
@@ -150,13 +161,13 @@ def _add_memorization(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = _subcommand(
+        sub,
         "train",
-        help="train a bundle (a thin wrapper over the bundle's training run)",
-        description="Run a bundle's training (what 'python -m monai.bundle run training' does) with config "
+        "train a bundle (a thin wrapper over the bundle's training run)",
+        "Run a bundle's training (what 'python -m monai.bundle run training' does) with config "
         "overrides given as '--ID VALUE' (e.g. --max_epochs 5 --output_dir runs/a --train#trainer#amp true). "
         "Refuses to run into an output_dir holding checkpoints unless --overwrite.",
-        allow_abbrev=False,
     )
     p.add_argument("--bundle", default=None, metavar="DIR", help="bundle folder (default: bundles/gvae_brain2d)")
     p.add_argument(
@@ -237,7 +248,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         reference=args.reference,
         overwrite=args.overwrite,
         device=args.device,
-        intensity_range=tuple(args.intensity_range) if args.intensity_range else (0.0, 1.0),
+        intensity_range=_intensity_range(args) or (0.0, 1.0),
         png_bit_depth=args.png_bit_depth,
         progress=not args.no_progress,
     )
@@ -252,7 +263,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         _load(args),
         args.data,
         output=args.out,
-        intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
+        intensity_range=_intensity_range(args),
         seed=args.seed,
         batch_size=args.batch_size,
         device=args.device,
@@ -271,21 +282,16 @@ def _cmd_memorization(args: argparse.Namespace) -> int:
         raise ValueError(
             "give either --synthetic DIR or a model (--bundle DIR / --checkpoint FILE) to draw samples from."
         )
-    model = None
-    if checkpoint is not None:
-        from monai_gvae.networks import load_gvae
-
-        model = load_gvae(checkpoint, key=args.key)
     report = check_memorization(
         args.train,
         args.out,
         synthetic_dir=args.synthetic,
-        model=model,
+        model=None if checkpoint is None else _load(args),
         num_samples=args.num_samples,
         seed=args.seed,
         holdout_dir=args.holdout,
         percentile=args.percentile,
-        intensity_range=tuple(args.intensity_range) if args.intensity_range else None,
+        intensity_range=_intensity_range(args),
         num_pairs=args.pairs,
         batch_size=args.batch_size,
         device=args.device,

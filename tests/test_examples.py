@@ -25,14 +25,21 @@ def run_example(script: str, *args: str, expect_rc: int = 0) -> subprocess.Compl
     return proc
 
 
+def read_benchmark_results(output_dir: Path, benchmark) -> str:
+    """Check a benchmark run's ``results.json`` (every arm of ``benchmark.ARMS`` ran, Dice in [0, 1]) and that
+    ``results.md`` names every arm; return the table's text."""
+    results = json.loads((output_dir / "results.json").read_text())
+    assert {r["arm"] for r in results["runs"]} == set(benchmark.ARMS)
+    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
+    table = (output_dir / "results.md").read_text()
+    for name in benchmark.ARM_NAMES.values():
+        assert f"| {name} |" in table
+    return table
+
+
 def test_segmentation_benchmark_quick(tmp_path):
     run_example("segmentation_benchmark.py", "--quick", "--output-dir", str(tmp_path))
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert {r["arm"] for r in results["runs"]} == set(segmentation.ARMS)
-    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
-    table = (tmp_path / "results.md").read_text()
-    for name in segmentation.ARM_NAMES.values():
-        assert f"| {name} |" in table
+    table = read_benchmark_results(tmp_path, segmentation)
     assert "k = 5" in table and "--quick" in table
     with Image.open(tmp_path / "dice.png") as png:
         assert png.size[0] > 100 and png.size[1] > 100
@@ -48,12 +55,7 @@ def test_segmentation_benchmark_quick(tmp_path):
 
 def test_fewlabels_benchmark_quick(tmp_path):
     run_example("fewlabels_benchmark.py", "--quick", "--arms", ",".join(fewlabels.ARMS), "--output-dir", str(tmp_path))
-    results = json.loads((tmp_path / "results.json").read_text())
-    assert {r["arm"] for r in results["runs"]} == set(fewlabels.ARMS)
-    assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
-    table = (tmp_path / "results.md").read_text()
-    for name in fewlabels.ARM_NAMES.values():
-        assert f"| {name} |" in table
+    table = read_benchmark_results(tmp_path, fewlabels)
     assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
     proc = run_example("fewlabels_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
     assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr

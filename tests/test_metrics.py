@@ -289,3 +289,18 @@ def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
     assert metrics["mmd"] == pytest.approx(float(expected), rel=1e-4)
     assert metrics["ms_ssim"] == pytest.approx(float(ms_ssim_pairs(recon, value_range=(-1, 1)).mean()), rel=1e-4)
     assert math.isfinite(metrics["elbo"]) and metrics["elbo"] < 0
+
+
+def test_metric_helpers_stack_decollated_batches_and_scale_to_unit_range():
+    from monai_gvae.metrics.utils import stack_batch, to_unit_range
+
+    items = [torch.full((1, 2, 2), float(i)) for i in range(3)]
+    stacked = stack_batch(items)
+    assert stacked.shape == (3, 1, 2, 2) and torch.equal(stacked[2], items[2])
+    assert torch.equal(stack_batch(tuple(items)), stacked)
+    batch = torch.zeros(2, 1, 2, 2)
+    assert stack_batch(batch) is batch and stack_batch(None) is None  # tensors and a missing y pass through
+    scaled = to_unit_range(torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]), (-1, 1))
+    assert scaled.dtype == torch.float32 and torch.equal(scaled, torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0]))
+    assert torch.equal(to_unit_range(torch.tensor([0, 128, 255], dtype=torch.uint8), (0, 255))[[0, 2]],
+                       torch.tensor([0.0, 1.0]))

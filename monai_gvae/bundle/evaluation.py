@@ -316,6 +316,24 @@ def _synthetic_samples(
     return synthetic, {"num_samples": num_samples, "seed": seed}, loaded
 
 
+def _real_images_on_grid(
+    training_dir: str | os.PathLike,
+    holdout_dir: str | os.PathLike | None,
+    shape: tuple[int, ...],
+    intensity_range: tuple[float, float] | None,
+    progress: bool,
+) -> tuple[LoadedImages, LoadedImages | None]:
+    """The training and (optional) held-out images resized to the synthetic samples' ``shape`` ``(C, *spatial)``,
+    intensities in [0, 1]; at least 2 training images unless held-out ones give the reference distances."""
+    grid = dict(spatial_dims=len(shape) - 1, spatial_size=shape[1:], channels=shape[0],
+                intensity_range=intensity_range, progress=progress)
+    training = load_image_folder(training_dir, **grid)
+    if training.images.shape[0] < 2 and holdout_dir is None:
+        raise InputImageError(f"{training_dir}: at least 2 training images are needed (or give a held-out folder).")
+    holdout = load_image_folder(holdout_dir, **grid) if holdout_dir is not None else None
+    return training, holdout
+
+
 def check_memorization(
     training_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -382,14 +400,8 @@ def check_memorization(
     synthetic, source, loaded_model = _synthetic_samples(
         synthetic_dir, model, num_samples, seed, intensity_range, batch_size, device, progress
     )
-    # training and held-out images on the synthetic samples' grid
     shape = tuple(synthetic.images.shape[1:])
-    grid = dict(spatial_dims=len(shape) - 1, spatial_size=shape[1:], channels=shape[0],
-                intensity_range=intensity_range, progress=progress)
-    training = load_image_folder(training_dir, **grid)
-    if training.images.shape[0] < 2 and holdout_dir is None:
-        raise InputImageError(f"{training_dir}: at least 2 training images are needed (or give a held-out folder).")
-    holdout = load_image_folder(holdout_dir, **grid) if holdout_dir is not None else None
+    training, holdout = _real_images_on_grid(training_dir, holdout_dir, shape, intensity_range, progress)
     analysis = memorization_report(
         synthetic.images,
         training.images,

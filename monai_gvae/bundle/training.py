@@ -52,9 +52,28 @@ def train_bundle(
 
         train_bundle("bundles/gvae_brain2d", overrides={"max_epochs": 1, "output_dir": "/tmp/gvae"})
     """
+    workflow = _bundle_workflow(os.fspath(bundle_dir), config_files, meta_file, run_id, overrides)
+    output_dir = workflow.parser.get_parsed_content("output_dir") if "output_dir" in workflow.parser else None
+    _refuse_earlier_run(workflow, output_dir, overwrite)
+    workflow.initialize()
+    if progress and "train#trainer" in workflow.parser:
+        _attach_progress_bar(workflow.parser.get_parsed_content("train#trainer"))
+    workflow.run()
+    workflow.finalize()
+    return output_dir
+
+
+def _bundle_workflow(
+    bundle_dir: str,
+    config_files: Sequence[str] | None,
+    meta_file: str | None,
+    run_id: str,
+    overrides: Mapping[str, Any] | None,
+) -> Any:
+    """The bundle's ``ConfigWorkflow`` (not yet initialised), its files checked and defaulted as
+    :func:`train_bundle` documents."""
     from monai.bundle import ConfigWorkflow
 
-    bundle_dir = os.fspath(bundle_dir)
     if not os.path.isdir(bundle_dir):
         raise FileNotFoundError(
             f"bundle folder not found: {bundle_dir} (give --bundle, or run from the repository root)."
@@ -68,7 +87,7 @@ def train_bundle(
         meta_file = default_meta if os.path.isfile(default_meta) else None
     logging_file = os.path.join(bundle_dir, "configs", "logging.conf")
     settings = {"bundle_root": bundle_dir, **dict(overrides or {})}
-    workflow = ConfigWorkflow(
+    return ConfigWorkflow(
         config_file=configs[0] if len(configs) == 1 else configs,
         meta_file=meta_file,
         logging_file=logging_file if os.path.isfile(logging_file) else False,
@@ -76,7 +95,11 @@ def train_bundle(
         workflow_type="train",
         **settings,
     )
-    output_dir = workflow.parser.get_parsed_content("output_dir") if "output_dir" in workflow.parser else None
+
+
+def _refuse_earlier_run(workflow: Any, output_dir: str | None, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` when ``output_dir`` holds an earlier run's checkpoints, unless the config resumes
+    them or ``overwrite`` (which is then passed on to the checkpoint handler, which replaces them)."""
     # GVAECheckpointHandler (monai_gvae.handlers) resumes a run (`--resume true`) and, told to, replaces one itself
     resume_key = "train#checkpoint_saver#resume"
     resuming = False
@@ -94,17 +117,16 @@ def train_bundle(
             **_checkpoint_names(workflow.parser),
             hint="nothing was run. Resume it (--resume true), choose another output_dir or pass --overwrite",
         )
-    workflow.initialize()
-    if progress and "train#trainer" in workflow.parser:
-        from ignite.handlers import ProgressBar
 
-        from monai_gvae.engines import GVAEKeys, loss_terms
 
-        losses = functools.partial(loss_terms, keys=(GVAEKeys.LOSS_G, GVAEKeys.LOSS_D))
-        ProgressBar(persist=True).attach(workflow.parser.get_parsed_content("train#trainer"), output_transform=losses)
-    workflow.run()
-    workflow.finalize()
-    return output_dir
+def _attach_progress_bar(trainer: Any) -> None:
+    """An Ignite progress bar on stderr showing the two losses of each iteration."""
+    from ignite.handlers import ProgressBar
+
+    from monai_gvae.engines import GVAEKeys, loss_terms
+
+    losses = functools.partial(loss_terms, keys=(GVAEKeys.LOSS_G, GVAEKeys.LOSS_D))
+    ProgressBar(persist=True).attach(trainer, output_transform=losses)
 
 
 def _checkpoint_names(parser: Any) -> dict[str, Any]:

@@ -505,25 +505,7 @@ def load_image_folder(
     from tqdm.auto import tqdm
 
     folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    images_dir, labels_dir = os.path.join(folder, "images"), os.path.join(folder, "labels")
-    paired = os.path.isdir(images_dir)
-    items = find_images(images_dir if paired else folder, exclude=_manifest_labels(folder))
-    if not items:
-        raise InputImageError(f"no NIfTI, DICOM or PNG images found in {images_dir if paired else folder}.")
-    label_items: dict[str, ImageItem] = {}
-    if paired and os.path.isdir(labels_dir):
-        label_items = {i.name: i for i in find_images(labels_dir)}
-    if require_labels:
-        if not label_items:
-            raise InputImageError(
-                f"labels are needed (the model generates {num_classes} label classes): put the images in "
-                f"{images_dir} and class-index maps with the same names in {labels_dir}."
-            )
-        missing = [i.name for i in items if i.name not in label_items]
-        if missing:
-            raise InputImageError(f"{labels_dir} has no label for image {missing[0]} ({len(missing)} missing).")
+    items, label_items, labels_dir = _image_and_label_files(folder, require_labels, num_classes)
     images, labels, names, paths = [], [], [], []
     size = tuple(spatial_size) if spatial_size is not None else None
     for item in tqdm(
@@ -543,13 +525,7 @@ def load_image_folder(
         if label_items and (require_labels or item.name in label_items):
             if item.name not in label_items:
                 raise InputImageError(f"{labels_dir} has no label for image {item.path}.")
-            raw_label = load_image(label_items[item.name])
-            if tuple(raw_label.shape[1:]) != tuple(raw.shape[1:]):
-                raise InputImageError(
-                    f"{label_items[item.name].path}: label shape {tuple(raw_label.shape[1:])} differs from its image "
-                    f"{item.path} {tuple(raw.shape[1:])}."
-                )
-            labels.append(prepare_label(raw_label, spatial_dims, size, num_classes, name=label_items[item.name].path))
+            labels.append(_read_label(label_items[item.name], item, raw, spatial_dims, size, num_classes))
     if labels and len(labels) != len(images):
         missing = [n for n in names if n not in label_items]
         raise InputImageError(f"{labels_dir} has no label for image {missing[0]} ({len(missing)} missing).")
@@ -559,3 +535,48 @@ def load_image_folder(
         names=names,
         paths=paths,
     )
+
+
+def _image_and_label_files(
+    folder: str, require_labels: bool, num_classes: int | None
+) -> tuple[list[ImageItem], dict[str, ImageItem], str]:
+    """The images of ``folder`` (its ``images/`` when there is one), its labels by image name (``labels/``; empty
+    when there are none) and the labels folder; checks that every image has a label when ``require_labels``."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    images_dir, labels_dir = os.path.join(folder, "images"), os.path.join(folder, "labels")
+    paired = os.path.isdir(images_dir)
+    items = find_images(images_dir if paired else folder, exclude=_manifest_labels(folder))
+    if not items:
+        raise InputImageError(f"no NIfTI, DICOM or PNG images found in {images_dir if paired else folder}.")
+    label_items: dict[str, ImageItem] = {}
+    if paired and os.path.isdir(labels_dir):
+        label_items = {i.name: i for i in find_images(labels_dir)}
+    if require_labels:
+        if not label_items:
+            raise InputImageError(
+                f"labels are needed (the model generates {num_classes} label classes): put the images in "
+                f"{images_dir} and class-index maps with the same names in {labels_dir}."
+            )
+        missing = [i.name for i in items if i.name not in label_items]
+        if missing:
+            raise InputImageError(f"{labels_dir} has no label for image {missing[0]} ({len(missing)} missing).")
+    return items, label_items, labels_dir
+
+
+def _read_label(
+    label_item: ImageItem,
+    image_item: ImageItem,
+    raw_image: torch.Tensor,
+    spatial_dims: int | None,
+    size: tuple[int, ...],
+    num_classes: int | None,
+) -> torch.Tensor:
+    """The label of an image, on the image's original grid (checked) and then prepared like it."""
+    raw_label = load_image(label_item)
+    if tuple(raw_label.shape[1:]) != tuple(raw_image.shape[1:]):
+        raise InputImageError(
+            f"{label_item.path}: label shape {tuple(raw_label.shape[1:])} differs from its image "
+            f"{image_item.path} {tuple(raw_image.shape[1:])}."
+        )
+    return prepare_label(raw_label, spatial_dims, size, num_classes, name=label_item.path)

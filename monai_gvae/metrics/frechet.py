@@ -17,6 +17,8 @@ from monai.metrics import Cumulative
 from monai.metrics.fid import get_fid_score
 from torch import nn
 
+from monai_gvae.metrics.utils import stack_batch, to_unit_range
+
 __all__ = ["FeatureClassifier", "train_feature_classifier", "classifier_accuracy", "frechet_distance", "FrechetDistanceMetric"]
 
 
@@ -184,10 +186,7 @@ class FrechetDistanceMetric(Cumulative):
 
     @torch.no_grad()
     def _features(self, x: Any) -> torch.Tensor:
-        if isinstance(x, (list, tuple)):
-            x = torch.stack([torch.as_tensor(t) for t in x])
-        lo, hi = self.value_range
-        x = ((torch.as_tensor(x).float() - lo) / (hi - lo)).clamp(0.0, 1.0)
+        x = to_unit_range(stack_batch(x), self.value_range)
         device = next(self.classifier.parameters()).device
         return self.classifier.features(x.to(device)).double().cpu()
 

@@ -32,6 +32,7 @@ from monai.metrics import CumulativeIterationMetric
 from torch import nn
 
 from monai_gvae.losses import kl_divergence
+from monai_gvae.metrics.utils import stack_batch, to_unit_range
 
 __all__ = [
     "PIXEL_LIKELIHOODS",
@@ -389,9 +390,7 @@ class _PerImageMetric(CumulativeIterationMetric):
         self.term = term
 
     def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        if isinstance(y_pred, (list, tuple)):
-            y_pred = torch.stack([torch.as_tensor(t) for t in y_pred])
-        return super().__call__(y_pred, None, **kwargs)
+        return super().__call__(stack_batch(y_pred), None, **kwargs)
 
     def aggregate(self, term: str | None = None) -> torch.Tensor:  # type: ignore[override]
         """Mean over images of ``term`` (default: the one given at construction)."""
@@ -406,11 +405,6 @@ class _PerImageMetric(CumulativeIterationMetric):
     def aggregate_all(self) -> dict[str, float]:
         """Means of all terms."""
         return {t: float(self.aggregate(t)) for t in self.terms}
-
-
-def _to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
-    lo, hi = value_range
-    return ((x.float() - lo) / (hi - lo)).clamp(0.0, 1.0)
 
 
 class ELBOMetric(_PerImageMetric):
@@ -447,7 +441,7 @@ class ELBOMetric(_PerImageMetric):
         self.generator = torch.Generator().manual_seed(seed)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> list[torch.Tensor]:
-        out = elbo(_to_unit(y_pred, self.value_range), self.adapter.encode, self.adapter.log_likelihood,
+        out = elbo(to_unit_range(y_pred, self.value_range), self.adapter.encode, self.adapter.log_likelihood,
                    self.num_samples, self.generator)
         return [out[t].reshape(-1, 1).cpu() for t in self.terms]
 
@@ -486,7 +480,7 @@ class ImportanceWeightedBoundMetric(_PerImageMetric):
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> list[torch.Tensor]:
         bound = importance_weighted_bound(
-            _to_unit(y_pred, self.value_range), self.adapter.encode, self.adapter.log_likelihood,
+            to_unit_range(y_pred, self.value_range), self.adapter.encode, self.adapter.log_likelihood,
             self.num_samples, self.chunk_size, self.generator,
         )
         return [bound.reshape(-1, 1).cpu()]

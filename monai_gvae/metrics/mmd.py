@@ -22,6 +22,8 @@ from monai.metrics import CumulativeIterationMetric
 from monai.metrics.mmd import compute_mmd
 from monai.utils import MetricReduction
 
+from monai_gvae.metrics.utils import stack_batch
+
 __all__ = [
     "DEFAULT_BANDWIDTH_SCALES",
     "median_heuristic",
@@ -37,9 +39,7 @@ DEFAULT_BANDWIDTH_SCALES = (0.5, 1.0, 2.0)
 
 
 def _flatten(x: torch.Tensor | Sequence[torch.Tensor], name: str) -> torch.Tensor:
-    if isinstance(x, (list, tuple)):
-        x = torch.stack([torch.as_tensor(t) for t in x])
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(stack_batch(x))
     if x.ndim < 2:
         raise ValueError(f"{name} must be batch-first with at least 2 dimensions (N, ...), got shape {tuple(x.shape)}.")
     if x.shape[0] < 2:
@@ -153,19 +153,29 @@ def linear_mmd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return compute_mmd(yf, xf, None)
 
 
-class _BatchMetric(CumulativeIterationMetric):
+class _StackedBatchMetric(CumulativeIterationMetric):
+    """A cumulative metric whose ``y_pred`` and ``y`` may come decollated (lists of items): they are stacked first."""
+
+    def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
+        return super().__call__(stack_batch(y_pred), stack_batch(y), **kwargs)
+
+
+def _bandwidths(bandwidths: Sequence[float] | None) -> tuple[float, ...] | None:
+    return tuple(float(b) for b in bandwidths) if bandwidths is not None else None
+
+
+def _require_real(metric: CumulativeIterationMetric, y: torch.Tensor | None) -> torch.Tensor:
+    if y is None:
+        raise ValueError(f"{type(metric).__name__} needs real images y beside the generated y_pred.")
+    return y
+
+
+class _BatchMetric(_StackedBatchMetric):
     """A metric computed on whole batches (one value per batch); decollated lists are stacked first."""
 
     def __init__(self, reduction: MetricReduction | str = MetricReduction.MEAN) -> None:
         super().__init__()
         self.reduction = reduction
-
-    def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        if isinstance(y_pred, (list, tuple)):
-            y_pred = torch.stack([torch.as_tensor(t) for t in y_pred])
-        if isinstance(y, (list, tuple)):
-            y = torch.stack([torch.as_tensor(t) for t in y])
-        return super().__call__(y_pred, y, **kwargs)
 
     def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
         """Mean (or ``reduction``) over the accumulated per-batch values."""
@@ -206,15 +216,13 @@ class GaussianMMDMetric(_BatchMetric):
         self, bandwidths: Sequence[float] | None = None, reduction: MetricReduction | str = MetricReduction.MEAN
     ) -> None:
         super().__init__(reduction)
-        self.bandwidths = tuple(float(b) for b in bandwidths) if bandwidths is not None else None
+        self.bandwidths = _bandwidths(bandwidths)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        if y is None:
-            raise ValueError("GaussianMMDMetric needs real images y beside the generated y_pred.")
-        return gaussian_mmd(y_pred, y, self.bandwidths).reshape(1, 1)
+        return gaussian_mmd(y_pred, _require_real(self, y), self.bandwidths).reshape(1, 1)
 
 
-class WholeSetGaussianMMDMetric(CumulativeIterationMetric):
+class WholeSetGaussianMMDMetric(_StackedBatchMetric):
     """Unbiased Gaussian-kernel squared MMD between *all* generated (``y_pred``) and *all* real (``y``) images.
 
     Unlike :class:`GaussianMMDMetric` (one estimate per batch, averaged), the batches are only collected, and
@@ -236,18 +244,10 @@ class WholeSetGaussianMMDMetric(CumulativeIterationMetric):
 
     def __init__(self, bandwidths: Sequence[float] | None = None) -> None:
         super().__init__()
-        self.bandwidths = tuple(float(b) for b in bandwidths) if bandwidths is not None else None
-
-    def __call__(self, y_pred: Any, y: Any = None, **kwargs: Any) -> Any:  # type: ignore[override]
-        if isinstance(y_pred, (list, tuple)):
-            y_pred = torch.stack([torch.as_tensor(t) for t in y_pred])
-        if isinstance(y, (list, tuple)):
-            y = torch.stack([torch.as_tensor(t) for t in y])
-        return super().__call__(y_pred, y, **kwargs)
+        self.bandwidths = _bandwidths(bandwidths)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> list[torch.Tensor]:
-        if y is None:
-            raise ValueError("WholeSetGaussianMMDMetric needs real images y beside the generated y_pred.")
+        y = _require_real(self, y)
         if y_pred.shape[1:] != y.shape[1:]:
             raise ValueError(
                 f"generated and real images must have the same per-image shape, got {tuple(y_pred.shape[1:])} "
@@ -282,6 +282,4 @@ class LinearMMDMetric(_BatchMetric):
     """
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
-        if y is None:
-            raise ValueError("LinearMMDMetric needs real images y beside the generated y_pred.")
-        return linear_mmd(y_pred, y).reshape(1, 1)
+        return linear_mmd(y_pred, _require_real(self, y)).reshape(1, 1)

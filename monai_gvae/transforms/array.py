@@ -268,15 +268,18 @@ class GVAESynthesize(RandomizableTransform):
             if not high > low:
                 high = low + 1.0
 
+        if self.conditional or self.mode == "posterior":  # both encode or condition on the item itself
+            source = image_t if self.mode == "posterior" else None
+            source, index = self._on_model_grid(source, label_t, onehot, spatial, model_spatial)
         if self.conditional:
-            gen_image = self._conditional(image_t, label_t, onehot, (low, high), spatial, model_spatial)
+            gen_image = self._conditional(source, index, (low, high))
             if gen_image is None:  # every attempt rejected by the sample filter: the item stays real
                 return self.mark_real(img, label)
             gen_label = None
         elif self.mode == "prior":
             gen_image, gen_label = self.pool.draw(self._u, self._latent_rng)
         else:
-            gen_image, gen_label = self._posterior(image_t, label_t, onehot, (low, high), spatial, model_spatial)
+            gen_image, gen_label = self._posterior(source, index, (low, high))
         if spatial != model_spatial:
             gen_image = resize_tensor(gen_image, spatial, "bilinear" if dims == 2 else "trilinear")
             gen_label = resize_tensor(gen_label, spatial, "nearest") if gen_label is not None else None
@@ -319,28 +322,38 @@ class GVAESynthesize(RandomizableTransform):
             )
         return label_t, True
 
-    def _posterior(
+    def _on_model_grid(
         self,
-        image: torch.Tensor,
+        image: torch.Tensor | None,
         label: torch.Tensor | None,
         onehot: bool,
-        intensity_range: tuple[float, float],
         spatial: tuple[int, ...],
         model_spatial: tuple[int, ...],
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        model = self.model
-        if model.label_channels and label is None:
-            raise ValueError(
-                "mode='posterior' encodes image and label together: this GVAE has label channels, so pass the label."
-            )
-        dims = int(model.spatial_dims)
-        image = image.float()
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The item's image (float) and its label as class indices ``(1, *spatial)``, resized to the model's grid
+        (area/trilinear for the image, nearest for the label); ``None`` stays ``None``."""
         index = None
         if label is not None:
             index = label.argmax(dim=0, keepdim=True) if onehot else label.round().long()
+        if image is not None:
+            image = image.float()
         if spatial != model_spatial:
-            image = resize_tensor(image, model_spatial, "area" if dims == 2 else "trilinear")
-            index = resize_tensor(index, model_spatial, "nearest") if index is not None else None
+            if image is not None:
+                image_mode = "area" if int(self.model.spatial_dims) == 2 else "trilinear"
+                image = resize_tensor(image, model_spatial, image_mode)
+            if index is not None:
+                index = resize_tensor(index, model_spatial, "nearest")
+        return image, index
+
+    def _posterior(
+        self, image: torch.Tensor, index: torch.Tensor | None, intensity_range: tuple[float, float]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A draw near the item's own encoding (image and label on the model's grid, see :meth:`_on_model_grid`)."""
+        model = self.model
+        if model.label_channels and index is None:
+            raise ValueError(
+                "mode='posterior' encodes image and label together: this GVAE has label channels, so pass the label."
+            )
         layout = "foreground" if model.label_channels == 1 else "onehot"
         packed = pack_image_label(image, index, model.num_classes if index is not None else None, layout, intensity_range)
         mu, _ = self.pool.encode(packed[None])
@@ -349,32 +362,22 @@ class GVAESynthesize(RandomizableTransform):
         return gen_image[0], (gen_label[0] if gen_label is not None else None)
 
     def _conditional(
-        self,
-        image: torch.Tensor,
-        label: torch.Tensor | None,
-        onehot: bool,
-        intensity_range: tuple[float, float],
-        spatial: tuple[int, ...],
-        model_spatial: tuple[int, ...],
+        self, image: torch.Tensor | None, index: torch.Tensor | None, intensity_range: tuple[float, float]
     ) -> torch.Tensor | None:
-        """Image generated for the item's label map (``None`` when the sample filter rejects every attempt)."""
+        """Image generated for the item's label map (``None`` when the sample filter rejects every attempt).
+
+        ``index`` is the label map on the model's grid; ``image`` too in ``mode="posterior"`` (else ``None``).
+        """
         model = self.model
-        if label is None:
+        if index is None:
             raise ValueError(
                 f"mode={self.mode!r} with a label-conditioned GVAE generates an image for the item's label map: "
                 "pass the label."
             )
-        dims = int(model.spatial_dims)
-        index = label.argmax(dim=0, keepdim=True) if onehot else label.round().long()
-        if spatial != model_spatial:
-            index = resize_tensor(index, model_spatial, "nearest")
         condition = label_to_condition(index[None], int(model.num_classes), int(model.condition_channels))
         mu = None
         if self.mode == "posterior":
-            source = image.float()
-            if spatial != model_spatial:
-                source = resize_tensor(source, model_spatial, "area" if dims == 2 else "trilinear")
-            mu, _ = self.pool.encode(to_model_range(source, intensity_range)[None], condition=condition)
+            mu, _ = self.pool.encode(to_model_range(image, intensity_range)[None], condition=condition)
         sample_filter = self.pool.sample_filter
         attempts = self.pool.max_attempts if sample_filter is not None else 1
         for _ in range(attempts):
