@@ -700,8 +700,9 @@ def write_synthetic_segmentation(
     if top >= len(names):
         raise ValueError(f"the label holds class {top} but class_names names only {len(names)} classes: {names}.")
     sources = _source_datasets(source_images)
-    # frames in source order: a 2D image is one frame, a volume one frame per slice along its third axis
-    frames = data[None] if data.ndim == 2 else np.moveaxis(data, 2, 0)
+    # frames in source order, laid out as write_synthetic_dicom lays out pixels: a 2D image is one frame (rows first),
+    # a volume one frame per slice along its third axis (voxel (i, j, k) = column i, row j of slice k)
+    frames = data[None] if data.ndim == 2 else np.moveaxis(data, 2, 0).transpose(0, 2, 1)
     expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
     if frames.shape != expected:
         raise ValueError(
