@@ -111,7 +111,8 @@ def run(*args: str, env_path: Path | None = None) -> subprocess.CompletedProcess
     if env_path is not None:
         env["PYTHONPATH"] = f"{env_path}:{env.get('PYTHONPATH', '')}"
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    output = f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{output}"
     return proc
 
 
@@ -378,7 +379,8 @@ def test_dicom_seg_beside_the_series_marked_synthetic(stub, monkeypatch, tmp_pat
     ds = pydicom.dcmread(seg_path)
     assert ds.Modality == "SEG" and ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == image_ds.SeriesInstanceUID
-    assert ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == image_ds.SOPInstanceUID
+    referenced = ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == image_ds.SOPInstanceUID
     assert ds.FrameOfReferenceUID == image_ds.FrameOfReferenceUID and ds.StudyInstanceUID == image_ds.StudyInstanceUID
     assert ds.SeriesInstanceUID != image_ds.SeriesInstanceUID
     # marked synthetic like the images, with the images' synthetic patient and no date of a real event
@@ -433,7 +435,8 @@ def test_training_log_best_metric_follows_the_minimum(tmp_path):
                "--base_channels", "4", "--latent_size", "8")
     log = proc.stdout + proc.stderr
     values = [float(v) for v in re.findall(r"Metrics -- .*?val_reconstruction_mae: ([0-9.eE+-]+)", log)]
-    best = [(float(v), int(e)) for v, e in re.findall(r"val_reconstruction_mae best value: ([0-9.eE+-]+) at epoch: (\d+)", log)]
+    best_pattern = r"val_reconstruction_mae best value: ([0-9.eE+-]+) at epoch: (\d+)"
+    best = [(float(v), int(e)) for v, e in re.findall(best_pattern, log)]
     assert len(values) == len(best) == 4, log[-3000:]
     for k, (value, epoch) in enumerate(best):
         lowest = int(np.argmin(values[: k + 1]))

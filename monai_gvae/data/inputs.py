@@ -491,9 +491,8 @@ def _manifest_labels(folder: str) -> list[str]:
         with open(path) as f:
             manifest = json.load(f)
         # label maps: class-index images and DICOM-SEG objects
-        return [
-            os.path.join(folder, e[key]) for e in manifest.get("files", []) for key in ("label", "segmentation") if e.get(key)
-        ]
+        entries = manifest.get("files", [])
+        return [os.path.join(folder, e[key]) for e in entries for key in ("label", "segmentation") if e.get(key)]
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise InputImageError(f"cannot read {path}: {e}") from e
 

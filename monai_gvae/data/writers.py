@@ -773,8 +773,9 @@ def write_synthetic_png(
     Text chunks: ``Synthetic = YES``, ``Description`` (synthetic, not patient data, package version),
     ``Software``, ``Kind`` (image/label), ``IntensityRange`` (what 0 and the top grey level stand for) and
     ``Comment``. With an ``affine`` the pixel spacing goes to the ``pHYs`` chunk. The PNG is what a viewer should
-    show: its rows are the array's first axis. :func:`monai_gvae.data.load_image` (``PILReader(reverse_indexing=False)``)
-    returns the original array; MONAI's default ``PILReader`` returns it with the two axes swapped.
+    show: its rows are the array's first axis. :func:`monai_gvae.data.load_image`
+    (``PILReader(reverse_indexing=False)``) returns the original array; MONAI's default ``PILReader`` returns it
+    with the two axes swapped.
 
     Args:
         array: ``(1, H, W)`` channel-first array.

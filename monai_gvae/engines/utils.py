@@ -132,6 +132,7 @@ def lower_is_better(current_metric: float, prev_best: float) -> bool:
 
     Example::
 
-        evaluator = GVAEEvaluator("cpu", val_loader, gvae, key_val_metric={"val_mae": mae}, metric_cmp_fn=lower_is_better)
+        evaluator = GVAEEvaluator("cpu", val_loader, gvae, key_val_metric={"val_mae": mae},
+                                  metric_cmp_fn=lower_is_better)
     """
     return current_metric < prev_best
