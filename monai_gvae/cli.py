@@ -112,6 +112,13 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="latent seed (default: 0)")
     _intensity(p, "intensity range of the written images (default: 0 1)")
     p.add_argument("--png-bit-depth", type=int, choices=(8, 16), default=8, help="PNG grey levels (default: 8)")
+    p.add_argument(
+        "--class-names",
+        nargs="+",
+        metavar="NAME",
+        help="names of the label classes, background first (DICOM-SEG segment names and the manifest; default: "
+        "from the bundle's metadata.json with --bundle, else 'background', 'class 1', ...)",
+    )
     _common(p)
 
 
@@ -236,10 +243,14 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
-    from monai_gvae.bundle.synthesis import synthesize
+    from monai_gvae.bundle.synthesis import label_class_names, synthesize
 
+    model = _load(args)
+    class_names = args.class_names
+    if class_names is None and getattr(args, "bundle", None) and model.label_channels:
+        class_names = label_class_names(args.bundle, model.image_channels, model.num_classes)
     manifest = synthesize(
-        _load(args),
+        model,
         args.out,
         num_samples=args.num_samples,
         seed=args.seed,
@@ -251,8 +262,13 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         intensity_range=_intensity_range(args) or (0.0, 1.0),
         png_bit_depth=args.png_bit_depth,
         progress=not args.no_progress,
+        class_names=class_names,
     )
-    print(f"wrote {len(manifest['files'])} synthetic sample(s) ({args.format}) and manifest.json to {args.out}")
+    segmentations = " (+ DICOM-SEG label objects)" if any("segmentation" in e for e in manifest["files"]) else ""
+    print(
+        f"wrote {len(manifest['files'])} synthetic sample(s) ({args.format}){segmentations} and manifest.json "
+        f"to {args.out}"
+    )
     return 0
 
 

@@ -239,9 +239,9 @@ def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, 
         "3",
     )
     files = _all_files(out)
-    assert {p.name for p in files} == {f"synthetic_0000{i}_{k}.dcm" for i in range(2) for k in ("image", "label")} | {
-        "manifest.json"
-    }
+    assert {p.name for p in files} == {
+        f"synthetic_0000{i}_{k}.dcm" for i in range(2) for k in ("image", "label", "seg")
+    } | {"manifest.json"}
     forbidden = [
         REF_PATIENT_NAME,
         REF_PATIENT_ID,
@@ -281,7 +281,8 @@ def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, 
     labels = sitk.GetArrayFromImage(sitk.ReadImage(str(label_path)))
     assert set(np.unique(labels)) <= set(range(NUM_CLASSES))
     reader = sitk.ImageSeriesReader()
-    assert list(reader.GetGDCMSeriesIDs(str(out))) and len(reader.GetGDCMSeriesIDs(str(out))) == 4
+    # per sample: the image, the class-index label and the DICOM-SEG series
+    assert list(reader.GetGDCMSeriesIDs(str(out))) and len(reader.GetGDCMSeriesIDs(str(out))) == 6
 
     # MONAI's reader gives back the generated array: compare with the NIfTI output of the same seed
     from monai_gvae.data.inputs import load_image
@@ -290,7 +291,7 @@ def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, 
     assert cli_synthesize(tiny["checkpoint"], nifti, 1, "--seed", "3") == 0
     expected = np.asarray(nib.load(nifti / "synthetic_00000_image.nii.gz").dataobj)
     assert np.abs(load_image(image_path)[0].numpy() - expected).max() < 1e-4
-    assert np.allclose(arr[0].T, load_image(image_path)[0].numpy(), atol=1e-6)  # SimpleITK: (z, y, x) order
+    assert np.allclose(arr[0], load_image(image_path)[0].numpy(), atol=1e-6)  # SimpleITK: (z, rows, columns)
 
 
 def test_synthesize_png_marked_synthetic(tiny, tmp_path):

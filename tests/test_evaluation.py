@@ -255,8 +255,8 @@ def test_bundle_metrics_json_and_cli_evaluate_agree(tmp_path, monkeypatch):
     bundle_images = torch.stack([torch.as_tensor(item["image"]) for item in dataset])
     assert set(bundle_images.unique().tolist()) == {-1.0, 1.0}
     for i, x in enumerate(bundle_images[:, 0]):
-        # transposed: MONAI's PILReader (what the command line reads PNG with) puts a PNG's columns first
-        Image.fromarray(((x.numpy().T + 1) / 2 * 255).astype(np.uint8)).save(held_out / f"test_{i:03d}.png")
+        # as seen: the command line reads a PNG rows first, the order of the bundle's IDX reader
+        Image.fromarray(((x.numpy() + 1) / 2 * 255).astype(np.uint8)).save(held_out / f"test_{i:03d}.png")
     cli_images = load_image_folder(held_out, spatial_dims=2, spatial_size=(32, 32), intensity_range=(0, 255)).images
     assert torch.equal(cli_images * 2 - 1, bundle_images)  # the same data, bit for bit
     cli_json = tmp_path / "eval.json"

@@ -13,13 +13,22 @@ from .adaptation import load_pretrained
 from .handlers import SampleGridHandler
 from .png_synthesis import synthesize_rgb_png
 from .settings import BundleSettings, build_checkpoint_handler, build_trainer, convert_setting
-from .synthesis import FORMATS, generate, output_names, sample_latents, synthesize, synthesize_to_nifti
+from .synthesis import (
+    FORMATS,
+    generate,
+    label_class_names,
+    output_names,
+    sample_latents,
+    synthesize,
+    synthesize_to_nifti,
+)
 from .visualize import LABEL_PALETTE, sample_grid, save_sample_grid
 
 __all__ = [
     "SampleGridHandler",
     "FORMATS",
     "generate",
+    "label_class_names",
     "output_names",
     "sample_latents",
     "synthesize",

@@ -1,6 +1,7 @@
-"""Synthesis from a trained GVAE: batched sampling, decoded to image + label, written as marked NIfTI, DICOM or PNG.
+"""Synthesis from a trained GVAE: batched sampling, decoded to image + label, written as marked NIfTI, DICOM or PNG
+(DICOM: the label also as DICOM-SEG).
 
-:func:`synthesize` is what ``monai-gvae synthesize`` and the bundle's ``inference.yaml`` call.
+:func:`synthesize` is what ``monai-gvae synthesize`` and the bundles' ``inference.yaml`` call.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import datetime
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,10 +19,12 @@ import torch
 from monai_gvae._version import __version__
 from monai_gvae.data.writers import (
     SyntheticStudy,
+    default_affine,
     fit_affine,
     write_synthetic_dicom,
     write_synthetic_nifti,
     write_synthetic_png,
+    write_synthetic_segmentation,
 )
 from monai_gvae.networks.io import load_gvae, model_checksum
 from monai_gvae.networks.latents import sample_latents
@@ -33,6 +36,7 @@ __all__ = [
     "write_manifest",
     "FORMATS",
     "generate",
+    "label_class_names",
     "output_names",
     "sample_latents",
     "synthesize",
@@ -136,6 +140,60 @@ def output_names(num_samples: int, format: str, spatial_dims: int, with_labels: 
     ]
 
 
+def _segmentation_name(index: int) -> str:
+    """File name of sample ``index``'s DICOM-SEG (DICOM output of a joint image+label model)."""
+    return f"synthetic_{index:05d}_seg.dcm"
+
+
+def label_class_names(
+    metadata: Mapping | str | os.PathLike, image_channels: int, num_classes: int
+) -> tuple[str, ...]:
+    """Names of a bundle's label classes ``0 .. num_classes - 1``, from its ``metadata.json``.
+
+    They are the ``channel_def`` of ``network_data_format.outputs.pred`` after the image channels (a GVAE's output is
+    the image channels followed by one channel per class), e.g. ``background, cortex, deep grey matter, cerebellum``
+    for ``gvae_brain2d``. A class the metadata does not name is called ``class K``.
+
+    Args:
+        metadata: the parsed metadata (e.g. a bundle config's ``@_meta_``), a ``metadata.json`` file, or a bundle
+            folder (``DIR/configs/metadata.json``).
+        image_channels: the model's image channels.
+        num_classes: the model's label classes.
+
+    Returns:
+        ``num_classes`` names.
+
+    Raises:
+        FileNotFoundError: no metadata file.
+        ValueError: an unreadable metadata file.
+
+    Example::
+
+        label_class_names("bundles/gvae_brain2d", model.image_channels, model.num_classes)
+    """
+    if not isinstance(metadata, Mapping):
+        path = os.fspath(metadata)
+        if os.path.isdir(path):
+            path = os.path.join(path, "configs", "metadata.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"bundle metadata not found: {path}")
+        try:
+            with open(path) as f:
+                metadata = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot read bundle metadata {path}: {e}") from e
+    channel_def: Mapping = {}
+    try:
+        channel_def = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        pass
+    names = []
+    for k in range(int(num_classes)):
+        name = channel_def.get(str(image_channels + k)) if isinstance(channel_def, Mapping) else None
+        names.append(str(name) if name else f"class {k}")
+    return tuple(names)
+
+
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
@@ -157,19 +215,29 @@ def synthesize(
     intensity_range: tuple[float, float] = (0.0, 1.0),
     png_bit_depth: int = 8,
     progress: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> dict:
     """Write ``num_samples`` synthetic images (+ labels for joint models) and a ``manifest.json``.
 
     Every file is marked synthetic in its own format (NIfTI ``descrip``/``intent_name``; DICOM Synthetic Data
-    ``YES``, ``DERIVED\\SECONDARY``, Conversion Type ``SYN``, new UIDs and no patient data; PNG text chunks).
-    Read back with ``monai.transforms.LoadImage``, each file gives the generated array.
+    ``YES``, ``DERIVED\\SECONDARY``, Conversion Type ``SYN``, new UIDs and no patient data; PNG text chunks). In DICOM,
+    a joint model's label is written twice: as a class-index image series (``..._label.dcm``, what image readers such
+    as MONAI's and SimpleITK's load) and as a DICOM-SEG object (``..._seg.dcm``) with one segment per foreground
+    class, named after ``class_names`` and referencing the sample's image.
+
+    Orientation: files store what a viewer should show (see :mod:`monai_gvae.data.writers`): a 2D sample's rows are
+    PNG/DICOM pixel rows, and NIfTI/DICOM carry a geometry that agrees (without ``reference``/``affine``:
+    :func:`monai_gvae.data.writers.default_affine`, an upright axial view). Read back with
+    :func:`monai_gvae.data.load_image`, every file gives the generated array.
 
     Safety: all targets are checked before anything is written (``FileExistsError`` unless ``overwrite``),
     every file is written under a temporary name and renamed, and if the run fails part-way the files it
     already wrote are removed (files it replaced under ``overwrite`` are not restored).
 
-    Reproducibility: the same model, seed and format give byte-identical image files (DICOM UIDs are derived
-    from the model checksum, seed, sample index and content); only the manifest's ``created`` time differs.
+    Reproducibility: the same model, seed, batch size, device and format give byte-identical files (DICOM UIDs and
+    Patient IDs derive from the model checksum, seed, sample index and content, see
+    :func:`monai_gvae.data.writers.derived_uid`; another model or seed gives other UIDs); only the manifest's
+    ``created`` time differs.
 
     Args:
         model: a ``GVAE`` or a checkpoint path (see :func:`load_gvae`).
@@ -178,21 +246,26 @@ def synthesize(
         seed: latent seed.
         batch_size: samples per forward pass (does not change the samples).
         format: ``"nifti"``, ``"dicom"`` or ``"png"`` (PNG: 2D one-channel models only; DICOM: one image channel).
-        reference: an image (NIfTI file, DICOM file or series folder) whose geometry (orientation, origin, field
-            of view) the outputs take, via :func:`fit_affine`; nothing else is read from it.
-        affine: explicit 4x4 RAS affine instead of ``reference`` (identity, 1 mm voxels, by default).
+        reference: an image (NIfTI file, DICOM file or series folder) whose plane (or volume), centre and field of
+            view the outputs take, their axes reordered to show upright (:func:`~monai_gvae.data.fit_affine`);
+            nothing else is read from it.
+        affine: explicit 4x4 RAS affine instead of ``reference`` (default:
+            :func:`~monai_gvae.data.writers.default_affine`, 1 mm voxels; 2D: an upright axial view).
         overwrite: allow replacing existing outputs.
         device: device to generate on (``None``: where the model is).
         intensity_range: the image intensity range written (generated images span it).
         png_bit_depth: 8 or 16 (PNG images).
         progress: show a progress bar (stderr).
+        class_names: names of the label classes ``0 .. num_classes - 1`` (DICOM-SEG segment names, recorded in the
+            manifest), e.g. from :func:`label_class_names`; default ``background, class 1, ...``.
 
     Returns:
         the manifest (also written to ``output_dir/manifest.json``); ``manifest["files"]`` lists the samples.
 
     Raises:
         FileExistsError: an output exists and ``overwrite`` is False (nothing written).
-        ValueError: a format the model cannot be written in, or both ``reference`` and ``affine``.
+        ValueError: a format the model cannot be written in, both ``reference`` and ``affine``, or ``class_names``
+            of another length than the model's classes.
         monai_gvae.data.inputs.InputImageError: unreadable reference (nothing written).
 
     Example::
@@ -204,14 +277,20 @@ def synthesize(
     if isinstance(model, (str, os.PathLike)):
         model = load_gvae(model)
     low, high = _check_synthesis_options(model, num_samples, format, reference, affine, intensity_range)
+    class_names = _check_class_names(model, class_names)
     affine = _output_affine(model, reference, affine)
     names = output_names(num_samples, format, model.spatial_dims, model.label_channels > 0)
+    segmentations = format == "dicom" and class_names is not None
     manifest_path = os.path.join(output_dir, "manifest.json")
     targets = [os.path.join(output_dir, n) for pair in names for n in pair if n is not None] + [manifest_path]
+    if segmentations:
+        targets += [os.path.join(output_dir, _segmentation_name(i)) for i in range(num_samples)]
     check_targets_free(targets, overwrite)
 
     checksum = model_checksum(model)
-    writer = _SampleWriter(output_dir, format, affine, (low, high), png_bit_depth, overwrite, checksum, seed)
+    writer = _SampleWriter(
+        output_dir, format, affine, (low, high), png_bit_depth, overwrite, checksum, seed, class_names, segmentations
+    )
     entries: list[dict] = []
     try:
         with tqdm(total=num_samples, desc=f"synthesizing ({format})", unit="sample", disable=not progress) as bar:
@@ -226,8 +305,9 @@ def synthesize(
             manifest_path, model, seed, format, entries, overwrite, checksum=checksum,
             intensity_range=[low, high],
             image_size=[model.image_size] * model.spatial_dims,
-            affine=(np.eye(4) if affine is None else affine).tolist(),
+            affine=affine.tolist(),
             geometry_from_reference=reference is not None,
+            **({"class_names": list(class_names)} if class_names is not None else {}),
         )
     except BaseException:
         for path in writer.written:
@@ -265,20 +345,33 @@ def _check_synthesis_options(
     return low, high
 
 
-def _output_affine(
-    model: GVAE, reference: str | os.PathLike | None, affine: np.ndarray | None
-) -> np.ndarray | None:
-    """The outputs' 4x4 RAS affine: fitted to ``reference``'s field of view, the given one (checked), or ``None``
-    (the writers' identity)."""
+def _check_class_names(model: GVAE, class_names: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The label class names (``None`` for an image-only model): given ones checked against the model, or defaults."""
+    if model.label_channels == 0:
+        return None
+    num_classes = int(model.num_classes)
+    if class_names is None:
+        return ("background",) + tuple(f"class {k}" for k in range(1, num_classes))
+    if isinstance(class_names, str) or len(class_names) != num_classes:
+        raise ValueError(
+            f"class_names must name the model's {num_classes} label classes (background first), got {class_names!r}."
+        )
+    return tuple(str(n) for n in class_names)
+
+
+def _output_affine(model: GVAE, reference: str | os.PathLike | None, affine: np.ndarray | None) -> np.ndarray:
+    """The outputs' 4x4 RAS affine: fitted to ``reference``'s field of view, the given one (checked), or the writers'
+    :func:`~monai_gvae.data.writers.default_affine` (2D: an upright axial view)."""
     if reference is not None:
         from monai_gvae.data.inputs import read_reference_geometry
 
         ref_affine, ref_shape = read_reference_geometry(reference)
         return fit_affine(ref_affine, ref_shape, (model.image_size,) * model.spatial_dims)
-    if affine is not None:
-        affine = np.asarray(affine, dtype=np.float64)
-        if affine.shape != (4, 4):
-            raise ValueError(f"affine must be 4x4, got {affine.shape}.")
+    if affine is None:
+        return default_affine(model.spatial_dims)
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ValueError(f"affine must be 4x4, got {affine.shape}.")
     return affine
 
 
@@ -289,12 +382,14 @@ class _SampleWriter:
 
     output_dir: str
     format: str
-    affine: np.ndarray | None
+    affine: np.ndarray
     intensity_range: tuple[float, float]
     png_bit_depth: int
     overwrite: bool
     checksum: str
     seed: int
+    class_names: tuple[str, ...] | None = None
+    segmentations: bool = False  # DICOM-SEG beside each DICOM label
     written: list[str] = dataclasses.field(default_factory=list)
 
     def write_sample(
@@ -313,6 +408,16 @@ class _SampleWriter:
         entry = {"index": index, "image": image_name, "seed": self.seed, "format": self.format, "synthetic": True}
         if label_name is not None:
             entry["label"] = label_name
+        if label is not None and self.segmentations:
+            # the label map again as DICOM-SEG, referencing the image series just written
+            seg_name = _segmentation_name(index)
+            path = os.path.join(self.output_dir, seg_name)
+            self.written.append(path)
+            write_synthetic_segmentation(
+                label, path, os.path.join(self.output_dir, image_name), class_names=self.class_names,
+                overwrite=self.overwrite, comment=f"seed {self.seed}; sample {index}",
+            )
+            entry["segmentation"] = seg_name
         return entry
 
     def _write_file(self, array: torch.Tensor, path: str, kind: str, study: SyntheticStudy, comment: str) -> None:

@@ -20,10 +20,13 @@ from .volumes import BrainVolumeDataset, VolumeFolderDataset, volume_dataset
 from .writers import (
     SYNTHETIC_DESCRIPTION,
     SyntheticStudy,
+    default_affine,
+    derived_uid,
     fit_affine,
     write_synthetic_dicom,
     write_synthetic_nifti,
     write_synthetic_png,
+    write_synthetic_segmentation,
 )
 from .mixing import SyntheticMixDataset, load_synthetic_manifest
 from .safe import BadItemError, SafeDataset, describe_item
@@ -38,10 +41,13 @@ __all__ = [
     "describe_item",
     "SYNTHETIC_DESCRIPTION",
     "SyntheticStudy",
+    "default_affine",
+    "derived_uid",
     "fit_affine",
     "write_synthetic_dicom",
     "write_synthetic_nifti",
     "write_synthetic_png",
+    "write_synthetic_segmentation",
     "InputImageError",
     "find_images",
     "load_image",

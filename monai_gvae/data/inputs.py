@@ -17,6 +17,12 @@ files (``*.dcm`` or any file with the DICOM preamble; ``PydicomReader``), groupe
 Series Instance UID: a one-file series is a 2D image, a several-file series a volume (slices checked for a
 common size, orientation and pixel spacing, unique Instance Numbers and even slice spacing). Names starting
 with ``.`` (e.g. temporary files of an interrupted write) and other files are ignored.
+
+Axis order: a 2D image (PNG/JPEG, a single-frame DICOM file) is read rows first, as a viewer shows it
+(``PILReader(reverse_indexing=False)``, ``PydicomReader(swap_ij=False)``, the affine following), the order of the
+package's training readers and of what its writers store (see :mod:`monai_gvae.data.writers`); a NIfTI file in its
+stored voxel order and a DICOM series or multi-frame volume in ITK/NIfTI index order (column, row, slice), MONAI's
+defaults. MONAI's ``LoadImage()`` with its default readers would put a 2D image's columns first instead.
 """
 
 from __future__ import annotations
@@ -262,13 +268,19 @@ def _first_line(error: Exception) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _loader(kind: str, fname_regex: str = ""):
-    """``(reader, LoadImage)`` for one kind of item (built once: a ``LoadImage`` instantiates every MONAI reader)."""
+def _loader(kind: str, fname_regex: str = "", picture: bool = True):
+    """``(reader, LoadImage)`` for one kind of item (built once: a ``LoadImage`` instantiates every MONAI reader);
+    ``picture``: a 2D DICOM image, read rows first (a volume is read in MONAI's column-first index order)."""
     from monai.data import NibabelReader, PILReader, PydicomReader
     from monai.transforms import LoadImage
 
-    reader = {"nifti": NibabelReader, "png": PILReader}.get(kind)
-    reader = reader() if reader is not None else PydicomReader(fname_regex=fname_regex)
+    # rows first for PNG and DICOM (MONAI's defaults swap them): images as seen, as the package's writers store them
+    if kind == "nifti":
+        reader = NibabelReader()
+    elif kind == "png":
+        reader = PILReader(reverse_indexing=False)
+    else:
+        reader = PydicomReader(fname_regex=fname_regex, swap_ij=not picture)
     plugin_logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
     level = plugin_logger.level
     plugin_logger.setLevel(logging.ERROR)  # "nvImageCodec is not available" on every CPU-only construction
@@ -280,6 +292,17 @@ def _loader(kind: str, fname_regex: str = ""):
         plugin_logger.setLevel(level)
 
 
+def _is_multiframe(path: str) -> bool:
+    """Whether a DICOM file holds several frames (a volume); unreadable headers count as single-frame (the reader
+    reports them)."""
+    import pydicom
+
+    try:
+        return int(getattr(pydicom.dcmread(path, stop_before_pixels=True), "NumberOfFrames", 1) or 1) > 1
+    except Exception:  # pydicom raises several types for foreign files; the reader names the problem
+        return False
+
+
 def load_image(item: ImageItem | str | os.PathLike):
     """Read one image with MONAI's ``LoadImage`` (channel first), checking that it holds finite values.
 
@@ -287,7 +310,8 @@ def load_image(item: ImageItem | str | os.PathLike):
         item: an :class:`ImageItem`, a file, or a folder holding one DICOM series.
 
     Returns:
-        a ``monai.data.MetaTensor`` ``(C, *spatial)`` with its ``affine`` (RAS).
+        a ``monai.data.MetaTensor`` ``(C, *spatial)`` with its ``affine`` (RAS); a 2D PNG or DICOM image rows first
+        (see the module docstring).
 
     Raises:
         FileNotFoundError: no such file.
@@ -301,7 +325,9 @@ def load_image(item: ImageItem | str | os.PathLike):
     if item.kind == "dicom" and len(item.files) > 1:
         # only this series' files, even when its folder holds other series
         pattern = "(?:" + "|".join(re.escape(os.path.join(item.path, os.path.basename(f))) for f in item.files) + r")\Z"
-        reader, loader = _loader("dicom", pattern)
+        reader, loader = _loader("dicom", pattern, picture=False)
+    elif item.kind == "dicom":
+        reader, loader = _loader("dicom", picture=not _is_multiframe(item.path))
     else:
         reader, loader = _loader(item.kind)
     with warnings.catch_warnings():
@@ -464,7 +490,9 @@ def _manifest_labels(folder: str) -> list[str]:
     try:
         with open(path) as f:
             manifest = json.load(f)
-        return [os.path.join(folder, e["label"]) for e in manifest.get("files", []) if e.get("label")]
+        # label maps: class-index images and DICOM-SEG objects
+        entries = manifest.get("files", [])
+        return [os.path.join(folder, e[key]) for e in entries for key in ("label", "segmentation") if e.get(key)]
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise InputImageError(f"cannot read {path}: {e}") from e
 

@@ -1,9 +1,23 @@
 """Writers for synthetic images: every file written is marked as synthetic and carries no patient identifier.
 
-Axis convention: arrays are channel-first ``(C, *spatial)`` with spatial axes in the order MONAI's readers
-return them (``monai.transforms.LoadImage``: the first axis runs along DICOM/PNG columns, the second along
-rows). Every writer here stores the array so that ``LoadImage`` reads back the same array, whatever the format.
-The voxel-to-world ``affine`` is 4x4 in RAS, like the ``affine`` of a MONAI ``MetaTensor``.
+Axis convention, the same for every format: arrays are channel-first ``(C, *spatial)``. A 2D image ``(C, H, W)`` is
+stored as a viewer shows it: its first axis runs down the picture (PNG and DICOM pixel rows), its second from left
+to right (columns), the order of torch, PIL/numpy images, SimpleITK's ``GetArrayFromImage`` and the package's own
+readers (the embedded brain slices, IDX, image folders: radiological views, anterior up). A 3D volume
+``(C, D1, D2, D3)`` is in the voxel order of its affine (RAS voxel order by default, as
+``monai_gvae.data.load_brain_volume`` and ``VolumeFolderDataset`` give it); DICOM stores it as slices along its
+third axis in ITK/NIfTI index order (voxel ``(i, j, k)`` is column ``i``, row ``j`` of slice ``k``).
+
+Geometry: the voxel-to-world ``affine`` is 4x4 in RAS, like the ``affine`` of a MONAI ``MetaTensor``, and is what
+NIfTI and DICOM files carry, so a viewer that places images by their geometry shows what the array shows. Without
+one, :func:`default_affine` places a 2D image as an axial slice seen from the feet (rows run anterior to posterior,
+columns from the patient's right to left: DICOM's usual Image Orientation ``1\\0\\0\\0\\1\\0``) and a volume
+in RAS voxel order with 1 mm voxels.
+
+Reading back: :func:`monai_gvae.data.load_image` (MONAI's ``LoadImage``; for 2D PNG and DICOM images with
+``PILReader(reverse_indexing=False)`` and ``PydicomReader(swap_ij=False)``) returns the written array for every
+format, and so does MONAI's ``LoadImage()`` with its default readers for NIfTI files and DICOM series; for a 2D PNG
+or DICOM image its default readers put the columns first, i.e. return the array with its two axes swapped.
 """
 
 from __future__ import annotations
@@ -11,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -29,9 +44,12 @@ __all__ = [
     "SYNTHETIC_DESCRIPTION",
     "SECONDARY_CAPTURE_SOP_CLASS",
     "SyntheticStudy",
+    "default_affine",
+    "derived_uid",
     "fit_affine",
     "write_synthetic_nifti",
     "write_synthetic_dicom",
+    "write_synthetic_segmentation",
     "write_synthetic_png",
     "synthetic_png_info",
 ]
@@ -43,6 +61,46 @@ SECONDARY_CAPTURE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 # DICOM LPS <-> RAS (MONAI's and NIfTI's world space)
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+# How a radiological viewer lays out a plane, as (down the picture, to the right) unit vectors in LPS: DICOM's
+# usual Image Orientation (Patient) per plane (axial 1\0\0\0\1\0, coronal 1\0\0\0\0\-1, sagittal 0\1\0\0\0\-1),
+# keyed by the world axis (LPS x, y, z) closest to the plane's normal.
+_DISPLAY_DIRECTIONS = {
+    2: (np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])),  # axial: anterior up, patient's right on the left
+    1: (np.array([0.0, 0.0, -1.0]), np.array([1.0, 0.0, 0.0])),  # coronal: superior up, patient's right on the left
+    0: (np.array([0.0, 0.0, -1.0]), np.array([0.0, 1.0, 0.0])),  # sagittal: superior up, anterior on the left
+}
+
+
+def default_affine(spatial_dims: int) -> np.ndarray:
+    """The voxel-to-world matrix (4x4, RAS, 1 mm voxels) of an image written without a geometry.
+
+    2D: an axial slice as a radiological viewer shows it, the first array axis (rows) running from anterior to
+    posterior and the second (columns) from the patient's right to left, i.e. DICOM's usual Image Orientation
+    ``1\\0\\0\\0\\1\\0``; the orientation of the embedded brain slices, and of any picture shown upright. 3D: the
+    identity (RAS voxel order, the order of the package's volume readers).
+
+    Args:
+        spatial_dims: 2 or 3.
+
+    Returns:
+        a new 4x4 float64 array.
+
+    Raises:
+        ValueError: ``spatial_dims`` is not 2 or 3.
+
+    Example::
+
+        nib.save(nib.Nifti1Image(slice_hw, default_affine(2)), "slice.nii.gz")  # upright in any viewer
+    """
+    if spatial_dims == 3:
+        return np.eye(4)
+    if spatial_dims != 2:
+        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+    down, right = _DISPLAY_DIRECTIONS[2]
+    lps = np.eye(4)
+    lps[:3, 0], lps[:3, 1], lps[:3, 2] = down, right, np.cross(right, down)
+    return _LPS @ lps
 
 
 def write_synthetic_nifti(
@@ -60,7 +118,7 @@ def write_synthetic_nifti(
     Args:
         array: ``(C, H, W)`` or ``(C, D, H, W)``.
         path: ``.nii`` or ``.nii.gz`` file.
-        affine: 4x4 voxel-to-world matrix; identity by default.
+        affine: 4x4 voxel-to-world matrix (RAS); :func:`default_affine` by default (2D: an upright axial view).
         overwrite: replace an existing file.
         kind: ``"image"`` (float32) or ``"label"`` (uint8 class indices).
 
@@ -83,9 +141,11 @@ def write_synthetic_nifti(
         raise ValueError(f"refusing to write {path}: the {kind} holds NaN or Inf values (a diverged model?).")
     if kind == "label" and (data.min() < 0 or data.max() > 255 or not np.array_equal(data, np.round(data))):
         raise ValueError(f"refusing to write {path}: label values must be integers in 0..255, got [{data.min()}, {data.max()}].")
+    spatial_dims = data.ndim - 1
     data = data[0] if data.shape[0] == 1 else np.moveaxis(data, 0, -1)
     data = data.astype(np.uint8 if kind == "label" else np.float32)
-    img = nib.Nifti1Image(data, np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64))
+    affine = default_affine(spatial_dims) if affine is None else np.asarray(affine, dtype=np.float64)
+    img = nib.Nifti1Image(data, affine)
     img.header["descrip"] = SYNTHETIC_DESCRIPTION.format(version=__version__)[:79].encode()
     img.header["intent_name"] = b"SYNTHETIC"
     if kind == "label":
@@ -104,12 +164,16 @@ def fit_affine(
     reference_shape: Sequence[int],
     output_shape: Sequence[int],
 ) -> np.ndarray:
-    """Place an image of ``output_shape`` in a reference image's space: same orientation and field of view.
+    """Place an image of ``output_shape`` in a reference image's space: same plane or volume and field of view,
+    with the output's axes in the writers' convention (see the module docstring).
 
-    The voxel axes keep the reference's directions and origin corner; the spacing is scaled by
-    ``reference_shape / output_shape`` so that the output covers the reference's field of view (a 64x64 sample
-    on a 256x256 reference of 1 mm pixels gets 4 mm pixels). A 2D output on a 3D reference is placed on the
-    reference's middle slice (index ``depth // 2`` of its third axis).
+    The output covers the reference's field of view (same centre and extent: a 64x64 sample on a 256x256 reference of
+    1 mm pixels gets 4 mm pixels) and lies in the same plane, but its axes are the reference's voxel axes reordered and
+    flipped, never rotated, so that the output shows upright: a 2D output's rows run down and its columns to the right
+    of a radiological view of the plane (axial: anterior up, the patient's right on the left; coronal and sagittal:
+    superior up, as DICOM's usual orientations), and a 3D output is in RAS voxel order (the axis of the reference
+    closest to each RAS direction, pointing that way). A 2D output on a 3D reference lies on the reference's middle
+    slice along its third axis (index ``depth // 2``).
 
     Args:
         reference_affine: 4x4 voxel-to-world matrix of the reference (RAS, as MONAI's ``MetaTensor.affine``).
@@ -117,10 +181,10 @@ def fit_affine(
         output_shape: spatial shape of the image to place (2 or 3 values).
 
     Returns:
-        the 4x4 affine of the output image.
+        the 4x4 affine (RAS) of the output image.
 
     Raises:
-        ValueError: a malformed affine, or a 3D output on a 2D reference.
+        ValueError: a malformed or singular affine, or a 3D output on a 2D reference.
 
     Example::
 
@@ -135,43 +199,107 @@ def fit_affine(
         raise ValueError(f"spatial shapes must have 2 or 3 axes, got reference {ref_shape} and output {out_shape}.")
     if len(out_shape) == 3 and len(ref_shape) == 2:
         raise ValueError(f"a 2D reference (shape {ref_shape}) cannot place a 3D image (shape {out_shape}).")
-    affine = ref.copy()
-    if len(out_shape) == 2 and len(ref_shape) == 3:
-        affine[:3, 3] += affine[:3, 2] * (ref_shape[2] // 2)
-        ref_shape = ref_shape[:2]
-    for axis, (r, o) in enumerate(zip(ref_shape, out_shape)):
-        factor = r / o
-        column = affine[:3, axis].copy()
-        affine[:3, axis] = column * factor
-        affine[:3, 3] += column * (factor - 1.0) / 2.0  # keep the field of view's outer edge in place
-    return affine
+    lps = _LPS @ ref
+    if abs(np.linalg.det(lps[:3, :3])) < 1e-12:
+        raise ValueError("reference affine is singular (a zero-length or repeated voxel axis).")
+    # the centre of the field of view (a 2D output: of the middle slice along the third axis)
+    centre_index = [(n - 1) / 2.0 for n in ref_shape[:2]] + [0.0]
+    if len(ref_shape) == 3:
+        centre_index[2] = float(ref_shape[2] // 2) if len(out_shape) == 2 else (ref_shape[2] - 1) / 2.0
+    centre = (lps @ np.array([*centre_index, 1.0]))[:3]
+    # each output axis: (reference axis, sign), its extent in mm along that axis
+    if len(out_shape) == 2:
+        axes = _display_axes(lps[:3, 0], lps[:3, 1])
+    else:
+        axes = _ras_axes(ref[:3, :3])
+    out = np.eye(4)
+    for k, (j, sign) in enumerate(axes):
+        extent = ref_shape[j] if j < len(ref_shape) else 1
+        out[:3, k] = sign * lps[:3, j] * (extent / out_shape[k])
+    if len(out_shape) == 2:  # the slice normal, with the reference's slice spacing (1 mm for a 2D reference)
+        normal = np.cross(out[:3, 1], out[:3, 0])
+        out[:3, 2] = normal / np.linalg.norm(normal) * np.linalg.norm(lps[:3, 2])
+    out[:3, 3] = centre - out[:3, : len(out_shape)] @ np.array([(n - 1) / 2.0 for n in out_shape])
+    return _LPS @ out
+
+
+def _display_axes(u0: np.ndarray, u1: np.ndarray) -> list[tuple[int, float]]:
+    """For a plane spanned by voxel axes 0 and 1 (LPS directions ``u0``, ``u1``): which axis (and sign) runs down and
+    which to the right of a radiological view of it."""
+    normal = np.cross(u0, u1)
+    down, right = _DISPLAY_DIRECTIONS[int(np.argmax(np.abs(normal)))]
+    units = [u0 / np.linalg.norm(u0), u1 / np.linalg.norm(u1)]
+    row_axis = 0 if abs(units[0] @ down) >= abs(units[1] @ down) else 1
+    col_axis = 1 - row_axis
+    row_sign = 1.0 if units[row_axis] @ down >= 0 else -1.0
+    col_sign = 1.0 if units[col_axis] @ right >= 0 else -1.0
+    return [(row_axis, row_sign), (col_axis, col_sign)]
+
+
+def _ras_axes(ras: np.ndarray) -> list[tuple[int, float]]:
+    """For each RAS direction, the voxel axis of ``ras`` (3x3 voxel-to-RAS) closest to it and the sign that points it
+    that way (nibabel's ``io_orientation``)."""
+    ornt = nib.orientations.io_orientation(np.block([[ras, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]))
+    axes: list[tuple[int, float]] = [(0, 1.0)] * 3
+    for voxel_axis, (world_axis, flip) in enumerate(ornt):
+        axes[int(world_axis)] = (voxel_axis, float(flip))
+    return axes
+
+
+UID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_OID, "monai-gvae synthetic DICOM")
+"""Namespace of :func:`derived_uid`'s name-based UUIDs."""
+
+
+def derived_uid(*parts: str) -> str:
+    """A DICOM UID derived from ``parts``: ``2.25.`` and the integer of a name-based UUID (RFC 4122 version 5, a
+    SHA-1 hash of ``parts`` in :data:`UID_NAMESPACE`).
+
+    The same parts give the same UID on every run and machine; different parts give different UIDs (a collision
+    needs a 122-bit hash collision). ``pydicom.uid.generate_uid(prefix=None, entropy_srcs=...)`` cannot serve here:
+    without a prefix it ignores the entropy and returns a random UID.
+
+    Args:
+        parts: what identifies the object, e.g. the model checksum, seed, sample index and the object's role.
+
+    Returns:
+        the UID (at most 44 characters).
+
+    Example::
+
+        derived_uid("model-sha256", "seed=0", "index=3", "study")
+    """
+    return "2.25." + str(uuid.uuid5(UID_NAMESPACE, "\x1f".join(str(p) for p in parts)).int)
 
 
 def _new_uid(entropy: Sequence[str] | None) -> str:
+    """:func:`derived_uid` of ``entropy``, or a random ``2.25.`` UID when ``entropy`` is ``None``."""
+    if entropy is not None:
+        return derived_uid(*entropy)
     from pydicom.uid import generate_uid
 
-    # prefix=None: a '2.25.' UID derived from a UUID (random, or a hash of ``entropy``), never a copied one
-    return generate_uid(prefix=None, entropy_srcs=list(entropy) if entropy is not None else None)
+    return generate_uid(prefix=None)  # random, UUID-derived
 
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticStudy:
     """Study-level DICOM identity of one synthetic subject: fresh UIDs and an obviously synthetic patient.
 
-    Nothing here comes from real data: the UIDs are new (``2.25.`` UUID-derived), the patient is named
-    ``SYNTHETIC^<label>`` with ID ``SYN-<hex>``, and dates are left empty.
+    Nothing here comes from real data: the UIDs are new ``2.25.`` UIDs (:func:`derived_uid` of ``entropy``, or random
+    without it), the patient is named ``SYNTHETIC^<label>`` with ID ``SYN-<hex>`` (a hash of the Study Instance UID),
+    and dates are left empty.
 
     Args:
         study_uid: Study Instance UID.
         frame_of_reference_uid: Frame of Reference UID shared by the subject's image and label series.
         patient_id: synthetic Patient ID.
         patient_name: synthetic Patient's Name.
-        entropy: when set, series and SOP Instance UIDs are derived from it and the pixel content (the same
-            model, seed and sample give byte-identical files); ``None``: random UIDs.
+        entropy: when set, every UID (study, frame of reference, series, instances) and so the Patient ID are derived
+            from it (and, for series and instances, from the pixel content): the same model, seed and sample give
+            byte-identical files, another model, seed or sample other UIDs. ``None``: random UIDs.
 
     Example::
 
-        study = SyntheticStudy.new("00003", entropy="model-sha256:seed=0:index=3")
+        study = SyntheticStudy.new("00003", entropy="monai-gvae:<model sha256>:seed=0:index=3")
     """
 
     study_uid: str
@@ -222,18 +350,23 @@ def write_synthetic_dicom(
     Synthetic Data (0008,001C) ``YES``, image comments saying it is synthetic; new Study/Series/SOP Instance and
     Frame of Reference UIDs; a synthetic patient name and ID and no dates. A 2D image is one file; a 3D volume is
     a folder holding one file per slice along its third axis (``slice_0000.dcm``, ...), the layout that
-    SimpleITK's ``ImageSeriesReader`` and MONAI's ``PydicomReader`` read as one series. The geometry
-    (Image Position/Orientation (Patient), Pixel Spacing, slice spacing) comes from ``affine``.
+    SimpleITK's ``ImageSeriesReader`` and MONAI's ``PydicomReader`` read as one series. A 2D image is stored as a
+    viewer shows it (pixel rows = the array's first axis); a volume in ITK/NIfTI index order (voxel ``(i, j, k)`` =
+    column ``i``, row ``j`` of slice ``k``, which keeps a right-handed RAS grid a right-handed DICOM stack). The
+    geometry (Image Position/Orientation (Patient), Pixel Spacing, slice spacing) comes from ``affine`` and describes
+    those rows and columns, so viewers that place images by their geometry agree with those that show the pixels
+    as stored. SimpleITK's ``GetArrayFromImage`` returns a 2D image as ``array`` (``(1, H, W)``) and a volume as
+    ``array[0].T``; :func:`monai_gvae.data.load_image` returns ``array``.
 
     Images are stored as 16-bit unsigned integers with Rescale Slope/Intercept mapping them back to
     ``intensity_range`` (quantisation step ``(high - low) / 65535``); labels as integer class indices.
     The file (or folder) is written under a temporary name and renamed.
 
     Args:
-        array: channel-first array with one channel, spatial axes as MONAI's ``LoadImage`` returns them.
+        array: channel-first array with one channel, in the module's axis convention (2D: ``(1, rows, columns)``).
         path: the ``.dcm`` file (2D) or the series folder (3D).
-        affine: 4x4 voxel-to-world matrix in RAS (e.g. from :func:`fit_affine`); identity by default. Its first
-            two axes must be orthogonal (DICOM cannot store a sheared in-plane grid).
+        affine: 4x4 voxel-to-world matrix in RAS (e.g. from :func:`fit_affine`); :func:`default_affine` by default
+            (2D: an upright axial view). Its first two axes must be orthogonal (DICOM cannot store a sheared grid).
         study: the subject's :class:`SyntheticStudy` (share it between an image and its label); new by default.
         overwrite: replace an existing file or folder.
         kind: ``"image"`` (intensities) or ``"label"`` (non-negative integer class indices).
@@ -267,7 +400,7 @@ def write_synthetic_dicom(
     data = data[0]
     if not np.isfinite(data).all():
         raise ValueError("array contains NaN or Inf values.")
-    affine = np.eye(4) if affine is None else _as_numpy(affine).astype(np.float64)
+    affine = default_affine(data.ndim) if affine is None else _as_numpy(affine).astype(np.float64)
     geometry = _DicomGeometry.from_affine(affine, spatial_dims=data.ndim)
     stored, encoding = _dicom_pixels(data, kind, intensity_range)
     study = study if study is not None else SyntheticStudy.new()
@@ -290,7 +423,9 @@ def write_synthetic_dicom(
         with atomic_directory(path, overwrite=overwrite) as tmp:
             for k in range(stored.shape[2]):
                 slice_file = os.path.join(tmp, f"slice_{k:04d}.dcm")
-                pydicom.dcmwrite(slice_file, _dicom_slice(series, k, stored[..., k]), enforce_file_format=True)
+                # a volume's voxel (i, j, k) is pixel (column i, row j) of slice k, as ITK and NIfTI index it
+                pixels = stored[..., k].T
+                pydicom.dcmwrite(slice_file, _dicom_slice(series, k, pixels), enforce_file_format=True)
     return path
 
 
@@ -299,25 +434,30 @@ class _DicomGeometry:
     """Where a synthetic series lies, in DICOM's LPS patient coordinates (from a RAS voxel-to-world affine)."""
 
     lps: np.ndarray  # 4x4 voxel-to-LPS matrix
-    row_dir: np.ndarray  # unit direction along a row (the array's first axis)
-    col_dir: np.ndarray  # unit direction along a column (the array's second axis)
-    column_spacing: float  # mm between neighbours along a row
-    row_spacing: float  # mm between neighbours along a column
-    slice_spacing: float | None  # mm between slices (3D), None in 2D
+    row_dir: np.ndarray  # unit direction along a row, left to right (2D: the array's second axis, 3D: its first)
+    col_dir: np.ndarray  # unit direction down a column (2D: the array's first axis, 3D: its second)
+    row_spacing: float  # mm between adjacent rows
+    column_spacing: float  # mm between adjacent columns
+    slice_spacing: float  # mm between slices (3D), the slice thickness (2D)
+    volume: bool  # a 3D series: slices along the third axis, each slice's rows along the array's second axis
 
     @classmethod
     def from_affine(cls, affine: np.ndarray, spatial_dims: int) -> "_DicomGeometry":
         if affine.shape != (4, 4):
             raise ValueError(f"affine must be 4x4, got {affine.shape}.")
         lps = _LPS @ affine
-        dc, dr = float(np.linalg.norm(lps[:3, 0])), float(np.linalg.norm(lps[:3, 1]))
-        if dc <= 0 or dr <= 0:
+        # the array axis running down the pixel rows: a 2D picture's first, a volume's second (ITK/NIfTI index order)
+        down, across = (0, 1) if spatial_dims == 2 else (1, 0)
+        row_spacing, column_spacing = float(np.linalg.norm(lps[:3, down])), float(np.linalg.norm(lps[:3, across]))
+        if row_spacing <= 0 or column_spacing <= 0:
             raise ValueError("affine has a zero-length in-plane axis.")
-        row_dir, col_dir = lps[:3, 0] / dc, lps[:3, 1] / dr
+        col_dir, row_dir = lps[:3, down] / row_spacing, lps[:3, across] / column_spacing
         if abs(float(row_dir @ col_dir)) > 1e-4:
             raise ValueError("the affine's first two axes are not orthogonal; DICOM cannot represent a sheared grid.")
-        slice_spacing = float(np.linalg.norm(lps[:3, 2])) if spatial_dims == 3 else None
-        return cls(lps, row_dir, col_dir, dc, dr, slice_spacing)
+        slice_spacing = float(np.linalg.norm(lps[:3, 2]))
+        if slice_spacing <= 0:
+            raise ValueError("affine has a zero-length third axis.")
+        return cls(lps, row_dir, col_dir, row_spacing, column_spacing, slice_spacing, spatial_dims == 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -427,8 +567,8 @@ def _set_slice_geometry(ds: Dataset, series: _DicomSeries, k: int) -> None:
     ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.row_dir, *geometry.col_dir)]
     ds.FrameOfReferenceUID = series.study.frame_of_reference_uid
     ds.PositionReferenceIndicator = ""
-    if geometry.slice_spacing is not None:
-        ds.SliceThickness = _ds(geometry.slice_spacing)
+    ds.SliceThickness = _ds(geometry.slice_spacing)
+    if geometry.volume:
         ds.SpacingBetweenSlices = _ds(geometry.slice_spacing)
 
 
@@ -437,7 +577,8 @@ def _set_pixel_data(ds: Dataset, series: _DicomSeries, pixels: np.ndarray) -> No
     geometry, encoding = series.geometry, series.encoding
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows, ds.Columns = int(pixels.shape[1]), int(pixels.shape[0])
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    # Pixel Spacing: (between adjacent rows, between adjacent columns)
     ds.PixelSpacing = [_ds(geometry.row_spacing), _ds(geometry.column_spacing)]
     ds.BitsAllocated = 16
     ds.BitsStored = 16
@@ -447,8 +588,174 @@ def _set_pixel_data(ds: Dataset, series: _DicomSeries, pixels: np.ndarray) -> No
     ds.RescaleIntercept = encoding.intercept
     ds.RescaleSlope = encoding.slope
     ds.RescaleType = "US"
-    # DICOM rows run along the array's second axis, columns along its first (MONAI's reader swaps them back)
-    ds.PixelData = np.ascontiguousarray(pixels.T).astype("<u2").tobytes()
+    # ``pixels`` is (rows, columns), laid out by the caller
+    ds.PixelData = np.ascontiguousarray(pixels).astype("<u2").tobytes()
+
+
+SEGMENTATION_CONTENT_DATE_TIME = ("19700101", "000000")
+"""Content Date and Time of the DICOM-SEG objects written here: a fixed placeholder, since generated content has no
+acquisition time and a real clock time would make re-runs differ (the manifest records when a run was made)."""
+
+# segment property codes for class names whose anatomy has a SNOMED CT code; other classes get a local code
+_ANATOMY_CODES = {"cortex": "CerebralCortex", "cerebral cortex": "CerebralCortex", "cerebellum": "Cerebellum"}
+
+
+def _segment_description(number: int, name: str, algorithm):
+    """A DICOM-SEG segment named ``name``: SNOMED CT anatomy where known, else a local code (scheme ``99MGVAE``)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    label = name.replace("_", " ").strip() or f"class {number}"
+    known = _ANATOMY_CODES.get(label.lower())
+    if known is not None:
+        category, concept = codes.SCT.AnatomicalStructure, getattr(codes.SCT, known)
+    else:
+        value = "".join(c if c.isalnum() else "_" for c in label.upper())[:16]
+        category, concept = codes.SCT.Tissue, Code(value, "99MGVAE", label[:64])
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=label[:64],
+        segmented_property_category=category,
+        segmented_property_type=concept,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+
+
+def _source_datasets(source_images: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Dataset]:
+    """The image datasets a segmentation refers to (a file, a series folder or a list of files), in Instance Number
+    order."""
+    import pydicom
+
+    if isinstance(source_images, (str, os.PathLike)):
+        source = os.fspath(source_images)
+        files = sorted(os.path.join(source, f) for f in os.listdir(source)) if os.path.isdir(source) else [source]
+    else:
+        files = [os.fspath(f) for f in source_images]
+    if not files:
+        raise ValueError(f"no source image found in {source_images}.")
+    datasets = [pydicom.dcmread(f) for f in files]
+    return sorted(datasets, key=lambda ds: int(getattr(ds, "InstanceNumber", 0) or 0))
+
+
+def write_synthetic_segmentation(
+    label: torch.Tensor | np.ndarray,
+    path: str,
+    source_images: str | os.PathLike | Sequence[str | os.PathLike],
+    class_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+    series_number: int = 3,
+    comment: str = "",
+) -> str:
+    """Write a synthetic label map as a DICOM Segmentation (DICOM-SEG) of its synthetic image series, marked synthetic.
+
+    One binary segment per foreground class (``1 .. len(class_names) - 1``; class 0 is the background), named after
+    ``class_names`` (SNOMED CT codes for known anatomy such as cortex and cerebellum, a local ``99MGVAE`` code
+    otherwise), with a frame for every source slice (empty ones too, so every sample has the same segments and
+    frames). The object references the image series it segments and takes its synthetic patient, study and frame of
+    reference from it; it says it is synthetic in Synthetic Data (0008,001C) ``YES``, Series Description, Content
+    Label and Content Description. Its UIDs derive from the source instances' UIDs and the label content, and its
+    Content Date/Time is :data:`SEGMENTATION_CONTENT_DATE_TIME`, so the same inputs give a byte-identical file.
+    Written with ``highdicom``; the file is written under a temporary name and renamed.
+
+    Args:
+        label: ``(1, H, W)`` or ``(1, D1, D2, D3)`` class indices, in the axis convention of
+            :func:`write_synthetic_dicom` (and on the same grid as the source images).
+        path: the ``.dcm`` file to write.
+        source_images: the synthetic image it segments, as :func:`write_synthetic_dicom` wrote it: a 2D ``.dcm``
+            file, a 3D series folder, or the list of its slice files.
+        class_names: names of classes ``0 .. K-1`` (e.g. ``monai_gvae.data.BRAIN_CLASS_NAMES``); by default
+            ``class 1``, ... up to the label's largest value.
+        overwrite: replace an existing file.
+        series_number: Series Number of the segmentation series.
+        comment: appended to the Content Description when it fits (64 characters), e.g. a seed.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: not one channel, a spatial rank other than 2 or 3, values that are not class indices of
+            ``class_names``, or a grid that does not match the source images.
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+
+    Example::
+
+        write_synthetic_segmentation(label, "out/synthetic_00000_seg.dcm", "out/synthetic_00000_image.dcm",
+                                     class_names=("background", "cortex", "deep grey matter", "cerebellum"))
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    data = _as_numpy(label)
+    if data.ndim not in (3, 4) or data.shape[0] != 1:
+        raise ValueError(f"expected a one-channel label map (1, H, W) or (1, D1, D2, D3), got shape {data.shape}.")
+    data = data[0]
+    if data.size == 0 or not np.isfinite(data).all() or data.min() < 0 or not np.array_equal(data, np.round(data)):
+        raise ValueError("label maps must hold non-negative integer class indices.")
+    top = int(data.max())
+    names = list(class_names) if class_names is not None else [f"class {k}" for k in range(max(top, 1) + 1)]
+    if len(names) < 2:
+        raise ValueError(f"class_names must name the background and at least one class, got {names}.")
+    if top >= len(names):
+        raise ValueError(f"the label holds class {top} but class_names names only {len(names)} classes: {names}.")
+    sources = _source_datasets(source_images)
+    # frames in source order, laid out as write_synthetic_dicom lays out pixels: a 2D image is one frame (rows first),
+    # a volume one frame per slice along its third axis (voxel (i, j, k) = column i, row j of slice k)
+    frames = data[None] if data.ndim == 2 else np.moveaxis(data, 2, 0).transpose(0, 2, 1)
+    expected = (len(sources), int(sources[0].Rows), int(sources[0].Columns))
+    if frames.shape != expected:
+        raise ValueError(
+            f"label grid {data.shape} does not match the source images: {expected[0]} slice(s) of "
+            f"{expected[1]}x{expected[2]} pixels."
+        )
+    content = hashlib.sha256(frames.astype(np.uint16).tobytes() + str(names).encode()).hexdigest()
+    parts = [ds.SOPInstanceUID for ds in sources] + [content]
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="monai-gvae GVAE", family=codes.cid7162.ArtificialIntelligence, version=__version__
+    )
+    description = "SYNTHETIC label map from monai-gvae; not patient data"
+    if comment and len(description) + 2 + len(comment) <= 64:
+        description += f"; {comment}"
+    seg = hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=frames.astype(np.uint16),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=[_segment_description(k, names[k], algorithm) for k in range(1, len(names))],
+        series_instance_uid=derived_uid(*parts, "segmentation series"),
+        series_number=series_number,
+        sop_instance_uid=derived_uid(*parts, "segmentation instance"),
+        instance_number=1,
+        manufacturer="monai-gvae",
+        manufacturer_model_name="GVAE",
+        software_versions=f"monai-gvae {__version__}",
+        device_serial_number="SYNTHETIC",
+        content_description=description,
+        content_label="SYNTHETIC",
+        omit_empty_frames=False,
+    )
+    _mark_synthetic_segmentation(seg, parts)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        seg.save_as(tmp, enforce_file_format=True)
+    return path
+
+
+def _mark_synthetic_segmentation(seg: Dataset, parts: Sequence[str]) -> None:
+    """Mark a highdicom Segmentation synthetic and replace its clock times and random UIDs by fixed, derived ones."""
+    seg.SyntheticData = "YES"
+    seg.SeriesDescription = "SYNTHETIC label (DICOM-SEG)"
+    seg.ContentDate, seg.ContentTime = SEGMENTATION_CONTENT_DATE_TIME
+    for keyword in ("InstanceCreationDate", "InstanceCreationTime", "SeriesDate", "SeriesTime"):
+        if keyword in seg:
+            delattr(seg, keyword)
+    for item in seg.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in item:
+            del item.ContributionDateTime
+    organization = derived_uid(*parts, "dimension organization")
+    for item in seg.get("DimensionOrganizationSequence", []):
+        item.DimensionOrganizationUID = organization
+    for item in seg.get("DimensionIndexSequence", []):
+        item.DimensionOrganizationUID = organization
 
 
 def write_synthetic_png(
@@ -465,8 +772,10 @@ def write_synthetic_png(
 
     Text chunks: ``Synthetic = YES``, ``Description`` (synthetic, not patient data, package version),
     ``Software``, ``Kind`` (image/label), ``IntensityRange`` (what 0 and the top grey level stand for) and
-    ``Comment``. With an ``affine`` the pixel spacing goes to the ``pHYs`` chunk. PNG rows run along the
-    array's second axis, so ``monai.transforms.LoadImage`` (``PILReader``) returns the original array.
+    ``Comment``. With an ``affine`` the pixel spacing goes to the ``pHYs`` chunk. The PNG is what a viewer should
+    show: its rows are the array's first axis. :func:`monai_gvae.data.load_image`
+    (``PILReader(reverse_indexing=False)``) returns the original array; MONAI's default ``PILReader`` returns it
+    with the two axes swapped.
 
     Args:
         array: ``(1, H, W)`` channel-first array.
@@ -499,7 +808,7 @@ def write_synthetic_png(
         )
     if not np.isfinite(data).all():
         raise ValueError("array contains NaN or Inf values.")
-    plane = data[0].T
+    plane = data[0]  # rows first: the PNG as seen
     if kind == "image":
         if bit_depth not in (8, 16):
             raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}.")
@@ -520,9 +829,9 @@ def write_synthetic_png(
     info = synthetic_png_info({"Kind": kind, "IntensityRange": intensities, "Comment": comment or None})
     options: dict = {"pnginfo": info}
     if affine is not None:
-        spacing = np.linalg.norm(_as_numpy(affine).astype(np.float64)[:3, :2], axis=0)  # mm along columns, rows
+        spacing = np.linalg.norm(_as_numpy(affine).astype(np.float64)[:3, :2], axis=0)  # mm down rows, along columns
         if (spacing > 0).all():
-            options["dpi"] = (25.4 / spacing[0], 25.4 / spacing[1])
+            options["dpi"] = (25.4 / spacing[1], 25.4 / spacing[0])  # PIL: (horizontal, vertical)
     with atomic_path(path, overwrite=overwrite) as tmp:
         Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG", **options)
     return path

@@ -3,7 +3,7 @@
 from .gvae_evaluator import GVAEEvaluator
 from .gvae_trainer import OBJECTIVES, GVAETrainer, NonFiniteLossError, unwrap
 from .performance import channels_last_format, configure_backends, maybe_compile, prepare_network
-from .utils import LOSS_KEYS, GVAEKeys, loss_terms, split_condition
+from .utils import LOSS_KEYS, GVAEKeys, loss_terms, lower_is_better, split_condition
 
 __all__ = [
     "GVAETrainer",
@@ -14,6 +14,7 @@ __all__ = [
     "GVAEKeys",
     "LOSS_KEYS",
     "loss_terms",
+    "lower_is_better",
     "split_condition",
     "channels_last_format",
     "configure_backends",

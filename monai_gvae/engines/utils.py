@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from monai.utils import StrEnum
 
-__all__ = ["GVAEKeys", "LOSS_KEYS", "loss_terms", "split_condition"]
+__all__ = ["GVAEKeys", "LOSS_KEYS", "loss_terms", "lower_is_better", "split_condition"]
 
 
 class GVAEKeys(StrEnum):
@@ -114,3 +114,25 @@ def split_condition(
             f"{tuple(batch.shape)}."
         )
     return batch[:, :channels], batch[:, channels:]
+
+
+def lower_is_better(current_metric: float, prev_best: float) -> bool:
+    """``metric_cmp_fn`` of MONAI workflows for a key metric where lower is better (an error such as the bundles'
+    ``val_reconstruction_mae``): ``current_metric < prev_best``.
+
+    MONAI's default, ``monai.engines.utils.default_metric_cmp_fn``, keeps the largest value as the best one, so a
+    falling error would log its first value as ``best value`` and checkpoint on the wrong epochs.
+
+    Args:
+        current_metric: the metric of this validation.
+        prev_best: the best metric so far.
+
+    Returns:
+        whether ``current_metric`` is the new best.
+
+    Example::
+
+        evaluator = GVAEEvaluator("cpu", val_loader, gvae, key_val_metric={"val_mae": mae},
+                                  metric_cmp_fn=lower_is_better)
+    """
+    return current_metric < prev_best
