@@ -535,7 +535,7 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
     assert "slice_004.nii.gz" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
 
 
-def test_memorization_flags_planted_copy_only(tiny, tmp_path):
+def test_memorization_flags_planted_near_copies_only(tiny, tmp_path):
     synthetic = tmp_path / "synthetic"
     assert (
         main(
@@ -555,6 +555,14 @@ def test_memorization_flags_planted_copy_only(tiny, tmp_path):
         == 0
     )
     shutil.copy(tiny["root"] / "train" / "images" / "slice_010.nii.gz", synthetic / "planted_copy.nii.gz")
+    # near-copies: a training slice with faint noise (RMS distance 0.023 after the min-max scaling, against a 5th
+    # percentile of 0.059 for held-out slices), and one moved by a pixel (0.14: pixel RMS is not shift-invariant,
+    # see the feature space below)
+    train_images = tiny["train_images"]
+    noisy = train_images[20, 0] + 0.01 * torch.randn(train_images.shape[2:], generator=torch.Generator().manual_seed(0))
+    nib.save(nib.Nifti1Image(noisy.numpy(), np.eye(4)), synthetic / "planted_noisy.nii.gz")
+    shifted = torch.roll(train_images[30, 0], 1, dims=0)
+    nib.save(nib.Nifti1Image(shifted.numpy(), np.eye(4)), synthetic / "planted_shifted.nii.gz")
     out = tmp_path / "report"
     proc = run_cli(
         "memorization",
@@ -569,10 +577,12 @@ def test_memorization_flags_planted_copy_only(tiny, tmp_path):
         "--no-progress",
     )
     report = json.loads((out / "memorization.json").read_text())
-    assert report["flagged"] == ["planted_copy"], proc.stdout
-    planted = next(s for s in report["samples"] if s["name"] == "planted_copy")
-    assert planted["nearest_training"] == "slice_010" and planted["pixel_distance"] < 1e-6
-    assert report["spaces"]["pixel"]["num_synthetic"] == 13  # 12 samples + the copy; label files skipped
+    assert report["flagged"] == ["planted_copy", "planted_noisy"], proc.stdout
+    rows = {s["name"]: s for s in report["samples"]}
+    assert rows["planted_copy"]["nearest_training"] == "slice_010" and rows["planted_copy"]["pixel_distance"] < 1e-6
+    assert rows["planted_noisy"]["nearest_training"] == "slice_020"
+    assert rows["planted_noisy"]["pixel_distance"] < report["spaces"]["pixel"]["threshold"] < rows["planted_shifted"]["pixel_distance"]
+    assert report["spaces"]["pixel"]["num_synthetic"] == 15  # 12 samples + 3 planted; label files skipped
     assert (out / "memorization_closest_pairs.png").stat().st_size > 0
     # without a held-out folder (training leave-one-out reference) the result is the same; --fail-on-flagged -> 3
     assert (
@@ -591,7 +601,19 @@ def test_memorization_flags_planted_copy_only(tiny, tmp_path):
         )
         == 3
     )
-    assert json.loads((tmp_path / "r2" / "memorization.json").read_text())["flagged"] == ["planted_copy"]
+    assert json.loads((tmp_path / "r2" / "memorization.json").read_text())["flagged"] == ["planted_copy", "planted_noisy"]
+    # from Python, a shift-invariant feature space (Fourier magnitudes) flags the shifted copy as well
+    from monai_gvae.bundle.evaluation import check_memorization
+
+    def fourier(images):
+        return torch.fft.fft2(images.double()).abs().flatten(1)
+
+    with_features = check_memorization(tiny["root"] / "train", tmp_path / "r4", synthetic_dir=synthetic,
+                                       holdout_dir=tiny["root"] / "test", feature_fn=fourier)
+    assert with_features["flagged"] == ["planted_copy", "planted_noisy", "planted_shifted"]
+    shifted_row = next(s for s in with_features["samples"] if s["name"] == "planted_shifted")
+    assert not shifted_row["pixel_flagged"] and shifted_row["feature_flagged"]
+    assert shifted_row["feature_nearest_training"] == "slice_030"
     # fresh samples drawn from the model itself are not flagged
     assert (
         main(
