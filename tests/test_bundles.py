@@ -15,7 +15,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export, run, verify_metadata, verify_net_in_out
+from evaluation_oracle import expected_metrics
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, run, verify_metadata, verify_net_in_out
 from PIL import Image
 
 from monai_gvae.bundle import SCHEMA_FILE
@@ -141,6 +142,17 @@ def test_bundle_train_evaluate_verify_export_infer(name, tmp_path, no_network):
     assert all(isinstance(metrics[k], float) and math.isfinite(metrics[k]) for k in keys), metrics
     assert set(metrics) == set(default_metrics(model)) == set(report["definitions"]), report
     assert 2 <= report["num_images"] <= 8 and report["model_sha256"] == model.checksum
+    # the values, recomputed by hand on the same held-out images (the bundle's validate#dataset, first 8, on the
+    # checkpoint's grid) from the definitions
+    parser = ConfigParser()
+    parser.read_config(configs(name, "evaluate")["config_file"])
+    parser.update({**eval_data, "output_dir": str(out), "bundle_root": f"bundles/{name}", "device": "$torch.device('cpu')"})
+    dataset = parser.get_parsed_content("validate#dataset")
+    held_out = torch.stack([torch.as_tensor(dataset[i]["image"]) for i in range(min(8, len(dataset)))]).float()
+    assert held_out.shape[0] == report["num_images"]
+    for key, value in expected_metrics(model, held_out, seed=0).items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, key)
+    assert metrics["elbo"] <= -metrics["kl"]  # E_q[log p(x|z)] <= 0 for a discretised likelihood
     with pytest.raises(RuntimeError) as refused:  # never overwritten silently (MONAI wraps the error)
         run("evaluating", **configs(name, "evaluate"), **eval_data, output_dir=str(out))
     assert isinstance(refused.value.__cause__, FileExistsError) and "metrics.json" in str(refused.value.__cause__)

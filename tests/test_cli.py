@@ -22,6 +22,7 @@ import SimpleITK as sitk
 import torch
 
 from conftest import subprocess_env
+from evaluation_oracle import expected_metrics
 from monai_gvae.cli import main, parse_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -494,6 +495,22 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
     assert set(report["definitions"]) == set(metrics) and report["settings"]["seed"] == 0
     assert 0 < metrics["reconstruction_l1_01"] < 1 and metrics["kl"] >= 0 and 0 <= metrics["reconstruction_dice"] <= 1
     assert metrics["elbo"] < 0 and 0 < metrics["ms_ssim_diversity"] <= 1 and math.isfinite(metrics["mmd_gaussian"])
+    # the values, recomputed by hand from the files (read with nibabel, scaled per image to [0, 1] as the command
+    # does by default) and the model: the command reads, scales, packs and evaluates what the definitions say
+    from monai_gvae.networks import load_gvae
+
+    files = sorted((tiny["root"] / "test" / "images").iterdir())
+    assert report["files"] == [f.name.replace(".nii.gz", "") for f in files]
+    images = torch.stack([torch.from_numpy(np.asarray(nib.load(f).dataobj, dtype=np.float32))[None] for f in files])
+    low, high = images.amin((1, 2, 3), keepdim=True), images.amax((1, 2, 3), keepdim=True)
+    images = (images - low) / (high - low)
+    labels = torch.stack([torch.from_numpy(np.asarray(nib.load(f.parent.parent / "labels" / f.name).dataobj)) for f in files])
+    onehot = torch.nn.functional.one_hot(labels.long(), NUM_CLASSES).movedim(-1, 1).float()
+    expected = expected_metrics(load_gvae(tiny["checkpoint"]), torch.cat([images * 2 - 1, onehot * 2 - 1], 1), seed=0)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    # E_q[log p(x|z)] of a discretised likelihood is at most 0, so the ELBO is at most -KL
+    assert metrics["elbo"] <= -metrics["kl"]
     # an existing report is not overwritten; a joint model without labels is refused, naming the problem
     assert (
         main(["evaluate", "--checkpoint", tiny["checkpoint"], "--data", str(tiny["root"] / "test"), "--out", str(out)])
