@@ -50,6 +50,7 @@ def tiny_run(
     check_finite: bool = True,
     before_attach: Any = None,
     seed: int = 0,
+    ema_decay: float | None = None,
 ) -> SimpleNamespace:
     """Networks, optimisers, a seeded GVAETrainer with a random flip in its data pipeline, and a checkpoint handler
     attached to it (``before_attach(run)`` may register handlers that must run before the checkpoint handler)."""
@@ -69,7 +70,7 @@ def tiny_run(
     trainer = GVAETrainer(
         "cpu", max_epochs, loader, gvae, critic, opt_g, opt_d,
         loss_function=loss_function if loss_function is not None else EncoderGeneratorLoss(kl_warmup_iterations=2),
-        seed=seed, check_finite=check_finite,
+        seed=seed, check_finite=check_finite, ema_decay=ema_decay,
     )
     handler = GVAECheckpointHandler(
         out_dir, {"gvae": gvae, "critic": critic, "optimizer": opt_g, "critic_optimizer": opt_d},
