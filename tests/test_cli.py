@@ -419,6 +419,83 @@ def test_synthesize_png_marked_synthetic(tiny, tmp_path):
     assert np.abs(from_png - from_dicom).max() <= 0.5 / 255 + 1e-4  # same orientation, 8-bit quantisation
 
 
+def test_synthesize_intensity_range_and_16_bit_png(tiny, tmp_path):
+    """--intensity-range LOW HIGH maps the generated [0, 1] images linearly onto [LOW, HIGH]; --png-bit-depth 16 writes
+    16-bit grey levels over the range (0 -> LOW, 65535 -> HIGH), the 8-bit levels' 257 times finer."""
+    from PIL import Image
+
+    from monai_gvae.data.inputs import load_image
+
+    def synth(out, *extra):
+        assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "2", "--out", str(tmp_path / out),
+                     "--seed", "4", "--no-progress", *extra]) == 0
+        return tmp_path / out
+
+    unit, ct = synth("unit"), synth("ct", "--intensity-range", "-1000", "1000")
+    assert json.loads((ct / "manifest.json").read_text())["intensity_range"] == [-1000.0, 1000.0]
+    for i in range(2):
+        a = np.asarray(nib.load(unit / f"synthetic_0000{i}_image.nii.gz").dataobj, dtype=np.float64)
+        b = np.asarray(nib.load(ct / f"synthetic_0000{i}_image.nii.gz").dataobj, dtype=np.float64)
+        assert 0 <= a.min() < a.max() <= 1 and -1000 <= b.min() < b.max() <= 1000
+        assert np.allclose(b, -1000 + 2000 * a, atol=1e-3)  # float32 rounding of values up to 1000
+        labels = [np.asarray(nib.load(d / f"synthetic_0000{i}_label.nii.gz").dataobj) for d in (unit, ct)]
+        assert np.array_equal(*labels)  # the range is about intensities only
+
+    png8, png16 = synth("png8", "--format", "png"), synth("png16", "--format", "png", "--png-bit-depth", "16")
+    png16_ct = synth("png16_ct", "--format", "png", "--png-bit-depth", "16", "--intensity-range", "-1000", "1000")
+    for i in range(2):
+        name = f"synthetic_0000{i}_image.png"
+        values01 = np.asarray(nib.load(unit / f"synthetic_0000{i}_image.nii.gz").dataobj, dtype=np.float64)
+        with Image.open(png8 / name) as im8, Image.open(png16 / name) as im16, Image.open(png16_ct / name) as im_ct:
+            assert im8.mode == "L" and im16.mode.startswith("I") and im16.text["Synthetic"] == "YES"
+            assert im16.text["IntensityRange"] == "0 -> 0, 65535 -> 1"
+            assert im_ct.text["IntensityRange"] == "0 -> -1000, 65535 -> 1000"
+            p8, p16, p_ct = (np.asarray(im).astype(np.int64) for im in (im8, im16, im_ct))
+        # rows along the array's second axis; grey levels are the rounded values over the range
+        assert np.array_equal(p16, np.round(values01.T * 65535)) and np.array_equal(p8, np.round(values01.T * 255))
+        assert len(np.unique(p16)) > len(np.unique(p8)) and np.abs(p16 / 257 - p8).max() <= 0.5 + 1e-9
+        assert np.abs(p_ct - p16).max() <= 1  # same levels, another meaning (float32 rounding of the CT values)
+        # MONAI's reader gives the generated array back (16-bit: to 1/65535)
+        assert np.abs(load_image(png16 / name)[0].numpy() / 65535 - values01).max() <= 0.5 / 65535 + 1e-7
+    labels16 = [np.asarray(Image.open(d / "synthetic_00000_label.png")) for d in (png8, png16)]
+    assert labels16[0].dtype == labels16[1].dtype == np.uint8 and np.array_equal(*labels16)  # labels stay 8-bit
+
+
+def test_2d_model_on_3d_and_dicom_series_references(tiny, tmp_path):
+    """A 2D model with a 3D reference (NIfTI volume, DICOM series folder) is placed on the reference's middle slice
+    (index depth // 2) with the reference's orientation and in-plane field of view."""
+    from monai_gvae.data.writers import SyntheticStudy, write_synthetic_dicom
+
+    volume = tmp_path / "ref3d.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 20), np.float32),
+                             np.array([[-1.0, 0, 0, 90], [0, 1.0, 0, -126], [0, 0, 3.0, -72], [0, 0, 0, 1]])), volume)
+    series = Path(write_synthetic_dicom(np.zeros((1, 8, 6, 5), np.float32), str(tmp_path / "series"),
+                                        affine=np.diag([0.7, 0.8, 1.5, 1.0]), study=SyntheticStudy.new("0")))
+    # by hand: 64 -> 32 pixels doubles the spacing, the outer edge of the field of view stays (origin + half the
+    # old spacing - half the new one), and the slice is the reference's slice 20 // 2 = 10 (resp. 5 // 2 = 2)
+    expected = {
+        volume: [[-2.0, 0, 0, 90 - 0.5], [0, 2.0, 0, -126 + 0.5], [0, 0, 3.0, -72 + 3.0 * 10], [0, 0, 0, 1]],
+        series: [[0.7 * 8 / 32, 0, 0, 0.7 * (8 / 32 - 1) / 2], [0, 0.8 * 6 / 32, 0, 0.8 * (6 / 32 - 1) / 2],
+                 [0, 0, 1.5, 1.5 * 2], [0, 0, 0, 1]],
+    }
+    for reference, affine in expected.items():
+        out = tmp_path / f"on_{reference.name}"
+        assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "1", "--out", str(out), "--reference",
+                     str(reference), "--no-progress"]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["geometry_from_reference"] is True
+        assert np.allclose(manifest["affine"], affine, atol=1e-5), (reference.name, manifest["affine"])
+        image = nib.load(out / "synthetic_00000_image.nii.gz")
+        assert image.shape == (SIZE, SIZE) and np.allclose(image.affine, affine, atol=1e-5), image.affine
+    # as DICOM, on the series: the slice's position in the patient frame (LPS: x and y negated)
+    out = tmp_path / "dicom_on_series"
+    assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "1", "--out", str(out), "--format", "dicom",
+                 "--reference", str(series), "--no-progress"]) == 0
+    ds = pydicom.dcmread(out / "synthetic_00000_image.dcm")
+    ras = np.array(expected[series])[:3, 3]
+    assert np.allclose([float(v) for v in ds.ImagePositionPatient], [-ras[0], -ras[1], ras[2]], atol=1e-4)
+
+
 def test_unreadable_reference_fails_without_outputs(tiny, tmp_path, capsys):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"this is not a NIfTI file")
