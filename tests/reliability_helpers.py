@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from ignite.engine import Engine, Events
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, EnsureTyped, RandFlipd
 from monai.utils import set_determinism
@@ -37,6 +38,34 @@ class NaNAt(EncoderGeneratorLoss):
             terms["rec"] = terms["rec"] * float("nan")
             terms["loss"] = terms["loss"] + terms["rec"]
         return terms
+
+
+class InfGradientOnce:
+    """A train handler that makes one gradient infinite, once: in iteration ``iteration`` the gradient of the first
+    parameter of ``module.generator`` (or of ``module``) is multiplied by inf. Only the first time that iteration
+    runs, so that a run rolled back past it trains on. For bundle configs: ``_target_:
+    reliability_helpers.InfGradientOnce``."""
+
+    def __init__(self, module: torch.nn.Module, iteration: int) -> None:
+        self.parameter = next(getattr(module, "generator", module).parameters())
+        self.iteration = iteration
+        self.armed = False
+        self.fired = 0
+        self.parameter.register_hook(self._poison)
+
+    def _poison(self, grad: torch.Tensor) -> torch.Tensor:
+        if not self.armed:
+            return grad
+        self.armed = False
+        self.fired += 1
+        return grad * float("inf")
+
+    def attach(self, engine: Engine) -> None:
+        def arm(e: Engine) -> None:
+            if e.state.iteration == self.iteration and not self.fired:
+                self.armed = True
+
+        engine.add_event_handler(Events.ITERATION_STARTED, arm)
 
 
 def tiny_run(
