@@ -206,6 +206,18 @@ def test_resume_continues_iteration_and_optimiser_state(tmp_path):
         assert steps == {4}, (key, steps)
     assert not torch.equal(first["gvae"]["generator.trunk.project.weight"], second["gvae"]["generator.trunk.project.weight"])
 
+    # --resume PATH: from that checkpoint (epoch 1), not the newest (model.pt, epoch 2); epoch 2 trained again
+    # from the same state gives the same weights
+    written = (out / "model.pt").stat().st_mtime_ns
+    run("training", **configs("gvae_mnist"), **{**tiny, "max_epochs": 2}, resume=str(out / "checkpoint_epoch=1.pt"))
+    third = torch.load(out / "model.pt", weights_only=True)
+    assert (out / "model.pt").stat().st_mtime_ns != written  # trained and written again (resuming model.pt would not)
+    assert third["trainer"]["iteration"] == 4
+    for key in ("gvae", "critic"):
+        for name, value in second[key].items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, third[key][name]), (key, name)
+
 
 POISON = """
 # test-only third config: an infinite generator gradient in iteration 3 (the first time only)
