@@ -189,6 +189,35 @@ def test_ema_generator_is_saved_resumed_exactly_and_loaded_with_key_gvae_ema(tmp
                  "--out", str(tmp_path / "nothing"), "--no-progress"]) == 1
 
 
+def test_distributed_resume_takes_each_ranks_own_random_states(tmp_path, monkeypatch, caplog):
+    """In a distributed run each rank restores its own entry of rng_state_per_rank; a checkpoint without them (or
+    written by another number of processes) re-seeds each rank from the seed, its rank and the iteration, saying so.
+    (Stands in for rank 1 of 2 in this process; tests/test_multi_gpu.py runs the real thing.)"""
+    import copy
+    import logging
+
+    from monai_gvae.handlers import resume as resume_module
+
+    run = tiny_run(str(tmp_path), max_epochs=1)
+    run.trainer.run()
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    monkeypatch.setattr(resume_module, "world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    tracker = resume_module.RandomStateTracker(mid_epoch=False, logger=logging.getLogger("test"))
+    rank1 = copy.deepcopy(ckpt["rng_state"])
+    rank1["engine"]["latent_generator"] = torch.Generator().manual_seed(99).get_state()
+    tracker.restore(run.trainer, {**ckpt, "rng_state_per_rank": [{"rng_state": ckpt["rng_state"]}, {"rng_state": rank1}]}, "x.pt")
+    assert torch.equal(run.trainer.latent_generator.get_state(), rank1["engine"]["latent_generator"])
+    for written, reason in ((ckpt, "without per-rank random states"),
+                            ({**ckpt, "rng_state_per_rank": [{"rng_state": rank1}] * 4}, "by 4 processes")):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            tracker.restore(run.trainer, written, "old.pt")
+        assert reason in caplog.text and "re-seeded per rank" in caplog.text
+        seed = 0 + 7919 * 1 + 1_000_003 * run.trainer.state.iteration
+        assert torch.equal(run.trainer.latent_generator.get_state(), torch.Generator().manual_seed(seed).get_state())
+
+
 def test_resume_without_random_states_would_differ(tmp_path):
     """Control for the test above: restoring weights and optimisers alone (what MONAI's CheckpointLoader does) does
     not reproduce the uninterrupted run, so the random-state part of the checkpoint is what makes it exact."""
