@@ -365,6 +365,23 @@ def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, 
     assert np.allclose(arr[0].T, load_image(image_path)[0].numpy(), atol=1e-6)  # SimpleITK: (z, y, x) order
 
 
+@pytest.mark.parametrize("fmt", [
+    pytest.param("dicom", marks=pytest.mark.xfail(
+        strict=True, reason="DICOM re-runs are not byte-identical yet (study, series, instance and frame-of-reference UIDs and "
+        "the synthetic Patient ID differ between runs); being "
+        "fixed in monai_gvae/data/writers.py by the DICOM writer work: remove this mark with that fix")),
+    "png",
+])
+def test_synthesize_same_seed_byte_identical_in_every_format(tiny, tmp_path, fmt):
+    """docs/cli.md: the same seed, batch size and device give byte-identical image and label files in every format
+    (DICOM UIDs derived from the model, seed, sample index and content; NIfTI is checked above)."""
+    outs = [tmp_path / f"run{i}" for i in range(2)]
+    for out in outs:
+        assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "2", "--out", str(out), "--format", fmt,
+                     "--seed", "5", "--no-progress"]) == 0
+    assert _digest(outs[0]) == _digest(outs[1])
+
+
 def test_synthesize_png_marked_synthetic(tiny, tmp_path):
     from PIL import Image
 
