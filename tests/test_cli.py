@@ -367,9 +367,9 @@ def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, 
 
 @pytest.mark.parametrize("fmt", [
     pytest.param("dicom", marks=pytest.mark.xfail(
-        strict=True, reason="DICOM re-runs are not byte-identical yet (study, series, instance and frame-of-reference UIDs and "
-        "the synthetic Patient ID differ between runs); being "
-        "fixed in monai_gvae/data/writers.py by the DICOM writer work: remove this mark with that fix")),
+        strict=True, reason="DICOM re-runs are not byte-identical yet (study, series, instance and frame-of-reference "
+        "UIDs and the synthetic Patient ID differ between runs); being fixed in monai_gvae/data/writers.py by the "
+        "DICOM writer work: remove this mark with that fix")),
     "png",
 ])
 def test_synthesize_same_seed_byte_identical_in_every_format(tiny, tmp_path, fmt):
@@ -598,7 +598,8 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
     images = torch.stack([torch.from_numpy(np.asarray(nib.load(f).dataobj, dtype=np.float32))[None] for f in files])
     low, high = images.amin((1, 2, 3), keepdim=True), images.amax((1, 2, 3), keepdim=True)
     images = (images - low) / (high - low)
-    labels = torch.stack([torch.from_numpy(np.asarray(nib.load(f.parent.parent / "labels" / f.name).dataobj)) for f in files])
+    labels = torch.stack([torch.from_numpy(np.asarray(nib.load(f.parent.parent / "labels" / f.name).dataobj))
+                          for f in files])
     onehot = torch.nn.functional.one_hot(labels.long(), NUM_CLASSES).movedim(-1, 1).float()
     expected = expected_metrics(load_gvae(tiny["checkpoint"]), torch.cat([images * 2 - 1, onehot * 2 - 1], 1), seed=0)
     for key, value in expected.items():
@@ -692,7 +693,8 @@ def test_memorization_flags_planted_near_copies_only(tiny, tmp_path):
     rows = {s["name"]: s for s in report["samples"]}
     assert rows["planted_copy"]["nearest_training"] == "slice_010" and rows["planted_copy"]["pixel_distance"] < 1e-6
     assert rows["planted_noisy"]["nearest_training"] == "slice_020"
-    assert rows["planted_noisy"]["pixel_distance"] < report["spaces"]["pixel"]["threshold"] < rows["planted_shifted"]["pixel_distance"]
+    threshold = report["spaces"]["pixel"]["threshold"]
+    assert rows["planted_noisy"]["pixel_distance"] < threshold < rows["planted_shifted"]["pixel_distance"]
     assert report["spaces"]["pixel"]["num_synthetic"] == 15  # 12 samples + 3 planted; label files skipped
     assert (out / "memorization_closest_pairs.png").stat().st_size > 0
     # without a held-out folder (training leave-one-out reference) the result is the same; --fail-on-flagged -> 3

@@ -337,7 +337,8 @@ def test_memorization_flags_near_copies_and_new_real_images_by_the_percentile_ru
         report = memorization_report(synthetic, train, holdout, percentile=percentile, synthetic_names=names)
         threshold = float(np.percentile(reference, percentile))
         assert report["spaces"]["pixel"]["threshold"] == pytest.approx(threshold, rel=1e-9)
-        assert [s["pixel_distance"] for s in report["samples"]] == pytest.approx(list(distances), rel=1e-6, abs=1e-6)  # expanded squares: exact copies ~1e-8
+        # (the code expands the squares: an exact copy comes out at ~1e-8)
+        assert [s["pixel_distance"] for s in report["samples"]] == pytest.approx(list(distances), rel=1e-6, abs=1e-6)
         expected = [n for n, d in zip(names, distances) if d < threshold or d <= 1e-6]
         assert report["flagged"] == expected
         # the near-copies are flagged; of the new real images, those below the percentile of their own distances:

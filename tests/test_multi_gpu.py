@@ -67,8 +67,10 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
 def test_distributed_resume_matches_uninterrupted(tmp_path):
     """2 processes (gloo): a run that crashed after iteration 8 and resumed from its last checkpoint (iteration 6, in the
     middle of epoch 2) ends on every rank with the weights and optimiser states of an uninterrupted run, bit for
-    bit: each rank's random streams (latents, the data pipeline's flips) are in the checkpoint (tests/ddp_resume_train.py)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    bit: each rank's random streams (latents, the data pipeline's flips) are in the checkpoint. The three runs are in
+    one torchrun launch (tests/ddp_resume_train.py)."""
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            str(REPO / "tests" / "ddp_resume_train.py"), str(tmp_path)]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

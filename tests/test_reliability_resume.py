@@ -206,7 +206,8 @@ def test_distributed_resume_takes_each_ranks_own_random_states(tmp_path, monkeyp
     tracker = resume_module.RandomStateTracker(mid_epoch=False, logger=logging.getLogger("test"))
     rank1 = copy.deepcopy(ckpt["rng_state"])
     rank1["engine"]["latent_generator"] = torch.Generator().manual_seed(99).get_state()
-    tracker.restore(run.trainer, {**ckpt, "rng_state_per_rank": [{"rng_state": ckpt["rng_state"]}, {"rng_state": rank1}]}, "x.pt")
+    per_rank = [{"rng_state": ckpt["rng_state"]}, {"rng_state": rank1}]
+    tracker.restore(run.trainer, {**ckpt, "rng_state_per_rank": per_rank}, "x.pt")
     assert torch.equal(run.trainer.latent_generator.get_state(), rank1["engine"]["latent_generator"])
     for written, reason in ((ckpt, "without per-rank random states"),
                             ({**ckpt, "rng_state_per_rank": [{"rng_state": rank1}] * 4}, "by 4 processes")):

@@ -200,7 +200,9 @@ class GVAECheckpointHandler:
             engine.add_event_handler(Events.COMPLETED, self._completed)
 
     # ------------------------------------------------------------------ saving
-    def checkpoint(self, kind: str = "interval", random_states: tuple[dict[str, Any], bool] | None = None) -> dict[str, Any]:
+    def checkpoint(
+        self, kind: str = "interval", random_states: tuple[dict[str, Any], bool] | None = None
+    ) -> dict[str, Any]:
         """The dictionary written to disk now (state dicts, random states, config, meta).
 
         Args:

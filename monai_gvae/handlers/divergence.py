@@ -83,7 +83,8 @@ class DivergenceGuard:
         if optimizers is None:
             optimizers = {}
             # named by role, so that a message reads "generator.trunk.project.weight", not "1.trunk.project.weight"
-            modules = {name: unwrap(m) for name in ("encoder", "generator") if (m := getattr(engine, name, None)) is not None}
+            roles = {name: getattr(engine, name, None) for name in ("encoder", "generator")}
+            modules = {name: unwrap(m) for name, m in roles.items() if m is not None}
             if getattr(engine, "optimizer", None) is not None:
                 optimizers["encoder-generator"] = (engine.optimizer, nn.ModuleDict(modules) if modules else None)
             if getattr(engine, "critic_optimizer", None) is not None:
