@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     parser.add_argument("--size", type=int, default=64, help="output edge length in pixels/voxels")
     parser.add_argument("--min-coverage", type=float, default=0.12, help="min brain fraction of the 2D crop")
-    parser.add_argument("--slice-step", type=int, default=2, help="keep every n-th qualifying axial slice")
+    parser.add_argument("--slice-step", type=int, default=1, help="keep every n-th qualifying axial slice")
     parser.add_argument("--margin", type=int, default=2, help="voxels added around the brain bounding box")
     args = parser.parse_args(argv)
     try:

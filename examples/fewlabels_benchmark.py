@@ -1,53 +1,41 @@
 #!/usr/bin/env python
-"""Few-label benchmark: can label-conditioned GVAE synthesis (with or without an unlabelled pool) add to
-classical augmentation for a MONAI UNet trained on k labelled brain slices?
+"""Few-label benchmark: does label-conditioned GVAE synthesis beat classical augmentation, and the cheapest use
+of the same unlabelled images (self-training), for a MONAI UNet trained on k labelled slices?
 
-Protocol (see docs/fewlabels.md; rules in the project's benchmark-rules.md). It extends
-``examples/segmentation_benchmark.py``: same data, k-subset draw, segmenter, classical augmentation, metric and
-statistics (``monai_gvae.benchmarks.segmentation``), with the few-label arms of ``monai_gvae.benchmarks.fewlabels``:
+Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the code is ``monai_gvae.benchmarks``:
 
-* Data: the embedded 64x64 axial brain slices, 4 classes. Per seed, k slices are drawn from split ``"train"``
-  (46 slices) with ``monai_gvae.data.labelled_subset`` (the draw of the segmentation benchmark). Split
-  ``"test"`` (15 slices, every 4th) is held out: no generator or segmenter sees it, and no setting was tuned
-  on it (``--eval-split val`` evaluates on the train slices outside the k instead, for tuning).
-* The **unlabelled pool** is the 46 train-split images with their labels hidden (``unlabelled_pool``); only
-  the arms whose name says "pool" use it.
-* Segmenter (every arm): MONAI ``UNet`` (channels 8-16-32-64, one residual unit), ``DiceCELoss``, Adam 1e-3,
-  ``--seg-iterations`` x batch ``--batch-size``, the same initial weights per seed, fed by
-  ``SyntheticMixDataset``; classical augmentation (left-right flip + affine) on every item, real or synthetic.
-* Arms:
+* Data: the embedded 64x64 axial brain slices (121 slices, 4 classes), or your own ``--data-dir`` with
+  ``images/`` and ``labels/`` NIfTI files (2D slices, or 3D volumes sliced along ``--axis``; resized to 64x64,
+  label values remapped to 0..C-1). The slices are split into contiguous slabs with gaps of 3 slices: train, val
+  (for choosing settings) and test (held out). Per seed, k slices are drawn from train; the other train slices
+  are the unlabelled pool (labels hidden).
+* Segmenter (every arm): MONAI ``UNet`` (8-16-32-64, one residual unit), DiceCE, Adam 1e-3, ``--seg-iterations``
+  x batch ``--batch-size`` from the same initial weights per seed; classical augmentation (left-right flip +
+  affine) on every item, real or synthetic.
+* Arms: ``classical`` (the baseline); controls without a generator: ``elastic`` (deformed real pairs),
+  ``selftrain`` (the pool's images with the classical segmenter's pseudo-labels); GVAE arms: ``cond`` (a
+  label-conditioned GVAE trained on the k slices renders deformed copies of the k label maps), ``cond_pseudo``
+  (the same GVAE renders deformed pseudo-label maps of the pool: new, real anatomy, each pair exact by
+  construction), and the earlier ``cond_pool``, ``joint_pool``, ``interp``, ``cond_interp``,
+  ``cond_pool_interp`` (docs/fewlabels.md).
+* Levers of the conditional GVAE: ``--seg-weight`` (segmentation consistency), ``--condition-mode spade``,
+  ``--critic-head patch``, ``--adv-weight``; and the segmenter's ``--schedule finetune``.
+* Metric: foreground Dice on the scored split (``--eval-split val`` while choosing settings, ``test`` once), mean
+  over present (slice, class) pairs; the paired difference to ``classical`` (and to ``selftrain``) with a 95 %
+  Student-t interval over seeds: a gain only when the whole interval lies above zero.
+* Deterministic: the same command and seed give the same figures (seeded everything,
+  ``torch.use_deterministic_algorithms``, ``--threads`` fixed).
 
-  - ``classical``: the k real slices with classical augmentation (the baseline);
-  - ``elastic``: control without a GVAE: ``--synthetic-fraction`` of the items are real pairs warped by the
-    deformation the GVAE arms use for their label maps (flip, affine and elastic), image and label together;
-  - ``cond``: a label-conditioned GVAE trained on the k labelled slices only generates the images of those
-    same deformed label maps (the label of each pair is the deformed real label, exact by construction);
-    pairs filtered by the conditional critic's score (threshold: ``--critic-quantile`` of the real pairs'
-    scores);
-  - ``cond_pool``: as ``cond``, but the GVAE is first pre-trained on the unlabelled pool's images
-    (image-only), then adapted to label-conditioned synthesis on the k slices (grown channels,
-    ``load_pretrained_weights``);
-  - ``joint_pool``: the image-only pre-trained GVAE adapted to joint image+label generation on the k slices
-    (encoder frozen), posterior variants ``G(mu(x) + sigma * eps)`` of the *pool's* images with ``sigma``
-    calibrated on the k slices (``calibrate_posterior_sigma``), kept where the generated label agrees with a
-    segmenter trained on the k real slices (the ``classical`` arm's UNet; ``--min-dice``).
-  - ``interp``, ``cond_interp``, ``cond_pool_interp``: as ``elastic``, ``cond`` and ``cond_pool`` but on
-    label maps interpolated between two of the k maps (``interpolate_label_maps``), new shapes between the
-    labelled slices; tried on the validation split, not in the default arms (they scored below their
-    deformation-only counterparts there).
-* Defaults: the settings chosen on the validation split (docs/fewlabels.md lists those runs).
-* Metric: Dice of classes 1-3 on the held-out slices, mean over present (slice, class) pairs; mean ± standard
-  deviation over seeds, and the paired difference to ``classical`` (same seed, same k slices).
-
-Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.png`` (seed 0) into
+Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.png`` (first seed) into
 ``--output-dir`` (refusing to overwrite without ``--overwrite``).
 
 Usage::
 
-    python examples/fewlabels_benchmark.py --output-dir runs/fewlabels           # ~40 min on one CPU core
-    # or one process per seed (a core each), then one table:
-    python examples/fewlabels_benchmark.py --seeds 0 --output-dir runs/fl_s0    # ... likewise --seeds 1, 2
-    python examples/fewlabels_benchmark.py --merge runs/fl_s0 runs/fl_s1 runs/fl_s2 --output-dir runs/fewlabels
+    # one process per core, then one table
+    python examples/fewlabels_benchmark.py --seeds 0,1,2,3 --output-dir runs/fl_a
+    python examples/fewlabels_benchmark.py --seeds 4,5,6,7 --output-dir runs/fl_b
+    python examples/fewlabels_benchmark.py --merge runs/fl_a runs/fl_b --output-dir runs/fewlabels
+    python examples/fewlabels_benchmark.py --data-dir my_scans --axis 2 --num-classes 3 --output-dir runs/mine
     python examples/fewlabels_benchmark.py --quick --output-dir /tmp/fewlabels_quick   # a smoke test
 """
 
@@ -63,11 +51,10 @@ import numpy as np
 import torch
 
 from monai_gvae.benchmarks.fewlabels import (
-    ARMS, POOL_ARMS, FewLabelSettings, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell,
-    write_fewlabels_outputs,
+    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, POOL_ARMS, SCHEDULES, FewLabelSettings, fewlabel_splits,
+    mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
-from monai_gvae.data import load_brain_slices
 
 SCRIPT = "examples/fewlabels_benchmark.py"
 
@@ -77,11 +64,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output-dir", default="runs/fewlabels", help="folder of the outputs")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--ks", default="5,10,20", help="numbers of labelled training slices")
-    p.add_argument("--seeds", default="0,1,2", help="seeds (subset draw, initialisation, sampling)")
-    p.add_argument("--arms", default="classical,elastic,cond,cond_pool", help=f"arms among {', '.join(ARMS)}")
+    p.add_argument("--data-dir", default=None,
+                   help="a folder with images/ and labels/ NIfTI files (default: the embedded brain slices)")
+    p.add_argument("--axis", type=int, default=2, help="--data-dir: the axis along which 3D volumes are sliced")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="--data-dir: label classes incl. background (an error if the labels hold more; default: as found)")
+    p.add_argument("--ks", default="5,10", help="numbers of labelled training slices")
+    p.add_argument("--seeds", default="0,1,2,3,4,5,6,7", help="seeds (subset draw, initialisation, sampling)")
+    p.add_argument("--arms", default="classical,elastic,selftrain,cond,cond_pseudo",
+                   help=f"arms among {', '.join(ARMS)} (classical is always run first)")
     p.add_argument("--eval-split", default="test", choices=("test", "val"),
-                   help="'test': the held-out slices; 'val': train slices outside the k labelled ones (tuning)")
+                   help="'test': the held-out slabs (report once); 'val': the validation slabs (choose settings)")
     p.add_argument("--seg-iterations", type=int, default=300, help="segmenter iterations per arm")
     p.add_argument("--batch-size", type=int, default=16, help="segmenter batch")
     p.add_argument("--synthetic-fraction", type=float, default=0.25, help="share of synthetic items per epoch")
@@ -102,7 +95,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-dice", type=float, default=0.7, help="joint_pool: segmenter-agreement threshold")
     p.add_argument("--sigma-min-dice", type=float, default=0.6,
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--seg-weight", type=float, default=0.0,
+                   help="conditional GVAEs: segmentation-consistency weight (the classical segmenter); 0: none")
+    p.add_argument("--condition-mode", default="concat", choices=CONDITION_MODES,
+                   help="conditional generator: label map concatenated, or SPADE normalisation")
+    p.add_argument("--critic-head", default="linear", choices=CRITIC_HEADS, help="critic: one score, or patch scores")
+    p.add_argument("--schedule", default="mix", choices=SCHEDULES,
+                   help="segmenter: synthetic pairs mixed in throughout, or real-only for the last --finetune-iterations")
+    p.add_argument("--finetune-iterations", type=int, default=100, help="--schedule finetune: real-only iterations")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (fixed: figures depend on it)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     p.add_argument("--render", action="store_true",
                    help="only rewrite results.md and dice.png from --output-dir's results.json (no training)")
@@ -114,8 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         return args
     if args.quick:
         args.ks = "5"
-        args.seeds = "0" if args.seeds == "0,1,2" else args.seeds  # one seed unless asked for others
+        args.seeds = "0" if args.seeds == p.get_default("seeds") else args.seeds  # one seed unless asked for others
         args.seg_iterations, args.batch_size, args.num_synthetic = 3, 4, 8
+        args.finetune_iterations = 1
         args.gvae_iterations = args.pretrain_iterations = args.adapt_iterations = 3
         args.gvae_batch, args.latent_size, args.base_channels = 4, 8, 4
     args.k_list = [int(k) for k in args.ks.split(",") if k.strip()]
@@ -124,8 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [a for a in args.arm_list if a not in ARMS]
     if unknown:
         p.error(f"unknown arm(s) {unknown}; choose from {ARMS}")
-    if "classical" not in args.arm_list:
-        args.arm_list.insert(0, "classical")  # the baseline (and the joint_pool arm's filter segmenter)
+    # the baseline first: its segmenter pseudo-labels the pool, filters joint_pool and drives --seg-weight
+    args.arm_list = ["classical"] + [a for a in args.arm_list if a != "classical"]
     if not 0.0 <= args.synthetic_fraction < 1.0:
         p.error("--synthetic-fraction must be in [0, 1)")
     return args
@@ -144,10 +146,12 @@ def main(argv: list[str] | None = None) -> dict:
         return results
     command = command_line(SCRIPT, sys.argv[1:] if argv is None else argv)
     prepare_output_dir(args.output_dir, args.overwrite)
+    # deterministic: the same command and seed give the same figures (checked by tests/test_examples.py)
     torch.set_num_threads(args.threads)
-    settings = FewLabelSettings.from_namespace(args)
-    train = load_brain_slices("train")
-    evaluation = load_brain_slices("test") if args.eval_split == "test" else None  # None: outside the k (val)
+    torch.use_deterministic_algorithms(True)
+    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes)
+    settings = FewLabelSettings.from_namespace({**vars(args), "num_classes": data.num_classes})
+    evaluation = data.test if args.eval_split == "test" else data.val
     start = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -158,15 +162,16 @@ def main(argv: list[str] | None = None) -> dict:
     for seed in args.seed_list:
         pretrained = None
         if any(a in POOL_ARMS for a in args.arm_list):
-            pretrained = pretrain(train, settings, seed)
+            pretrained = pretrain(data.train, settings, seed)
             pretrain_seconds.append(pretrained["seconds"])
             log(f"seed={seed} pre-trained on the unlabelled pool ({pretrained['seconds']:.0f} s)")
         for k in args.k_list:
             samples_dir = args.output_dir if seed == args.seed_list[0] else None  # sample grids of the first seed
-            runs += run_cell(k, seed, train, evaluation, args.arm_list, settings, pretrained, log, samples_dir,
-                             args.overwrite)
+            runs += run_cell(k, seed, data.train, evaluation, args.arm_list, settings, pretrained, log, samples_dir,
+                             args.overwrite, data.class_names)
     results = {
-        "runs": runs, "n_train": len(train), "command": command,
+        "runs": runs, "table_format": CONFIDENCE_FORMAT, "data": data.description, "num_classes": data.num_classes,
+        "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test), "gap": 3, "command": command,
         "gvae_seconds": mean_gvae_seconds(runs),
         "pretrain_seconds": round(float(np.mean(pretrain_seconds)), 1) if pretrain_seconds else None,
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),

@@ -123,3 +123,57 @@ def test_run_cell_records_every_arm(tmp_path):
     with pytest.raises(ValueError, match="pool pre-training"):
         run_cell(5, 0, train, None, ["classical", "cond_pool"], s)
     assert set(ARM_NAMES) >= {"classical", "cond_pool"}
+
+
+def test_selftrain_adds_only_pool_images_with_pseudo_labels():
+    from monai_gvae.benchmarks.fewlabels import pseudo_labelled_pool
+
+    train = load_brain_slices("train")
+    items = train[:5]
+    pool = train[5:12]
+
+    class Threshold(torch.nn.Module):  # a "segmenter": class 1 where the image is bright
+        def forward(self, x):
+            return torch.cat([0.5 - x, x - 0.5, x * 0 - 9, x * 0 - 9], 1)
+
+    pairs = pseudo_labelled_pool(Threshold(), pool)
+    assert len(pairs) == len(pool) and all(p["pseudo_label"] for p in pairs)
+    for pair, item in zip(pairs, pool):
+        assert torch.equal(pair["image"], torch.as_tensor(item["image"]))  # the pool image itself
+        assert pair["slice_index"] == item["slice_index"] and pair["slice_index"] not in {i["slice_index"] for i in items}
+        assert torch.equal(pair["label"], (torch.as_tensor(item["image"]) > 0.5).long())  # the prediction, not the truth
+    # in a cell, the self-training arm trains on exactly the pool (the train slices outside the k) with pseudo-labels
+    s = FewLabelSettings.from_namespace(SETTINGS)
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "selftrain"], s, log=lambda m: None)
+    assert runs[1]["arm"] == "selftrain" and runs[1]["num_synthetic"] == len(train) - 5
+    with pytest.raises(ValueError, match="put 'classical' first"):
+        run_cell(5, 0, train, None, ["selftrain", "classical"], s)
+
+
+def test_cond_pseudo_renders_pool_pseudo_label_maps_with_segmentation_consistency(tmp_path):
+    s = FewLabelSettings.from_namespace({**SETTINGS, "seg_weight": 0.5, "critic_quantile": -1.0,
+                                         "condition_mode": "spade", "critic_head": "patch"})
+    train = load_brain_slices("train")
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "cond_pseudo"], s, log=lambda m: None,
+                    samples_dir=tmp_path)
+    assert runs[1]["num_synthetic"] == s.num_synthetic and runs[1]["acceptance"] is None  # no filter
+    assert (tmp_path / "samples_k5_cond_pseudo.png").is_file()
+    assert set(runs[1]) >= {"dice_cortex", "dice_deep_grey_matter", "dice_cerebellum", "gvae_seconds"}
+    with pytest.raises(ValueError, match="schedule"):
+        FewLabelSettings(schedule="anneal")
+    with pytest.raises(ValueError, match="finetune_iterations"):
+        FewLabelSettings(schedule="finetune", finetune_iterations=300, seg_iterations=300)
+
+
+def test_interval_report_and_selftrain_comparison():
+    results = fake_results([0, 1, 2])
+    results.update(table_format=2, data="test slices", n_val=18, n_test=30, gap=3)
+    results["settings"]["eval_split"] = "val"
+    for r in results["runs"]:
+        r["dice_cortex"] = r["dice"]
+    text = fewlabels_report(results)
+    # differences 0.04, 0.03, 0.02: t interval 0.030 ± 4.303 * 0.01 / sqrt(3)
+    assert "| classical + label-conditioned GVAE (k slices only) | +0.030 [+0.005, +0.055] **gain** |" in text
+    assert results["paired"]["cond@5"]["verdict"] == "gain"
+    assert "Scored on `val` (val: for choosing settings)" in text and "train 46, val 18, test 30" in text
+    assert "Dice per class (mean over seeds; cortex)" in text

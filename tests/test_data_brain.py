@@ -16,6 +16,7 @@ from monai_gvae.data import (
     DEFAULT_BRAIN_VOLUME_FILE,
     BrainSliceDataset,
     brain_holdout_mask,
+    brain_slab_split,
     load_brain_slices,
     load_brain_volume,
     synthetic_slices,
@@ -38,7 +39,7 @@ def test_class_names_and_files_shipped():
 
 def test_slices_shapes_dtypes_ranges():
     items = load_brain_slices("all")
-    assert 55 <= len(items) <= 95
+    assert 110 <= len(items) <= 130  # every axial 1 mm slice with brain
     for item in items:
         assert set(item) == {"image", "label", "slice_index"}
         assert item["image"].shape == (1, 64, 64) and item["image"].dtype == np.float32
@@ -64,18 +65,39 @@ def test_orientation_anterior_up_cerebellum_posterior():
     assert rows.mean() > 32  # cerebellum (posterior) in the lower half of radiological views
 
 
-@pytest.mark.parametrize("fraction", [0.25, 0.1, 0.5])
-def test_train_test_split(fraction):
+@pytest.mark.parametrize("fraction", [0.25, 0.1, 0.3])
+def test_slab_splits_are_disjoint_contiguous_and_gapped(fraction):
     all_idx = [i["slice_index"] for i in load_brain_slices("all")]
-    train = [i["slice_index"] for i in load_brain_slices("train", holdout_fraction=fraction)]
-    test = [i["slice_index"] for i in load_brain_slices("test", holdout_fraction=fraction)]
-    assert not set(train) & set(test)
-    assert sorted(train + test) == all_idx
-    assert len(test) == round(len(all_idx) * fraction)
-    # interleaved: held-out slices are spread over the whole brain
-    assert test[0] < np.percentile(all_idx, 25) and test[-1] > np.percentile(all_idx, 75)
+    splits = {s: [i["slice_index"] for i in load_brain_slices(s, holdout_fraction=fraction)] for s in ("train", "val", "test")}
+    assert not set(splits["train"]) & set(splits["test"]) and not set(splits["val"]) & (set(splits["train"]) | set(splits["test"]))
+    assert len(splits["test"]) == round(len(all_idx) * fraction)
+    assert len(splits["val"]) == round(len(all_idx) * 0.15)
+    # no test slice within 3 slices of a train or val slice, no val slice within 3 of a train slice
+    for held, others in (("test", ("train", "val")), ("val", ("train",))):
+        nearest = min(abs(a - b) for a in splits[held] for o in others for b in splits[o])
+        assert nearest > 3, (held, nearest)
+    # held-out slabs spread over the brain: inferior, middle and superior test slabs
+    assert splits["test"][0] < np.percentile(all_idx, 25) and splits["test"][-1] > np.percentile(all_idx, 75)
     # deterministic
-    assert test == [i["slice_index"] for i in load_brain_slices("test", holdout_fraction=fraction)]
+    assert splits["test"] == [i["slice_index"] for i in load_brain_slices("test", holdout_fraction=fraction)]
+
+
+def test_default_split_sizes_and_layout():
+    roles = brain_slab_split(121)
+    text = "".join({"train": ".", "val": "V", "test": "T", "gap": "-"}[r] for r in roles)
+    assert text.count("T") == 30 and text.count("V") == 18 and text.count(".") == 43 and text.count("-") == 30
+    assert text.split(".")[0] == "" and "---TTTTTTTTTT---" in text and "---VVVVVVVVV---" in text
+    assert [len(load_brain_slices(s)) for s in ("train", "val", "test")] == [43, 18, 30]
+
+
+def test_slab_split_errors():
+    with pytest.raises(ValueError, match="no training slice"):
+        brain_slab_split(40, 0.25, 0.15, gap=3)
+    with pytest.raises(ValueError, match="val_fraction"):
+        brain_slab_split(100, 0.25, 1.0)
+    with pytest.raises(ValueError, match="gap"):
+        brain_slab_split(100, gap=-1)
+    assert (brain_slab_split(10, 0.0, 0.0) == "train").all()
 
 
 def test_holdout_mask():
@@ -88,6 +110,8 @@ def test_holdout_mask():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="split"):
         load_brain_slices("validation")
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_brain_slices("val", val_fraction=1.5)
     with pytest.raises(ValueError, match="holdout_fraction"):
         load_brain_slices("train", holdout_fraction=-0.1)
 

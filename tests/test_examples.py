@@ -101,3 +101,32 @@ def test_paper_tables_quick_writes_tables_grids_and_results(tmp_path):
     # never overwrite a finished run
     proc = run_example("paper_tables.py", *argv, expect_rc=2)
     assert "exists" in proc.stderr
+
+
+def test_fewlabels_benchmark_is_deterministic_and_reads_a_data_dir(tmp_path):
+    """The same command and seed give the same figures to the last digit; --data-dir reads NIfTI folders."""
+    import nibabel as nib
+    import numpy as np
+
+    args = ["--quick", "--arms", "classical,selftrain,cond_pseudo", "--seg-weight", "0.5", "--critic-quantile", "-1"]
+    for run in ("a", "b"):
+        run_example("fewlabels_benchmark.py", *args, "--output-dir", str(tmp_path / run))
+    dice = [[r["dice"] for r in json.loads((tmp_path / run / "results.json").read_text())["runs"]] for run in "ab"]
+    assert dice[0] == dice[1] and len(dice[0]) == 3
+    # a user's data: one 3D volume (labels 0, 5, 7) sliced along axis 2
+    rng = np.random.default_rng(0)
+    label = np.zeros((48, 40, 80), np.int16)
+    label[8:40, 8:32, :] = 5
+    label[16:30, 12:24, ::2] = 7
+    image = (label * 20 + rng.normal(0, 5, label.shape)).astype(np.float32)
+    for sub, array in (("images", image), ("labels", label)):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+        nib.save(nib.Nifti1Image(array, np.eye(4)), str(tmp_path / "data" / sub / "vol.nii.gz"))
+    run_example("fewlabels_benchmark.py", "--quick", "--data-dir", str(tmp_path / "data"), "--num-classes", "3",
+                "--arms", "classical,selftrain", "--output-dir", str(tmp_path / "mine"))
+    results = json.loads((tmp_path / "mine" / "results.json").read_text())
+    assert results["num_classes"] == 3 and results["n_train"] + results["n_val"] + results["n_test"] < 80
+    assert "label values [0, 5, 7] as classes 0..2" in (tmp_path / "mine" / "results.md").read_text()
+    proc = run_example("fewlabels_benchmark.py", "--quick", "--data-dir", str(tmp_path / "data"), "--num-classes", "2",
+                       "--output-dir", str(tmp_path / "bad"), expect_rc=1)
+    assert "3 distinct values" in proc.stderr

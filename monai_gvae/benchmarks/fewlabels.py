@@ -1,10 +1,12 @@
-"""The few-label benchmark's arms: label-conditioned GVAE synthesis (with or without an unlabelled pool) added
-to classical augmentation for a MONAI UNet trained on k labelled brain slices (docs/fewlabels.md).
+"""The few-label benchmark's arms: label-conditioned GVAE synthesis added to classical augmentation for a MONAI
+UNet trained on k labelled slices, against classical augmentation alone and against the cheapest use of the same
+unlabelled pool (self-training); docs/fewlabels.md.
 
-It shares the segmentation benchmark's data, k-subset draw, segmenter, classical augmentation and metric
-(:mod:`monai_gvae.benchmarks.segmentation`), so both tables measure the same thing. :func:`run_cell` runs every
-arm of one (k, seed) cell; :func:`write_fewlabels_outputs` writes the tables and plot; :func:`merge_runs`
-combines runs split by seed over processes.
+It shares the segmentation benchmark's segmenter, classical augmentation and metric
+(:mod:`monai_gvae.benchmarks.segmentation`). :func:`fewlabel_splits` gives the train / val / test slabs of the
+embedded slices or of a user's NIfTI folders; :func:`run_cell` runs every arm of one (k, seed) cell;
+:func:`write_fewlabels_outputs` writes the tables (paired differences with 95 % intervals) and plot;
+:func:`merge_runs` combines runs split by seed over processes.
 """
 
 from __future__ import annotations
@@ -28,10 +30,19 @@ from monai_gvae.benchmarks.report import markdown_table, prepare_output_dir, rea
 from monai_gvae.benchmarks.segmentation import IMAGE_SIZE, KEYS, NUM_CLASSES, dice_scores, train_segmenter
 from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference
 from monai_gvae.bundle import save_sample_grid
-from monai_gvae.data import labelled_subset, unlabelled_pool
+from monai_gvae.data import (
+    BRAIN_CLASS_NAMES,
+    brain_slab_split,
+    labelled_subset,
+    load_brain_slices,
+    load_labelled_slices,
+    unlabelled_pool,
+)
 from monai_gvae.engines import GVAETrainer
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks import GVAE, GVAECritic, load_pretrained_weights
+from monai_gvae.networks.blocks.trunks import CONDITION_MODES
+from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
 from monai_gvae.transforms import (
     PackImageLabeld,
     SyntheticPairFilter,
@@ -48,8 +59,16 @@ __all__ = [
     "ARM_NAMES",
     "ARM_SHORT",
     "POOL_ARMS",
+    "PSEUDO_LABEL_ARMS",
     "CONDITIONAL_ARMS",
+    "CONDITION_MODES",
+    "CRITIC_HEADS",
+    "SCHEDULES",
+    "CONFIDENCE_FORMAT",
     "FewLabelSettings",
+    "FewLabelData",
+    "fewlabel_splits",
+    "pseudo_labelled_pool",
     "deformation",
     "packer",
     "gvae_parts",
@@ -68,10 +87,13 @@ __all__ = [
     "merge_runs",
 ]
 
-ARMS = ("classical", "elastic", "cond", "cond_pool", "joint_pool", "interp", "cond_interp", "cond_pool_interp")
+ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
+        "cond_pool_interp")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
+    "selftrain": "classical + pseudo-labelled pool images (self-training control, no GVAE)",
+    "cond_pseudo": "classical + label-conditioned GVAE (k slices) rendering the pool's pseudo-label maps",
     "cond": "classical + label-conditioned GVAE (k slices only)",
     "cond_pool": "classical + label-conditioned GVAE pre-trained on the unlabelled pool",
     "joint_pool": "classical + joint GVAE variants of the unlabelled pool, segmenter-filtered",
@@ -83,6 +105,8 @@ ARM_NAMES = {
 ARM_SHORT = {
     "classical": "classical",
     "elastic": "+ elastic control (no GVAE)",
+    "selftrain": "+ self-training control (no GVAE)",
+    "cond_pseudo": "+ cond. GVAE, pool pseudo-label maps",
     "cond": "+ cond. GVAE (k slices)",
     "cond_pool": "+ cond. GVAE (pool pre-trained)",
     "joint_pool": "+ joint GVAE pool variants",
@@ -91,8 +115,11 @@ ARM_SHORT = {
     "cond_pool_interp": "+ cond. GVAE (pool), interpolated maps",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
-"""Arms that use the unlabelled pool (the train split's images, labels hidden)."""
-CONDITIONAL_ARMS = ("cond", "cond_pool", "cond_interp", "cond_pool_interp")
+"""Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
+PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo")
+"""Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k)."""
+CONDITIONAL_ARMS = ("cond", "cond_pseudo", "cond_pool", "cond_interp", "cond_pool_interp")
+SCHEDULES = ("mix", "finetune")
 
 
 @dataclass(frozen=True)
@@ -118,6 +145,14 @@ class FewLabelSettings:
             real pairs' scores (negative: no filter).
         min_dice: ``joint_pool``'s segmenter-agreement threshold.
         sigma_min_dice: ``joint_pool``: largest sigma whose variants of the k slices keep this label Dice.
+        seg_weight: segmentation consistency of the conditional GVAEs (``GVAETrainer(segmenter=, seg_weight=)``
+            with the ``classical`` arm's segmenter); 0: none.
+        condition_mode: the conditional generator's use of the label map, ``"concat"`` or ``"spade"``.
+        critic_head: the critic's head, ``"linear"`` or ``"patch"``.
+        schedule: the segmenter's schedule in the synthetic arms: ``"mix"`` (synthetic pairs mixed in throughout) or
+            ``"finetune"`` (the last ``finetune_iterations`` iterations on the real pairs only).
+        finetune_iterations: real-only iterations at the end with ``schedule="finetune"``.
+        num_classes: label classes, background included.
     """
 
     seg_iterations: int = 300
@@ -136,12 +171,112 @@ class FewLabelSettings:
     critic_quantile: float = 0.0
     min_dice: float = 0.7
     sigma_min_dice: float = 0.6
+    seg_weight: float = 0.0
+    condition_mode: str = "concat"
+    critic_head: str = "linear"
+    schedule: str = "mix"
+    finetune_iterations: int = 100
+    num_classes: int = NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        if self.schedule == "finetune" and not 0 < self.finetune_iterations < self.seg_iterations:
+            raise ValueError(f"finetune_iterations must be in (0, seg_iterations={self.seg_iterations}), got "
+                             f"{self.finetune_iterations}.")
+        if self.seg_weight < 0:
+            raise ValueError(f"seg_weight must be >= 0, got {self.seg_weight}.")
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace | Mapping[str, Any]) -> FewLabelSettings:
         """The settings of parsed command-line arguments or of a saved ``settings`` dict (other keys ignored)."""
         values = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
         return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+# --- data
+@dataclass
+class FewLabelData:
+    """The benchmark's data: ``train`` (the k labelled items are drawn from it; the rest is the unlabelled pool),
+    ``val`` (for choosing settings), ``test`` (held out: reported once per setting), all contiguous slabs of one
+    ordered series of slices separated by gaps (:func:`~monai_gvae.data.brain_slab_split`).
+
+    Attributes:
+        train, val, test: the splits' items (``image`` ``(1, S, S)`` in [0, 1], ``label`` ``(1, S, S)`` in
+            ``0..num_classes-1``, ``slice_index``).
+        num_classes: label classes, background included.
+        class_names: names of the foreground classes 1.. (for per-class Dice).
+        description: where the slices come from, for the report's header.
+    """
+
+    train: list[dict]
+    val: list[dict]
+    test: list[dict]
+    num_classes: int
+    class_names: tuple[str, ...]
+    description: str
+
+
+def fewlabel_splits(
+    data_dir: str | os.PathLike | None = None,
+    axis: int = 2,
+    num_classes: int | None = None,
+    holdout_fraction: float = 0.25,
+    val_fraction: float = 0.15,
+    gap: int = 3,
+) -> FewLabelData:
+    """Train / val / test slabs of the embedded brain slices, or of a user's ``images/`` + ``labels/`` NIfTI folders.
+
+    Args:
+        data_dir: ``None`` for the embedded slices (:func:`~monai_gvae.data.load_brain_slices`); else a folder read
+            by :func:`~monai_gvae.data.load_labelled_slices` (2D slices, or 3D volumes sliced along ``axis``,
+            resized to 64 x 64, labels remapped to ``0..C-1``); the slices are split in their file and slice order.
+        axis: the axis along which 3D volumes are sliced (``data_dir`` only).
+        num_classes: classes declared for ``data_dir`` (an error when the labels hold more); ``None``: as found.
+        holdout_fraction, val_fraction, gap: the slab split (:func:`~monai_gvae.data.brain_slab_split`).
+
+    Returns:
+        :class:`FewLabelData`.
+
+    Raises:
+        FileNotFoundError, InputImageError, ValueError: as the loaders (each names the file or setting).
+
+    Example::
+
+        data = fewlabel_splits("my_scans", axis=2, num_classes=3)
+        len(data.train), len(data.val), len(data.test)
+    """
+    if data_dir is None:
+        splits = {s: load_brain_slices(s, holdout_fraction, None, val_fraction, gap) for s in ("train", "val", "test")}
+        return FewLabelData(**splits, num_classes=NUM_CLASSES, class_names=tuple(BRAIN_CLASS_NAMES[1:]),
+                            description="embedded Colin27/AAL axial brain slices (4 classes)")
+    items = load_labelled_slices(data_dir, image_size=IMAGE_SIZE, num_classes=num_classes, axis=axis)
+    values = items[0]["label_values"]
+    classes = num_classes if num_classes is not None else len(values)
+    roles = brain_slab_split(len(items), holdout_fraction, val_fraction, gap)
+    splits = {s: [i for i, role in zip(items, roles) if role == s] for s in ("train", "val", "test")}
+    names = tuple(f"class_{v}" for v in values[1:]) + tuple(f"class_{c}" for c in range(len(values), classes))
+    return FewLabelData(**splits, num_classes=classes, class_names=names,
+                        description=f"{os.fspath(data_dir)} ({len(items)} slices along axis {axis}, label values "
+                                    f"{values} as classes 0..{classes - 1})")
+
+
+@torch.no_grad()
+def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict]) -> list[dict]:
+    """The pool's images with the segmenter's predictions as labels (what self-training adds).
+
+    Args:
+        segmenter: maps images ``(N, 1, S, S)`` to logits (the ``classical`` arm's UNet, trained on the k pairs).
+        pool: the unlabelled items (their ``label``, if any, is not read).
+
+    Returns:
+        ``[{"image": the pool image, "label": argmax prediction (1, S, S) int64, "slice_index", "pseudo_label": True}]``.
+    """
+    segmenter.eval()
+    images = _stack(pool, "image").float()
+    labels = torch.cat([segmenter(images[i:i + 32]).argmax(1, keepdim=True) for i in range(0, len(images), 32)])
+    return [{"image": image, "label": label.long(), "slice_index": item.get("slice_index"), "pseudo_label": True}
+            for image, label, item in zip(images, labels, pool)]
 
 
 # --- transforms
@@ -156,11 +291,11 @@ def deformation() -> Compose:
     ])
 
 
-def packer(with_label: bool, augment: bool) -> Compose:
+def packer(with_label: bool, augment: bool, num_classes: int = NUM_CLASSES) -> Compose:
     """Items to GVAE inputs: the image alone, or image + one-hot label (optionally after :func:`deformation`)."""
     steps = [deformation()] if augment else []
     steps += [PackImageLabeld("image", "label" if with_label else None,
-                              num_classes=NUM_CLASSES if with_label else None),
+                              num_classes=num_classes if with_label else None),
               EnsureTyped(keys="image", track_meta=False)]
     return Compose(steps)
 
@@ -185,13 +320,15 @@ def gvae_parts(settings: FewLabelSettings, kind: str, seed: int) -> tuple[GVAE, 
     net = {"latent_size": settings.latent_size, "architecture": "conv", "base_channels": settings.base_channels,
            "max_channels": 128, "upsample": settings.upsample}
     crit = {"architecture": "conv", "base_channels": settings.base_channels, "max_channels": 128}
+    classes = settings.num_classes
     if kind == "image":
         return GVAE(2, 1, IMAGE_SIZE, **net), GVAECritic(2, 1, IMAGE_SIZE, **crit)
-    if kind == "conditional":
-        return (GVAE(2, 1, IMAGE_SIZE, num_classes=NUM_CLASSES, condition_channels=NUM_CLASSES, **net),
-                GVAECritic(2, 1, IMAGE_SIZE, condition_channels=NUM_CLASSES, **crit))
-    return (GVAE(2, 1 + NUM_CLASSES, IMAGE_SIZE, image_channels=1, num_classes=NUM_CLASSES, **net),
-            GVAECritic(2, 1 + NUM_CLASSES, IMAGE_SIZE, **crit))
+    if kind == "conditional":  # the levers of the conditional arms: SPADE, a patch critic
+        return (GVAE(2, 1, IMAGE_SIZE, num_classes=classes, condition_channels=classes,
+                     condition_mode=settings.condition_mode, **net),
+                GVAECritic(2, 1, IMAGE_SIZE, condition_channels=classes, head=settings.critic_head, **crit))
+    return (GVAE(2, 1 + classes, IMAGE_SIZE, image_channels=1, num_classes=classes, **net),
+            GVAECritic(2, 1 + classes, IMAGE_SIZE, **crit))
 
 
 def train_gvae(
@@ -203,11 +340,14 @@ def train_gvae(
     settings: FewLabelSettings,
     seed: int,
     params: Iterator[torch.nn.Parameter] | None = None,
+    segmenter: torch.nn.Module | None = None,
 ) -> float:
     """``iterations`` GVAE iterations on ``items`` (drawn with replacement, batch ``settings.gvae_batch``).
 
     Args:
         params: the parameters the encoder-generator optimiser updates (default: all of ``gvae``'s).
+        segmenter: with ``settings.seg_weight > 0`` and a label-conditioned ``gvae``: the frozen segmenter of the
+            segmentation-consistency term (``GVAETrainer(segmenter=...)``).
 
     Returns:
         the seconds taken; ``gvae`` and ``critic`` are left in eval mode.
@@ -225,6 +365,8 @@ def train_gvae(
         loss_function=EncoderGeneratorLoss(rec_weight=1.0, kl_weight=settings.kl_weight,
                                            adv_weight=settings.adv_weight, kl_warmup_iterations=min(50, iterations)),
         critic_loss_function=CriticLoss(gp_weight=10.0), seed=seed,
+        segmenter=segmenter if settings.seg_weight > 0 else None,
+        seg_weight=settings.seg_weight if segmenter is not None else 0.0,
     )
     start = time.perf_counter()
     trainer.run()
@@ -258,7 +400,7 @@ def deformed_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
     return out
 
 
-def interpolated_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
+def interpolated_pairs(items: Sequence[dict], n: int, seed: int, num_classes: int = NUM_CLASSES) -> list[dict]:
     """``n`` pairs between two similar labelled items, then warped by :func:`deformation`, seeded.
 
     Each pair takes an item, one of its two most similar others (label Dice: ``nearest_label_maps``) and a
@@ -268,7 +410,7 @@ def interpolated_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
     a generator).
     """
     labels = _stack(items, "label").long()
-    neighbours = nearest_label_maps(labels, NUM_CLASSES, neighbours=min(2, len(items) - 1))
+    neighbours = nearest_label_maps(labels, num_classes, neighbours=min(2, len(items) - 1))
     warp = deformation()
     warp.set_random_state(seed=seed)
     rng = np.random.default_rng(seed)
@@ -278,7 +420,7 @@ def interpolated_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
         j = int(neighbours[i, rng.integers(neighbours.shape[1])])
         w = float(rng.uniform(0.25, 0.75))
         image = (1 - w) * torch.as_tensor(items[i]["image"]).float() + w * torch.as_tensor(items[j]["image"]).float()
-        label = interpolate_label_maps(labels[i], labels[j], w, NUM_CLASSES)
+        label = interpolate_label_maps(labels[i], labels[j], w, num_classes)
         d = warp({"image": image, "label": label})
         out.append({"image": torch.as_tensor(d["image"]).float(), "label": torch.as_tensor(d["label"]).long()})
     return out
@@ -304,7 +446,7 @@ def conditional_synthesis(
     label_maps = deformed_pairs if label_maps is None else label_maps
     keep = None
     if settings.critic_quantile >= 0:
-        keep = SyntheticPairFilter(NUM_CLASSES, critic=critic)
+        keep = SyntheticPairFilter(settings.num_classes, critic=critic)
         keep.fit_critic_threshold(_stack(items, "image").float() * 2 - 1, _stack(items, "label").long(),
                                   settings.critic_quantile)
     rng = torch.Generator().manual_seed(seed)
@@ -337,7 +479,8 @@ def joint_pool_synthesis(
     load_pretrained_weights(gvae, pretrained["gvae"], key=None)
     load_pretrained_weights(critic, pretrained["critic"], key=None)
     gvae.encoder.requires_grad_(False)  # latents of unlabelled images stay those of the pre-trained encoder
-    seconds = train_gvae(gvae, critic, items, packer(True, augment=True), settings.adapt_iterations, settings, seed,
+    seconds = train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=settings.num_classes),
+                         settings.adapt_iterations, settings, seed,
                          params=gvae.generator.parameters())
     real_images, real_labels = _stack(items, "image").float() * 2 - 1, _stack(items, "label").long()
     sigma, table = calibrate_posterior_sigma(gvae, real_images, real_labels, min_dice=settings.sigma_min_dice,
@@ -348,14 +491,14 @@ def joint_pool_synthesis(
     variants = [posterior_variants(gvae, pool, None, sigma=sigma, generator=rng) for _ in range(draws)]
     images = torch.cat([v[0] for v in variants])
     labels = torch.cat([v[1] for v in variants])
-    keep = SyntheticPairFilter(NUM_CLASSES, segmenter=segmenter, min_dice=settings.min_dice)
+    keep = SyntheticPairFilter(settings.num_classes, segmenter=segmenter, min_dice=settings.min_dice)
     accepted = keep(images, labels)
     pairs = [{"image": (im + 1) / 2, "label": lab} for im, lab, ok in zip(images, labels, accepted) if ok]
     return pairs, {"gvae_seconds": seconds, "acceptance": keep.acceptance_rate, "sigma": sigma,
                    "sigma_table": {str(s): d for s, d in table.items()}}
 
 
-def save_pairs(pairs: Sequence[dict], path: str | os.PathLike, overwrite: bool) -> None:
+def save_pairs(pairs: Sequence[dict], path: str | os.PathLike, overwrite: bool, num_classes: int = NUM_CLASSES) -> None:
     """A grid of the first 16 pairs (image, then the one-hot label channels); nothing for no pairs.
 
     Raises:
@@ -365,10 +508,10 @@ def save_pairs(pairs: Sequence[dict], path: str | os.PathLike, overwrite: bool) 
     if not pairs:
         return
     images = _stack(pairs, "image").float() * 2 - 1
-    grid = torch.cat([images, label_to_condition(_stack(pairs, "label"), NUM_CLASSES)], 1)
+    grid = torch.cat([images, label_to_condition(_stack(pairs, "label"), num_classes)], 1)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(path)
-    save_sample_grid(grid, path, 1, NUM_CLASSES)
+    save_sample_grid(grid, path, 1, num_classes)
 
 
 # --- one (k, seed) cell
@@ -383,69 +526,85 @@ def run_cell(
     log: Callable[[str], None] = print,
     samples_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    class_names: Sequence[str] = tuple(BRAIN_CLASS_NAMES[1:]),
 ) -> list[dict]:
     """Every arm of one (k, seed) cell: the same k labelled slices, segmenters from the same initial weights.
 
     Args:
-        k: labelled slices, drawn from ``train`` by ``labelled_subset(train, k, seed)``.
+        k: labelled slices, drawn from ``train`` by ``labelled_subset(train, k, seed)``; the other train slices are
+            the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS`.
         seed: the cell's seed.
         train: the train split.
-        evaluation: the held-out items; ``None``: the train slices outside the k (validation, for tuning).
-        arms: among :data:`ARMS`; ``classical`` must come before ``joint_pool`` (its segmenter filters the pairs).
+        evaluation: the items scored (the val or test split); ``None``: the train slices outside the k.
+        arms: among :data:`ARMS`; ``classical`` comes first (its segmenter pseudo-labels the pool, filters
+            ``joint_pool``'s pairs and, with ``settings.seg_weight``, drives the conditional GVAEs).
         settings: the benchmark's settings.
         pretrained: :func:`pretrain`'s output, needed by the :data:`POOL_ARMS`.
         log: progress messages.
         samples_dir: where to write ``samples_k{k}_{arm}.png`` grids of the synthetic pairs (``None``: nowhere).
         overwrite: replace existing grids.
+        class_names: names of the foreground classes (per-class Dice).
 
     Returns:
-        one record per arm: ``k``, ``seed``, ``arm``, ``dice``, ``seg_seconds``, ``num_synthetic`` and the arm's
-        extras (``gvae_seconds``, ``acceptance``, ``sigma``, ``sigma_table``).
+        one record per arm: ``k``, ``seed``, ``arm``, ``dice``, ``dice_<class>``, ``seg_seconds``,
+        ``num_synthetic`` and the arm's extras (``gvae_seconds``, ``acceptance``, ``sigma``, ``sigma_table``).
 
     Raises:
-        ValueError: an unknown arm, or a pool arm without ``pretrained``.
+        ValueError: an unknown arm, arms that need the classical segmenter without ``classical`` first, or a pool
+            arm without ``pretrained``.
     """
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; choose from {ARMS}.")
     if pretrained is None and any(a in POOL_ARMS for a in arms):
         raise ValueError(f"the arms {[a for a in arms if a in POOL_ARMS]} need the pool pre-training (pretrained=).")
+    needs_segmenter = [a for a in arms if a in PSEUDO_LABEL_ARMS + ("joint_pool",)
+                       or (a in CONDITIONAL_ARMS and settings.seg_weight > 0)]
+    if needs_segmenter and (not arms or arms[0] != "classical"):
+        raise ValueError(f"the arms {needs_segmenter} use the classical arm's segmenter: put 'classical' first.")
     items = labelled_subset(train, k, seed)
-    if evaluation is None:  # --eval-split val: the train slices outside the k labelled ones
-        chosen = {i["slice_index"] for i in items}
-        evaluation = [i for i in train if i["slice_index"] not in chosen]
+    chosen = {i["slice_index"] for i in items}
+    pool = [i for i in train if i["slice_index"] not in chosen]  # labels hidden: only pseudo-labels are used
+    if evaluation is None:  # the train slices outside the k labelled ones
+        evaluation = pool
     runs: list[dict] = []
     segmenter: UNet | None = None
+    pseudo: list[dict] | None = None
     conditional_models: dict[str, tuple[GVAE, GVAECritic, float]] = {}
 
     def record(arm: str, synthetic: list[dict] | None, **extra: Any) -> None:
         nonlocal segmenter
+        finetune = settings.finetune_iterations if settings.schedule == "finetune" and synthetic else 0
         net, seconds = train_segmenter(items, iterations=settings.seg_iterations, batch_size=settings.batch_size,
                                        seed=seed, synthetic=synthetic, synthetic_fraction=settings.synthetic_fraction,
-                                       shuffle_seed=seed)
+                                       shuffle_seed=seed, num_classes=settings.num_classes,
+                                       finetune_iterations=finetune)
         if arm == "classical":
             segmenter = net
-        dice = dice_scores(net, evaluation)["dice"]
-        runs.append({"k": k, "seed": seed, "arm": arm, "dice": dice, "seg_seconds": seconds,
+        scores = dice_scores(net, evaluation, settings.num_classes, class_names)
+        runs.append({"k": k, "seed": seed, "arm": arm, **scores, "seg_seconds": seconds,
                      "num_synthetic": len(synthetic) if synthetic else 0, **extra})
-        log(f"k={k} seed={seed} {arm:10s} dice={dice:.3f} (seg {seconds:.0f} s) {extra}")
+        log(f"k={k} seed={seed} {arm:11s} dice={scores['dice']:.4f} (seg {seconds:.0f} s) {extra}")
         if samples_dir is not None and synthetic:
-            save_pairs(synthetic, os.path.join(samples_dir, f"samples_k{k}_{arm}.png"), overwrite)
+            save_pairs(synthetic, os.path.join(samples_dir, f"samples_k{k}_{arm}.png"), overwrite, settings.num_classes)
 
     for arm in arms:
+        if arm in PSEUDO_LABEL_ARMS and pseudo is None:
+            pseudo = pseudo_labelled_pool(segmenter, pool)
         if arm == "classical":
             record(arm, None)
         elif arm == "elastic":
             record(arm, deformed_pairs(items, settings.num_synthetic, seed * 1000))
+        elif arm == "selftrain":
+            record(arm, pseudo)
         elif arm == "interp":
-            record(arm, interpolated_pairs(items, settings.num_synthetic, seed * 1000))
+            record(arm, interpolated_pairs(items, settings.num_synthetic, seed * 1000, settings.num_classes))
         elif arm in CONDITIONAL_ARMS:
             source = "pool" if arm in POOL_ARMS else "k"
-            if source not in conditional_models:  # the _interp arms reuse the GVAE of their arm (same training)
-                conditional_models[source] = _train_conditional(items, source, pretrained, settings, seed)
+            if source not in conditional_models:  # arms of one source share its GVAE (the same training)
+                conditional_models[source] = _train_conditional(items, source, pretrained, settings, seed, segmenter)
             gvae, critic, seconds = conditional_models[source]
-            pairs, acceptance = conditional_synthesis(gvae, critic, items, settings, seed,
-                                                      interpolated_pairs if arm.endswith("_interp") else None)
+            pairs, acceptance = conditional_synthesis(gvae, critic, items, settings, seed, _label_maps(arm, pseudo, settings))
             record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
         elif arm == "joint_pool":
             pairs, extra = joint_pool_synthesis(items, pretrained, segmenter, settings, seed)
@@ -453,16 +612,35 @@ def run_cell(
     return runs
 
 
+def _label_maps(
+    arm: str, pseudo: Sequence[dict] | None, settings: FewLabelSettings
+) -> Callable[[Sequence[dict], int, int], list[dict]]:
+    """How a conditional arm makes the label maps it renders: deformed k maps (``cond``, ``cond_pool``),
+    interpolated k maps (``*_interp``) or deformed pseudo-label maps of the pool (``cond_pseudo``)."""
+    if arm == "cond_pseudo":
+        return lambda _items, n, seed: deformed_pairs(pseudo, n, seed)
+    if arm.endswith("_interp"):
+        return lambda items, n, seed: interpolated_pairs(items, n, seed, settings.num_classes)
+    return deformed_pairs
+
+
 def _train_conditional(
-    items: Sequence[dict], source: str, pretrained: Mapping[str, Any] | None, settings: FewLabelSettings, seed: int
+    items: Sequence[dict],
+    source: str,
+    pretrained: Mapping[str, Any] | None,
+    settings: FewLabelSettings,
+    seed: int,
+    segmenter: torch.nn.Module | None,
 ) -> tuple[GVAE, GVAECritic, float]:
-    """A label-conditioned GVAE on the k slices; ``source="pool"`` starts from the pool pre-training."""
+    """A label-conditioned GVAE on the k slices (segmentation consistency with ``segmenter`` when
+    ``settings.seg_weight > 0``); ``source="pool"`` starts from the pool pre-training."""
     gvae, critic = gvae_parts(settings, "conditional", seed)
     if source == "pool":
         load_pretrained_weights(gvae, pretrained["gvae"], key=None)
         load_pretrained_weights(critic, pretrained["critic"], key=None)
     iterations = settings.adapt_iterations if source == "pool" else settings.gvae_iterations
-    seconds = train_gvae(gvae, critic, items, packer(True, augment=True), iterations, settings, seed)
+    seconds = train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=settings.num_classes),
+                         iterations, settings, seed, segmenter=segmenter)
     return gvae, critic, seconds
 
 
@@ -473,8 +651,13 @@ def mean_gvae_seconds(runs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {arm: round(float(np.mean([r["gvae_seconds"] for r in runs if r["arm"] == arm])), 1) for arm in arms}
 
 
-_FEWLABEL_VERDICTS = {Verdict.NO_SPREAD: "", Verdict.GAIN: " (gain outside spread)",
-                      Verdict.LOSS: " (loss outside spread)"}
+_SPREAD_VERDICTS = {Verdict.NO_SPREAD: "", Verdict.GAIN: " (gain outside spread)",
+                    Verdict.LOSS: " (loss outside spread)"}
+_INTERVAL_VERDICTS = {Verdict.NO_SPREAD: " (1 seed)", Verdict.GAIN: " **gain**", Verdict.LOSS: " loss",
+                      Verdict.WITHIN: "", Verdict.UNDECIDED: ""}
+CONFIDENCE_FORMAT = 2
+"""Version of the paired-difference tables: 2 reports 95 % intervals (results without ``"table_format"`` keep the
+seed-spread tables they were written with, so that re-rendering an earlier run reproduces its ``results.md``)."""
 
 
 def _ks_and_arms(results: Mapping[str, Any]) -> tuple[list[int], list[str]]:
@@ -482,8 +665,34 @@ def _ks_and_arms(results: Mapping[str, Any]) -> tuple[list[int], list[str]]:
     return ks, list(dict.fromkeys(r["arm"] for r in results["runs"]))
 
 
+def _paired_rows(
+    by_seed: Mapping[tuple[int, str], dict[int, float]], ks: Sequence[int], arms: Sequence[str], baseline: str,
+    store: dict[str, Any], with_interval: bool,
+) -> list[list[str]]:
+    """One row per arm other than ``baseline``: the paired difference per k (stored in ``store[f"{arm}@{k}"]``)."""
+    rows = []
+    for arm in arms:
+        if arm == baseline:
+            continue
+        cells = []
+        for k in ks:
+            diff = paired_difference(by_seed.get((k, arm), {}), by_seed.get((k, baseline), {}))
+            store[f"{arm}@{k}"] = {"mean": diff.mean, "std": diff.std, "n": diff.n}
+            if with_interval:
+                store[f"{arm}@{k}"].update(ci_low=diff.ci_low, ci_high=diff.ci_high,
+                                           verdict=diff.interval_verdict.value)
+                interval = f" [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]" if diff.n > 1 else ""
+                cells.append(f"{diff.mean:+.3f}{interval}{_INTERVAL_VERDICTS[diff.interval_verdict]}")
+            else:
+                verdict = _SPREAD_VERDICTS.get(diff.spread_verdict, " (within spread)")
+                cells.append(f"{diff.mean:+.3f} ± {diff.std:.3f}{verdict}")
+        rows.append([ARM_NAMES[arm]] + cells)
+    return rows
+
+
 def _tables(results: dict[str, Any]) -> list[str]:
-    """Dice per arm and k, paired differences to classical (stored in ``results["paired"]``), acceptance."""
+    """Dice per arm and k; paired differences to classical (and, with the self-training control, to it), stored in
+    ``results["paired"]`` (``results["paired_selftrain"]``); per class Dice; filter acceptance."""
     runs = results["runs"]
     ks, arms = _ks_and_arms(results)
     header = ["arm"] + [f"k = {k}" for k in ks]
@@ -495,21 +704,36 @@ def _tables(results: dict[str, Any]) -> list[str]:
     dice_rows = ([ARM_NAMES[arm]] + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks]
                  for arm in arms)
     lines = markdown_table(header, dice_rows)
-    lines += ["", "Paired difference to classical (same seed, same k slices), mean ± std over seeds; a gain counts "
-              "only when mean − std > 0 (outside the seed spread):", ""]
+    with_interval = results.get("table_format", 1) >= CONFIDENCE_FORMAT
+    if with_interval:
+        intro = ("Paired difference to classical (same seed, same k slices, same initial weights): mean over seeds "
+                 "[95 % Student-t interval]; **gain** only when the whole interval lies above zero, loss when below:")
+    else:
+        intro = ("Paired difference to classical (same seed, same k slices), mean ± std over seeds; a gain counts "
+                 "only when mean − std > 0 (outside the seed spread):")
+    lines += ["", intro, ""]
     results["paired"] = {}
-    paired_rows = []
-    for arm in arms:
-        if arm == "classical":
-            continue
-        cells = []
-        for k in ks:
-            diff = paired_difference(by_seed.get((k, arm), {}), by_seed.get((k, "classical"), {}))
-            results["paired"][f"{arm}@{k}"] = {"mean": diff.mean, "std": diff.std, "n": diff.n}
-            verdict = _FEWLABEL_VERDICTS.get(diff.spread_verdict, " (within spread)")
-            cells.append(f"{diff.mean:+.3f} ± {diff.std:.3f}{verdict}")
-        paired_rows.append([ARM_NAMES[arm]] + cells)
-    lines += markdown_table(["arm − classical"] + header[1:], paired_rows)
+    lines += markdown_table(["arm − classical"] + header[1:],
+                            _paired_rows(by_seed, ks, arms, "classical", results["paired"], with_interval))
+    gvae_arms = [a for a in arms if a in CONDITIONAL_ARMS + ("joint_pool",)]
+    if with_interval and "selftrain" in arms and gvae_arms:
+        results["paired_selftrain"] = {}
+        lines += ["", "Paired difference to the self-training control (the cheapest use of the same unlabelled "
+                  "pool), as above:", ""]
+        lines += markdown_table(["arm − self-training"] + header[1:],
+                                _paired_rows(by_seed, ks, ["selftrain"] + gvae_arms, "selftrain",
+                                             results["paired_selftrain"], True))
+    class_keys = [key for key in runs[0] if key.startswith("dice_")] if runs else []
+    if with_interval and class_keys:
+        rows = []
+        for arm in arms:
+            cells = []
+            for k in ks:
+                of_cell = [r for r in runs if r["arm"] == arm and r["k"] == k]
+                cells.append(" / ".join(f"{np.nanmean([r[c] for r in of_cell]):.2f}" for c in class_keys))
+            rows.append([ARM_NAMES[arm]] + cells)
+        names = " / ".join(c[len("dice_"):] for c in class_keys)
+        lines += ["", f"Dice per class (mean over seeds; {names}):", ""] + markdown_table(header, rows)
     acc = [r for r in runs if r.get("acceptance") is not None]
     if acc:
         rows = []
@@ -522,36 +746,60 @@ def _tables(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def fewlabels_report(results: dict[str, Any]) -> str:
-    """The few-label benchmark's ``results.md``: protocol header and :func:`_tables` (which also stores the paired
-    differences in ``results["paired"]``).
-
-    Args:
-        results: what the benchmark writes to ``results.json`` (``runs``, ``settings``, ``command``, ``n_train``,
-            ``gvae_seconds``, ``seg_seconds_mean``, ``pretrain_seconds``, ``hardware``, ``wall_seconds`` and,
-            after a merge, ``merged_from``).
-    """
+def _protocol(results: Mapping[str, Any]) -> list[str]:
+    """The header's protocol lines (data, splits, segmenter, GVAE, levers)."""
     s = results["settings"]
-    held_out = ("15 held-out slices, never seen by a generator or segmenter" if s["eval_split"] == "test"
-                else "train slices outside the k: tuning only")
-    header = [
-        "# Few-label benchmark: label-conditioned GVAE synthesis vs classical augmentation",
-        "",
-        f"Command: `{results['command']}`",
-        "",
-        f"- Data: embedded Colin27/AAL axial brain slices, {IMAGE_SIZE}x{IMAGE_SIZE}, 4 classes; k labelled slices "
-        f"per seed from split `train` ({results['n_train']}); evaluated on split `{s['eval_split']}` ({held_out}). "
-        f"Unlabelled pool (pool arms only): the {results['n_train']} train images, labels hidden.",
+    if results.get("table_format", 1) < CONFIDENCE_FORMAT:  # a run of the earlier 61-slice protocol
+        held_out = ("15 held-out slices, never seen by a generator or segmenter" if s["eval_split"] == "test"
+                    else "train slices outside the k: tuning only")
+        data = (f"- Data: embedded Colin27/AAL axial brain slices, {IMAGE_SIZE}x{IMAGE_SIZE}, 4 classes; k labelled "
+                f"slices per seed from split `train` ({results['n_train']}); evaluated on split `{s['eval_split']}` "
+                f"({held_out}). Unlabelled pool (pool arms only): the {results['n_train']} train images, labels hidden.")
+    else:
+        scored = ("test: held out, scored once per reported setting" if s["eval_split"] == "test"
+                  else "val: for choosing settings")
+        data = (f"- Data: {results['data']}, {IMAGE_SIZE}x{IMAGE_SIZE}; contiguous slabs with gaps of "
+                f"{results.get('gap', 3)} slices between splits: train {results['n_train']}, val {results['n_val']}, "
+                f"test {results['n_test']} slices. Per seed k labelled slices are drawn from train; the other train "
+                f"slices are the unlabelled pool (labels hidden). Scored on `{s['eval_split']}` ({scored}).")
+    schedule = ""
+    if s.get("schedule") == "finetune":
+        schedule = f"; synthetic arms end with {s['finetune_iterations']} real-only iterations"
+    levers = ""
+    if "seg_weight" in s:
+        levers = (f" Conditional GVAEs: `{s['condition_mode']}` conditioning, `{s['critic_head']}` critic, "
+                  f"segmentation consistency weight {s['seg_weight']} (the classical arm's segmenter).")
+    return [
+        data,
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
-        f"{s['batch_size']} in every arm; classical flip + affine on every item; synthetic arms: "
-        f"{s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated pairs.",
+        f"{s['batch_size']} in every arm (same initial weights per seed); classical flip + affine on every item; "
+        f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
+        f"pairs{schedule}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
         f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; `cond`: {s['gvae_iterations']} iterations on the k "
         f"slices; pool arms: {s['pretrain_iterations']} image-only iterations on the pool (per seed) then "
         f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
         f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the k "
-        f"slices, segmenter-agreement Dice >= {s['min_dice']}.",
+        f"slices, segmenter-agreement Dice >= {s['min_dice']}." + levers,
+    ]
+
+
+def fewlabels_report(results: dict[str, Any]) -> str:
+    """The few-label benchmark's ``results.md``: protocol header and :func:`_tables` (which also stores the paired
+    differences in ``results["paired"]``).
+
+    Args:
+        results: what the benchmark writes to ``results.json`` (``runs``, ``settings``, ``command``, ``n_train``,
+            ``gvae_seconds``, ``seg_seconds_mean``, ``pretrain_seconds``, ``hardware``, ``wall_seconds``; from
+            ``table_format`` 2 on also ``data``, ``n_val``, ``n_test``, ``gap``; after a merge ``merged_from``).
+    """
+    header = [
+        "# Few-label benchmark: label-conditioned GVAE synthesis vs classical augmentation",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        *_protocol(results),
         f"- Mean GVAE seconds: {results['gvae_seconds']}; mean segmenter seconds per arm "
         f"{results['seg_seconds_mean']:.0f}; pre-training {results['pretrain_seconds']}.",
         f"- Hardware: {results['hardware']}; total wall time {results['wall_seconds'] / 60:.1f} min"

@@ -180,6 +180,7 @@ def train_segmenter(
     num_workers: int = 0,
     shuffle_seed: int | None = None,
     num_classes: int = NUM_CLASSES,
+    finetune_iterations: int = 0,
 ) -> tuple[UNet, float]:
     """Train a MONAI ``UNet`` (one residual unit per level, ``DiceCELoss``, Adam) on real and synthetic pairs.
 
@@ -201,6 +202,8 @@ def train_segmenter(
         num_workers: DataLoader workers.
         shuffle_seed: seed of the DataLoader's shuffle (``None``: torch's global generator, seeded by ``seed``).
         num_classes: output channels, background included.
+        finetune_iterations: the last this many of the ``iterations`` train on the real pairs only (same network
+            and optimiser): a schedule that learns from synthetic pairs first, then adapts to real images.
 
     Returns:
         ``(network in eval mode, training seconds)``.
@@ -221,20 +224,26 @@ def train_segmenter(
     post = [classical_transform()] if classical else []
     post.append(EnsureTyped(keys=KEYS, track_meta=False))
     real = [{"image": i["image"], "label": i["label"]} for i in items]
-    data = SyntheticMixDataset(real, source, synthetic_fraction=fraction, transform=Compose(post),
-                               epoch_length=iterations * batch_size, seed=seed)
-    loader_kwargs: dict[str, Any] = {}
-    if shuffle_seed is not None:
-        loader_kwargs["generator"] = torch.Generator().manual_seed(shuffle_seed)
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
-                        **loader_kwargs)
-    trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net,
-        optimizer=torch.optim.Adam(net.parameters(), lr),
-        loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
-    )
+    if not 0 <= finetune_iterations < iterations:
+        raise ValueError(f"finetune_iterations must be in [0, iterations={iterations}), got {finetune_iterations}.")
+    optimizer = torch.optim.Adam(net.parameters(), lr)
+    # phase 1: real and synthetic pairs; phase 2 (finetune_iterations > 0): the real pairs only
+    phases = [(source, fraction, iterations - finetune_iterations, seed)]
+    if finetune_iterations:
+        phases.append((None, 0.0, finetune_iterations, seed + 1))
     start = time.perf_counter()
-    trainer.run()
+    for phase_source, phase_fraction, phase_iterations, phase_seed in phases:
+        data = SyntheticMixDataset(real, phase_source, synthetic_fraction=phase_fraction, transform=Compose(post),
+                                   epoch_length=phase_iterations * batch_size, seed=phase_seed)
+        loader_kwargs: dict[str, Any] = {}
+        if shuffle_seed is not None:
+            loader_kwargs["generator"] = torch.Generator().manual_seed(shuffle_seed + phase_seed - seed)
+        loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
+                            **loader_kwargs)
+        SupervisedTrainer(
+            device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net, optimizer=optimizer,
+            loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+        ).run()
     return net.eval(), time.perf_counter() - start
 
 

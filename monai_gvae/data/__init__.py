@@ -6,6 +6,7 @@ from .brain import (
     DEFAULT_BRAIN_VOLUME_FILE,
     BrainSliceDataset,
     brain_holdout_mask,
+    brain_slab_split,
     load_brain_slices,
     load_brain_volume,
     synthetic_slices,
@@ -27,6 +28,7 @@ from .writers import (
 from .mixing import SyntheticMixDataset, load_synthetic_manifest
 from .safe import BadItemError, SafeDataset, describe_item
 from .subsets import labelled_subset, unlabelled_pool
+from .labelled_slices import load_labelled_slices
 
 __all__ = [
     "SyntheticMixDataset",
@@ -50,11 +52,13 @@ __all__ = [
     "DEFAULT_BRAIN_VOLUME_FILE",
     "BrainSliceDataset",
     "brain_holdout_mask",
+    "brain_slab_split",
     "load_brain_slices",
     "load_brain_volume",
     "synthetic_slices",
     "labelled_subset",
     "unlabelled_pool",
+    "load_labelled_slices",
     # readers of the benchmark data sets (issue 3)
     "MNISTDataset",
     "read_idx",

@@ -4,7 +4,7 @@ The package ships two small arrays built by ``examples/build_brain_data.py`` fro
 ``mricron-data`` (Colin27 brain-extracted T1 ``ch2bet`` and the AAL atlas; see
 ``resources/BRAIN_DATA_NOTICE.txt`` for source and licence):
 
-* ``resources/brain2d_64.npz``: 61 axial 64x64 slices (every second axial slice, 2 mm apart, whose
+* ``resources/brain2d_64.npz``: 121 axial 64x64 slices (every axial slice of the 1 mm template whose
   brain coverage of the crop exceeds 12%), shown as radiological views (anterior up, the patient's
   right on the image's left).
 * ``resources/brain3d_64.npz``: the whole brain as a 64x64x64 volume in RAS voxel order.
@@ -14,12 +14,14 @@ brain), 1 cortex (all AAL cerebral cortical regions incl. insula, cingulate, par
 2 deep grey matter (caudate, putamen, pallidum, thalamus, hippocampus, amygdala), 3 cerebellum
 (hemispheres and vermis).
 
-Held-out split: for ``holdout_fraction = f`` and ``N`` slices (ordered by ``slice_index``), the
-``round(N * f)`` test slices are at positions ``floor((j + 0.5) * N / round(N * f))``, i.e. evenly
-interleaved through the brain (every 4th slice for the default ``f = 0.25``); all others are train.
-The slices come from a single subject, so held-out slices are neighbours (2 mm away) of training
-slices: the split measures generalisation to unseen sections of the same anatomy, not to new
-subjects.
+Splits (:func:`brain_slab_split`): the slices come from a single subject, and neighbouring 1 mm slices
+are near-copies of each other, so held-out slices are contiguous **slabs**, each separated from every
+other split by a gap of ``gap`` unused slices (3 by default). Five slabs are spread evenly from inferior
+to superior, test / val / test / val / test: ``"test"`` holds ``round(N * holdout_fraction)`` slices
+(30 of 121 by default) in three slabs, ``"val"`` (for tuning settings) ``round(N * val_fraction)`` (18)
+in two, ``"train"`` the rest (43) and the gap slices (30) belong to no split. No test slice has a
+training or validation slice within ``gap`` slices of it. The split measures generalisation to unseen
+sections of the same anatomy, not to new subjects.
 
 Nothing is downloaded; all readers return MONAI-style dictionaries.
 """
@@ -43,6 +45,7 @@ __all__ = [
     "DEFAULT_BRAIN_VOLUME_FILE",
     "BrainSliceDataset",
     "brain_holdout_mask",
+    "brain_slab_split",
     "load_brain_slices",
     "load_brain_volume",
     "synthetic_slices",
@@ -57,7 +60,9 @@ DEFAULT_BRAIN_SLICES_FILE: Path = _RESOURCES / "brain2d_64.npz"
 DEFAULT_BRAIN_VOLUME_FILE: Path = _RESOURCES / "brain3d_64.npz"
 """Shipped 3D volume (arrays ``image``/``label`` ``(64, 64, 64)`` uint8, ``affine`` ``(4, 4)``)."""
 
-_SPLITS = ("all", "train", "test")
+_SPLITS = ("all", "train", "val", "test")
+SPLIT_ROLES = ("train", "val", "test", "gap")
+"""What :func:`brain_slab_split` assigns to each slice."""
 _REBUILD_HINT = "rebuild it with `python examples/build_brain_data.py` (needs the Debian package mricron-data)"
 
 
@@ -155,19 +160,116 @@ def brain_holdout_mask(num_slices: int, holdout_fraction: float = 0.25) -> np.nd
     return holdout_mask(num_slices, holdout_fraction)
 
 
+def brain_slab_split(
+    num_slices: int,
+    holdout_fraction: float = 0.25,
+    val_fraction: float = 0.15,
+    gap: int = 3,
+    test_slabs: int = 3,
+    val_slabs: int = 2,
+) -> np.ndarray:
+    """The split role of each of ``num_slices`` ordered slices: contiguous held-out slabs with gaps.
+
+    ``test_slabs + val_slabs`` slabs are centred at evenly spaced positions ``(j + 0.5) * N / slabs``,
+    alternating test, val, test, ... (test first); ``round(N * holdout_fraction)`` test slices are divided
+    among the test slabs and ``round(N * val_fraction)`` validation slices among the val slabs as evenly as
+    possible. The ``gap`` slices on each side of a slab are ``"gap"`` (used by no split) unless they belong
+    to another slab, so no test slice lies within ``gap`` slices of a train or val slice, and no val slice
+    within ``gap`` slices of a train slice.
+
+    Args:
+        num_slices: number of slices, ordered from inferior to superior.
+        holdout_fraction: fraction of slices in ``"test"``, in ``[0, 1)``.
+        val_fraction: fraction of slices in ``"val"``, in ``[0, 1)``.
+        gap: unused slices on each side of a slab, ``>= 0``.
+        test_slabs: number of test slabs (``>= 1`` when there is a test split).
+        val_slabs: number of val slabs (``>= 1`` when there is a val split).
+
+    Returns:
+        Array of shape ``(num_slices,)`` of strings among :data:`SPLIT_ROLES`.
+
+    Raises:
+        ValueError: a fraction outside ``[0, 1)``, a negative gap or slab count, or slabs and gaps that do not
+            fit in ``num_slices`` (they would overlap or leave no training slice).
+
+    Example:
+        >>> roles = brain_slab_split(24, holdout_fraction=0.25, val_fraction=0.125, gap=1)
+        >>> "".join({"train": ".", "val": "V", "test": "T", "gap": "-"}[r] for r in roles)
+        '-TT-.-VV-.-TT-.-V-..-TT-'
+    """
+    if num_slices < 0:
+        raise ValueError(f"num_slices must be >= 0, got {num_slices}")
+    for name, value in (("holdout_fraction", holdout_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if gap < 0 or test_slabs < 0 or val_slabs < 0:
+        raise ValueError(f"gap, test_slabs and val_slabs must be >= 0, got {gap}, {test_slabs}, {val_slabs}")
+    n_test, n_val = int(round(num_slices * holdout_fraction)), int(round(num_slices * val_fraction))
+    # no more slabs than slices (a slab holds at least one)
+    test_slabs, val_slabs = min(test_slabs, n_test), min(val_slabs, n_val)
+    if (n_test and not test_slabs) or (n_val and not val_slabs):  # asked for zero slabs
+        raise ValueError("a non-empty test or val split needs at least one slab")
+    roles = np.full(num_slices, "train", dtype=object)
+    if not (n_test or n_val):
+        return roles.astype(str)
+    # alternate test and val slabs (test first) while both remain, then the rest of the more numerous kind
+    kinds: list[str] = []
+    t, v = test_slabs, val_slabs
+    while t or v:
+        if t and (not kinds or kinds[-1] == "val" or not v):
+            kinds.append("test")
+            t -= 1
+        else:
+            kinds.append("val")
+            v -= 1
+    sizes = {"test": _even_parts(n_test, test_slabs), "val": _even_parts(n_val, val_slabs)}
+    slabs = []
+    for j, kind in enumerate(kinds):
+        size = sizes[kind].pop(0)
+        centre = (j + 0.5) * num_slices / len(kinds)
+        start = int(np.clip(round(centre - size / 2), 0, num_slices - size))
+        slabs.append((kind, start, start + size))
+    for (_, _, end), (_, start, _) in zip(slabs, slabs[1:]):
+        if start - end < gap:
+            raise ValueError(
+                f"{num_slices} slices cannot hold {len(slabs)} slabs of {n_test} test and {n_val} val slices "
+                f"separated by gaps of {gap}; lower the fractions or the gap"
+            )
+    for kind, start, end in slabs:
+        lo, hi = max(0, start - gap), min(num_slices, end + gap)
+        roles[lo:hi] = np.where(roles[lo:hi] == "train", "gap", roles[lo:hi])
+        roles[start:end] = kind
+    if not (roles == "train").any():
+        raise ValueError(
+            f"{num_slices} slices leave no training slice after {n_test} test and {n_val} val slices with gaps of "
+            f"{gap}; lower the fractions or the gap"
+        )
+    return roles.astype(str)
+
+
+def _even_parts(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` integers differing by at most one (larger first)."""
+    return [total // parts + (i < total % parts) for i in range(parts)] if parts else []
+
+
 def load_brain_slices(
-    split: str = "all", holdout_fraction: float = 0.25, data_file: str | Path | None = None
+    split: str = "all",
+    holdout_fraction: float = 0.25,
+    data_file: str | Path | None = None,
+    val_fraction: float = 0.15,
+    gap: int = 3,
 ) -> list[dict[str, Any]]:
     """Load the embedded axial brain slices with their 4-class labels.
 
     Args:
-        split: ``"all"``, ``"train"`` or ``"test"``. ``"test"`` is a fixed, evenly interleaved subset
-            (see :func:`brain_holdout_mask`); ``"train"`` is the rest, so the two are disjoint and
-            together give ``"all"``.
+        split: ``"all"``, ``"train"``, ``"val"`` or ``"test"``: contiguous slabs with gaps between the splits
+            (see :func:`brain_slab_split`); ``"all"`` is every slice, the gap slices included.
         holdout_fraction: fraction of slices in the ``"test"`` split, in ``[0, 1)``.
         data_file: an ``.npz`` file with ``image`` and ``label`` arrays ``(N, H, W)`` (uint8 0..255
             images) and optionally ``slice_index`` ``(N,)``; defaults to the shipped
             :data:`DEFAULT_BRAIN_SLICES_FILE`.
+        val_fraction: fraction of slices in the ``"val"`` split, in ``[0, 1)``.
+        gap: unused slices between a held-out slab and any other split.
 
     Returns:
         List of dictionaries ordered from inferior to superior, each with ``"image"`` (float32
@@ -177,23 +279,20 @@ def load_brain_slices(
 
     Raises:
         FileNotFoundError: if ``data_file`` (or the shipped file) does not exist; the message names it.
-        ValueError: if ``split`` or ``holdout_fraction`` is invalid, or the file is malformed.
+        ValueError: if ``split``, a fraction or the gap is invalid, or the file is malformed.
 
     Example:
         >>> train = load_brain_slices("train")
-        >>> train[0]["image"].shape, train[0]["label"].dtype
-        ((1, 64, 64), dtype('int64'))
+        >>> len(train), train[0]["image"].shape, train[0]["label"].dtype
+        (43, (1, 64, 64), dtype('int64'))
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
     arrays = _read_npz(data_file, DEFAULT_BRAIN_SLICES_FILE, ndim=3)
     n = arrays["image"].shape[0]
     slice_index = arrays.get("slice_index", np.arange(n))  # shape and dtype checked by _read_npz
-    test = brain_holdout_mask(n, holdout_fraction)
-    if split == "all":
-        keep = np.ones(n, dtype=bool)
-    else:
-        keep = test if split == "test" else ~test
+    # "all" needs no split (a small custom file may hold too few slices for the slabs and gaps)
+    keep = np.ones(n, dtype=bool) if split == "all" else brain_slab_split(n, holdout_fraction, val_fraction, gap) == split
     images = _to_unit_float(arrays["image"])
     labels = arrays["label"].astype(np.int64)
     return [
@@ -240,11 +339,13 @@ class BrainSliceDataset(Dataset):
     """MONAI ``Dataset`` over the embedded brain slices (see :func:`load_brain_slices`).
 
     Args:
-        split: ``"all"``, ``"train"`` or ``"test"``.
+        split: ``"all"``, ``"train"``, ``"val"`` or ``"test"`` (see :func:`load_brain_slices`).
         transform: optional callable (e.g. a MONAI ``Compose`` of dictionary transforms) applied to
             each item dictionary.
         data_file: optional ``.npz`` file replacing the shipped slices.
         holdout_fraction: fraction of slices in the ``"test"`` split.
+        val_fraction: fraction of slices in the ``"val"`` split.
+        gap: unused slices between a held-out slab and any other split.
 
     Raises:
         FileNotFoundError: if the data file does not exist.
@@ -262,10 +363,12 @@ class BrainSliceDataset(Dataset):
         transform: Callable[..., Any] | Sequence[Callable[..., Any]] | None = None,
         data_file: str | Path | None = None,
         holdout_fraction: float = 0.25,
+        val_fraction: float = 0.15,
+        gap: int = 3,
     ) -> None:
         self.split = split
         super().__init__(
-            data=load_brain_slices(split, holdout_fraction=holdout_fraction, data_file=data_file),
+            data=load_brain_slices(split, holdout_fraction, data_file, val_fraction, gap),
             transform=transform,
         )
 

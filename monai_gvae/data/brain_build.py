@@ -193,7 +193,7 @@ def build(
     templates_dir: Path,
     size: int = 64,
     min_coverage: float = 0.12,
-    slice_step: int = 2,
+    slice_step: int = 1,
     margin: int = 2,
     percentiles: tuple[float, float] = (0.5, 99.5),
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -260,7 +260,7 @@ def build(
 
 
 def write_arrays(
-    templates_dir: Path, out: Path, size: int = 64, min_coverage: float = 0.12, slice_step: int = 2, margin: int = 2
+    templates_dir: Path, out: Path, size: int = 64, min_coverage: float = 0.12, slice_step: int = 1, margin: int = 2
 ) -> list[str]:
     """:func:`build` the arrays and write ``brain2d_<size>.npz`` and ``brain3d_<size>.npz`` into ``out``.
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
-from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss, SegmentationConsistencyLoss
 from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
 from monai_gvae.utils import check_bool
 
@@ -106,13 +106,22 @@ class GVAETrainer(Trainer):
             host-device synchronisation per iteration on a GPU). ``False`` leaves them as detached 0-d tensors so
             that the loop never waits for the GPU; handlers read them with ``float()`` (``loss_terms`` does) only
             when they log. Terms an objective does not use are 0.0 either way.
+        segmenter: a segmentation network trained on the real labelled pairs, for a label-conditioned GVAE: it
+            segments every generated image (reconstructions and prior samples) in the encoder-generator step, and
+            ``seg_weight`` times its DiceCE against the label map the image was generated for is added to the
+            loss (:class:`~monai_gvae.losses.SegmentationConsistencyLoss`; GenSeg's idea, simplified), so that
+            generated images carry the boundaries their labels claim. The segmenter is frozen and never trained;
+            the critic step does not use it. Output key ``loss_seg``.
+        seg_weight: the segmentation-consistency weight (``> 0`` with a ``segmenter``).
+        seg_input_range: intensity range the segmenter was trained on (generated images are mapped to it).
         epoch_length, non_blocking, prepare_batch, iteration_update, postprocessing, key_train_metric,
         additional_metrics, metric_cmp_fn, train_handlers, event_names, event_to_attr, decollate,
         optim_set_to_none, to_kwargs, amp_kwargs: as in ``monai.engines.SupervisedTrainer``.
 
     Raises:
-        ValueError: unknown objective, a network/optimiser the objective needs is missing, or a
-            ``critic_chunk_size`` that is not a positive integer or does not fit the critic.
+        ValueError: unknown objective, a network/optimiser the objective needs is missing, a
+            ``critic_chunk_size`` that is not a positive integer or does not fit the critic, or a ``segmenter``
+            without a label-conditioned generator (or ``seg_weight <= 0``).
         TypeError: ``amp``, ``non_blocking``, ``check_finite`` or ``float_outputs`` is not a bool (a string such as
             ``"false"`` included: convert command-line text where it enters).
 
@@ -150,6 +159,9 @@ class GVAETrainer(Trainer):
         amp_dtype: torch.dtype | str | None = None,
         float_outputs: bool = True,
         critic_chunk_size: int | None = None,
+        segmenter: nn.Module | None = None,
+        seg_weight: float = 0.0,
+        seg_input_range: tuple[float, float] = (0.0, 1.0),
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -197,6 +209,7 @@ class GVAETrainer(Trainer):
         self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
         self.latent_size = unwrap(self.generator).latent_size
         self.condition_channels = self._check_condition_channels()
+        self.seg_loss_function = self._segmentation_consistency(segmenter, seg_weight, seg_input_range, device)
         self.check_finite = check_finite
         self._host_terms: dict[str, float] = {}  # loss terms the finiteness checks read this iteration
         self.float_outputs = float_outputs
@@ -263,6 +276,27 @@ class GVAETrainer(Trainer):
                     "build both with the same condition_channels."
                 )
         return channels
+
+    def _segmentation_consistency(
+        self,
+        segmenter: nn.Module | None,
+        seg_weight: float,
+        seg_input_range: tuple[float, float],
+        device: str | torch.device,
+    ) -> SegmentationConsistencyLoss | None:
+        """The segmentation-consistency term, checked against the generator (``None`` without a segmenter)."""
+        if segmenter is None:
+            if seg_weight:
+                raise ValueError(f"seg_weight={seg_weight} needs a segmenter.")
+            return None
+        if not self.condition_channels:
+            raise ValueError(
+                "a segmenter (segmentation consistency) needs a label-conditioned generator (condition_channels > 0): "
+                "the label map a generated image must show is its condition."
+            )
+        if not seg_weight > 0:
+            raise ValueError(f"seg_weight must be > 0 with a segmenter, got {seg_weight}.")
+        return SegmentationConsistencyLoss(segmenter, seg_weight, input_range=seg_input_range).to(torch.device(device))
 
     def _setup_amp(self, amp_dtype: torch.dtype | str | None, device: torch.device) -> None:
         """The autocast dtype and the gradient scalers of the two steps (``self.amp`` is set by ``Trainer``)."""
@@ -379,6 +413,8 @@ class GVAETrainer(Trainer):
             value = getattr(self, attr, None)
             if isinstance(value, (bool, int, float, str)):
                 trainer[attr] = value
+        if self.seg_loss_function is not None:
+            trainer["seg_weight"] = self.seg_loss_function.weight
         if isinstance(getattr(self.data_loader, "batch_size", None), int):
             trainer["batch_size"] = self.data_loader.batch_size
         for attr in ("loss_function", "critic_loss_function"):
@@ -510,17 +546,21 @@ class GVAETrainer(Trainer):
         fakes, mu, logvar = self._fakes(x, with_grad=True, condition=condition)
         recon = fakes[: x.shape[0]] if self.objective != "wgan_gp" else None
         fake_scores = None
+        fake_cond = self._repeat(condition, fakes.shape[0] // x.shape[0])
         frozen = self.objective != "vae" and self._freeze_critic_in_g_step
         try:
             if frozen:
                 self.critic.requires_grad_(False)
             if self.objective != "vae":
                 with self._autocast():
-                    fake_cond = self._repeat(condition, fakes.shape[0] // x.shape[0])
                     fake_scores = self._call(self.critic, fakes, fake_cond)
             terms = self.loss_function(
                 x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
             )
+            if self.seg_loss_function is not None:
+                with self._autocast():
+                    terms = {**terms, "seg": self.seg_loss_function(fakes, fake_cond)}
+                terms["loss"] = terms["loss"] + terms["seg"]
             self._guard(_generator_terms(terms), "encoder-generator")
             self.scaler_g.scale(terms["loss"]).backward()
             self.scaler_g.step(self.optimizer)
@@ -609,7 +649,10 @@ def _host_image(batchdata: Any) -> torch.Tensor | None:
 
 def _generator_terms(terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The encoder-generator loss's terms under the trainer's output keys."""
-    return {K.LOSS_G: terms["loss"], K.LOSS_REC: terms["rec"], K.LOSS_KL: terms["kl"], K.LOSS_ADV: terms["adv"]}
+    out = {K.LOSS_G: terms["loss"], K.LOSS_REC: terms["rec"], K.LOSS_KL: terms["kl"], K.LOSS_ADV: terms["adv"]}
+    if "seg" in terms:
+        out[K.LOSS_SEG] = terms["seg"]
+    return out
 
 
 def _latent_generator(seed: int | None, device: torch.device) -> torch.Generator | None:

@@ -21,8 +21,8 @@ class GVAEKeys(StrEnum):
       target, i.e. the input again. ``PRED``: its reconstruction (the prior samples for ``objective="wgan_gp"``).
     * ``MU``, ``LOGVAR``: the encoder's posterior (evaluator).
     * ``LOSS_D`` (critic loss), ``GP`` (gradient penalty), ``WASSERSTEIN`` (``E[D(real)] - E[D(fake)]``),
-      ``LOSS_G`` (encoder-generator loss) and its terms ``LOSS_REC``, ``LOSS_KL``, ``LOSS_ADV``; ``KL_WEIGHT``: the
-      KL weight of the iteration (warm-up).
+      ``LOSS_G`` (encoder-generator loss) and its terms ``LOSS_REC``, ``LOSS_KL``, ``LOSS_ADV``, ``LOSS_SEG`` (the
+      segmentation-consistency term, 0.0 without one); ``KL_WEIGHT``: the KL weight of the iteration (warm-up).
 
     Example::
 
@@ -41,6 +41,7 @@ class GVAEKeys(StrEnum):
     LOSS_REC = "loss_rec"
     LOSS_KL = "loss_kl"
     LOSS_ADV = "loss_adv"
+    LOSS_SEG = "loss_seg"
     KL_WEIGHT = "kl_weight"
 
 
@@ -50,6 +51,7 @@ LOSS_KEYS: tuple[GVAEKeys, ...] = (
     GVAEKeys.LOSS_REC,
     GVAEKeys.LOSS_KL,
     GVAEKeys.LOSS_ADV,
+    GVAEKeys.LOSS_SEG,
     GVAEKeys.GP,
     GVAEKeys.WASSERSTEIN,
 )

@@ -29,6 +29,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 from torch.utils.checkpoint import checkpoint
 
+from monai_gvae.networks.blocks.spade import SPADE
+
 __all__ = [
     "DownsamplingTrunk",
     "UpsamplingTrunk",
@@ -39,6 +41,8 @@ __all__ = [
     "ARCHITECTURES",
     "UPSAMPLE_MODES",
     "check_upsample",
+    "CONDITION_MODES",
+    "check_condition_mode",
 ]
 
 ARCHITECTURES = ("resnet", "conv")
@@ -46,6 +50,9 @@ ARCHITECTURES = ("resnet", "conv")
 # "nearest" (nearest-neighbour upsampling then a 3x3 convolution: no checkerboard artefacts, Odena et al. 2016;
 # what the resnet architecture always does)
 UPSAMPLE_MODES = ("transposed", "nearest")
+# how a conditional generator takes its label map: "concat" (concatenated to the input of every upsampling
+# convolution) or "spade" (spatially-adaptive normalisation after it, SPADE)
+CONDITION_MODES = ("concat", "spade")
 LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.2, "inplace": False})
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024
@@ -91,6 +98,39 @@ def check_upsample(upsample: str | None, architecture: str) -> str:
     if architecture == "resnet" and upsample != "nearest":
         raise ValueError("the resnet architecture upsamples with 'nearest' (upsampling then convolution) only.")
     return upsample
+
+
+def check_condition_mode(condition_mode: str) -> str:
+    """Raise ``ValueError`` for a condition mode other than :data:`CONDITION_MODES`; return it."""
+    if condition_mode not in CONDITION_MODES:
+        raise ValueError(f"condition_mode must be one of {CONDITION_MODES}, got {condition_mode!r}.")
+    return condition_mode
+
+
+class SPADEConvolution(nn.Module):
+    """An upsampling level's convolution for ``condition_mode="spade"``: convolution, then :class:`SPADE` of
+    the label map (in place of the normalisation), dropout and LeakyReLU."""
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        condition_channels: int,
+        strides: int = 1,
+        is_transposed: bool = False,
+        dropout: float = 0.0,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        self.conv = Convolution(spatial_dims, in_channels, out_channels, strides=strides, kernel_size=3,
+                                is_transposed=is_transposed, conv_only=True)
+        self.spade = SPADE(spatial_dims, out_channels, condition_channels, norm=norm)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.act = nn.LeakyReLU(LEAKY_RELU[1]["negative_slope"])
+
+    def forward(self, h: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.act(self.drop(self.spade(self.conv(h), condition)))
 
 
 def channel_schedule(image_size: int, architecture: str, base_channels: int, max_channels: int) -> list[int]:
@@ -266,6 +306,10 @@ class UpsamplingTrunk(_CheckpointedBody):
         upsample: ``"transposed"`` (stride-2 transposed convolutions), ``"nearest"`` (nearest-neighbour
             upsampling, then a 3x3 convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs)
             or ``None`` for the architecture's own (conv: transposed; resnet: nearest, its only mode).
+        condition_mode: ``"concat"`` (above) or ``"spade"``: each upsampling convolution except the last is
+            followed by :class:`~monai_gvae.networks.blocks.spade.SPADE` of the condition instead of its
+            normalisation (``norm`` "batch" or "instance"; the condition is not concatenated there), and the
+            refinement head concatenates it as in ``"concat"``. Only for a conditional trunk.
     """
 
     def __init__(
@@ -283,9 +327,17 @@ class UpsamplingTrunk(_CheckpointedBody):
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
         upsample: str | None = None,
+        condition_mode: str = "concat",
     ) -> None:
         super().__init__()
         upsample = check_upsample(upsample, architecture)
+        spade = check_condition_mode(condition_mode) == "spade"
+        if spade and not condition_channels:
+            raise ValueError("condition_mode='spade' needs a conditional generator (condition_channels > 0).")
+        spade_norm = as_tuple_norm(norm)
+        spade_norm = spade_norm[0] if isinstance(spade_norm, tuple) else spade_norm
+        if spade and spade_norm not in ("batch", "instance"):
+            raise ValueError(f"condition_mode='spade' normalises with 'batch' or 'instance', got norm={norm!r}.")
         if not isinstance(condition_channels, int) or condition_channels < 0:
             raise ValueError(f"condition_channels must be an integer >= 0, got {condition_channels!r}.")
         if condition_channels and gradient_checkpointing:
@@ -304,17 +356,21 @@ class UpsamplingTrunk(_CheckpointedBody):
                 for _ in range(num_res_units):
                     layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
                 layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest", align_corners=None))
-                if cc:
-                    self._condition_at.add(len(layers))
-                layers.append(
-                    Convolution(spatial_dims, ch + cc, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
-                )
+                if spade:
+                    layers.append(SPADEConvolution(spatial_dims, ch, channels[level + 1], cc, dropout=0.0, norm=spade_norm))
+                else:
+                    if cc:
+                        self._condition_at.add(len(layers))
+                    layers.append(
+                        Convolution(spatial_dims, ch + cc, channels[level + 1], kernel_size=3, act=LEAKY_RELU, norm=norm)
+                    )
                 level_sizes.append(num_res_units + 2)
             for _ in range(num_res_units):
                 layers.append(_residual_unit(spatial_dims, channels[-1], norm, dropout))
-            if cc:
+            head_cc = 0 if spade else cc
+            if head_cc:
                 self._condition_at.add(len(layers))
-            layers.append(Convolution(spatial_dims, channels[-1] + cc, out_channels, kernel_size=3, conv_only=True))
+            layers.append(Convolution(spatial_dims, channels[-1] + head_cc, out_channels, kernel_size=3, conv_only=True))
             level_sizes.append(num_res_units + 1)
         else:
             transposed = upsample == "transposed"
@@ -323,12 +379,18 @@ class UpsamplingTrunk(_CheckpointedBody):
                 if not transposed:
                     layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest",
                                            align_corners=None))
-                if cc:
+                if spade and not last:
+                    layers.append(SPADEConvolution(spatial_dims, ch, channels[level + 1], cc, strides=2 if transposed else 1,
+                                                   is_transposed=transposed, dropout=dropout, norm=spade_norm))
+                    level_sizes.append(1 if transposed else 2)
+                    continue
+                level_cc = 0 if spade else cc
+                if level_cc:
                     self._condition_at.add(len(layers))
                 layers.append(
                     Convolution(
                         spatial_dims,
-                        ch + cc,
+                        ch + level_cc,
                         out_channels if last else channels[level + 1],
                         strides=2 if transposed else 1,
                         kernel_size=3,
@@ -369,6 +431,9 @@ class UpsamplingTrunk(_CheckpointedBody):
             raise ValueError("this generator is not conditional (condition_channels=0) but a condition was given.")
         condition = condition.to(h.dtype)
         for i, layer in enumerate(self.body):
+            if isinstance(layer, SPADEConvolution):
+                h = layer(h, condition)
+                continue
             if i in self._condition_at:
                 h = torch.cat([h, resize_condition(condition, h.shape[2:])], dim=1)
             h = layer(h)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from monai_gvae.networks.nets.gvae_encoder import GVAEEncoder
-from monai_gvae.networks.blocks.trunks import check_upsample
+from monai_gvae.networks.blocks.trunks import check_condition_mode, check_upsample
 from monai_gvae.networks.nets.gvae_generator import GVAEGenerator
 
 __all__ = ["GVAE", "reparameterize"]
@@ -63,6 +63,9 @@ class GVAE(nn.Module):
         upsample: the generator's upsampling, ``"transposed"`` or ``"nearest"`` (upsampling then a 3x3
             convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs); ``None`` for the
             architecture's own (conv: transposed; resnet: nearest, its only mode). Stored in the configuration.
+        condition_mode: a conditional generator's use of the condition: ``"concat"`` (default) or ``"spade"``
+            (spatially-adaptive normalisation by the label map: sharper, label-faithful images). Stored in the
+            configuration when not the default.
 
     Example::
 
@@ -93,9 +96,11 @@ class GVAE(nn.Module):
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
         upsample: str | None = None,
+        condition_mode: str = "concat",
     ) -> None:
         super().__init__()
         upsample = check_upsample(upsample, architecture)
+        check_condition_mode(condition_mode)
         image_channels = in_channels if image_channels is None else image_channels
         if not 1 <= image_channels <= in_channels:
             raise ValueError(f"image_channels must be in [1, in_channels={in_channels}], got {image_channels}.")
@@ -128,6 +133,8 @@ class GVAE(nn.Module):
             self.config["condition_channels"] = condition_channels
         if upsample != check_upsample(None, architecture):
             self.config["upsample"] = upsample  # likewise stored only when not the architecture's default
+        if condition_mode != "concat":
+            self.config["condition_mode"] = condition_mode  # likewise
         shared = ("spatial_dims", "image_size", "latent_size", "architecture", "base_channels", "max_channels",
                   "num_res_units", "dropout")
         common = {k: self.config[k] for k in shared}
@@ -135,7 +142,8 @@ class GVAE(nn.Module):
         self.encoder = GVAEEncoder(in_channels=in_channels, condition_channels=condition_channels,
                                    gradient_checkpointing=gradient_checkpointing, **common)
         self.generator = GVAEGenerator(out_channels=in_channels, condition_channels=condition_channels,
-                                       gradient_checkpointing=gradient_checkpointing, upsample=upsample, **common)
+                                       gradient_checkpointing=gradient_checkpointing, upsample=upsample,
+                                       condition_mode=condition_mode, **common)
 
     def set_gradient_checkpointing(self, enabled: bool = True) -> "GVAE":
         """Switch per-level gradient checkpointing of encoder and generator on or off; returns ``self``."""

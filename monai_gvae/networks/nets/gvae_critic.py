@@ -5,10 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from monai_gvae.networks.blocks.trunks import DownsamplingTrunk, as_tuple_norm, check_condition, check_input
+from monai.networks.layers.factories import Conv
+
+from monai_gvae.networks.blocks.trunks import (
+    DownsamplingTrunk,
+    as_tuple_norm,
+    check_condition,
+    check_input,
+    final_resolution,
+)
 from monai_gvae.networks.nets.gvae_encoder import _check_common, _check_condition_channels
 
-__all__ = ["GVAECritic"]
+__all__ = ["GVAECritic", "CRITIC_HEADS"]
+
+CRITIC_HEADS = ("linear", "patch")
+"""``"linear"``: one score from all features; ``"patch"``: a score per patch, averaged (a PatchGAN-style critic)."""
 
 
 class GVAECritic(nn.Module):
@@ -33,11 +44,22 @@ class GVAECritic(nn.Module):
             0 for none.
         gradient_checkpointing: recompute each resolution level during backward instead of storing its
             activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
+        head: ``"linear"`` (one score from the whole final feature map, the paper's critic) or ``"patch"``: a
+            1x1(x1) convolution scores every cell of the final feature map, i.e. every patch of the input within
+            the trunk's receptive field (31 pixels for the conv architecture), and the score is their mean
+            (Isola et al. 2017's PatchGAN as a Wasserstein critic). A patch critic judges local texture and label
+            boundaries many times per image instead of the whole image once, which suits small training sets;
+            :meth:`patch_scores` returns the map.
+
+    Raises:
+        ValueError: an unknown ``head`` (and, from the trunk, invalid sizes or channels).
 
     Example::
 
         critic = GVAECritic(spatial_dims=3, in_channels=1, image_size=32, architecture="conv")
         score = critic(torch.zeros(2, 1, 32, 32, 32))  # (2, 1)
+        patch = GVAECritic(spatial_dims=2, in_channels=1, image_size=64, architecture="conv", head="patch")
+        patch.patch_scores(torch.zeros(2, 1, 64, 64)).shape  # (2, 1, 4, 4)
     """
 
     def __init__(
@@ -53,8 +75,11 @@ class GVAECritic(nn.Module):
         dropout: float = 0.0,
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
+        head: str = "linear",
     ) -> None:
         super().__init__()
+        if head not in CRITIC_HEADS:
+            raise ValueError(f"head must be one of {CRITIC_HEADS}, got {head!r}.")
         _check_common(spatial_dims, in_channels)
         _check_condition_channels(condition_channels)
         self.spatial_dims, self.in_channels, self.image_size = spatial_dims, in_channels, image_size
@@ -71,13 +96,31 @@ class GVAECritic(nn.Module):
             dropout,
             gradient_checkpointing,
         )
-        self.score = nn.Linear(self.trunk.out_features, 1)
+        self.head = head
+        if head == "patch":
+            final_channels = self.trunk.out_features // final_resolution(image_size, architecture) ** spatial_dims
+            self.score = Conv[Conv.CONV, spatial_dims](final_channels, 1, kernel_size=1)
+        else:
+            self.score = nn.Linear(self.trunk.out_features, 1)
 
-    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Return critic scores of shape ``(N, 1)``; ``condition`` only for a conditional critic."""
+    def _inputs(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         name = type(self).__name__
         check_input(x, self.spatial_dims, self.in_channels, self.image_size, name)
         check_condition(condition, x.shape[0], self.spatial_dims, self.condition_channels, self.image_size, name)
-        if condition is not None:
-            x = torch.cat([x, condition.to(x.dtype)], dim=1)
-        return self.score(self.trunk(x))
+        return x if condition is None else torch.cat([x, condition.to(x.dtype)], dim=1)
+
+    def patch_scores(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores per patch ``(N, 1, *final map)`` of a ``head="patch"`` critic.
+
+        Raises:
+            ValueError: the critic has the linear head.
+        """
+        if self.head != "patch":
+            raise ValueError("patch_scores needs a critic built with head='patch'.")
+        return self.score(self.trunk.run_body(self._inputs(x, condition)))
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Return critic scores of shape ``(N, 1)``; ``condition`` only for a conditional critic."""
+        if self.head == "patch":
+            return self.patch_scores(x, condition).flatten(1).mean(1, keepdim=True)
+        return self.score(self.trunk(self._inputs(x, condition)))

@@ -34,6 +34,9 @@ class GVAEGenerator(nn.Module):
         upsample: ``"transposed"`` (stride-2 transposed convolutions) or ``"nearest"`` (nearest-neighbour
             upsampling then a 3x3 convolution: no checkerboard artefacts, 4x the convolution FLOPs); ``None``
             for the architecture's own (conv: transposed; resnet: nearest, its only mode).
+        condition_mode: how a conditional generator takes its condition: ``"concat"`` (concatenated at every
+            level) or ``"spade"`` (spatially-adaptive normalisation, :class:`~monai_gvae.networks.blocks.SPADE`,
+            sharper label boundaries); see :class:`~monai_gvae.networks.blocks.trunks.UpsamplingTrunk`.
 
     Example::
 
@@ -56,6 +59,7 @@ class GVAEGenerator(nn.Module):
         condition_channels: int = 0,
         gradient_checkpointing: bool = False,
         upsample: str | None = None,
+        condition_mode: str = "concat",
     ) -> None:
         super().__init__()
         _check_common(spatial_dims, out_channels, latent_size)
@@ -78,6 +82,7 @@ class GVAEGenerator(nn.Module):
             condition_channels,
             gradient_checkpointing,
             upsample,
+            condition_mode,
         )
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
