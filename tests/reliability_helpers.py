@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
+from ignite.engine import Engine, Events
 from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, EnsureTyped, RandFlipd
 from monai.utils import set_determinism
@@ -39,6 +40,34 @@ class NaNAt(EncoderGeneratorLoss):
         return terms
 
 
+class InfGradientOnce:
+    """A train handler that makes one gradient infinite, once: in iteration ``iteration`` the gradient of the first
+    parameter of ``module.generator`` (or of ``module``) is multiplied by inf. Only the first time that iteration
+    runs, so that a run rolled back past it trains on. For bundle configs: ``_target_:
+    reliability_helpers.InfGradientOnce``."""
+
+    def __init__(self, module: torch.nn.Module, iteration: int) -> None:
+        self.parameter = next(getattr(module, "generator", module).parameters())
+        self.iteration = iteration
+        self.armed = False
+        self.fired = 0
+        self.parameter.register_hook(self._poison)
+
+    def _poison(self, grad: torch.Tensor) -> torch.Tensor:
+        if not self.armed:
+            return grad
+        self.armed = False
+        self.fired += 1
+        return grad * float("inf")
+
+    def attach(self, engine: Engine) -> None:
+        def arm(e: Engine) -> None:
+            if e.state.iteration == self.iteration and not self.fired:
+                self.armed = True
+
+        engine.add_event_handler(Events.ITERATION_STARTED, arm)
+
+
 def tiny_run(
     out_dir: str,
     max_epochs: int = 3,
@@ -50,6 +79,7 @@ def tiny_run(
     check_finite: bool = True,
     before_attach: Any = None,
     seed: int = 0,
+    ema_decay: float | None = None,
 ) -> SimpleNamespace:
     """Networks, optimisers, a seeded GVAETrainer with a random flip in its data pipeline, and a checkpoint handler
     attached to it (``before_attach(run)`` may register handlers that must run before the checkpoint handler)."""
@@ -69,7 +99,7 @@ def tiny_run(
     trainer = GVAETrainer(
         "cpu", max_epochs, loader, gvae, critic, opt_g, opt_d,
         loss_function=loss_function if loss_function is not None else EncoderGeneratorLoss(kl_warmup_iterations=2),
-        seed=seed, check_finite=check_finite,
+        seed=seed, check_finite=check_finite, ema_decay=ema_decay,
     )
     handler = GVAECheckpointHandler(
         out_dir, {"gvae": gvae, "critic": critic, "optimizer": opt_g, "critic_optimizer": opt_d},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import math
 import os
 import socket
@@ -15,7 +16,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow, ckpt_export, run, verify_metadata, verify_net_in_out
+from evaluation_oracle import expected_metrics
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, run, verify_metadata, verify_net_in_out
 from PIL import Image
 
 from monai_gvae.bundle import SCHEMA_FILE
@@ -141,6 +143,17 @@ def test_bundle_train_evaluate_verify_export_infer(name, tmp_path, no_network):
     assert all(isinstance(metrics[k], float) and math.isfinite(metrics[k]) for k in keys), metrics
     assert set(metrics) == set(default_metrics(model)) == set(report["definitions"]), report
     assert 2 <= report["num_images"] <= 8 and report["model_sha256"] == model.checksum
+    # the values, recomputed by hand on the same held-out images (the bundle's validate#dataset, first 8, on the
+    # checkpoint's grid) from the definitions
+    parser = ConfigParser()
+    parser.read_config(configs(name, "evaluate")["config_file"])
+    parser.update({**eval_data, "output_dir": str(out), "bundle_root": f"bundles/{name}", "device": "$torch.device('cpu')"})
+    dataset = parser.get_parsed_content("validate#dataset")
+    held_out = torch.stack([torch.as_tensor(dataset[i]["image"]) for i in range(min(8, len(dataset)))]).float()
+    assert held_out.shape[0] == report["num_images"]
+    for key, value in expected_metrics(model, held_out, seed=0).items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (name, key)
+    assert metrics["elbo"] <= -metrics["kl"]  # E_q[log p(x|z)] <= 0 for a discretised likelihood
     with pytest.raises(RuntimeError) as refused:  # never overwritten silently (MONAI wraps the error)
         run("evaluating", **configs(name, "evaluate"), **eval_data, output_dir=str(out))
     assert isinstance(refused.value.__cause__, FileExistsError) and "metrics.json" in str(refused.value.__cause__)
@@ -192,6 +205,76 @@ def test_resume_continues_iteration_and_optimiser_state(tmp_path):
         steps = {int(s["step"]) for s in second[key]["state"].values()}
         assert steps == {4}, (key, steps)
     assert not torch.equal(first["gvae"]["generator.trunk.project.weight"], second["gvae"]["generator.trunk.project.weight"])
+
+    # --resume PATH: from that checkpoint (epoch 1), not the newest (model.pt, epoch 2); epoch 2 trained again
+    # from the same state gives the same weights
+    written = (out / "model.pt").stat().st_mtime_ns
+    run("training", **configs("gvae_mnist"), **{**tiny, "max_epochs": 2}, resume=str(out / "checkpoint_epoch=1.pt"))
+    third = torch.load(out / "model.pt", weights_only=True)
+    assert (out / "model.pt").stat().st_mtime_ns != written  # trained and written again (resuming model.pt would not)
+    assert third["trainer"]["iteration"] == 4
+    for key in ("gvae", "critic"):
+        for name, value in second[key].items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, third[key][name]), (key, name)
+
+
+POISON = """
+# test-only third config: an infinite generator gradient in iteration 3 (the first time only)
+poison:
+  _target_: reliability_helpers.InfGradientOnce
+  module: "@network_def"
+  iteration: 3
+train#trainer#train_handlers: "$@train#handlers + [@poison]"
+"""
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain = [error]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    return chain
+
+
+def test_divergence_guard_and_max_rollbacks_through_a_bundle_run(tmp_path):
+    """The bundle's handler list carries the DivergenceGuard: an infinite gradient stops the run naming the step and
+    iteration (the epoch-1 checkpoint kept, no model.pt); with --max_rollbacks 1 the run goes back to that checkpoint
+    with learning rates x rollback_lr_factor and completes."""
+    from monai_gvae.handlers import NonFiniteGradientError
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (tmp_path / "poison.yaml").write_text(POISON)
+    files = {**configs("gvae_mnist"), "config_file": [configs("gvae_mnist")["config_file"], str(tmp_path / "poison.yaml")]}
+    tiny = {**TINY, **mnist_data(data_dir), "max_epochs": 2}  # 8 images, batch 4: 2 iterations per epoch
+
+    with pytest.raises(Exception) as stopped:
+        run("training", **files, **tiny, output_dir=str(tmp_path / "stopped"))
+    guard = next((e for e in _causes(stopped.value) if isinstance(e, NonFiniteGradientError)), None)
+    assert guard is not None, repr(stopped.value)
+    assert "encoder-generator step at iteration 3" in str(guard) and "generator.trunk.project.weight (inf)" in str(guard)
+    written = os.listdir(tmp_path / "stopped")
+    assert [n for n in written if n.endswith(".pt")] == ["checkpoint_epoch=1.pt"]  # the last good one; no model.pt
+
+    out = tmp_path / "rolled_back"
+    # the bundle's logging.conf replaces the root logger's handlers (caplog's among them): listen on the module's
+    records: list[logging.LogRecord] = []
+    listener = logging.Handler(logging.WARNING)
+    listener.emit = records.append
+    rollback_logger = logging.getLogger("monai_gvae.handlers.divergence")
+    rollback_logger.addHandler(listener)
+    try:
+        run("training", **files, **tiny, output_dir=str(out), max_rollbacks=1)
+    finally:
+        rollback_logger.removeHandler(listener)
+    rollbacks = [r.getMessage() for r in records if r.getMessage().startswith("rollback ")]
+    assert len(rollbacks) == 1 and rollbacks[0].startswith("rollback 1/1") and "checkpoint_epoch=1.pt" in rollbacks[0]
+    assert "NonFiniteGradient" in rollbacks[0] or "iteration 3" in rollbacks[0]
+    final = torch.load(out / "model.pt", weights_only=True)
+    assert final["trainer"]["iteration"] == 4
+    for key in ("optimizer", "critic_optimizer"):  # learning_rate = critic_learning_rate = 1e-4, x0.5 once
+        assert [g["lr"] for g in final[key]["param_groups"]] == [0.5e-4], key
+    assert all(torch.isfinite(v).all() for v in final["gvae"].values() if torch.is_tensor(v) and v.is_floating_point())
 
 
 def test_bundles_share_one_copy_of_the_common_blocks():

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 import torch
 
 from conftest import subprocess_env
+from evaluation_oracle import expected_metrics
 from monai_gvae.cli import main, parse_overrides
 from monai_gvae.data import load_brain_slices
 
@@ -294,6 +295,17 @@ def test_synthesize_dicom_round_trip_without_identifiers(tiny, reference_dicom, 
     assert np.allclose(arr[0], load_image(image_path)[0].numpy(), atol=1e-6)  # SimpleITK: (z, rows, columns)
 
 
+@pytest.mark.parametrize("fmt", ["dicom", "png"])
+def test_synthesize_same_seed_byte_identical_in_every_format(tiny, tmp_path, fmt):
+    """docs/cli.md: the same seed, batch size and device give byte-identical image and label files in every format
+    (DICOM UIDs derived from the model, seed, sample index and content; NIfTI is checked above)."""
+    outs = [tmp_path / f"run{i}" for i in range(2)]
+    for out in outs:
+        assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "2", "--out", str(out), "--format", fmt,
+                     "--seed", "5", "--no-progress"]) == 0
+    assert _digest(outs[0]) == _digest(outs[1])
+
+
 def test_synthesize_png_marked_synthetic(tiny, tmp_path):
     from PIL import Image
 
@@ -310,6 +322,83 @@ def test_synthesize_png_marked_synthetic(tiny, tmp_path):
     from_png = load_image(out / "synthetic_00001_image.png")[0].numpy() / 255.0
     from_dicom = load_image(dicom / "synthetic_00001_image.dcm")[0].numpy()
     assert np.abs(from_png - from_dicom).max() <= 0.5 / 255 + 1e-4  # same orientation, 8-bit quantisation
+
+
+def test_synthesize_intensity_range_and_16_bit_png(tiny, tmp_path):
+    """--intensity-range LOW HIGH maps the generated [0, 1] images linearly onto [LOW, HIGH]; --png-bit-depth 16 writes
+    16-bit grey levels over the range (0 -> LOW, 65535 -> HIGH), the 8-bit levels' 257 times finer."""
+    from PIL import Image
+
+    from monai_gvae.data.inputs import load_image
+
+    def synth(out, *extra):
+        assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "2", "--out", str(tmp_path / out),
+                     "--seed", "4", "--no-progress", *extra]) == 0
+        return tmp_path / out
+
+    unit, ct = synth("unit"), synth("ct", "--intensity-range", "-1000", "1000")
+    assert json.loads((ct / "manifest.json").read_text())["intensity_range"] == [-1000.0, 1000.0]
+    for i in range(2):
+        a = np.asarray(nib.load(unit / f"synthetic_0000{i}_image.nii.gz").dataobj, dtype=np.float64)
+        b = np.asarray(nib.load(ct / f"synthetic_0000{i}_image.nii.gz").dataobj, dtype=np.float64)
+        assert 0 <= a.min() < a.max() <= 1 and -1000 <= b.min() < b.max() <= 1000
+        assert np.allclose(b, -1000 + 2000 * a, atol=1e-3)  # float32 rounding of values up to 1000
+        labels = [np.asarray(nib.load(d / f"synthetic_0000{i}_label.nii.gz").dataobj) for d in (unit, ct)]
+        assert np.array_equal(*labels)  # the range is about intensities only
+
+    png8, png16 = synth("png8", "--format", "png"), synth("png16", "--format", "png", "--png-bit-depth", "16")
+    png16_ct = synth("png16_ct", "--format", "png", "--png-bit-depth", "16", "--intensity-range", "-1000", "1000")
+    for i in range(2):
+        name = f"synthetic_0000{i}_image.png"
+        values01 = np.asarray(nib.load(unit / f"synthetic_0000{i}_image.nii.gz").dataobj, dtype=np.float64)
+        with Image.open(png8 / name) as im8, Image.open(png16 / name) as im16, Image.open(png16_ct / name) as im_ct:
+            assert im8.mode == "L" and im16.mode.startswith("I") and im16.text["Synthetic"] == "YES"
+            assert im16.text["IntensityRange"] == "0 -> 0, 65535 -> 1"
+            assert im_ct.text["IntensityRange"] == "0 -> -1000, 65535 -> 1000"
+            p8, p16, p_ct = (np.asarray(im).astype(np.int64) for im in (im8, im16, im_ct))
+        # rows along the array's second axis; grey levels are the rounded values over the range
+        assert np.array_equal(p16, np.round(values01.T * 65535)) and np.array_equal(p8, np.round(values01.T * 255))
+        assert len(np.unique(p16)) > len(np.unique(p8)) and np.abs(p16 / 257 - p8).max() <= 0.5 + 1e-9
+        assert np.abs(p_ct - p16).max() <= 1  # same levels, another meaning (float32 rounding of the CT values)
+        # MONAI's reader gives the generated array back (16-bit: to 1/65535)
+        assert np.abs(load_image(png16 / name)[0].numpy() / 65535 - values01).max() <= 0.5 / 65535 + 1e-7
+    labels16 = [np.asarray(Image.open(d / "synthetic_00000_label.png")) for d in (png8, png16)]
+    assert labels16[0].dtype == labels16[1].dtype == np.uint8 and np.array_equal(*labels16)  # labels stay 8-bit
+
+
+def test_2d_model_on_3d_and_dicom_series_references(tiny, tmp_path):
+    """A 2D model with a 3D reference (NIfTI volume, DICOM series folder) is placed on the reference's middle slice
+    (index depth // 2) with the reference's orientation and in-plane field of view."""
+    from monai_gvae.data.writers import SyntheticStudy, write_synthetic_dicom
+
+    volume = tmp_path / "ref3d.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 20), np.float32),
+                             np.array([[-1.0, 0, 0, 90], [0, 1.0, 0, -126], [0, 0, 3.0, -72], [0, 0, 0, 1]])), volume)
+    series = Path(write_synthetic_dicom(np.zeros((1, 8, 6, 5), np.float32), str(tmp_path / "series"),
+                                        affine=np.diag([0.7, 0.8, 1.5, 1.0]), study=SyntheticStudy.new("0")))
+    # by hand: 64 -> 32 pixels doubles the spacing, the outer edge of the field of view stays (origin + half the
+    # old spacing - half the new one), and the slice is the reference's slice 20 // 2 = 10 (resp. 5 // 2 = 2)
+    expected = {
+        volume: [[-2.0, 0, 0, 90 - 0.5], [0, 2.0, 0, -126 + 0.5], [0, 0, 3.0, -72 + 3.0 * 10], [0, 0, 0, 1]],
+        series: [[0.7 * 8 / 32, 0, 0, 0.7 * (8 / 32 - 1) / 2], [0, 0.8 * 6 / 32, 0, 0.8 * (6 / 32 - 1) / 2],
+                 [0, 0, 1.5, 1.5 * 2], [0, 0, 0, 1]],
+    }
+    for reference, affine in expected.items():
+        out = tmp_path / f"on_{reference.name}"
+        assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "1", "--out", str(out), "--reference",
+                     str(reference), "--no-progress"]) == 0
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["geometry_from_reference"] is True
+        assert np.allclose(manifest["affine"], affine, atol=1e-5), (reference.name, manifest["affine"])
+        image = nib.load(out / "synthetic_00000_image.nii.gz")
+        assert image.shape == (SIZE, SIZE) and np.allclose(image.affine, affine, atol=1e-5), image.affine
+    # as DICOM, on the series: the slice's position in the patient frame (LPS: x and y negated)
+    out = tmp_path / "dicom_on_series"
+    assert main(["synthesize", "--checkpoint", tiny["checkpoint"], "-n", "1", "--out", str(out), "--format", "dicom",
+                 "--reference", str(series), "--no-progress"]) == 0
+    ds = pydicom.dcmread(out / "synthetic_00000_image.dcm")
+    ras = np.array(expected[series])[:3, 3]
+    assert np.allclose([float(v) for v in ds.ImagePositionPatient], [-ras[0], -ras[1], ras[2]], atol=1e-4)
 
 
 def test_unreadable_reference_fails_without_outputs(tiny, tmp_path, capsys):
@@ -372,6 +461,23 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
     assert set(report["definitions"]) == set(metrics) and report["settings"]["seed"] == 0
     assert 0 < metrics["reconstruction_l1_01"] < 1 and metrics["kl"] >= 0 and 0 <= metrics["reconstruction_dice"] <= 1
     assert metrics["elbo"] < 0 and 0 < metrics["ms_ssim_diversity"] <= 1 and math.isfinite(metrics["mmd_gaussian"])
+    # the values, recomputed by hand from the files (read with nibabel, scaled per image to [0, 1] as the command
+    # does by default) and the model: the command reads, scales, packs and evaluates what the definitions say
+    from monai_gvae.networks import load_gvae
+
+    files = sorted((tiny["root"] / "test" / "images").iterdir())
+    assert report["files"] == [f.name.replace(".nii.gz", "") for f in files]
+    images = torch.stack([torch.from_numpy(np.asarray(nib.load(f).dataobj, dtype=np.float32))[None] for f in files])
+    low, high = images.amin((1, 2, 3), keepdim=True), images.amax((1, 2, 3), keepdim=True)
+    images = (images - low) / (high - low)
+    labels = torch.stack([torch.from_numpy(np.asarray(nib.load(f.parent.parent / "labels" / f.name).dataobj))
+                          for f in files])
+    onehot = torch.nn.functional.one_hot(labels.long(), NUM_CLASSES).movedim(-1, 1).float()
+    expected = expected_metrics(load_gvae(tiny["checkpoint"]), torch.cat([images * 2 - 1, onehot * 2 - 1], 1), seed=0)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    # E_q[log p(x|z)] of a discretised likelihood is at most 0, so the ELBO is at most -KL
+    assert metrics["elbo"] <= -metrics["kl"]
     # an existing report is not overwritten; a joint model without labels is refused, naming the problem
     assert cli("evaluate", "--checkpoint", tiny["checkpoint"], "--data", tiny["root"] / "test", "--out", out) == 1
     assert cli("evaluate", "--checkpoint", tiny["checkpoint"], "--data", tiny["root"] / "test" / "images") == 1
@@ -384,10 +490,18 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
     assert "slice_004.nii.gz" in capsys.readouterr().err and not (tmp_path / "b.json").exists()
 
 
-def test_memorization_flags_planted_copy_only(tiny, tmp_path):
+def test_memorization_flags_planted_near_copies_only(tiny, tmp_path):
     synthetic = tmp_path / "synthetic"
     assert cli_synthesize(tiny["checkpoint"], synthetic, 12, "--seed", "1") == 0
     shutil.copy(tiny["root"] / "train" / "images" / "slice_010.nii.gz", synthetic / "planted_copy.nii.gz")
+    # near-copies: a training slice with faint noise (RMS distance 0.023 after the min-max scaling, against 5th
+    # percentiles of 0.117 for the held-out slices and 0.032 for training leave-one-out), and one moved by a pixel
+    # (0.126: pixel RMS is not shift-invariant, see the feature space below)
+    train_images = tiny["train_images"]
+    noisy = train_images[20, 0] + 0.01 * torch.randn(train_images.shape[2:], generator=torch.Generator().manual_seed(0))
+    nib.save(nib.Nifti1Image(noisy.numpy(), np.eye(4)), synthetic / "planted_noisy.nii.gz")
+    shifted = torch.roll(train_images[30, 0], 1, dims=0)
+    nib.save(nib.Nifti1Image(shifted.numpy(), np.eye(4)), synthetic / "planted_shifted.nii.gz")
     out = tmp_path / "report"
     proc = run_cli(
         "memorization",
@@ -402,10 +516,13 @@ def test_memorization_flags_planted_copy_only(tiny, tmp_path):
         "--no-progress",
     )
     report = json.loads((out / "memorization.json").read_text())
-    assert report["flagged"] == ["planted_copy"], proc.stdout
-    planted = next(s for s in report["samples"] if s["name"] == "planted_copy")
-    assert planted["nearest_training"] == "slice_010" and planted["pixel_distance"] < 1e-6
-    assert report["spaces"]["pixel"]["num_synthetic"] == 13  # 12 samples + the copy; label files skipped
+    assert report["flagged"] == ["planted_copy", "planted_noisy"], proc.stdout
+    rows = {s["name"]: s for s in report["samples"]}
+    assert rows["planted_copy"]["nearest_training"] == "slice_010" and rows["planted_copy"]["pixel_distance"] < 1e-6
+    assert rows["planted_noisy"]["nearest_training"] == "slice_020"
+    threshold = report["spaces"]["pixel"]["threshold"]
+    assert rows["planted_noisy"]["pixel_distance"] < threshold < rows["planted_shifted"]["pixel_distance"]
+    assert report["spaces"]["pixel"]["num_synthetic"] == 15  # 12 samples + 3 planted; label files skipped
     assert (out / "memorization_closest_pairs.png").stat().st_size > 0
     # without a held-out folder (training leave-one-out reference) the result is the same; --fail-on-flagged -> 3
     assert (
@@ -413,7 +530,19 @@ def test_memorization_flags_planted_copy_only(tiny, tmp_path):
             "--fail-on-flagged")
         == 3
     )
-    assert json.loads((tmp_path / "r2" / "memorization.json").read_text())["flagged"] == ["planted_copy"]
+    assert json.loads((tmp_path / "r2" / "memorization.json").read_text())["flagged"] == ["planted_copy", "planted_noisy"]
+    # from Python, a shift-invariant feature space (Fourier magnitudes) flags the shifted copy as well
+    from monai_gvae.bundle.evaluation import check_memorization
+
+    def fourier(images):
+        return torch.fft.fft2(images.double()).abs().flatten(1)
+
+    with_features = check_memorization(tiny["root"] / "train", tmp_path / "r4", synthetic_dir=synthetic,
+                                       holdout_dir=tiny["root"] / "test", feature_fn=fourier)
+    assert with_features["flagged"] == ["planted_copy", "planted_noisy", "planted_shifted"]
+    shifted_row = next(s for s in with_features["samples"] if s["name"] == "planted_shifted")
+    assert not shifted_row["pixel_flagged"] and shifted_row["feature_flagged"]
+    assert shifted_row["feature_nearest_training"] == "slice_030"
     # fresh samples drawn from the model itself are not flagged
     assert (
         cli("memorization", "--checkpoint", tiny["checkpoint"], "-n", "32", "--seed", "5", "--train",

@@ -194,10 +194,10 @@ def test_synthetic_slices():
 
 @pytest.mark.skipif(
     not all((TEMPLATES / f).is_file() for f in ("ch2bet.nii.gz", "aal.nii.gz", "aal.nii.txt")),
-    reason="Debian package mricron-data not installed",
+    reason=f"no MRIcron templates (ch2bet.nii.gz, aal.nii.gz, aal.nii.txt) in {TEMPLATES}: install the Debian package "
+    "mricron-data (apt-get install mricron-data; .ci/run installs it where it can)",
 )
 def test_rebuild_reproduces_shipped_arrays(tmp_path):
-    pytest.importorskip("nibabel")
     # the script, run as a user runs it
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "build_brain_data.py"), "--templates-dir",
                            str(TEMPLATES), "--out", str(tmp_path)], cwd=REPO, env=subprocess_env(),

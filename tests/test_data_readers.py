@@ -124,7 +124,11 @@ def test_mnist_malformed_and_missing(tmp_path):
         read_idx(images_file, ndim=1)
 
 
-@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian package dataset-fashion-mnist not installed")
+@pytest.mark.skipif(
+    not FASHION_MNIST.is_dir(),
+    reason=f"no Fashion-MNIST in {FASHION_MNIST}: install the Debian package dataset-fashion-mnist "
+    "(apt-get install dataset-fashion-mnist; .ci/run installs it where it can)",
+)
 def test_real_fashion_mnist():
     ds = MNISTDataset(FASHION_MNIST, split="test")
     assert len(ds) == 10000

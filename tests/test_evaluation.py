@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
 import struct
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from PIL import Image
 from scipy.stats import norm
 
 from conftest import subprocess_env
+from evaluation_oracle import dice_by_hand, gaussian_mmd_by_hand
 from monai_gvae.bundle.evaluation import evaluate_model, report_to_json, write_json_report
 from monai_gvae.cli import main
 from monai_gvae.data import load_image_folder
@@ -77,21 +77,6 @@ def batches(x: torch.Tensor, size: int) -> list[dict]:
     return [{"image": x[i : i + size]} for i in range(0, x.shape[0], size)]
 
 
-def gaussian_mmd_by_hand(fake: np.ndarray, real: np.ndarray) -> float:
-    """Unbiased squared MMD with the Gaussian mixture 0.5, 1, 2 x the median real pairwise distance, by loops."""
-    m, n = len(fake), len(real)
-    dist = lambda a, b: float(np.sqrt(((a - b) ** 2).sum()))  # noqa: E731
-    median = float(np.median([dist(real[i], real[j]) for i in range(n) for j in range(n) if i != j]))
-    values = []
-    for sigma in (0.5 * median, median, 2 * median):
-        k = lambda a, b: math.exp(-dist(a, b) ** 2 / (2 * sigma**2))  # noqa: E731
-        xx = sum(k(fake[i], fake[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-        yy = sum(k(real[i], real[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
-        xy = sum(k(a, b) for a in fake for b in real) / (m * n)
-        values.append(xx + yy - 2 * xy)
-    return float(np.mean(values))
-
-
 def test_each_value_matches_an_independent_computation():
     torch.manual_seed(0)
     model = KnownGVAE().eval()
@@ -139,12 +124,14 @@ def test_dice_of_generated_labels_matches_hand_count():
     with torch.no_grad():
         decoded = model.decode(model.encode(x)[0])[:, 1:].argmax(1).numpy()
     truth = label[:, 0].numpy()
-    scores = []
-    for d, t in zip(decoded, truth):
-        for c in (1, 2):  # foreground classes; a class absent from the truth is ignored (MONAI ignore_empty)
-            if (t == c).sum():
-                scores.append(2 * ((d == c) & (t == c)).sum() / ((d == c).sum() + (t == c).sum()))
-    assert values["reconstruction_dice"] == pytest.approx(float(np.mean(scores)), rel=1e-6)
+    # per image, the mean over the foreground classes present in its truth (MONAI ignore_empty); then over images
+    assert values["reconstruction_dice"] == pytest.approx(dice_by_hand(decoded, truth, 3), rel=1e-6)
+    # an image whose truth lacks a class it predicts: that class is left out of its mean, not scored 0
+    truth[0][truth[0] == 2] = 1
+    packed = torch.cat([x[:, :1], torch.nn.functional.one_hot(torch.from_numpy(truth), 3).movedim(-1, 1) * 2.0 - 1], 1)
+    assert (decoded[0] == 2).any() and not (truth[0] == 2).any()
+    values = evaluate(model, batches(packed, 2), metrics=["reconstruction_dice"])
+    assert values["reconstruction_dice"] == pytest.approx(dice_by_hand(decoded, truth, 3), rel=1e-6)
     assert "reconstruction_dice" in default_metrics(model) and "reconstruction_dice" not in default_metrics(KnownGVAE())
 
 

@@ -258,6 +258,54 @@ def test_calibrate_posterior_sigma_picks_the_largest_sigma_above_the_threshold()
         calibrate_posterior_sigma(conditional_model(), x, y)
 
 
+class KnownSigmaGVAE(GVAE):
+    """A joint GVAE whose generated label depends only on how far the latent is from the posterior mean, so the
+    label Dice of each sigma is known: ``mu = 0`` in 4096 dimensions, where ``|z| / 64`` is sigma to within 3 %.
+
+    Every item's label: class 1 in the top half, class 2 in the bottom-left quarter. Decoded: class 2 always, class 1
+    whole below a distance of 0.75, its top half up to 1.5, gone beyond. Mean foreground Dice: 1 for sigma 0 and 0.5,
+    (2/3 + 1) / 2 = 5/6 for sigma 1, (0 + 1) / 2 = 0.5 for sigma 2."""
+
+    LATENT = 4096
+
+    def __init__(self):
+        super().__init__(in_channels=1 + CLASSES, image_channels=1, num_classes=CLASSES,
+                         **{**TINY, "latent_size": self.LATENT, "max_channels": 4})
+
+    @staticmethod
+    def truth(n: int) -> torch.Tensor:
+        label = torch.zeros(n, 1, SIZE, SIZE, dtype=torch.long)
+        label[:, :, : SIZE // 2] = 1
+        label[:, :, SIZE // 2 :, : SIZE // 2] = 2
+        return label
+
+    def encode(self, x, condition=None):
+        zeros = x.new_zeros(x.shape[0], self.LATENT)
+        return zeros, zeros
+
+    def decode(self, z, condition=None):
+        distance = z.norm(dim=1) / self.LATENT**0.5
+        label = self.truth(z.shape[0])
+        for i, d in enumerate(distance.tolist()):
+            rows = SIZE // 2 if d < 0.75 else SIZE // 4 if d < 1.5 else 0  # rows of class 1 kept
+            label[i, :, rows : SIZE // 2] = 0
+        onehot = torch.nn.functional.one_hot(label[:, 0], CLASSES).movedim(-1, 1).float()
+        return torch.cat([torch.zeros_like(onehot[:, :1]), onehot * 2 - 1], 1)
+
+
+def test_calibrate_posterior_sigma_at_an_intermediate_threshold():
+    """The largest sigma whose mean label Dice reaches min_dice, where some but not all candidates reach it."""
+    model = KnownSigmaGVAE().eval()
+    images, labels = torch.zeros(3, 1, SIZE, SIZE), KnownSigmaGVAE.truth(3)
+    sigmas = (2.0, 0.0, 1.0, 0.5)  # any order
+    expected_table = {0.0: 1.0, 0.5: 1.0, 1.0: 5 / 6, 2.0: 0.5}
+    for min_dice, expected_sigma in ((0.8, 1.0), (0.9, 0.5), (0.5, 2.0), (1.0, 0.5)):
+        sigma, table = calibrate_posterior_sigma(model, images, labels, sigmas=sigmas, min_dice=min_dice, draws=3,
+                                                 generator=torch.Generator().manual_seed(0))
+        assert table == pytest.approx(expected_table, rel=1e-6)
+        assert sigma == expected_sigma, (min_dice, table)
+
+
 def test_posterior_variants_of_labelled_and_unlabelled_images():
     torch.manual_seed(0)
     joint = GVAE(in_channels=1 + CLASSES, image_channels=1, num_classes=CLASSES, **TINY).eval()

@@ -1,9 +1,11 @@
-"""Correctness of monai_gvae.metrics: MMD, MS-SSIM diversity, KL, ELBO, importance-weighted bound, Frechet."""
+"""Correctness of monai_gvae.metrics: MMD, MS-SSIM diversity, KL, ELBO, importance-weighted bound, Frechet,
+memorisation."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from monai.metrics import MMDMetric
@@ -25,6 +27,7 @@ from monai_gvae.metrics import (
     kl_to_prior,
     linear_mmd,
     median_heuristic,
+    memorization_report,
     ms_ssim,
     ms_ssim_pairs,
     ms_ssim_settings,
@@ -231,9 +234,16 @@ def test_gvae_adapter_metrics_and_bound_above_elbo():
     all_terms = metric.aggregate_all()
     assert set(all_terms) == {"elbo", "log_likelihood", "kl"}
     assert all_terms["elbo"] == pytest.approx(all_terms["log_likelihood"] - all_terms["kl"], abs=1e-2)
-    iw = ImportanceWeightedBoundMetric(adapter, num_samples=16, chunk_size=8, value_range=(-1, 1))
+    iw = ImportanceWeightedBoundMetric(adapter, num_samples=16, chunk_size=8, value_range=(-1, 1), seed=5)
     iw(x01 * 2 - 1)
-    assert math.isfinite(float(iw.aggregate()))
+    # the metric is the mean of the function's per-image bound, with the same latent noise (seed 5)
+    direct = importance_weighted_bound(x01, adapter.encode, adapter.log_likelihood, 16, chunk_size=8, generator=_gen(5))
+    assert float(iw.aggregate()) == pytest.approx(float(direct.mean()), rel=1e-6)
+    # and the ELBO metric's terms are the function's, batch by batch with one generator (seed 0)
+    g = _gen(0)
+    by_batch = [elbo(x, adapter.encode, adapter.log_likelihood, num_samples=2, generator=g) for x in (x01[:3], x01[3:])]
+    for term in ("elbo", "log_likelihood", "kl"):
+        assert all_terms[term] == pytest.approx(float(torch.cat([b[term] for b in by_batch]).mean()), rel=1e-6), term
     with pytest.raises(ValueError, match="scale"):
         GVAELikelihood(model, "discretized_gaussian")
 
@@ -288,7 +298,85 @@ def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
     expected = (gaussian_mmd(recon[:6], images[:6], (4.0, 8.0)) + gaussian_mmd(recon[6:], images[6:], (4.0, 8.0))) / 2
     assert metrics["mmd"] == pytest.approx(float(expected), rel=1e-4)
     assert metrics["ms_ssim"] == pytest.approx(float(ms_ssim_pairs(recon, value_range=(-1, 1)).mean()), rel=1e-4)
-    assert math.isfinite(metrics["elbo"]) and metrics["elbo"] < 0
+    # the ELBO handler averages the per-image ELBO of both batches, drawn with the metric's own generator (seed 0)
+    g = _gen(0)
+    x01 = (images + 1) / 2
+    expected_elbo = torch.cat([elbo(x, adapter.encode, adapter.log_likelihood, num_samples=2, generator=g)["elbo"]
+                               for x in (x01[:6], x01[6:])]).mean()
+    assert metrics["elbo"] == pytest.approx(float(expected_elbo), rel=1e-5)
+
+
+# ---------------------------------------------------------------- memorisation
+def _smooth_images(n: int, g: torch.Generator, size: int = 16) -> torch.Tensor:
+    """``n`` smooth random images in [0, 1] (box-filtered noise, min-max scaled): a 1-pixel shift stays close."""
+    x = torch.nn.functional.avg_pool2d(torch.rand(n, 1, size + 3, size + 3, generator=g), 4, 1)
+    low, high = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    return (x - low) / (high - low)
+
+
+def _rms_to_nearest(queries: torch.Tensor, references: torch.Tensor) -> np.ndarray:
+    """Nearest-neighbour RMS distances by a plain loop (the documented definition, independent of the code)."""
+    q, r = queries.double().numpy(), references.double().numpy()
+    return np.array([min(float(np.sqrt(((a - b) ** 2).mean())) for b in r) for a in q])
+
+
+def test_memorization_flags_near_copies_and_new_real_images_by_the_percentile_rule():
+    g = _gen(50)
+    train, holdout = _smooth_images(30, g), _smooth_images(20, g)
+    planted = {
+        "exact": train[0],
+        "noisy": (train[3] + 0.02 * torch.randn(train[3].shape, generator=g)).clamp(0, 1),  # small noise
+        "shifted": torch.roll(train[7], 1, dims=-1),  # moved by one pixel
+    }
+    # the held-out images themselves as "samples": each is exactly as close as that new real image is
+    synthetic = torch.cat([torch.stack(list(planted.values())), holdout])
+    names = list(planted) + [f"new_{i}" for i in range(len(holdout))]
+    reference = _rms_to_nearest(holdout, train)
+    distances = _rms_to_nearest(synthetic, train)
+    for percentile, new_flagged in ((5.0, 1), (50.0, 10)):
+        report = memorization_report(synthetic, train, holdout, percentile=percentile, synthetic_names=names)
+        threshold = float(np.percentile(reference, percentile))
+        assert report["spaces"]["pixel"]["threshold"] == pytest.approx(threshold, rel=1e-9)
+        # (the code expands the squares: an exact copy comes out at ~1e-8)
+        assert [s["pixel_distance"] for s in report["samples"]] == pytest.approx(list(distances), rel=1e-6, abs=1e-6)
+        expected = [n for n, d in zip(names, distances) if d < threshold or d <= 1e-6]
+        assert report["flagged"] == expected
+        # the near-copies are flagged; of the new real images, those below the percentile of their own distances:
+        # the closest one at 5 % (20 images), half of them at 50 %
+        assert expected[:3] == ["exact", "noisy", "shifted"] and len(expected) == 3 + new_flagged
+        nearest = {s["name"]: s["nearest_training"] for s in report["samples"]}
+        assert (nearest["exact"], nearest["noisy"], nearest["shifted"]) == ("0", "3", "7")
+    # without held-out images the training set's leave-one-out distances are the reference
+    report = memorization_report(synthetic, train, percentile=5.0, synthetic_names=names)
+    loo = np.array([min(float(np.sqrt(((a - b) ** 2).mean())) for j, b in enumerate(train.double().numpy()) if j != i)
+                    for i, a in enumerate(train.double().numpy())])
+    assert report["spaces"]["pixel"]["threshold"] == pytest.approx(float(np.percentile(loo, 5.0)), rel=1e-9)
+    assert report["flagged"][:3] == ["exact", "noisy", "shifted"]
+
+
+def test_memorization_feature_space_flags_what_pixels_miss():
+    """A feature_fn adds a second space: a training image moved by 5 pixels (circularly) is far in pixel space but
+    identical in Fourier magnitudes, so it is flagged there (and overall), and only there."""
+    g = _gen(51)
+    train, holdout = _smooth_images(30, g), _smooth_images(20, g)
+    shifted = torch.roll(train[4], 5, dims=-1)
+    synthetic = torch.stack([shifted, holdout[0], train[9]])
+
+    def fourier(x: torch.Tensor) -> torch.Tensor:  # invariant to circular shifts
+        return torch.fft.fft2(x.double()).abs().flatten(1)
+
+    plain = memorization_report(synthetic, train, holdout, synthetic_names=["shifted", "new", "copy"])
+    assert plain["flagged"] == ["copy"] and "fourier" not in plain["spaces"]
+    report = memorization_report(synthetic, train, holdout, synthetic_names=["shifted", "new", "copy"],
+                                 feature_fn=fourier, feature_name="fourier")
+    assert report["flagged"] == ["shifted", "copy"] and set(report["spaces"]) == {"pixel", "fourier"}
+    shifted_row = report["samples"][0]
+    assert not shifted_row["pixel_flagged"] and shifted_row["fourier_flagged"] and shifted_row["flagged"]
+    assert shifted_row["fourier_nearest_training"] == "4" and shifted_row["fourier_distance"] < 1e-6
+    # the feature space has its own threshold, from the features of the held-out images
+    feature_reference = _rms_to_nearest(fourier(holdout), fourier(train))
+    assert report["spaces"]["fourier"]["threshold"] == pytest.approx(float(np.percentile(feature_reference, 5.0)), rel=1e-9)
+    assert not report["samples"][1]["flagged"]
 
 
 def test_metric_helpers_stack_decollated_batches_and_scale_to_unit_range():

@@ -128,3 +128,41 @@ def test_nearest_upsampling_generator(tmp_path, spatial_dims, condition_channels
         GVAE(2, 1, 16, 4, "resnet", upsample="transposed", **TINY)
     with pytest.raises(ValueError, match="upsample"):
         GVAE(2, 1, 16, 4, "conv", upsample="bilinear", **TINY)
+
+
+def test_logvar_clamp_bounds_the_encoders_log_variance_and_travels_with_the_weights(tmp_path, monkeypatch):
+    """GVAE(logvar_clamp=(low, high)): encode/forward return the log-variance clamped (exp stays finite when the
+    encoder's head spikes), the mean untouched; the bounds are stored in the state dict; the trainer clamps the same
+    way."""
+    model = GVAE(spatial_dims=2, in_channels=1, image_size=16, latent_size=3, logvar_clamp=(-4.0, 2.0), **TINY)
+    spike = torch.tensor([[-1e4, 0.5, 1e4], [-3.0, -5.0, 3.0]])
+    mu = torch.tensor([[1.0, -2.0, 3.0], [0.0, 1e3, -1e3]])
+    monkeypatch.setattr(model.encoder, "forward", lambda x, condition=None: (mu, spike))
+    got_mu, logvar = model.encode(torch.zeros(2, 1, 16, 16))
+    assert torch.equal(got_mu, mu) and torch.equal(logvar, torch.tensor([[-4.0, 0.5, 2.0], [-3.0, -4.0, 2.0]]))
+    recon, _, logvar = model(torch.zeros(2, 1, 16, 16))
+    assert torch.isfinite(recon).all() and logvar.max() == 2.0
+    # the default bounds, and the bounds saved with the weights
+    assert GVAE(spatial_dims=2, in_channels=1, image_size=16, latent_size=3, **TINY).config["logvar_clamp"] == [-30.0, 20.0]
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert tuple(load_gvae(tmp_path / "m.pt").config["logvar_clamp"]) == (-4.0, 2.0)
+
+    # training: the trainer clamps the encoder's output with the network's bounds before the loss sees it
+    from monai_gvae.engines import GVAETrainer
+    from monai_gvae.losses import EncoderGeneratorLoss
+
+    seen = []
+
+    class Recording(EncoderGeneratorLoss):
+        def forward(self, x, recon, mu, logvar, *args, **kwargs):
+            seen.append(logvar.detach().clone())
+            return super().forward(x, recon, mu, logvar, *args, **kwargs)
+
+    critic = GVAECritic(spatial_dims=2, in_channels=1, image_size=16, **TINY)
+    spiking = lambda x, condition=None: (torch.zeros(x.shape[0], 3), torch.full((x.shape[0], 3), 1e4))  # noqa: E731
+    monkeypatch.setattr(model.encoder, "forward", spiking)
+    trainer = GVAETrainer("cpu", 1, [{"image": torch.rand(2, 1, 16, 16) * 2 - 1}], model, critic,
+                          torch.optim.SGD(model.parameters(), 0.0), torch.optim.SGD(critic.parameters(), 0.0),
+                          loss_function=Recording(), seed=0)
+    trainer.run()  # a log-variance of 1e4 unclamped: exp overflows, a non-finite loss stops the run
+    assert len(seen) == 1 and torch.equal(seen[0], torch.full((2, 3), 2.0))

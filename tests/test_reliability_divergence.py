@@ -95,13 +95,25 @@ def test_rollback_restarts_from_last_good_checkpoint_with_lower_lr(tmp_path, cap
     assert all(p.requires_grad for p in run.critic.parameters())
 
 
-def test_rollback_off_by_default_and_bounded(tmp_path):
+def test_rollback_off_by_default_and_bounded(tmp_path, caplog):
     run = tiny_run(str(tmp_path / "a"), epoch_level=False, save_interval=1, loss_function=NaNAt({3}))
     with pytest.raises(NonFiniteLossError, match="iteration 3"):
         run_with_rollback(run.trainer, run.handler)
+    assert run.trainer.state.iteration == 3  # no rollback: stopped at the failing iteration
     always = tiny_run(str(tmp_path / "b"), epoch_level=False, save_interval=1, loss_function=NaNAt({3}))
-    with pytest.raises(NonFiniteLossError, match="iteration 3"):
+    # the learning rates each attempt at iteration 3 trains with: halved at every rollback, compounding
+    attempts: list[list[float]] = []
+    always.trainer.add_event_handler(
+        Events.ITERATION_STARTED(once=3),
+        lambda e: attempts.append([g["lr"] for g in always.opt_g.param_groups + always.opt_d.param_groups]),
+    )
+    lrs = [g["lr"] for g in always.opt_g.param_groups + always.opt_d.param_groups]
+    with caplog.at_level("WARNING"), pytest.raises(NonFiniteLossError, match="iteration 3"):
         run_with_rollback(always.trainer, always.handler, max_rollbacks=2)  # diverges again after each rollback
+    assert attempts == [lrs, [lr * 0.5 for lr in lrs], [lr * 0.25 for lr in lrs]]  # 1 run + exactly 2 rollbacks
+    rollbacks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("rollback ")]
+    assert [m.split(":")[0] for m in rollbacks] == ["rollback 1/2", "rollback 2/2"]
+    assert all("checkpoint_iteration=2.pt" in m for m in rollbacks)
     first = tiny_run(str(tmp_path / "c"), epoch_level=False, save_interval=1, loss_function=NaNAt({1}))
     with pytest.raises(NonFiniteLossError, match="No good checkpoint to roll back to"):
         run_with_rollback(first.trainer, first.handler, max_rollbacks=1)

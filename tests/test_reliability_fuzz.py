@@ -1,15 +1,21 @@
 """Property-based tests (hypothesis): over shapes, dtypes, channel counts, label encodings and metadata, the pack/unpack
-transforms and the brain loader give a valid output or a clear ValueError/TypeError, never silent garbage."""
+transforms and the brain loader accept every valid input with the documented output, and reject every invalid one
+with the documented ValueError/TypeError: never silent garbage, never a refusal of good data.
+
+Each test decides independently of the code under test whether a generated input is valid, from the rules the
+docstrings and docs/reliability.md state (``*_problems`` below): a valid input must give the documented output, an
+invalid one must raise the exception type and message of one of its problems."""
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from monai.data import MetaTensor
@@ -86,6 +92,10 @@ def _check_packed(out, image, label, num_classes, encoding, intensity_range):
     assert torch.isfinite(out).all()
     tol = 2.0 * RANGE_TOLERANCE + 1e-3
     assert out[:c].min() >= -1 - tol and out[:c].max() <= 1 + tol
+    # the image channels: intensity_range mapped linearly to [-1, 1] (values within the tolerance kept, not clipped)
+    low, high = intensity_range
+    expected = (_values(image) - low) / (high - low) * 2.0 - 1.0
+    assert np.allclose(out[:c].numpy(), expected, atol=1e-5)
     if label is not None:
         channels = out[c:]
         assert set(torch.unique(channels).tolist()) <= {-1.0, 1.0}
@@ -106,17 +116,105 @@ def _check_packed(out, image, label, num_classes, encoding, intensity_range):
         assert torch.allclose(img[0], expected, atol=1e-4 * (intensity_range[1] - intensity_range[0]) + 1e-3)
 
 
+def _values(x: np.ndarray) -> np.ndarray:
+    """Array values as float64 (booleans as 0/1), for range checks independent of the dtype."""
+    return np.asarray(x).astype(np.float64)
+
+
+def pack_problems(image, label, num_classes, encoding, intensity_range) -> list[tuple[type, str]]:
+    """What is wrong with a packing input, by the rules of ``pack_image_label``'s docstring and docs/reliability.md
+    ("Corrupt input"): ``(exception type, message pattern)`` per problem; empty for a valid input."""
+    problems: list[tuple[type, str]] = []
+    image = np.asarray(image)
+    if np.iscomplexobj(image):
+        return [(TypeError, "image must be real-valued")]
+    low, high = intensity_range
+    range_ok = bool(np.isfinite(low) and np.isfinite(high) and high > low)
+    if not range_ok:
+        problems.append((ValueError, "intensity_range must be finite"))
+    shape_ok = image.ndim >= 2 and image.size > 0
+    if image.ndim < 2:
+        problems.append((ValueError, "must be channel-first"))
+    elif image.size == 0:
+        problems.append((ValueError, "empty axis"))
+    if shape_ok:
+        values = _values(image)
+        if not np.isfinite(values).all():
+            problems.append((ValueError, "image contains NaN or Inf"))
+        elif range_ok:
+            margin = RANGE_TOLERANCE * (high - low)
+            if values.min() < low - margin or values.max() > high + margin:
+                problems.append((ValueError, "outside intensity_range"))
+    if label is None:  # image-only packing: num_classes and the encoding are not used
+        return problems
+    label = np.asarray(label)
+    if not shape_ok or label.shape != (1, *image.shape[1:]):
+        problems.append((ValueError, "one-channel index map"))
+    classes_ok = isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes >= 2
+    if not classes_ok:
+        problems.append((ValueError, "num_classes must be an integer >= 2"))
+    if encoding not in ("onehot", "foreground"):
+        problems.append((ValueError, "label_channels must be 'onehot' or 'foreground'"))
+    elif encoding == "foreground" and num_classes != 2:
+        problems.append((ValueError, "needs num_classes=2"))
+    values = _values(label)
+    if label.size and np.issubdtype(label.dtype, np.floating) and not np.isfinite(values).all():
+        problems.append((ValueError, "label contains NaN or Inf"))
+    elif label.size and np.issubdtype(label.dtype, np.floating) and not np.array_equal(values, np.round(values)):
+        problems.append((ValueError, "non-integer values"))
+    elif label.size and classes_ok and (values.min() < 0 or values.max() >= num_classes):
+        problems.append((ValueError, "class indices in"))
+    return problems
+
+
+def assert_documented_error(error: Exception, problems: list[tuple[type, str]]) -> None:
+    """``error`` is the exception of one of the input's ``problems``: its type, and its message."""
+    assert problems, f"a valid input was refused: {type(error).__name__}: {error}"
+    assert any(isinstance(error, kind) and re.search(pattern, str(error)) for kind, pattern in problems), (
+        f"{type(error).__name__}: {error!s} is none of the documented errors {problems}"
+    )
+
+
+# Regression examples: the two bugs the search found (docs/reliability.md, "Property-based tests"), pinned so that
+# every run checks them whatever hypothesis draws.
+BOOL_LABEL = (np.full((1, 2, 3), 0.5, np.float32), np.array([[[True, False, True], [False, False, True]]]), 2,
+              "onehot", (0.0, 1.0), False)  # used to crash with NotImplementedError
+BOOL_IMAGE_0_255 = (np.array([[[True, False], [False, True]]]), None, None, "onehot", (0.0, 255.0), False)
+BOOL_IMAGE_10_11 = (np.array([[[True, False], [False, True]]]), None, None, "onehot", (10.0, 11.0), True)
+# (a boolean image used to be packed far outside [-1, 1] for a range other than [0, 1]: now 0/1 in [0, 255] packs to
+# -1 and -1 + 2/255, and 0/1 in [10, 11] is refused as out of range)
+
+
 @FUZZ
 @given(image_and_label())
+@example(BOOL_LABEL)
+@example(BOOL_IMAGE_0_255)
+@example(BOOL_IMAGE_10_11)
 def test_pack_image_label_valid_or_clear_error(case):
     image, label, num_classes, encoding, intensity_range, as_meta = case
     img_in = MetaTensor(torch.as_tensor(image)) if as_meta and image.dtype != np.complex64 else image
+    problems = pack_problems(image, label, num_classes, encoding, intensity_range)
     try:
         out = PackImageLabel(num_classes, encoding, intensity_range)(img_in, label)
     except (ValueError, TypeError) as e:
-        assert str(e)  # a message, not a bare exception
+        assert_documented_error(e, problems)
         return
+    assert not problems, f"invalid input accepted: {problems}"
     _check_packed(out, image, label, num_classes, encoding, intensity_range)
+    if isinstance(img_in, MetaTensor):  # "a MetaTensor keeps the image's metadata"
+        assert isinstance(out, MetaTensor)
+
+
+def test_pack_regressions_found_by_the_search():
+    """The fixed bugs, by value: a boolean label packs like an integer one; a boolean image is 0/1 in its range."""
+    image, label, num_classes, encoding, intensity_range, _ = BOOL_LABEL
+    packed = PackImageLabel(num_classes, encoding, intensity_range)(image, label)
+    assert torch.equal(packed, PackImageLabel(2)(image, label.astype(np.int64)))
+    assert torch.equal(packed[1:].argmax(0), torch.as_tensor(label[0]).long())
+    packed = PackImageLabel(None, intensity_range=(0.0, 255.0))(BOOL_IMAGE_0_255[0])
+    assert torch.allclose(packed, torch.tensor([[[-1.0 + 2.0 / 255.0, -1.0], [-1.0, -1.0 + 2.0 / 255.0]]]))
+    with pytest.raises(ValueError, match="outside intensity_range"):
+        PackImageLabel(None, intensity_range=(10.0, 11.0))(BOOL_IMAGE_10_11[0])
 
 
 @FUZZ
@@ -164,6 +262,32 @@ def samples(draw):
     return sample
 
 
+def unpack_problems(sample: np.ndarray, image_channels, num_classes) -> list[tuple[type, str]]:
+    """What is wrong with an unpacking input, by ``unpack_image_label``'s docstring; empty for a valid input."""
+    if np.iscomplexobj(sample):
+        return [(TypeError, "sample must be real-valued")]
+    problems: list[tuple[type, str]] = []
+    if sample.ndim < 4:
+        return [(ValueError, "2 or 3 spatial dims")]
+    c = sample.shape[1]
+    channels_ok = isinstance(image_channels, int) and 1 <= image_channels <= c
+    if not channels_ok:
+        problems.append((ValueError, "image_channels must be in"))
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+        problems.append((ValueError, r"num_classes must be an integer >= 2 or None"))
+    if not np.isfinite(_values(sample)).all():
+        problems.append((ValueError, "NaN or Inf"))
+    if channels_ok and num_classes is not None:
+        label_channels = c - image_channels
+        if label_channels == 0:
+            problems.append((ValueError, "no label channels"))
+        elif label_channels == 1 and num_classes != 2:
+            problems.append((ValueError, "1 label channel"))
+        elif label_channels > 1 and label_channels != num_classes:
+            problems.append((ValueError, "label channels but num_classes"))
+    return problems
+
+
 @FUZZ
 @given(samples(), st.data())
 def test_unpack_image_label_valid_or_clear_error(sample, data):
@@ -172,20 +296,25 @@ def test_unpack_image_label_valid_or_clear_error(sample, data):
     label_channels = sample.shape[1] - image_channels if sample.ndim > 1 else 0
     fitting = None if label_channels <= 0 else (2 if label_channels == 1 else label_channels)
     num_classes = data.draw(mostly(st.sampled_from([None, fitting]), st.sampled_from([None, 1, 2, 3, 4])), label="num_classes")
+    problems = unpack_problems(sample, image_channels, num_classes)
     try:
         image, label = unpack_image_label(torch.as_tensor(sample), image_channels, num_classes)
     except (ValueError, TypeError) as e:
-        assert str(e)
+        assert_documented_error(e, problems)
         return
+    assert not problems, f"invalid input accepted: {problems}"
     n, c = sample.shape[:2]
-    assert sample.ndim >= 4 and 1 <= image_channels <= c and np.isfinite(sample).all()
-    assert image.shape == (n, image_channels, *sample.shape[2:]) and image.min() >= 0 and image.max() <= 1
-    if label is None:
-        assert c == image_channels and num_classes is None
-    else:
-        assert label.dtype == torch.int64 and label.shape == (n, 1, *sample.shape[2:])
-        classes = 2 if c - image_channels == 1 else c - image_channels
-        assert num_classes in (None, classes) and label.min() >= 0 and label.max() < classes
+    # the image channels mapped from [-1, 1] (clipped) to the default [0, 1]
+    expected = (np.clip(_values(sample[:, :image_channels]), -1, 1) + 1) / 2
+    assert image.dtype == torch.float32 and image.shape == expected.shape
+    assert np.allclose(image.numpy(), expected, atol=1e-6)
+    if c == image_channels:
+        assert label is None
+        return
+    logits = _values(sample[:, image_channels:])
+    # one label channel: foreground where it is above 0; several: the first channel of the largest value
+    decoded = (logits > 0).astype(np.int64) if c - image_channels == 1 else logits.argmax(1)[:, None]
+    assert label.dtype == torch.int64 and np.array_equal(label.numpy(), decoded)
 
 
 @st.composite
@@ -193,9 +322,9 @@ def brain_arrays(draw):
     """The arrays of a brain ``.npz``: mostly well-formed slices, each part sometimes not."""
     shape = draw(mostly(hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=4),
                         hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=4)))
-    image_dtype = draw(mostly(st.sampled_from([np.uint8, np.float32, np.float64, np.int16]),
-                              st.sampled_from([np.bool_, np.complex64, np.int64, np.float16])))
-    if image_dtype in (np.float32, np.float64):
+    image_dtype = draw(mostly(st.sampled_from([np.uint8, np.float32, np.float64, np.int16, np.float16]),
+                              st.sampled_from([np.bool_, np.complex64, np.int64])))
+    if image_dtype in (np.float32, np.float64, np.float16):  # any float dtype in [0, 1] is valid
         image = draw(mostly(in_range(image_dtype, shape, 0.0, 1.0), hnp.arrays(image_dtype, shape)))
     elif image_dtype == np.int16:
         image = draw(mostly(in_range(image_dtype, shape, 0, 255), hnp.arrays(image_dtype, shape)))
@@ -216,24 +345,60 @@ def brain_arrays(draw):
     return arrays
 
 
+def brain_problems(arrays: dict) -> list[tuple[type, str]]:
+    """What is wrong with a brain ``.npz``'s arrays, by ``load_brain_slices``'s docstring and docs/reliability.md
+    ("Corrupt input"); empty for a valid file."""
+    image, label = arrays["image"], arrays["label"]
+    problems: list[tuple[type, str]] = []
+    for key, array in (("image", image), ("label", label)):
+        if array.ndim != 3:
+            problems.append((ValueError, f"'{key}' must have 3 dims"))
+    if image.shape != label.shape:
+        problems.append((ValueError, "differ"))
+    if problems:
+        return problems
+    if image.size == 0:
+        return [(ValueError, "empty arrays")]
+    if image.dtype == np.bool_ or np.iscomplexobj(image):
+        problems.append((ValueError, "'image' must be uint8"))
+    elif np.issubdtype(image.dtype, np.floating):
+        values = _values(image)
+        if not np.isfinite(values).all():
+            problems.append((ValueError, "NaN or Inf"))
+        elif values.min() < 0 or values.max() > 1:
+            problems.append((ValueError, r"must lie in \[0, 1\]"))
+    elif image.min() < 0 or image.max() > 255:
+        problems.append((ValueError, r"must lie in 0\.\.255"))
+    if not (np.issubdtype(label.dtype, np.integer) or label.dtype == np.bool_):
+        problems.append((ValueError, "integer class indices"))
+    elif label.min() < 0:
+        problems.append((ValueError, "negative class indices"))
+    index = arrays.get("slice_index")
+    if index is not None and (index.shape != image.shape[:1] or not np.issubdtype(index.dtype, np.integer)):
+        problems.append((ValueError, "'slice_index' must hold"))
+    return problems
+
+
 @FUZZ
 @given(brain_arrays())
 def test_brain_loader_valid_or_clear_error(arrays):
     image, label = arrays["image"], arrays["label"]
+    problems = brain_problems(arrays)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "brain.npz")
         np.savez(path, **arrays)
         try:
             items = load_brain_slices("all", data_file=path)
         except ValueError as e:
-            assert path in str(e)
+            assert path in str(e)  # the error names the file
+            assert_documented_error(e, problems)
             return
-    assert image.ndim == 3 and image.shape == label.shape and image.size > 0 and len(items) == image.shape[0]
+    assert not problems, f"invalid file accepted: {problems}"
+    assert len(items) == image.shape[0]
     for i, item in enumerate(items):
         assert item["image"].dtype == np.float32 and item["image"].shape == (1, *image.shape[1:])
-        assert np.isfinite(item["image"]).all() and item["image"].min() >= 0 and item["image"].max() <= 1
         scale = 255.0 if np.issubdtype(image.dtype, np.integer) else 1.0
         assert np.allclose(item["image"][0], image[i] / scale, atol=1e-6)
-        assert item["label"].dtype == np.int64 and item["label"].min() >= 0
-        assert np.array_equal(item["label"][0], label[i].astype(np.int64))
-        assert isinstance(item["slice_index"], int)
+        assert item["label"].dtype == np.int64 and np.array_equal(item["label"][0], label[i].astype(np.int64))
+        expected_index = int(arrays["slice_index"][i]) if "slice_index" in arrays else i
+        assert isinstance(item["slice_index"], int) and item["slice_index"] == expected_index

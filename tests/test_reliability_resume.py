@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
@@ -112,6 +113,110 @@ def test_crash_and_resume_in_process_is_exact(tmp_path, epoch_level, crash_at):
     assert torch.load(second.handler.resumed_from, weights_only=True)["trainer"]["iteration"] == expected_start
     assert second.trainer.state.iteration == reference.trainer.state.iteration == 6
     assert_same_state(state_of(reference), state_of(second))
+
+
+def test_resume_from_an_explicit_checkpoint_path(tmp_path):
+    """resume=PATH continues from that checkpoint, not from the newest one: here from epoch 1 of a finished run, in
+    another folder and in the run's own folder (which holds newer checkpoints), exactly as the run went on."""
+    reference = tiny_run(str(tmp_path / "ref"), n_saved=None)
+    reference.trainer.run()
+    epoch_1 = tmp_path / "ref" / "checkpoint_epoch=1.pt"
+    for folder in (tmp_path / "branch", tmp_path / "ref"):
+        run = tiny_run(str(folder), n_saved=None, resume=str(epoch_1))
+        started: list[int] = []
+        run.trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: started.append(e.state.iteration))
+        run.trainer.run()
+        assert run.handler.resumed_from == str(epoch_1) and started[0] == 3  # epoch 1 ended at iteration 2
+        assert run.trainer.state.iteration == 6
+        assert_same_state(state_of(reference), state_of(run))
+    with pytest.raises(ValueError, match="cannot resume from"):  # a file that is no checkpoint is named
+        (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+        tiny_run(str(tmp_path / "junk_run"), resume=str(tmp_path / "junk.pt")).trainer.run()
+
+
+def test_ema_generator_is_saved_resumed_exactly_and_loaded_with_key_gvae_ema(tmp_path):
+    """The trainer's EMA generator is in every checkpoint, comes back exactly on resume, and load_gvae(key="gvae_ema")
+    and `monai-gvae synthesize --key gvae_ema` use it."""
+    from monai_gvae.bundle.synthesis import synthesize
+    from monai_gvae.cli import main
+
+    reference = tiny_run(str(tmp_path / "ref"), ema_decay=0.8)
+    reference.trainer.run()
+
+    def crash(run):
+        run.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=5), lambda e: (_ for _ in ()).throw(Crash()))
+
+    with pytest.raises(Crash):
+        tiny_run(str(tmp_path / "run"), ema_decay=0.8, before_attach=crash).trainer.run()
+    resumed = tiny_run(str(tmp_path / "run"), ema_decay=0.8, resume=True)
+    resumed.trainer.run()
+    ema = resumed.trainer.generator_ema
+    assert resumed.handler.resumed_from.endswith("epoch=2.pt") and ema.n_averaged.item() == 6
+    assert_same_state(reference.trainer.generator_ema.state_dict(), ema.state_dict())
+    model_file = tmp_path / "run" / "model.pt"
+    assert_same_state(torch.load(model_file, weights_only=True)["trainer"]["generator_ema"], ema.state_dict())
+
+    # key="gvae_ema": the trained encoder with the averaged generator
+    averaged = load_gvae(model_file, key="gvae_ema")
+    plain = load_gvae(model_file)
+    for name, value in averaged.state_dict().items():
+        if name.startswith("generator."):
+            assert torch.equal(value, ema.module.state_dict()[name[len("generator."):]]), name
+        else:
+            assert_same_state(value, plain.state_dict()[name], name)
+    z = torch.randn(3, 4)
+    with torch.no_grad():
+        assert not torch.allclose(averaged.decode(z), plain.decode(z))
+    # the command line writes the averaged generator's samples
+    assert main(["synthesize", "--checkpoint", str(model_file), "--key", "gvae_ema", "-n", "2", "--out",
+                 str(tmp_path / "cli_ema"), "--seed", "3", "--no-progress"]) == 0
+    by_hand = resumed.gvae.__class__.from_state_dict(resumed.gvae.state_dict())
+    by_hand.generator.load_state_dict(ema.module.state_dict())
+    synthesize(by_hand.eval(), str(tmp_path / "by_hand"), num_samples=2, seed=3)
+    synthesize(plain, str(tmp_path / "plain"), num_samples=2, seed=3)
+    import nibabel as nib
+
+    for name in ("synthetic_00000_image.nii.gz", "synthetic_00001_label.nii.gz"):
+        cli, expected, other = (np.asarray(nib.load(tmp_path / d / name).dataobj) for d in ("cli_ema", "by_hand", "plain"))
+        assert np.array_equal(cli, expected), name
+    assert not np.array_equal(*(np.asarray(nib.load(tmp_path / d / "synthetic_00000_image.nii.gz").dataobj)
+                                for d in ("cli_ema", "plain")))
+    # a run without ema_decay has no average to load: said so
+    tiny_run(str(tmp_path / "no_ema"), max_epochs=1).trainer.run()
+    with pytest.raises(ValueError, match="no EMA generator"):
+        load_gvae(tmp_path / "no_ema" / "model.pt", key="gvae_ema")
+    assert main(["synthesize", "--checkpoint", str(tmp_path / "no_ema" / "model.pt"), "--key", "gvae_ema", "-n", "1",
+                 "--out", str(tmp_path / "nothing"), "--no-progress"]) == 1
+
+
+def test_distributed_resume_takes_each_ranks_own_random_states(tmp_path, monkeypatch, caplog):
+    """In a distributed run each rank restores its own entry of rng_state_per_rank; a checkpoint without them (or
+    written by another number of processes) re-seeds each rank from the seed, its rank and the iteration, saying so.
+    (Stands in for rank 1 of 2 in this process; tests/test_multi_gpu.py runs the real thing.)"""
+    import copy
+    import logging
+
+    from monai_gvae.handlers import resume as resume_module
+
+    run = tiny_run(str(tmp_path), max_epochs=1)
+    run.trainer.run()
+    ckpt = torch.load(tmp_path / "model.pt", weights_only=True)
+    monkeypatch.setattr(resume_module, "world_size", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    tracker = resume_module.RandomStateTracker(mid_epoch=False, logger=logging.getLogger("test"))
+    rank1 = copy.deepcopy(ckpt["rng_state"])
+    rank1["engine"]["latent_generator"] = torch.Generator().manual_seed(99).get_state()
+    per_rank = [{"rng_state": ckpt["rng_state"]}, {"rng_state": rank1}]
+    tracker.restore(run.trainer, {**ckpt, "rng_state_per_rank": per_rank}, "x.pt")
+    assert torch.equal(run.trainer.latent_generator.get_state(), rank1["engine"]["latent_generator"])
+    for written, reason in ((ckpt, "without per-rank random states"),
+                            ({**ckpt, "rng_state_per_rank": [{"rng_state": rank1}] * 4}, "by 4 processes")):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            tracker.restore(run.trainer, written, "old.pt")
+        assert reason in caplog.text and "re-seeded per rank" in caplog.text
+        seed = 0 + 7919 * 1 + 1_000_003 * run.trainer.state.iteration
+        assert torch.equal(run.trainer.latent_generator.get_state(), torch.Generator().manual_seed(seed).get_state())
 
 
 def test_resume_without_random_states_would_differ(tmp_path):

@@ -200,8 +200,15 @@ class GVAECheckpointHandler:
             engine.add_event_handler(Events.COMPLETED, self._completed)
 
     # ------------------------------------------------------------------ saving
-    def checkpoint(self, kind: str = "interval") -> dict[str, Any]:
+    def checkpoint(
+        self, kind: str = "interval", random_states: tuple[dict[str, Any], bool] | None = None
+    ) -> dict[str, Any]:
         """The dictionary written to disk now (state dicts, random states, config, meta).
+
+        Args:
+            kind: ``"interval"`` or ``"final"``.
+            random_states: the random-state entries and whether they resume exactly, as gathered from every rank
+                by ``_save``; default this process's.
 
         Raises:
             NonFiniteStateError: ``check_finite`` and a weight or optimiser tensor holds NaN/Inf.
@@ -217,7 +224,7 @@ class GVAECheckpointHandler:
                 f"(epoch {engine.state.epoch}): non-finite values in {', '.join(bad)}; "
                 f"the last good checkpoint is {(self.saved[-1] if self.saved else self.resumed_from) or 'none (none was written)'}."
             )
-        random_states, exact = self._random.entries(engine)
+        random_states, exact = random_states if random_states is not None else self._random.entries(engine)
         ckpt.update(random_states)
         ckpt[CONFIG_KEY] = run_record(engine, self.config)
         ckpt[META_KEY] = checkpoint_meta(kind, engine.state, exact)
@@ -228,9 +235,11 @@ class GVAECheckpointHandler:
         name = self.final_filename if kind == "final" else interval_checkpoint_name(
             self.file_prefix, self.epoch_level, state.epoch, state.iteration
         )
+        # every rank's random states: a collective in a distributed run, so every rank gets here (only rank 0 writes)
+        random_states = self._random.gathered_entries(self.engine)
         if not _is_rank0():
             return os.path.join(self.save_dir, name)
-        path = atomic_torch_save(self.checkpoint(kind), os.path.join(self.save_dir, name), overwrite=True)
+        path = atomic_torch_save(self.checkpoint(kind, random_states), os.path.join(self.save_dir, name), overwrite=True)
         self.saved.append(path)
         self._last_save_iteration = state.iteration
         self.logger.info(f"saved {kind} checkpoint {path} (iteration {state.iteration})")

@@ -4,7 +4,8 @@ and ``monai_gvae.bundle.train_bundle`` build on these functions.
 
 A checkpoint is a dict of state dicts (the handler's ``save_dict`` entries, the trainer's among them) plus the
 reserved entries :data:`META_KEY` (``checkpoint_meta``: format, kind, iteration, epoch, ``complete``),
-:data:`RNG_KEY`, :data:`EPOCH_RNG_KEY` (random states) and :data:`CONFIG_KEY`.
+:data:`RNG_KEY`, :data:`EPOCH_RNG_KEY` (random states; rank 0's in a distributed run), :data:`RANK_RNG_KEY` (every
+rank's, in a distributed run) and :data:`CONFIG_KEY`.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ READABLE_FORMATS = (1, CHECKPOINT_FORMAT)
 META_KEY = "checkpoint_meta"
 RNG_KEY = "rng_state"
 EPOCH_RNG_KEY = "rng_state_epoch_start"
+RANK_RNG_KEY = "rng_state_per_rank"
 CONFIG_KEY = "config"
-RESERVED_KEYS = (META_KEY, RNG_KEY, EPOCH_RNG_KEY, CONFIG_KEY)
+RESERVED_KEYS = (META_KEY, RNG_KEY, EPOCH_RNG_KEY, RANK_RNG_KEY, CONFIG_KEY)
 """Entries of a checkpoint that are not ``save_dict`` objects."""
 
 # files a training run writes into its folder besides the interval checkpoints of its file prefix: the best-metric

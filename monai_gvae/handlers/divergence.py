@@ -82,9 +82,11 @@ class DivergenceGuard:
         optimizers = self.optimizers
         if optimizers is None:
             optimizers = {}
-            modules = [unwrap(m) for m in (getattr(engine, "encoder", None), getattr(engine, "generator", None)) if m is not None]
+            # named by role, so that a message reads "generator.trunk.project.weight", not "1.trunk.project.weight"
+            roles = {name: getattr(engine, name, None) for name in ("encoder", "generator")}
+            modules = {name: unwrap(m) for name, m in roles.items() if m is not None}
             if getattr(engine, "optimizer", None) is not None:
-                optimizers["encoder-generator"] = (engine.optimizer, nn.ModuleList(modules) if modules else None)
+                optimizers["encoder-generator"] = (engine.optimizer, nn.ModuleDict(modules) if modules else None)
             if getattr(engine, "critic_optimizer", None) is not None:
                 optimizers["critic"] = (engine.critic_optimizer, unwrap(getattr(engine, "critic", None)))
         if not optimizers:

@@ -1,5 +1,5 @@
 """Exact resumption: the random states a checkpoint holds, and putting them back when a run resumes, including the
-replay of an epoch's data order up to a mid-epoch checkpoint and fresh per-rank streams under DDP."""
+replay of an epoch's data order up to a mid-epoch checkpoint and each rank's own streams under DDP."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from monai_gvae.engines.gvae_trainer import unwrap
 from .checkpoint_io import (
     EPOCH_RNG_KEY,
     META_KEY,
+    RANK_RNG_KEY,
     RNG_KEY,
     find_checkpoints,
     latest_checkpoint,
@@ -139,7 +140,8 @@ class RandomStateTracker:
     A checkpoint at the end of an epoch needs the random states of that moment. One in the middle of an epoch
     (``mid_epoch=True``) also needs those of the epoch's start, from which the epoch's data order was drawn: on
     resuming, that order is replayed, the batches already trained on are loaded and skipped, then the checkpoint's
-    own states take over.
+    own states take over. In a distributed run every rank's states are gathered into the checkpoint
+    (:meth:`gathered_entries`), and each rank resumes with its own.
 
     Args:
         mid_epoch: checkpoints may fall inside an epoch (``GVAECheckpointHandler(epoch_level=False)``).
@@ -176,19 +178,41 @@ class RandomStateTracker:
             entries[EPOCH_RNG_KEY] = self.epoch_start
         return entries, (not inside_epoch) or self.epoch_start is not None
 
+    def gathered_entries(self, engine: Engine) -> tuple[dict[str, Any], bool]:
+        """:meth:`entries` for a checkpoint; in a distributed run those of every rank (a collective: every rank must
+        call it, as the checkpoint handler does whenever it saves), rank 0's at the top level as in a single-process
+        checkpoint and all of them, in rank order, under :data:`~.checkpoint_io.RANK_RNG_KEY`."""
+        own, exact = self.entries(engine)
+        ranks = world_size()
+        if ranks == 1:
+            return own, exact
+        gathered: list[Any] = [None] * ranks
+        torch.distributed.all_gather_object(gathered, (own, exact))
+        entries = dict(gathered[0][0])
+        entries[RANK_RNG_KEY] = [rank_entries for rank_entries, _ in gathered]
+        return entries, all(rank_exact for _, rank_exact in gathered)
+
     def restore(self, engine: Engine, ckpt: dict, path: str) -> None:
         """Put back the random states of ``ckpt`` (after its ``save_dict`` objects and the engine's iteration).
 
-        Distributed: each rank gets fresh streams instead (:func:`reseed_for_rank`), with a warning. Mid-epoch: the
-        engine's data loader is replaced, for the rest of this epoch, by one that replays the epoch's order.
+        Distributed: each rank its own states, when the checkpoint holds those of as many ranks; otherwise (written
+        by another number of processes, or by an older version) fresh streams (:func:`reseed_for_rank`), with a
+        warning. Mid-epoch: the engine's data loader is replaced, for the rest of this epoch, by one that replays
+        the epoch's order.
         """
         if world_size() > 1:
-            reseed_for_rank(engine, torch.distributed.get_rank())
-            self.logger.warning(
-                f"resuming a distributed run from {path}: weights, optimisers and trainer state restored; random "
-                "streams re-seeded per rank (not a bit-exact continuation)."
-            )
-            return
+            per_rank = ckpt.get(RANK_RNG_KEY)
+            if per_rank is None or len(per_rank) != world_size():
+                reseed_for_rank(engine, torch.distributed.get_rank())
+                written_by = "without per-rank random states" if per_rank is None else f"by {len(per_rank)} processes"
+                self.logger.warning(
+                    f"resuming a distributed run of {world_size()} processes from {path}, written {written_by}: "
+                    "weights, optimisers and trainer state restored; random streams re-seeded per rank (not a "
+                    "bit-exact continuation)."
+                )
+                return
+            own = per_rank[torch.distributed.get_rank()]
+            ckpt = {**{k: v for k, v in ckpt.items() if k not in (RNG_KEY, EPOCH_RNG_KEY)}, **own}
         rng = ckpt.get(RNG_KEY)
         if rng is None:
             self.logger.warning(f"checkpoint {path} holds no random states: the resumed run is not exact.")

@@ -10,8 +10,9 @@ key                               definition
 ================================  =================================================================================
 ``reconstruction_l1_01``          mean ``|x - G(mu(x))|`` over the image channels, intensities in [0, 1]
                                   (MONAI ``MAEMetric``)
-``reconstruction_dice``           joint image+label models only: mean foreground Dice of the decoded label of
-                                  ``G(mu(x))`` against the true label (MONAI ``DiceMetric``)
+``reconstruction_dice``           joint image+label models only: mean over images of the mean Dice of the
+                                  foreground classes present in the true label, decoded label of ``G(mu(x))``
+                                  against the true label (MONAI ``DiceMetric``)
 ``kl``                            mean ``KL(q(z|x) || N(0, I))`` per image, nats (:class:`ELBOMetric`)
 ``elbo``                          mean per-image ELBO, nats, discretised Gaussian likelihood of the image channels
                                   (:class:`ELBOMetric` with :class:`GVAELikelihood`)
@@ -59,14 +60,16 @@ EVALUATION_METRICS = (
 METRIC_DEFINITIONS = {
     "reconstruction_l1_01": "mean |x - G(mu(x))| over the image channels, intensities in [0, 1] (monai MAEMetric; "
     "half the model-range [-1, 1] error of the image channels)",
-    "reconstruction_dice": "mean foreground Dice of the decoded label of G(mu(x)) against the true label "
-    "(monai DiceMetric, background excluded, classes absent from both ignored); joint image+label models only",
+    "reconstruction_dice": "mean over images of the mean Dice of the foreground classes present in the true label, "
+    "decoded label of G(mu(x)) against the true label (monai DiceMetric, reduction 'mean': background excluded, "
+    "classes absent from the true label ignored); joint image+label models only",
     "kl": "mean KL(q(z|x) || N(0, I)) per image, nats",
     "elbo": "mean per-image ELBO E_q[log p(x|z)] - KL, nats: discretised Gaussian likelihood (256 bins over [0, 1], "
     "scale likelihood_scale) of the image channels, num_elbo_samples posterior draws per image",
     "mmd_gaussian": "unbiased squared MMD (Gretton et al. 2012) between all real images and as many prior samples, "
     "image channels in [0, 1] flattened, mixture of Gaussian kernels with bandwidths mmd_bandwidths (default: "
-    "0.5, 1, 2 x the median pairwise distance of the real images); can be slightly negative; lower is better",
+    "0.5, 1, 2 x the median pairwise distance of the real images, the lower middle value for an even number of "
+    "pairs); can be slightly negative; lower is better",
     "ms_ssim_diversity": "mean MS-SSIM between disjoint pairs (0, 1), (2, 3), ... of the prior samples, image "
     "channels in [0, 1]; lower = more diverse",
 }

@@ -58,6 +58,9 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def median_heuristic(x: torch.Tensor, scales: Sequence[float] = DEFAULT_BANDWIDTH_SCALES) -> tuple[float, ...]:
     """Gaussian-kernel bandwidths ``scale * median pairwise distance`` of a batch (flattened).
 
+    The median is ``torch.median`` of the distances between distinct items: for an even number of pairs (e.g. 28
+    pairs of 8 images), the lower of the two middle values, not their mean.
+
     Compute them once on real (training or held-out) images and pass them to :func:`gaussian_mmd` /
     :class:`GaussianMMDMetric`, so that every model is scored with the same kernel.
 

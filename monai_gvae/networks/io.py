@@ -17,10 +17,13 @@ from torch import nn
 
 from monai_gvae.networks.nets.gvae import GVAE
 
-__all__ = ["BUNDLE_MODEL_FILE", "bundle_model_path", "load_gvae", "model_checksum", "resolve_gvae"]
+__all__ = ["BUNDLE_MODEL_FILE", "EMA_KEY", "bundle_model_path", "load_gvae", "model_checksum", "resolve_gvae"]
 
 BUNDLE_MODEL_FILE = os.path.join("models", "model.pt")
 """Checkpoint path inside a bundle folder, as written by the bundles' checkpoint handler (``final_filename``)."""
+
+EMA_KEY = "gvae_ema"
+"""The ``key`` of :func:`load_gvae` that selects the GVAE with the generator's exponential moving average."""
 
 # what a module needs to be synthesised with: GVAE's inference interface and the facts of its channels
 _MODEL_ATTRIBUTES = ("encode", "decode", "latent_size", "image_size", "image_channels", "label_channels",
@@ -56,8 +59,12 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
     """Load a ``GVAE`` from a checkpoint file.
 
     Accepts a file holding the ``GVAE``'s ``state_dict()`` directly, or a dict of state dicts as written by
-    MONAI's ``CheckpointSaver`` (``key`` selects the entry, ``"gvae"`` by default; an EMA copy saved under
-    ``"gvae_ema"`` can be chosen the same way).
+    MONAI's ``CheckpointSaver`` or ``GVAECheckpointHandler`` (``key`` selects the entry, ``"gvae"`` by default).
+
+    ``key="gvae_ema"`` (:data:`EMA_KEY`) gives the model with the generator's exponential moving average: the
+    file's ``"gvae_ema"`` entry if it has one, else the ``"gvae"`` entry with its generator weights replaced by the
+    average that ``GVAETrainer(ema_decay=...)`` keeps in its state (``ckpt["trainer"]["generator_ema"]``, which the
+    bundles' checkpoints hold; beside the entries in checkpoint format 1).
 
     Args:
         path: the checkpoint file.
@@ -69,7 +76,8 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable file, no GVAE in it, or NaN/Inf weights.
+        ValueError: unreadable file, no GVAE in it (for ``"gvae_ema"``: no EMA generator, i.e. trained without
+            ``ema_decay``), or NaN/Inf weights.
 
     Example::
 
@@ -83,9 +91,12 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
     except Exception as e:  # torch raises many types for a corrupt or foreign file
         raise ValueError(f"cannot read GVAE checkpoint {path}: {e}") from e
     if isinstance(ckpt, dict) and "_extra_state" not in ckpt:
-        if key not in ckpt:
+        if key == EMA_KEY and key not in ckpt:
+            ckpt = _with_generator_average(ckpt, path)
+        elif key not in ckpt:
             raise ValueError(f"checkpoint {path} has no entry {key!r}; entries: {sorted(ckpt)}")
-        ckpt = ckpt[key]
+        else:
+            ckpt = ckpt[key]
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {path} does not hold a state dict.")
     bad = [k for k, v in ckpt.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
@@ -96,6 +107,29 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
         model.checksum = hashlib.sha256(f.read()).hexdigest()
     model.source = path
     return model.eval()
+
+
+def _with_generator_average(ckpt: dict, path: str) -> dict:
+    """The ``"gvae"`` state of a multi-network checkpoint with the generator's weights and buffers replaced by the
+    trainer's EMA generator (a ``torch.optim.swa_utils.AveragedModel`` state: ``module.*`` and ``n_averaged``)."""
+    average = ckpt.get("generator_ema")  # checkpoint format 1 kept it beside the entries
+    if average is None:
+        average = next((v["generator_ema"] for v in ckpt.values() if isinstance(v, dict) and "generator_ema" in v), None)
+    if average is None or "gvae" not in ckpt:
+        raise ValueError(
+            f"checkpoint {path} has no {EMA_KEY!r} entry and no EMA generator (a GVAETrainer with ema_decay keeps one "
+            f"in its state); entries: {sorted(ckpt)}"
+        )
+    state = dict(ckpt["gvae"])
+    generator = {k[len("generator."):] for k in state if k.startswith("generator.")}
+    averaged = {k[len("module."):]: v for k, v in average.items() if k.startswith("module.")}
+    if set(averaged) != generator:
+        raise ValueError(
+            f"the EMA generator of checkpoint {path} does not match its 'gvae' generator "
+            f"({len(averaged)} vs {len(generator)} tensors)."
+        )
+    state.update({f"generator.{k}": v for k, v in averaged.items()})
+    return state
 
 
 def model_checksum(model: nn.Module) -> str:
