@@ -318,10 +318,10 @@ def _cmd_memorization(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from monai_gvae.bundle.training import DEFAULT_BUNDLE, train_bundle
+    from monai_gvae.bundle.training import train_bundle
 
     output_dir = train_bundle(
-        args.bundle or DEFAULT_BUNDLE,
+        args.bundle,
         config_files=args.config,
         meta_file=args.meta,
         run_id=args.run_id,
