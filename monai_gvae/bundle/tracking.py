@@ -14,6 +14,7 @@ sqlite:///<output_dir>/mlruns.db`` shows them).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,13 @@ def _scalar_or_loss_terms(transform: Callable[[Any], Any] | None) -> Callable[[A
         return loss_terms(output)
 
     return output_transform
+
+
+def _repaired_path(path: str) -> str:
+    """MONAI records the executed config as ``$@output_dir + '/config_<time>.json'``; when ``output_dir`` was given on
+    the command line (plain text, not an expression) that becomes the text ``<dir> + '/config_<time>.json'``."""
+    match = re.fullmatch(r"(.+) \+ '(/[^']+)'", path)
+    return match.group(1) + match.group(2) if match and not os.path.exists(path) else path
 
 
 def tracked_handlers(
@@ -73,6 +81,6 @@ def tracked_handlers(
         handler.output_transform = _scalar_or_loss_terms(handler.output_transform)
         if params:
             handler.experiment_param = {**dict(params), **dict(handler.experiment_param or {})}
-        extra = tuple(os.fspath(a) for a in artifacts)
-        handler.artifacts = tuple(a for a in handler.artifacts if a) + tuple(a for a in extra if a not in handler.artifacts)
+        recorded = tuple(_repaired_path(os.fspath(a)) for a in handler.artifacts if a)
+        handler.artifacts = recorded + tuple(os.fspath(a) for a in artifacts if os.fspath(a) not in recorded)
     return handlers
