@@ -102,10 +102,18 @@ def test_train_without_bundle_uses_the_shipped_default(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert (tmp_path / "runs" / "gvae_brain2d" / "model.pt").is_file()
     assert "runs/gvae_brain2d" in proc.stdout
-    # and by name, into a folder of the user's
-    proc = cli("train", "--bundle", "gvae_brain2d", *SMALL, "--output_dir", "run", "--no-progress", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_train_takes_a_bundle_folder_or_the_name_of_a_shipped_bundle(tmp_path, monkeypatch):
+    from monai_gvae.bundle.training import resolve_bundle
+
+    monkeypatch.chdir(tmp_path)
+    assert Path(resolve_bundle(None)) == catalog.bundle_path("gvae_brain2d")
+    assert Path(resolve_bundle("gvae_mnist")) == catalog.bundle_path("gvae_mnist")
+    (tmp_path / "gvae_mnist").mkdir()  # a folder of that name in the working directory comes first
+    assert resolve_bundle("gvae_mnist") == "gvae_mnist"
+    with pytest.raises(FileNotFoundError, match="gvae_brain2d, gvae_brain3d"):
+        resolve_bundle("nowhere")
 
 
 def test_wheel_carries_bundles_data_notices_and_schema_but_no_tests(tmp_path):
