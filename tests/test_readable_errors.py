@@ -55,6 +55,22 @@ def test_training_into_a_used_output_dir_is_refused_before_anything_is_built(use
     assert proc.returncode != 0 and "Traceback" in proc.stderr and "already holds checkpoints" in proc.stderr
 
 
+def test_inference_into_a_used_output_dir_is_one_line(tmp_path):
+    """README's second command run again: the synthetic files are there already."""
+    from monai_gvae.networks import GVAE
+
+    torch.save(GVAE(2, 5, 64, latent_size=8, base_channels=4, image_channels=1, num_classes=4).state_dict(),
+               tmp_path / "model.pt")
+    used = tmp_path / "synthetic"
+    used.mkdir()
+    (used / "synthetic_00000_image.nii.gz").write_bytes(b"earlier")
+    proc = monai_bundle("run", "inferring", "--config_file", str(CONFIGS / "inference.yaml"), "--meta_file",
+                        str(CONFIGS / "metadata.json"), "--checkpoint", str(tmp_path / "model.pt"), "--output_dir",
+                        str(used), cwd=tmp_path)
+    one_error_line(proc, "already exist", "synthetic_00000_image.nii.gz", "--overwrite")
+    assert sorted(p.name for p in used.iterdir()) == ["synthetic_00000_image.nii.gz"]
+
+
 def test_overwrite_true_replaces_an_earlier_run(used_output):
     from monai.bundle import run
 
