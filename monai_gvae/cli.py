@@ -1,12 +1,18 @@
 """``monai-gvae``: the command line of monai-gvae (also ``python -m monai_gvae``).
 
-Subcommands ``synthesize``, ``evaluate``, ``memorization`` and ``train``; each parses its arguments and calls
-one package function (:func:`monai_gvae.bundle.synthesize`, :func:`monai_gvae.bundle.evaluation.evaluate_folder`,
-:func:`monai_gvae.bundle.evaluation.check_memorization`, :func:`monai_gvae.bundle.training.train_bundle`), so
-everything here can be done from Python as well. See ``docs/cli.md``.
+Subcommands ``synthesize``, ``evaluate``, ``memorization``, ``train``, ``bundle`` (``list``, ``init``, ``schema``) and
+``export-data``; each parses its arguments and calls one package function (:func:`monai_gvae.bundle.synthesize`,
+:func:`monai_gvae.bundle.evaluation.evaluate_folder`, :func:`monai_gvae.bundle.evaluation.check_memorization`,
+:func:`monai_gvae.bundle.training.train_bundle`, :mod:`monai_gvae.bundle.catalog`,
+:func:`monai_gvae.bundle.export_data.export_brain_slices`), so everything here can be done from Python as well. See
+``docs/cli.md``.
 
 Exit status: 0 on success, 1 when the command fails with a clear error (existing outputs without
-``--overwrite``, an unreadable or inconsistent input, a missing file), 2 for invalid arguments.
+``--overwrite``, an unreadable or inconsistent input, a missing file), printed as one line on stderr
+(``MONAI_GVAE_DEBUG=1`` adds the traceback), 2 for invalid arguments.
+
+Torch and MONAI are imported only by the commands that need them, so that ``--help``, ``--version`` and argument
+errors answer at once.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ def _common(parser: argparse.ArgumentParser, device: bool = True) -> None:
     if device:
         parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
         parser.add_argument(
-            "--batch-size", type=int, default=16, metavar="B", help="samples per forward pass (default: 16)"
+            "--batch-size", type=_positive_int, default=16, metavar="B", help="samples per forward pass (default: 16)"
         )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: refuse)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -86,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_memorization(sub)
     _add_train(sub)
+    _add_bundle(sub)
+    _add_export_data(sub)
     return parser
 
 
@@ -98,7 +106,7 @@ def _add_synthesize(sub: argparse._SubParsersAction) -> None:
         "(file, seed, model sha256, package version, time). The same --seed gives identical files.",
     )
     _model_source(p)
-    p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N", help="number of samples")
+    p.add_argument("-n", "--num-samples", type=_positive_int, required=True, metavar="N", help="number of samples")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument(
         "--format", choices=("nifti", "dicom", "png"), default="nifti", help="output format (default: nifti)"
@@ -155,12 +163,12 @@ def _add_memorization(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--synthetic", metavar="DIR", help="folder of synthetic images (e.g. a synthesize output)")
     _model_source(p, required=False)
     p.add_argument(
-        "-n", "--num-samples", type=int, default=64, metavar="N", help="samples drawn from the model (default: 64)"
+        "-n", "--num-samples", type=_positive_int, default=64, metavar="N", help="samples drawn from the model (default: 64)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn samples (default: 0)")
     p.add_argument("--holdout", metavar="DIR", help="real images not used in training (reference distances)")
-    p.add_argument("--percentile", type=float, default=5.0, help="flagging percentile, 0-100 (default: 5)")
-    p.add_argument("--pairs", type=int, default=8, help="closest pairs drawn in the PNG (default: 8)")
+    p.add_argument("--percentile", type=_percentile, default=5.0, help="flagging percentile, 0-100 (default: 5)")
+    p.add_argument("--pairs", type=_positive_int, default=8, help="closest pairs drawn in the PNG (default: 8)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the report")
     p.add_argument("--fail-on-flagged", action="store_true", help="exit with status 3 when any sample is flagged")
     _intensity(p, "fixed intensity range of all inputs mapped to [0, 1] (default: per-image min-max)")
@@ -176,7 +184,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "overrides given as '--ID VALUE' (e.g. --max_epochs 5 --output_dir runs/a --train#trainer#amp true). "
         "Refuses to run into an output_dir holding checkpoints unless --overwrite.",
     )
-    p.add_argument("--bundle", default=None, metavar="DIR", help="bundle folder (default: bundles/gvae_brain2d)")
+    p.add_argument(
+        "--bundle",
+        default=None,
+        metavar="DIR",
+        help="bundle folder, or the name of a shipped bundle (default: the shipped gvae_brain2d, whose output_dir "
+        "then defaults to runs/gvae_brain2d)",
+    )
     p.add_argument(
         "--config",
         action="append",
@@ -326,10 +340,10 @@ def _cmd_memorization(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from monai_gvae.bundle.training import DEFAULT_BUNDLE, train_bundle
+    from monai_gvae.bundle.training import train_bundle
 
     output_dir = train_bundle(
-        args.bundle or DEFAULT_BUNDLE,
+        args.bundle,
         config_files=args.config,
         meta_file=args.meta,
         run_id=args.run_id,
@@ -339,6 +353,126 @@ def _cmd_train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     )
     print(f"training finished; outputs in {output_dir}")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    """An argument that must be a positive integer (``-n``, ``--batch-size``): else an argument error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _percentile(text: str) -> float:
+    """An argument that must be a number in [0, 100]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 100], got {text!r}") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 100], got {text}")
+    return value
+
+
+def _add_bundle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bundle",
+        help="the MONAI bundles shipped with monai-gvae: list them, write one to a folder",
+        description="The bundles shipped with monai-gvae. 'init' writes one (configs, metadata, docs, licence "
+        "notices) to a folder that MONAI's own commands run from any working directory: python -m monai.bundle run "
+        "training --config_file DIR/configs/train.yaml --meta_file DIR/configs/metadata.json --bundle_root DIR",
+        allow_abbrev=False,
+    )
+    actions = p.add_subparsers(dest="bundle_command", metavar="ACTION", required=True)
+    actions.add_parser("list", help="names, versions and tasks of the shipped bundles", allow_abbrev=False)
+    init = actions.add_parser(
+        "init",
+        help="write a shipped bundle to a folder",
+        description="Write the shipped bundle NAME (configs, metadata, docs, LICENSE) to DIR. Refuses a folder that "
+        "is not empty unless --overwrite.",
+        allow_abbrev=False,
+    )
+    init.add_argument("name", metavar="NAME", help="a shipped bundle ('monai-gvae bundle list')")
+    init.add_argument("folder", metavar="DIR", help="the folder to write (created)")
+    init.add_argument("--overwrite", action="store_true", help="write into a folder that is not empty")
+    actions.add_parser(
+        "schema",
+        help="print the path of the bundles' metadata schema (for verify_metadata --filepath)",
+        description="Print the path of the metadata schema shipped with monai-gvae, for an offline "
+        "'python -m monai.bundle verify_metadata --meta_file DIR/configs/metadata.json --filepath PATH'.",
+        allow_abbrev=False,
+    )
+
+
+def _add_export_data(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-data",
+        help="write the embedded brain slices as NIfTI folders (OUT/<split>/images, OUT/<split>/labels)",
+        description="Write the brain slices embedded in monai-gvae (real template data, not synthetic) as NIfTI "
+        "files, one folder per split: OUT/train/images, OUT/train/labels, OUT/test/images, ... (the layout "
+        "'evaluate --data' and 'memorization --train/--holdout' read).",
+        allow_abbrev=False,
+    )
+    p.add_argument("out", metavar="OUT", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files (default: refuse)")
+
+
+class _UsageError(Exception):
+    """An argument found invalid after parsing (exit status 2, like argparse's errors)."""
+
+
+def _cmd_bundle(args: argparse.Namespace) -> int:
+    from monai_gvae.bundle import catalog
+
+    if args.bundle_command == "list":
+        root = catalog.shipped_bundles_root()
+        for name in catalog.bundle_names():
+            info = catalog.bundle_summary(name)
+            print(f"{name:<16} {info['version']:<8} {info['task']}")
+        print(f"(from {root}; write one to a folder with: {PROG} bundle init NAME DIR)")
+        return 0
+    if args.bundle_command == "schema":
+        from monai_gvae.bundle import SCHEMA_FILE
+
+        print(SCHEMA_FILE)
+        return 0
+    names = catalog.bundle_names()
+    if args.name not in names:
+        raise _UsageError(f"unknown bundle {args.name!r}; the shipped bundles are: {', '.join(names)}")
+    files = catalog.init_bundle(args.name, args.folder, overwrite=args.overwrite)
+    configs = os.path.join(args.folder, "configs")
+    print(
+        f"wrote bundle {args.name} ({len(files)} files) to {args.folder}; train it with: python -m monai.bundle run "
+        f"training --config_file {os.path.join(configs, 'train.yaml')} --meta_file "
+        f"{os.path.join(configs, 'metadata.json')} --bundle_root {args.folder}"
+    )
+    return 0
+
+
+def _cmd_export_data(args: argparse.Namespace) -> int:
+    from monai_gvae.bundle.export_data import export_brain_slices
+
+    counts = export_brain_slices(args.out, overwrite=args.overwrite)
+    total = sum(counts.values())
+    splits = ", ".join(f"{split} {n}" for split, n in counts.items())
+    print(f"wrote {total} brain slices ({splits}) as images/ + labels/ NIfTI files to {args.out}")
+    return 0
+
+
+def _run(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    commands = {
+        "synthesize": _cmd_synthesize,
+        "evaluate": _cmd_evaluate,
+        "memorization": _cmd_memorization,
+        "bundle": _cmd_bundle,
+        "export-data": _cmd_export_data,
+    }
+    if args.command == "train":
+        return _cmd_train(args, extra)
+    return commands[args.command](args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -354,16 +488,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "synthesize":
-            return _cmd_synthesize(args)
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
-        if args.command == "memorization":
-            return _cmd_memorization(args)
-        return _cmd_train(args, extra)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
-        # ValueError covers InputImageError (unreadable or inconsistent inputs, named) and bad options
-        print(f"{PROG} {args.command}: error: {e}", file=sys.stderr)
+        return _run(args, extra)
+    except _UsageError as e:
+        parser.exit(2, f"{PROG} {args.command}: error: {e}\n")
+    except Exception as e:
+        # one line for an error the user can fix (also behind MONAI's "Failed to evaluate ConfigExpression");
+        # a traceback for anything else, or with MONAI_GVAE_DEBUG=1
+        from monai_gvae.bundle.console import debug_enabled, one_line, user_error
+
+        shown = user_error(e)
+        if shown is None or debug_enabled():
+            raise
+        print(f"{PROG} {args.command}: error: {one_line(shown)}", file=sys.stderr)
         return 1
 
 

@@ -44,8 +44,8 @@ BOOLEAN_SETTINGS = (
     "float_outputs",
     # the trainer's and the checkpoint handler's own switches
     "check_finite", "save_final", "epoch_level",
-    # inference and evaluation: replace existing outputs
-    "overwrite",
+    # training, inference and evaluation: replace existing outputs; training: show a progress bar
+    "overwrite", "progress",
     # gvae_brain2d's adapt.yaml
     "conditional", "freeze_encoder",
 )

@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from monai_gvae.bundle.catalog import DEFAULT_BUNDLE_NAME, bundle_names, bundle_path
 from monai_gvae.bundle.settings import convert_setting
 
-__all__ = ["DEFAULT_BUNDLE", "train_bundle"]
+__all__ = ["DEFAULT_BUNDLE", "DEFAULT_OUTPUT_DIR", "resolve_bundle", "train_bundle"]
 
-DEFAULT_BUNDLE = os.path.join("bundles", "gvae_brain2d")
-"""The bundle trained by default (relative to the working directory: the repository root)."""
+DEFAULT_BUNDLE = DEFAULT_BUNDLE_NAME
+"""The bundle trained by default: the shipped ``gvae_brain2d`` (:mod:`monai_gvae.bundle.catalog`), wherever the
+package is installed."""
+
+DEFAULT_OUTPUT_DIR = os.path.join("runs", DEFAULT_BUNDLE_NAME)
+"""Where a run of the default bundle writes when no ``output_dir`` is given (relative to the working directory: the
+shipped bundle's own folder may be inside the installation)."""
+
+
+def resolve_bundle(bundle: str | os.PathLike | None) -> str:
+    """The folder of ``bundle``: an existing folder as it is, else the shipped bundle of that name
+    (``monai-gvae bundle list``); ``None`` is the default bundle.
+
+    Raises:
+        FileNotFoundError: neither a folder nor a shipped bundle (the message lists the shipped ones).
+
+    Example::
+
+        resolve_bundle(None)             # .../gvae_brain2d (the shipped default bundle)
+        resolve_bundle("gvae_mnist")     # the shipped MNIST bundle
+        resolve_bundle("my_bundle")      # ./my_bundle, if that folder exists
+    """
+    if bundle is None:
+        return str(bundle_path(DEFAULT_BUNDLE_NAME))
+    text = os.fspath(bundle)
+    if os.path.isdir(text):
+        return text
+    if text in bundle_names():
+        return str(bundle_path(text))
+    raise FileNotFoundError(
+        f"bundle folder not found: {text} (give a bundle folder, or the name of a shipped bundle: "
+        f"{', '.join(bundle_names())}; `monai-gvae bundle init NAME DIR` writes one to a folder)."
+    )
 
 
 def train_bundle(
-    bundle_dir: str | os.PathLike = DEFAULT_BUNDLE,
+    bundle_dir: str | os.PathLike | None = None,
     config_files: Sequence[str] | None = None,
     meta_file: str | None = None,
     run_id: str = "training",
@@ -32,32 +63,45 @@ def train_bundle(
     deletes them when training starts), or the config resumes them (``--resume true``).
 
     Args:
-        bundle_dir: the bundle folder (``configs/train.yaml``, ``configs/metadata.json``).
+        bundle_dir: the bundle folder (``configs/train.yaml``, ``configs/metadata.json``), or the name of a shipped
+            bundle; ``None``: the shipped default bundle (``gvae_brain2d``), whose ``output_dir`` then defaults to
+            :data:`DEFAULT_OUTPUT_DIR` under the working directory.
         config_files: config files to merge in order (default ``bundle_dir/configs/train.yaml``).
         meta_file: metadata file (default ``bundle_dir/configs/metadata.json`` when present).
         run_id: the config id to run (``training``; MONAI's default id is ``run``).
         overrides: config ids and values, e.g. ``{"max_epochs": 1, "output_dir": "/tmp/run"}``;
             ``bundle_root`` defaults to ``bundle_dir``.
         overwrite: allow an ``output_dir`` that already holds checkpoints.
-        progress: attach an Ignite progress bar to ``train#trainer`` (stderr).
+        progress: show the progress bar: the bundle's own (its ``progress`` id), or else one attached to
+            ``train#trainer`` (stderr).
 
     Returns:
         the resolved ``output_dir`` (``None`` if the config has none).
 
     Raises:
-        FileNotFoundError: missing bundle folder or config file.
+        FileNotFoundError: missing bundle folder (neither a folder nor a shipped bundle) or config file.
         FileExistsError: ``output_dir`` holds checkpoints and ``overwrite`` is False.
 
     Example::
 
         train_bundle("bundles/gvae_brain2d", overrides={"max_epochs": 1, "output_dir": "/tmp/gvae"})
+        train_bundle(overrides={"max_epochs": 1})  # the shipped gvae_brain2d, into ./runs/gvae_brain2d
     """
-    workflow = _bundle_workflow(os.fspath(bundle_dir), config_files, meta_file, run_id, overrides)
+    overrides = dict(overrides or {})
+    if bundle_dir is None:
+        overrides.setdefault("output_dir", DEFAULT_OUTPUT_DIR)
+    workflow = _bundle_workflow(resolve_bundle(bundle_dir), config_files, meta_file, run_id, overrides)
     output_dir = workflow.parser.get_parsed_content("output_dir") if "output_dir" in workflow.parser else None
     _refuse_earlier_run(workflow, output_dir, overwrite)
+    own_progress_bar = "progress" in workflow.parser
+    if own_progress_bar and "progress" not in overrides:
+        # the bundle shows its own progress bar (train#handlers), here only when asked for
+        workflow.parser["progress"] = bool(progress)
     workflow.initialize()
-    if progress and "train#trainer" in workflow.parser:
-        _attach_progress_bar(workflow.parser.get_parsed_content("train#trainer"))
+    if progress and not own_progress_bar and "train#trainer" in workflow.parser:
+        from monai_gvae.handlers import TrainingProgressBar
+
+        TrainingProgressBar().attach(workflow.parser.get_parsed_content("train#trainer"))
     workflow.run()
     workflow.finalize()
     return output_dir
@@ -68,16 +112,12 @@ def _bundle_workflow(
     config_files: Sequence[str] | None,
     meta_file: str | None,
     run_id: str,
-    overrides: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any],
 ) -> Any:
     """The bundle's ``ConfigWorkflow`` (not yet initialised), its files checked and defaulted as
     :func:`train_bundle` documents."""
     from monai.bundle import ConfigWorkflow
 
-    if not os.path.isdir(bundle_dir):
-        raise FileNotFoundError(
-            f"bundle folder not found: {bundle_dir} (give --bundle, or run from the repository root)."
-        )
     configs = list(config_files) if config_files else [os.path.join(bundle_dir, "configs", "train.yaml")]
     for config in configs:
         if not os.path.isfile(config):
@@ -86,7 +126,7 @@ def _bundle_workflow(
         default_meta = os.path.join(bundle_dir, "configs", "metadata.json")
         meta_file = default_meta if os.path.isfile(default_meta) else None
     logging_file = os.path.join(bundle_dir, "configs", "logging.conf")
-    settings = {"bundle_root": bundle_dir, **dict(overrides or {})}
+    settings = {"bundle_root": bundle_dir, **overrides}
     return ConfigWorkflow(
         config_file=configs[0] if len(configs) == 1 else configs,
         meta_file=meta_file,
@@ -117,16 +157,6 @@ def _refuse_earlier_run(workflow: Any, output_dir: str | None, overwrite: bool) 
             **_checkpoint_names(workflow.parser),
             hint="nothing was run. Resume it (--resume true), choose another output_dir or pass --overwrite",
         )
-
-
-def _attach_progress_bar(trainer: Any) -> None:
-    """An Ignite progress bar on stderr showing the two losses of each iteration."""
-    from ignite.handlers import ProgressBar
-
-    from monai_gvae.engines import GVAEKeys, loss_terms
-
-    losses = functools.partial(loss_terms, keys=(GVAEKeys.LOSS_G, GVAEKeys.LOSS_D))
-    ProgressBar(persist=True).attach(trainer, output_transform=losses)
 
 
 def _checkpoint_names(parser: Any) -> dict[str, Any]:

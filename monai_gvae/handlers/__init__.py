@@ -2,7 +2,8 @@
 rollback after divergence (see ``docs/reliability.md``).
 
 ``checkpoint`` holds the Ignite handler, ``checkpoint_io`` the checkpoint files (atomic writes, reading, finding,
-an earlier run's files), ``resume`` and ``random_state`` what an exact resumption puts back.
+an earlier run's files), ``resume`` and ``random_state`` what an exact resumption puts back, ``progress`` what a
+person watching a run sees (one progress bar, one line per validation).
 """
 
 from .checkpoint import GVAECheckpointHandler, NonFiniteStateError
@@ -19,6 +20,7 @@ from .checkpoint_io import (
     upgrade_checkpoint,
 )
 from .divergence import DivergenceGuard, NonFiniteGradientError, run_with_rollback
+from .progress import DEFAULT_PROGRESS_TERMS, TrainingProgressBar, ValidationLogger
 from .random_state import capture_rng_state, data_random_generators, engine_generators, restore_rng_state
 from .resume import RandomStateTracker
 
@@ -43,4 +45,7 @@ __all__ = [
     "restore_rng_state",
     "data_random_generators",
     "engine_generators",
+    "DEFAULT_PROGRESS_TERMS",
+    "TrainingProgressBar",
+    "ValidationLogger",
 ]

@@ -17,7 +17,15 @@ from torch import nn
 
 from monai_gvae.networks.nets.gvae import GVAE
 
-__all__ = ["BUNDLE_MODEL_FILE", "EMA_KEY", "bundle_model_path", "load_gvae", "model_checksum", "resolve_gvae"]
+__all__ = [
+    "BUNDLE_MODEL_FILE",
+    "EMA_KEY",
+    "bundle_model_path",
+    "describe_unreadable_checkpoint",
+    "load_gvae",
+    "model_checksum",
+    "resolve_gvae",
+]
 
 BUNDLE_MODEL_FILE = os.path.join("models", "model.pt")
 """Checkpoint path inside a bundle folder, as written by the bundles' checkpoint handler (``final_filename``)."""
@@ -55,6 +63,70 @@ def bundle_model_path(bundle_dir: str | os.PathLike) -> str:
     return path
 
 
+_EXPECTED = "expected a PyTorch checkpoint written by torch.save (a GVAE state dict, or a training checkpoint such as a bundle's models/model.pt)"
+
+# magic bytes of files a checkpoint path is mistaken for: (prefix, offset, what the file is)
+_KNOWN_FORMATS = (
+    (b"\x1f\x8b", 0, "a gzip-compressed file (e.g. a .nii.gz image)"),
+    (b"\x89PNG", 0, "a PNG image"),
+    (b"\xff\xd8\xff", 0, "a JPEG image"),
+    (b"\x89HDF", 0, "an HDF5 file"),
+    (b"DICM", 128, "a DICOM file"),
+    (b"\x93NUMPY", 0, "a NumPy .npy array"),
+)
+
+
+def describe_unreadable_checkpoint(path: str | os.PathLike, error: BaseException | None = None) -> str:
+    """One line saying what the file at ``path`` is and what was expected, for a checkpoint ``torch.load`` refused.
+
+    Args:
+        path: the file.
+        error: the error ``torch.load`` raised (its first line is quoted where the file's kind does not explain it).
+
+    Example::
+
+        describe_unreadable_checkpoint("empty.pt")  # 'the file is empty (0 bytes); expected a PyTorch checkpoint ...'
+    """
+    path = os.fspath(path)
+    size = os.path.getsize(path)
+    if size == 0:
+        return f"the file is empty (0 bytes); {_EXPECTED}."
+    with open(path, "rb") as f:
+        head = f.read(512)
+    reason = "" if error is None else " ".join(str(error).strip().splitlines()[:1])
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return (f"a truncated or damaged PyTorch checkpoint ({size} bytes; its zip archive is incomplete, as after an "
+                    f"interrupted copy or download); {_EXPECTED}.")
+        if not any(name.endswith("data.pkl") for name in names):
+            return f"a zip archive ({len(names)} entries) that is not a PyTorch checkpoint (no data.pkl); {_EXPECTED}."
+        if "weights only load failed" in reason.lower():
+            return ("a PyTorch file holding Python objects besides tensors (e.g. a whole pickled model), which "
+                    "load_gvae does not unpickle because that runs code; save and load model.state_dict() instead.")
+        return f"a damaged PyTorch checkpoint ({size} bytes): {reason}"
+    for magic, offset, what in _KNOWN_FORMATS:
+        if head[offset:offset + len(magic)] == magic:
+            return f"{what}, not a PyTorch checkpoint; {_EXPECTED}."
+    if head[:1] == b"\x80":  # a pickle: torch's legacy (non-zip) format or a plain pickle
+        if "weights only load failed" in reason.lower():
+            return ("a pickle of Python objects (not a state dict), which load_gvae does not unpickle because that runs "
+                    f"code; {_EXPECTED}.")
+        return f"a legacy-format or plain pickle file that torch cannot read as a checkpoint ({size} bytes): {reason}"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.strip() and all(c.isprintable() or c in "\r\n\t" for c in text):
+        start = " ".join(text.split())[:40]
+        return f"a text file (it starts with {start!r}), not a PyTorch checkpoint; {_EXPECTED}."
+    return f"not a PyTorch checkpoint ({size} bytes starting with {head[:8].hex(' ')}); {_EXPECTED}."
+
+
 def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | torch.device = "cpu") -> GVAE:
     """Load a ``GVAE`` from a checkpoint file.
 
@@ -76,8 +148,8 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: unreadable file, no GVAE in it (for ``"gvae_ema"``: no EMA generator, i.e. trained without
-            ``ema_decay``), or NaN/Inf weights.
+        ValueError: unreadable file (the message says what the file is: empty, truncated, text, an image...), no GVAE
+            in it (for ``"gvae_ema"``: no EMA generator, i.e. trained without ``ema_decay``), or NaN/Inf weights.
 
     Example::
 
@@ -89,7 +161,7 @@ def load_gvae(path: str | os.PathLike, key: str = "gvae", map_location: str | to
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise ValueError(f"cannot read GVAE checkpoint {path}: {e}") from e
+        raise ValueError(f"cannot read GVAE checkpoint {path}: {describe_unreadable_checkpoint(path, e)}") from e
     if isinstance(ckpt, dict) and "_extra_state" not in ckpt:
         if key == EMA_KEY and key not in ckpt:
             ckpt = _with_generator_average(ckpt, path)
