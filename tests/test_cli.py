@@ -356,8 +356,8 @@ def test_synthesize_intensity_range_and_16_bit_png(tiny, tmp_path):
             assert im16.text["IntensityRange"] == "0 -> 0, 65535 -> 1"
             assert im_ct.text["IntensityRange"] == "0 -> -1000, 65535 -> 1000"
             p8, p16, p_ct = (np.asarray(im).astype(np.int64) for im in (im8, im16, im_ct))
-        # rows along the array's second axis; grey levels are the rounded values over the range
-        assert np.array_equal(p16, np.round(values01.T * 65535)) and np.array_equal(p8, np.round(values01.T * 255))
+        # stored upright: the PNG's rows are the array's rows; grey levels are the rounded values over the range
+        assert np.array_equal(p16, np.round(values01 * 65535)) and np.array_equal(p8, np.round(values01 * 255))
         assert len(np.unique(p16)) > len(np.unique(p8)) and np.abs(p16 / 257 - p8).max() <= 0.5 + 1e-9
         assert np.abs(p_ct - p16).max() <= 1  # same levels, another meaning (float32 rounding of the CT values)
         # MONAI's reader gives the generated array back (16-bit: to 1/65535)
@@ -377,11 +377,13 @@ def test_2d_model_on_3d_and_dicom_series_references(tiny, tmp_path):
     series = Path(write_synthetic_dicom(np.zeros((1, 8, 6, 5), np.float32), str(tmp_path / "series"),
                                         affine=np.diag([0.7, 0.8, 1.5, 1.0]), study=SyntheticStudy.new("0")))
     # by hand: 64 -> 32 pixels doubles the spacing, the outer edge of the field of view stays (origin + half the
-    # old spacing - half the new one), and the slice is the reference's slice 20 // 2 = 10 (resp. 5 // 2 = 2)
+    # old spacing - half the new one), and the slice is the reference's slice 20 // 2 = 10 (resp. 5 // 2 = 2).
+    # Stored upright (docs/cli.md, "Geometry"): the array's rows run posterior (y falls from the most anterior row,
+    # -126 + 63 - 0.5), its columns towards the patient's left (x falls from 90 - 0.5)
     expected = {
-        volume: [[-2.0, 0, 0, 90 - 0.5], [0, 2.0, 0, -126 + 0.5], [0, 0, 3.0, -72 + 3.0 * 10], [0, 0, 0, 1]],
-        series: [[0.7 * 8 / 32, 0, 0, 0.7 * (8 / 32 - 1) / 2], [0, 0.8 * 6 / 32, 0, 0.8 * (6 / 32 - 1) / 2],
-                 [0, 0, 1.5, 1.5 * 2], [0, 0, 0, 1]],
+        volume: [[0, -2.0, 0, 90 - 0.5], [-2.0, 0, 0, -126 + 63 - 0.5], [0, 0, 3.0, -72 + 3.0 * 10], [0, 0, 0, 1]],
+        series: [[0, -0.7 * 8 / 32, 0, 0.7 * 7 + 0.7 * (1 - 8 / 32) / 2],
+                 [-0.8 * 6 / 32, 0, 0, 0.8 * 5 + 0.8 * (1 - 6 / 32) / 2], [0, 0, 1.5, 1.5 * 2], [0, 0, 0, 1]],
     }
     for reference, affine in expected.items():
         out = tmp_path / f"on_{reference.name}"

@@ -312,8 +312,9 @@ def test_reference_geometry_keeps_the_output_upright(stub, tmp_path):
     assert np.allclose(centre, nib.affines.apply_affine(affine, [63.5, 63.5, 20]))
 
 
-def test_bundle_inferring_writes_upright_nifti_and_dicom_with_seg(stub_dir, tmp_path):
-    """`python -m monai.bundle run inferring` of the default bundle (its network replaced by the known-slice model)."""
+def test_bundle_inferring_writes_upright_nifti_and_dicom_with_seg(stub_dir, checkpoints, tmp_path):
+    """`python -m monai.bundle run inferring` of the default bundle (its network replaced by the known-slice model;
+    the bundle still refuses to start without a readable checkpoint, so one is given)."""
     image_label = {}
     for fmt in ("nifti", "dicom"):
         out = tmp_path / fmt
@@ -321,7 +322,8 @@ def test_bundle_inferring_writes_upright_nifti_and_dicom_with_seg(stub_dir, tmp_
             "--config_file", str(BRAIN2D / "configs" / "inference.yaml"),
             "--meta_file", str(BRAIN2D / "configs" / "metadata.json"), "--bundle_root", str(BRAIN2D),
             "--network_def", "$__import__('brain_slice_stub').model()", "--device", "$torch.device('cpu')",
-            "--output_dir", str(out), "--num_samples", "1", "--format", fmt, env_path=stub_dir)
+            "--output_dir", str(out), "--num_samples", "1", "--format", fmt, "--checkpoint", checkpoints["a"],
+            env_path=stub_dir)
         image_label[fmt] = out
     sys.path.insert(0, str(stub_dir))
     try:
@@ -434,9 +436,12 @@ def test_training_log_best_metric_follows_the_minimum(tmp_path):
                "--output_dir", str(tmp_path / "run"), "--max_epochs", "4", "--val_interval", "1",
                "--base_channels", "4", "--latent_size", "8")
     log = proc.stdout + proc.stderr
-    values = [float(v) for v in re.findall(r"Metrics -- .*?val_reconstruction_mae: ([0-9.eE+-]+)", log)]
-    best_pattern = r"val_reconstruction_mae best value: ([0-9.eE+-]+) at epoch: (\d+)"
-    best = [(float(v), int(e)) for v, e in re.findall(best_pattern, log)]
+    # the bundle's ValidationLogger line: "validation after epoch E: val_reconstruction_mae V (best B at epoch F)"
+    number = r"([0-9.eE+-]+)"
+    lines = re.findall(rf"validation after epoch \d+: val_reconstruction_mae {number} \(best {number} at epoch (\d+)\)",
+                       log)
+    values = [float(v) for v, _, _ in lines]
+    best = [(float(b), int(e)) for _, b, e in lines]
     assert len(values) == len(best) == 4, log[-3000:]
     for k, (value, epoch) in enumerate(best):
         lowest = int(np.argmin(values[: k + 1]))
