@@ -75,9 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"arms among {', '.join(ARMS)} (classical is always run first)")
     p.add_argument("--eval-split", default="test", choices=("test", "val"),
                    help="'test': the held-out slabs (report once); 'val': the validation slabs (choose settings)")
-    p.add_argument("--seg-iterations", type=int, default=300, help="segmenter iterations per arm")
+    p.add_argument("--seg-iterations", type=int, default=600, help="segmenter iterations per arm")
     p.add_argument("--batch-size", type=int, default=16, help="segmenter batch")
-    p.add_argument("--synthetic-fraction", type=float, default=0.25, help="share of synthetic items per epoch")
+    p.add_argument("--synthetic-fraction", type=float, default=0.1, help="share of synthetic items per epoch")
     p.add_argument("--num-synthetic", type=int, default=256, help="synthetic pairs generated per (k, seed, arm)")
     p.add_argument("--gvae-iterations", type=int, default=500, help="conditional GVAE iterations on the k slices")
     p.add_argument("--pretrain-iterations", type=int, default=500, help="image-only pre-training on the pool")
@@ -89,13 +89,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="generator upsampling (nearest: upsample then convolve, no checkerboard artefacts)")
     p.add_argument("--kl-weight", type=float, default=2e-2, help="KL weight (high: prior samples stay usable)")
     p.add_argument("--adv-weight", type=float, default=1e-3)
-    p.add_argument("--critic-quantile", type=float, default=0.0,
+    p.add_argument("--critic-quantile", type=float, default=-1.0,
                    help="conditional arms: keep pairs the critic scores at least as high as this quantile of the "
                         "real pairs' scores (0: the least real-looking real pair; negative: no filter)")
     p.add_argument("--min-dice", type=float, default=0.7, help="joint_pool: segmenter-agreement threshold")
     p.add_argument("--sigma-min-dice", type=float, default=0.6,
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
-    p.add_argument("--seg-weight", type=float, default=0.0,
+    p.add_argument("--seg-weight", type=float, default=0.5,
                    help="conditional GVAEs: segmentation-consistency weight (the classical segmenter); 0: none")
     p.add_argument("--condition-mode", default="concat", choices=CONDITION_MODES,
                    help="conditional generator: label map concatenated, or SPADE normalisation")

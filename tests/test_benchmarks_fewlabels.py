@@ -144,7 +144,9 @@ def test_selftrain_adds_only_pool_images_with_pseudo_labels():
         assert torch.equal(pair["label"], (torch.as_tensor(item["image"]) > 0.5).long())  # the prediction, not the truth
     # in a cell, the self-training arm trains on exactly the pool (the train slices outside the k) with pseudo-labels
     s = FewLabelSettings.from_namespace(SETTINGS)
-    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "selftrain"], s, log=lambda m: None)
+    # enough iterations that batches mix real and pseudo-labelled items (they must collate)
+    mixed = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 6, "synthetic_fraction": 0.5})
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "selftrain"], mixed, log=lambda m: None)
     assert runs[1]["arm"] == "selftrain" and runs[1]["num_synthetic"] == len(train) - 5
     with pytest.raises(ValueError, match="put 'classical' first"):
         run_cell(5, 0, train, None, ["selftrain", "classical"], s)

@@ -155,9 +155,9 @@ class FewLabelSettings:
         num_classes: label classes, background included.
     """
 
-    seg_iterations: int = 300
+    seg_iterations: int = 600
     batch_size: int = 16
-    synthetic_fraction: float = 0.25
+    synthetic_fraction: float = 0.1
     num_synthetic: int = 256
     gvae_iterations: int = 500
     pretrain_iterations: int = 500
@@ -168,10 +168,10 @@ class FewLabelSettings:
     upsample: str = "nearest"
     kl_weight: float = 2e-2
     adv_weight: float = 1e-3
-    critic_quantile: float = 0.0
+    critic_quantile: float = -1.0
     min_dice: float = 0.7
     sigma_min_dice: float = 0.6
-    seg_weight: float = 0.0
+    seg_weight: float = 0.5
     condition_mode: str = "concat"
     critic_head: str = "linear"
     schedule: str = "mix"

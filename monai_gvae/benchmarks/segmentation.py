@@ -218,8 +218,10 @@ def train_segmenter(
     fraction = 0.0
     if _has_synthetic(synthetic):
         # a pool is wrapped here, after the network is built: the transform draws its seed from MONAI's shared state
-        source = synthetic if isinstance(synthetic, Sequence) else GVAESynthesized(
-            KEYS, synthetic, prob=1.0, intensity_range=(0.0, 1.0))
+        # pre-generated pairs keep only image and label, as the real items do: batches mix the two, and items with
+        # other keys (a pseudo-labelled pool item's slice_index) would not collate
+        source = [{key: item[key] for key in KEYS} for item in synthetic] if isinstance(synthetic, Sequence) else (
+            GVAESynthesized(KEYS, synthetic, prob=1.0, intensity_range=(0.0, 1.0)))
         fraction = synthetic_fraction
     post = [classical_transform()] if classical else []
     post.append(EnsureTyped(keys=KEYS, track_meta=False))
