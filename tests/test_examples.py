@@ -153,3 +153,21 @@ def test_fewlabels_benchmark_is_deterministic_and_reads_a_data_dir(tmp_path):
     proc = run_example("fewlabels_benchmark.py", "--quick", "--data-dir", str(tmp_path / "data"), "--num-classes", "2",
                        "--output-dir", str(tmp_path / "bad"), expect_rc=1)
     assert "3 distinct values" in proc.stderr
+
+
+def test_sweep_defaults_quick_scores_the_validation_split(tmp_path):
+    from monai_gvae.data import load_brain_slices
+
+    run_example("sweep_defaults.py", "--quick", "--output-dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    # two settings (the bundle's adv_weight 0.01 and 0.03), each trained and evaluated on the val slabs only
+    assert [t["factors"] for t in results["trials"]] == [{"adv_weight": 0.01}, {"adv_weight": 0.03}]
+    assert all(t["num_images"] == len(load_brain_slices("val")) for t in results["trials"])
+    assert results["validation"] == {"validate#dataset#split": "val"}
+    for t in results["trials"]:
+        assert math.isfinite(t["metrics"]["mmd_gaussian"]) and t["metrics"]["sharpness_ratio"] > 0
+        assert (Path(t["output_dir"]) / "model.pt").is_file() and (Path(t["output_dir"]) / "metrics_val.json").is_file()
+    table = (tmp_path / "results.md").read_text()
+    assert "never the test split" in table and "| **0.01** |" in table and "| 0.03 |" in table and "--quick" in table
+    proc = run_example("sweep_defaults.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
+    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
