@@ -129,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--classifier-channels", type=int, nargs="+", default=[32, 64, 128])
     p.add_argument("--classifier-hidden", type=int, default=128,
                    help="size of the classifier's feature layer (0: global average pooling of the last convolution)")
+    p.add_argument("--classifier-lr-decay", type=float, default=0.8,
+                   help="the classifier's learning rate is multiplied by this after every epoch")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machines are shared)")
     args = p.parse_args(argv)
     if args.merge:

@@ -275,6 +275,30 @@ def test_frechet_distance_classifier_and_metric():
         FrechetDistanceMetric(clf).aggregate()
 
 
+def test_feature_classifier_trains_until_a_validation_accuracy_target():
+    g = _gen(31)
+    labels = torch.arange(160) % 2
+    images = 0.15 * torch.rand(160, 1, 16, 16, generator=g)
+    images[labels == 0, :, :, :8] += 0.7
+    images[labels == 1, :, :, 8:] += 0.7
+    train, val = slice(0, 128), slice(128, 160)
+    clf = train_feature_classifier(images[train], labels[train], epochs=20, batch_size=32, seed=0, hidden=8,
+                                   lr_decay=0.8, val_images=images[val], val_labels=labels[val], target_accuracy=0.9)
+    # stopped at the first epoch whose validation accuracy reached the target, long before the 20 allowed
+    assert clf.val_accuracy >= 0.9 and clf.epochs_trained < 20
+    assert clf.val_accuracy == classifier_accuracy(clf, images[val], labels[val])
+    assert clf.features(images[:3]).shape == (3, 8) and clf.feature_size == 8
+    full = train_feature_classifier(images[train], labels[train], epochs=2, batch_size=32, seed=0,
+                                    val_images=images[val], val_labels=labels[val])
+    assert full.epochs_trained == 2 and full.val_accuracy is not None and full.feature_size == 64
+    with pytest.raises(ValueError, match="validation split"):
+        train_feature_classifier(images, labels, target_accuracy=0.9)
+    with pytest.raises(ValueError, match="both"):
+        train_feature_classifier(images, labels, val_images=images)
+    with pytest.raises(ValueError, match="lr_decay"):
+        train_feature_classifier(images, labels, lr_decay=1.5)
+
+
 # ---------------------------------------------------------------- sharpness
 def _sharp_fixture(spatial_dims: int, n: int = 12, size: int = 16) -> torch.Tensor:
     """Images in [0, 1] with hard edges: random boxes of random brightness on a dark background."""

@@ -145,7 +145,7 @@ def _classifier_line(s: PaperTablesSettings, ctx: dict[str, Any]) -> str:
     return (f"- **FD**: Frechet distance between Gaussians fitted to the {ctx['feature_size']}-d penultimate features "
             f"of a small CNN (channels {list(s.classifier_channels)}"
             + (f", {s.classifier_hidden}-unit feature layer" if s.classifier_hidden else ", global pooling")
-            + f") trained on the training split {how}; **test accuracy {accuracy:.3f}**{goal}. {s.eval_samples} "
+            + f"; Adam lr 2e-3 x {s.classifier_lr_decay:g} per epoch) trained on the training split {how}; **test accuracy {accuracy:.3f}**{goal}. {s.eval_samples} "
             f"generated vs {s.eval_samples} test images. Not an FID (no Inception network): compare only within "
             "this file.")
 

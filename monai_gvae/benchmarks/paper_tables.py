@@ -130,6 +130,7 @@ class PaperTablesSettings:
     classifier_target: float = 0.91
     classifier_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     classifier_hidden: int | None = 128
+    classifier_lr_decay: float = 0.8
     val_images: int = 5000
     curve_every: int = 250
     curve_samples: int = 1000
@@ -490,6 +491,7 @@ def _fit_feature_classifier(settings, ctx, train_np, train_labels, val_np, val_l
                                    num_classes=int(max(train_labels.max(), test_labels.max())) + 1,
                                    epochs=settings.classifier_epochs, seed=0,
                                    channels=tuple(settings.classifier_channels), hidden=settings.classifier_hidden,
+                                   lr_decay=settings.classifier_lr_decay,
                                    val_images=torch.from_numpy(val_np) if use_val else None,
                                    val_labels=torch.from_numpy(val_labels) if use_val else None,
                                    target_accuracy=settings.classifier_target if use_val else None)

@@ -100,6 +100,7 @@ def train_feature_classifier(
     seed: int = 0,
     channels: tuple[int, ...] = (16, 32, 64),
     hidden: int | None = None,
+    lr_decay: float = 1.0,
     val_images: torch.Tensor | None = None,
     val_labels: torch.Tensor | None = None,
     target_accuracy: float | None = None,
@@ -121,6 +122,7 @@ def train_feature_classifier(
         seed: seed of initialisation and shuffling.
         channels: see :class:`FeatureClassifier`.
         hidden: see :class:`FeatureClassifier`.
+        lr_decay: the learning rate is multiplied by this after every epoch (1: constant).
         val_images: validation images (not training, not test), same layout as ``images``; their accuracy is
             measured after every epoch when given.
         val_labels: their labels.
@@ -131,12 +133,13 @@ def train_feature_classifier(
         without a validation split) set.
 
     Raises:
-        ValueError: mismatched images and labels, or ``target_accuracy`` without a validation split.
+        ValueError: mismatched images and labels, ``target_accuracy`` without a validation split, or ``lr_decay``
+            outside (0, 1].
 
     Example::
 
-        clf = train_feature_classifier(train_x, train_y, epochs=30, val_images=val_x, val_labels=val_y,
-                                       target_accuracy=0.9)
+        clf = train_feature_classifier(train_x, train_y, epochs=30, channels=(32, 64, 128), hidden=128,
+                                       lr_decay=0.8, val_images=val_x, val_labels=val_y, target_accuracy=0.91)
         clf.epochs_trained, clf.val_accuracy
     """
     images = torch.as_tensor(images)
@@ -145,6 +148,8 @@ def train_feature_classifier(
         raise ValueError(
             f"need images (N, C, spatial...) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}."
         )
+    if not 0.0 < lr_decay <= 1.0:
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}.")
     if (val_images is None) != (val_labels is None):
         raise ValueError("give both val_images and val_labels, or neither.")
     if target_accuracy is not None and val_images is None:
@@ -156,6 +161,7 @@ def train_feature_classifier(
         torch.manual_seed(seed)
         model = FeatureClassifier(images.ndim - 2, images.shape[1], num_classes, channels, hidden)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
     loss_fn = nn.CrossEntropyLoss()
     model.epochs_trained, model.val_accuracy = 0, None
     for _ in range(epochs):
@@ -167,6 +173,7 @@ def train_feature_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        schedule.step()
         model.epochs_trained += 1
         if val_images is not None:
             model.val_accuracy = classifier_accuracy(model, val_images, val_labels)
