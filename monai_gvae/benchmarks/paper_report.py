@@ -136,8 +136,9 @@ def _classifier_line(s: PaperTablesSettings, ctx: dict[str, Any]) -> str:
     val = ctx.get("classifier_val_accuracy")
     if val is not None:
         how = (f"until its accuracy on the validation split reached {s.classifier_target:g} (at most "
-               f"{s.classifier_epochs} epochs): {ctx.get('classifier_epochs_trained')} epoch(s), validation accuracy "
-               f"{val:.3f}")
+               f"{s.classifier_epochs} epochs): {ctx.get('classifier_epochs_trained')} epoch(s)"
+               + (f" in {ctx['classifier_seconds']:.0f} s" if ctx.get("classifier_seconds") is not None else "")
+               + f", validation accuracy {val:.3f}")
     else:
         how = f"for {ctx.get('classifier_epochs_trained') or s.classifier_epochs} epoch(s)"
     goal = ("" if accuracy >= CLASSIFIER_ACCURACY_GOAL else
