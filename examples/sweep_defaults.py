@@ -17,7 +17,7 @@ Examples::
     # the brain2d bundle's weights, learning rates, critic steps and upsampling, one factor at a time, 2 seeds
     python examples/sweep_defaults.py --bundle gvae_brain2d --design oat --seeds 0,1 \\
         --factor adv_weight=0.003,0.03 kl_weight=0.0001,0.01 learning_rate=0.0003 \\
-                 critic_learning_rate=0.0003 n_critic=2 upsample=nearest \\
+                 critic_learning_rate=0.0003 n_critic=2 upsample=null \\
         --output-dir runs/sweep_brain2d
     # MNIST at a CPU budget (the budget is a fixed override of every trial)
     python examples/sweep_defaults.py --bundle gvae_mnist --set architecture=conv latent_size=64 batch_size=64 \\
