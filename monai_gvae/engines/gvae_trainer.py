@@ -65,7 +65,8 @@ class GVAETrainer(Trainer):
       reconstruction as in GVAE. The code critic takes its step right after each image-critic step.
 
     ``engine.state.output`` holds floats ``loss_d``, ``loss_g``, ``loss_rec``, ``loss_kl``, ``loss_adv``, ``gp``,
-    ``wasserstein`` and ``kl_weight`` (terms an objective does not use are 0.0), plus the detached input batch
+    ``wasserstein``, ``kl_weight``, ``loss_seg`` and alpha-GAN's ``loss_code``, ``loss_code_critic`` and ``code_gp``
+    (terms an objective does not use are 0.0), plus the detached input batch
     (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics;
     the keys are :class:`~monai_gvae.engines.GVAEKeys`.
 
