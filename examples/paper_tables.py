@@ -1,14 +1,16 @@
-"""Regenerate the GVAE paper's Tables 4-7 on your own data: GVAE, VAE and WGAN-GP trained by the same code.
+"""Regenerate the GVAE paper's Tables 4-7 on your own data: GVAE, VAE, WGAN-GP, VAE-GAN and alpha-GAN trained by the
+same code.
 
-Trains the three objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``) with
-the same networks, data, batch size and budget, sweeps GVAE's latent size (Table 5), scores every run with
+Trains the five objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``, ``vaegan``,
+``alpha_gan``) with the same networks, data, batch size and budget, sweeps GVAE's latent size (Table 5), scores every run with
 ``monai_gvae.metrics`` and writes into ``--output-dir``:
 
 * ``tables.md`` -- Markdown Tables 4-7 with the protocol (command, seeds, budget, hardware, kernels, k) in the
   header and a verdict per metric that calls a difference only when it exceeds the spread over seeds;
 * ``results.json`` -- every number per run;
 * ``samples_<model>_z<latent>_seed<seed>.png`` / ``reconstructions_<model>_seed<seed>.png`` -- sample grids;
-* ``checkpoints/*.pt`` -- the trained networks (``GVAE`` state dict under ``"gvae"``, critic under ``"critic"``).
+* ``checkpoints/*.pt`` -- the trained networks (``GVAE`` state dict under ``"gvae"``, critic under ``"critic"``,
+  alpha-GAN's code critic under ``"code_critic"``).
 
 Nothing existing is overwritten unless ``--overwrite``. The data loading, training, scoring and tables are package
 code (``monai_gvae.benchmarks.paper_tables`` and ``.paper_report``); this script is the recipe.

@@ -103,8 +103,9 @@ def test_pad_and_crop():
 def test_plan_interleaves_models_and_skips_sweep_runs_the_main_table_holds():
     s = PaperTablesSettings("mnist", "x", seeds=2, sweep_seeds=1, latent_sizes=[4, 8], latent_size=8)
     plan = plan_runs(s)
-    assert plan[:3] == [("main", "gvae", 8, 0), ("main", "vae", 8, 0), ("main", "wgan_gp", 8, 0)]
-    assert len(plan) == 7 and plan[-1] == ("sweep", "gvae", 4, 0)
+    assert plan[:5] == [("main", "gvae", 8, 0), ("main", "vae", 8, 0), ("main", "wgan_gp", 8, 0),
+                        ("main", "vaegan", 8, 0), ("main", "alpha_gan", 8, 0)]
+    assert len(plan) == 11 and plan[-1] == ("sweep", "gvae", 4, 0)
     assert ("sweep", "gvae", 4, 0) in plan_runs(PaperTablesSettings("mnist", "x", seeds=1, latent_sizes=[4]))
     # one process per seed: each runs its seed's share, together the whole plan
     shares = [plan_runs(PaperTablesSettings("mnist", "x", seeds=2, sweep_seeds=1, latent_sizes=[4, 8], latent_size=8,

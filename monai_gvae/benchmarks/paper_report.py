@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from monai_gvae._version import __version__
-from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, PaperTablesSettings, report_context
+from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, NO_POSTERIOR_VARIANCE, PaperTablesSettings, report_context
 from monai_gvae.benchmarks.plots import PLOT_COLOURS, CurvePanel, CurveSeries, plot_curves
 from monai_gvae.benchmarks.report import cpu_model, markdown_table, read_json, write_json, write_text
 from monai_gvae.benchmarks.stats import summarize
@@ -49,6 +49,8 @@ PAPER_TABLE7 = [
     ("VAE + NF (T=80)", "-85.1"), ("VAE + HVI (T=16)", "-88.3"), ("conv VAE + HVI (T=16)", "-84.1"),
     ("VAE + VGP (2hl)", "-81.3"), ("DRAW + VGP", "-79.9"), ("VAE + IAF", "-80.8"), ("GVAE (paper)", "-82.2"),
 ]
+NO_POSTERIOR_CELL = "n/a (no posterior variance)"
+"""Table 6/7 cell of a likelihood figure of alpha-GAN: its deterministic encoder defines no ELBO, KL or bound."""
 _LIKELIHOODS = {
     "bernoulli": "Bernoulli on binarised pixels (p = (G(z)+1)/2 clamped to [1e-4, 1-1e-4])",
     "discretized_logistic": "discretised logistic over 256 grey levels, mean (G(z)+1)/2, one global scale per model "
@@ -146,9 +148,9 @@ def _classifier_line(s: PaperTablesSettings, ctx: dict[str, Any]) -> str:
     return (f"- **FD**: Frechet distance between Gaussians fitted to the {ctx['feature_size']}-d penultimate features "
             f"of a small CNN (channels {list(s.classifier_channels)}"
             + (f", {s.classifier_hidden}-unit feature layer" if s.classifier_hidden else ", global pooling")
-            + f"; Adam lr 2e-3 x {s.classifier_lr_decay:g} per epoch) trained on the training split {how}; **test accuracy {accuracy:.3f}**{goal}. {s.eval_samples} "
-            f"generated vs {s.eval_samples} test images. Not an FID (no Inception network): compare only within "
-            "this file.")
+            + f"; Adam lr 2e-3 x {s.classifier_lr_decay:g} per epoch) trained on the training split {how}; "
+            f"**test accuracy {accuracy:.3f}**{goal}. {s.eval_samples} generated vs {s.eval_samples} test images. "
+            "Not an FID (no Inception network): compare only within this file.")
 
 
 def _main_seeds(results: Sequence[dict[str, Any]], table: str = "main") -> list[int]:
@@ -193,7 +195,12 @@ def _protocol(
         f"encoder/generator/critic, base channels {s.base_channels}, max {s.max_channels}, latent {s.latent_size} "
         f"(Table 5: {s.latent_sizes}), batch {s.batch_size}, Adam betas (0.5, 0.9), lr {s.lr:g} (encoder+generator) / "
         f"{s.critic_lr:g} (critic), w_rec {s.rec_weight:g} (L1), w_kl {s.kl_weight:g} (warm-up {s.kl_warmup} it.), "
-        f"w_adv {s.adv_weight:g}, w_gp {s.gp_weight:g}, n_critic {s.n_critic}. VAE = no critic; WGAN-GP = no encoder.",
+        f"w_adv {s.adv_weight:g}, w_gp {s.gp_weight:g}, n_critic {s.n_critic}. VAE = no critic; WGAN-GP = no encoder; "
+        "VAE-GAN = GVAE with the pixel L1 replaced by the critic's feature-matching error (relative squared error at "
+        "the critic's second-deepest level, weight w_rec; the same Wasserstein critic with gradient penalty); "
+        "alpha-GAN = deterministic encoder (the mean), no KL: a code critic (MLP, 2 x 512 units, WGAN-GP, same lr and "
+        "w_gp as the critic) on prior vs encoded latents, its term weighted w_adv; L1 reconstruction and image critic "
+        "as GVAE.",
         f"- **MMD**: unbiased estimate of the squared MMD, mixture of Gaussian kernels with bandwidths {bandwidths} "
         f"(0.5, 1, 2 x the median pairwise distance of {ctx['n_bandwidth']} training images), flattened {crop_note}s, "
         f"{ctx['mmd_batches']} batch(es) of {s.mmd_batch} generated vs {s.mmd_batch} test images, averaged. "
@@ -289,12 +296,21 @@ def _table6(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[st
         figures.append(("fitted pixel scale", "pixel_scale", 3))
     lines = ["## Table 6: likelihood figures on test images (nats per image; higher log-likelihood and ELBO are "
              "better)", ""]
+    def cell(model: str, key: str, digits: int) -> str:
+        if model in NO_POSTERIOR_VARIANCE and not key.startswith("rec_"):
+            return NO_POSTERIOR_CELL
+        return format_stats(rows.metric(model, key), digits)
+
     lines += markdown_table(["Metric"] + [MODEL_NAMES[m] for m in enc_models],
-                            ([label] + [format_stats(rows.metric(m, key), digits) for m in enc_models]
-                             for label, key, digits in figures))
+                            ([label] + [cell(m, key, digits) for m in enc_models] for label, key, digits in figures))
+    notes = ["WGAN-GP has no encoder, hence no ELBO, KL, reconstruction or importance-weighted bound."]
+    if any(m in NO_POSTERIOR_VARIANCE for m in enc_models):
+        notes.append("alpha-GAN's encoder is deterministic (a code critic replaces the KL term): with no posterior "
+                     "variance there is no q(z|x), hence no ELBO, KL or importance-weighted bound; its reconstruction "
+                     "errors G(E(x)) are listed.")
     return lines + [
         "",
-        "WGAN-GP has no encoder, hence no ELBO, KL, reconstruction or importance-weighted bound.",
+        *notes,
         "The paper's Table 6 (MNIST: log-likelihood -1.568 VAE / -1.353 GVAE, reconstruction 88.5e-3 / 4.27e-3, "
         "ELBO -1.697 / -1.404, KL 0.165 / 0.046) states no unit or pixel model; it is not comparable.",
         "",
@@ -304,6 +320,9 @@ def _table6(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[st
 def _table7(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[str]:
     table = []
     for m in [m for m in s.models if m != "wgan_gp"]:
+        if m in NO_POSTERIOR_VARIANCE:
+            table.append([f"{MODEL_NAMES[m]} (this run)", f"{s.dataset}, {s.likelihood}", NO_POSTERIOR_CELL, "n/a"])
+            continue
         curve: dict[int, list[float]] = {}
         for r in rows.main:
             if r["model"] == m and "iw_curve" in r["metrics"]:
@@ -415,6 +434,10 @@ def _curves(s: PaperTablesSettings, ctx: dict[str, Any], results: Sequence[dict[
     return lines + [""]
 
 
+_MODEL_COLOURS = [c for c in PLOT_COLOURS[1:] if len(set(c)) > 1]
+"""The models' curve colours: the plot colours without the greys (grey is the real-vs-real floor's)."""
+
+
 def curve_panels(
     settings: PaperTablesSettings, ctx: dict[str, Any], results: Sequence[dict[str, Any]]
 ) -> list[CurvePanel]:
@@ -427,7 +450,7 @@ def curve_panels(
     for key, log in (("mmd_gaussian", True), ("fd", True), ("sharpness_ratio", False)):
         panel = CurvePanel(f"{_PLOT_LABELS[key]}, validation split" + (" (log scale)" if log else ""), log_y=log)
         for i, (m, curves) in enumerate(by_model.items()):
-            colour = PLOT_COLOURS[1 + i % (len(PLOT_COLOURS) - 1)]
+            colour = _MODEL_COLOURS[i % len(_MODEL_COLOURS)]
             for c in curves:
                 panel.series.append(CurveSeries(None, colour, [(p["iteration"], p[key]) for p in c
                                                                if p.get(key) is not None], width=1))

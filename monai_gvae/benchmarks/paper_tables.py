@@ -1,7 +1,9 @@
-"""The GVAE paper's Tables 4-7 on your own data: GVAE, VAE and WGAN-GP trained by the same code and scored.
+"""The GVAE paper's Tables 4-7 on your own data: GVAE, VAE, WGAN-GP, VAE-GAN and alpha-GAN trained by the same code
+and scored.
 
-The three objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``) are trained
-with the same networks, data, batch size and budget (:func:`train_run`), GVAE's latent size is swept
+The five objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``, ``vaegan``,
+``alpha_gan``) are trained with the same networks, data, batch size and budget (:func:`train_run`; alpha-GAN adds its
+code critic, :class:`~monai_gvae.networks.CodeCritic`), GVAE's latent size is swept
 (:func:`plan_runs`), and every run is scored with ``monai_gvae.metrics`` (:func:`evaluate_run`) against test
 images prepared once (:func:`prepare_evaluation`). :mod:`monai_gvae.benchmarks.paper_report` writes the tables.
 
@@ -31,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from monai_gvae.bundle import save_sample_grid
 from monai_gvae.data import ImageFolderDataset, LSUNDataset, MNISTDataset
 from monai_gvae.engines import GVAETrainer
-from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss, FeatureMatchingLoss
 from monai_gvae.metrics import (
     GVAELikelihood,
     classifier_accuracy,
@@ -47,7 +49,7 @@ from monai_gvae.metrics import (
     sharpness_ratio,
     train_feature_classifier,
 )
-from monai_gvae.networks import GVAE, GVAECritic
+from monai_gvae.networks import GVAE, CodeCritic, GVAECritic
 from monai_gvae.utils import atomic_path
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "DATASETS",
     "MODELS",
     "MODEL_NAMES",
+    "NO_POSTERIOR_VARIANCE",
     "PaperTablesSettings",
     "load_dataset",
     "read_image_folder",
@@ -71,8 +74,11 @@ __all__ = [
 ]
 
 DATASETS = ("mnist", "fashion-mnist", "lsun", "celebahq", "folder")
-MODELS = ("gvae", "vae", "wgan_gp")
-MODEL_NAMES = {"gvae": "GVAE", "vae": "VAE", "wgan_gp": "WGAN-GP"}
+MODELS = ("gvae", "vae", "wgan_gp", "vaegan", "alpha_gan")
+MODEL_NAMES = {"gvae": "GVAE", "vae": "VAE", "wgan_gp": "WGAN-GP", "vaegan": "VAE-GAN", "alpha_gan": "alpha-GAN"}
+NO_POSTERIOR_VARIANCE = ("alpha_gan",)
+"""Models with an encoder but no posterior variance (alpha-GAN's deterministic encoder): reconstruction errors are
+measured, the ELBO, KL and importance-weighted bound are not defined."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _IDX_DATASETS = ("mnist", "fashion-mnist")
 _LOGGED_LOSSES = ("loss_g", "loss_d", "loss_rec", "loss_kl", "wasserstein")
@@ -281,6 +287,7 @@ def _prepare_batch(batchdata: dict, device: torch.device, non_blocking: bool = F
 
 # ----------------------------------------------------------------------------------------------- training
 def _build(settings: PaperTablesSettings, objective: str, latent: int, channels: int, seed: int):
+    """The networks of one run: the GVAE, the critic (not for the VAE) and alpha-GAN's code critic."""
     torch.manual_seed(seed)
     gvae = GVAE(2, channels, settings.image_size, latent_size=latent, architecture=settings.architecture,
                 base_channels=settings.base_channels, max_channels=settings.max_channels)
@@ -289,7 +296,8 @@ def _build(settings: PaperTablesSettings, objective: str, latent: int, channels:
         critic = GVAECritic(spatial_dims=2, in_channels=channels, image_size=settings.image_size,
                             architecture=settings.architecture, base_channels=settings.base_channels,
                             max_channels=settings.max_channels)
-    return gvae, critic
+    code_critic = CodeCritic(latent) if objective == "alpha_gan" else None
+    return gvae, critic, code_critic
 
 
 def train_run(
@@ -301,7 +309,7 @@ def train_run(
 
     Args:
         settings: the run's settings (``image_size`` settled).
-        objective: ``"gvae"``, ``"vae"`` or ``"wgan_gp"``.
+        objective: one of :data:`MODELS`.
         latent: latent size.
         seed: seed of the initial weights, the shuffle and the trainer.
         train_images: uint8 ``(N, C, image_size, image_size)``.
@@ -311,14 +319,17 @@ def train_run(
             and from ``train_seconds``, and it draws nothing from the training's random streams.
 
     Returns:
-        ``{"gvae", "critic" (None for the VAE), "iterations", "train_seconds", "losses", "curve",
-        "curve_seconds"}``: losses every 50 iterations; ``curve`` one ``{"iteration", "train_seconds", **scores}``
-        per scoring (empty without a scorer).
+        ``{"gvae", "critic" (None for the VAE), "code_critic" (alpha-GAN's, else None), "iterations",
+        "train_seconds", "losses", "curve", "curve_seconds"}``: losses every 50 iterations; ``curve`` one
+        ``{"iteration", "train_seconds", **scores}`` per scoring (empty without a scorer).
     """
-    gvae, critic = _build(settings, objective, latent, train_images.shape[1], seed)
+    gvae, critic, code_critic = _build(settings, objective, latent, train_images.shape[1], seed)
     opt = torch.optim.Adam(gvae.parameters(), lr=settings.lr, betas=(0.5, 0.9))
     critic_opt = (torch.optim.Adam(critic.parameters(), lr=settings.critic_lr, betas=(0.5, 0.9))
                   if critic is not None else None)
+    # alpha-GAN's code critic at the image critic's learning rate and penalty weight
+    code_opt = (torch.optim.Adam(code_critic.parameters(), lr=settings.critic_lr, betas=(0.5, 0.9))
+                if code_critic is not None else None)
     loader = DataLoader(_Uint8Images(train_images), batch_size=settings.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
     trainer = GVAETrainer(
@@ -327,7 +338,9 @@ def train_run(
         loss_function=EncoderGeneratorLoss(settings.rec_weight, settings.kl_weight, settings.adv_weight,
                                            settings.kl_warmup),
         critic_loss_function=CriticLoss(settings.gp_weight), objective=objective, n_critic=settings.n_critic,
-        seed=seed, prepare_batch=_prepare_batch,
+        code_critic=code_critic, code_critic_optimizer=code_opt,
+        code_critic_loss_function=CriticLoss(settings.gp_weight),
+        feature_matching_loss=FeatureMatchingLoss(), seed=seed, prepare_batch=_prepare_batch,
     )
     clock: dict[str, float] = {"scoring": 0.0}
     losses: list[dict[str, float]] = []
@@ -370,8 +383,8 @@ def train_run(
         score(iters)  # the last point: where the budget ended
     log(f"  trained {MODEL_NAMES[objective]} z={latent} seed={seed}: {iters} iterations in {wall:.1f} s"
         + (f" (+{clock['scoring']:.1f} s scoring {len(curve)} curve points)" if curve else ""))
-    return {"gvae": gvae.eval(), "critic": critic, "iterations": iters, "train_seconds": wall, "losses": losses,
-            "curve": curve, "curve_seconds": clock["scoring"]}
+    return {"gvae": gvae.eval(), "critic": critic, "code_critic": code_critic, "iterations": iters,
+            "train_seconds": wall, "losses": losses, "curve": curve, "curve_seconds": clock["scoring"]}
 
 
 def plan_runs(settings: PaperTablesSettings) -> list[tuple[str, str, int, int]]:
@@ -579,7 +592,9 @@ def evaluate_run(
     settings: PaperTablesSettings, run: dict[str, Any], objective: str, ctx: dict[str, Any], seed: int, full: bool
 ) -> dict[str, Any]:
     """All metrics of one trained model: sample quality (MMD, MS-SSIM, FD, sharpness ratio) and, with ``full`` and an
-    encoder, the likelihood figures of Tables 6-7 (:func:`_likelihood_figures`)."""
+    encoder, the likelihood figures of Tables 6-7 (:func:`_likelihood_figures`); for a model without posterior
+    variance (:data:`NO_POSTERIOR_VARIANCE`: alpha-GAN) only the reconstruction errors of those (no ELBO, KL or
+    bound)."""
     gvae: GVAE = run["gvae"]
     res: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -593,12 +608,30 @@ def evaluate_run(
     res["sample_eval_seconds"] = time.perf_counter() - t0
     if not full or objective == "wgan_gp":
         return res
-    res.update(_likelihood_figures(settings, gvae, ctx, seed))
+    if objective in NO_POSTERIOR_VARIANCE:
+        res.update(_reconstruction_errors(gvae, ctx))
+    else:
+        res.update(_likelihood_figures(settings, gvae, ctx, seed))
     x = ctx["test_lik"]
     mu, _ = gvae.encode(x[:16] * 2 - 1)
     first = center_crop(((gvae.decode(mu).float() + 1) / 2).clamp(0, 1), ctx["crop"])
     ctx.setdefault("recon_examples", {})[(objective, seed)] = (center_crop(x[:16], ctx["crop"]), first)
     return res
+
+
+@torch.no_grad()
+def _reconstruction_errors(gvae: GVAE, ctx: dict[str, Any]) -> dict[str, float]:
+    """Mean absolute and squared error of ``G(mu(x))`` on the likelihood tables' test images, pixels in [0, 1]."""
+    x = ctx["test_lik"]
+    rec_abs, rec_sq = [], []
+    for start in range(0, x.shape[0], 250):
+        xb = x[start : start + 250]
+        mu, _ = gvae.encode(xb * 2 - 1)
+        recon = center_crop(((gvae.decode(mu).float() + 1) / 2).clamp(0, 1), ctx["crop"])
+        target = center_crop(xb, ctx["crop"])
+        rec_abs.append((recon - target).abs().flatten(1).mean(1))
+        rec_sq.append((recon - target).pow(2).flatten(1).mean(1))
+    return {"rec_mae": float(torch.cat(rec_abs).mean()), "rec_mse": float(torch.cat(rec_sq).mean())}
 
 
 @torch.no_grad()
@@ -617,20 +650,14 @@ def _likelihood_figures(settings: PaperTablesSettings, gvae: GVAE, ctx: dict[str
         res["pixel_scale"] = adapter_kwargs["scale"]
     adapter = GVAELikelihood(gvae, **adapter_kwargs)
     x = ctx["test_lik"]
-    rec_abs, rec_sq, terms_all = [], [], {"elbo": [], "log_likelihood": [], "kl": []}
+    res.update(_reconstruction_errors(gvae, ctx))
+    terms_all: dict[str, list[torch.Tensor]] = {"elbo": [], "log_likelihood": [], "kl": []}
     gen = torch.Generator().manual_seed(20_000 + seed)
     for start in range(0, x.shape[0], 250):
-        xb = x[start : start + 250]
-        mu, _ = gvae.encode(xb * 2 - 1)
-        recon = center_crop(((gvae.decode(mu).float() + 1) / 2).clamp(0, 1), ctx["crop"])
-        target = center_crop(xb, ctx["crop"])
-        rec_abs.append((recon - target).abs().flatten(1).mean(1))
-        rec_sq.append((recon - target).pow(2).flatten(1).mean(1))
-        terms = elbo(xb, adapter.encode, adapter.log_likelihood, num_samples=settings.elbo_samples, generator=gen)
+        terms = elbo(x[start : start + 250], adapter.encode, adapter.log_likelihood, num_samples=settings.elbo_samples,
+                     generator=gen)
         for k in terms_all:
             terms_all[k].append(terms[k])
-    res["rec_mae"] = float(torch.cat(rec_abs).mean())
-    res["rec_mse"] = float(torch.cat(rec_sq).mean())
     for k, v in terms_all.items():
         res[k] = float(torch.cat(v).mean())
     xi = x[: settings.iw_images]
@@ -650,15 +677,17 @@ def save_run(
     out: Path, run: dict[str, Any], objective: str, latent: int, seed: int, ctx: dict[str, Any], overwrite: bool
 ) -> None:
     """The run's checkpoint (``checkpoints/<model>_z<latent>_seed<seed>.pt``: ``GVAE`` state dict under ``"gvae"``,
-    critic under ``"critic"``) and, for seed 0, its sample grid and reconstructions.
+    critic under ``"critic"``, alpha-GAN's code critic under ``"code_critic"``) and, for seed 0, its sample grid and
+    reconstructions.
 
     Raises:
         FileExistsError: the checkpoint exists and ``overwrite`` is false.
     """
     name = f"{objective}_z{latent}_seed{seed}"
     ckpt = {"gvae": run["gvae"].state_dict(), "iterations": run["iterations"], "objective": objective}
-    if run["critic"] is not None:
-        ckpt["critic"] = run["critic"].state_dict()
+    for key in ("critic", "code_critic"):
+        if run.get(key) is not None:
+            ckpt[key] = run[key].state_dict()
     with atomic_path(out / "checkpoints" / f"{name}.pt", overwrite=overwrite) as tmp:
         torch.save(ckpt, tmp)
     if seed != 0:
