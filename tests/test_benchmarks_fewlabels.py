@@ -82,6 +82,14 @@ def test_merge_runs_split_by_seed(tmp_path):
         merge_runs([s0, str(tmp_path / "missing")], str(tmp_path / "x"), False, "")
     with pytest.raises(FileExistsError, match="overwrite"):
         merge_runs([s0, s1], str(tmp_path / "m"), False, "")
+    # runs with other arms merge (a run of the arms of the goal on more seeds); the table says which seeds each has
+    only_classical = fake_results([2], arms="classical")
+    only_classical["runs"] = [r for r in only_classical["runs"] if r["arm"] == "classical"]
+    s2 = write_run(tmp_path / "s2", only_classical)
+    merged3, text3 = merge_runs([s0, s1, s2], str(tmp_path / "m3"), False, "merge")
+    assert merged3["settings"]["arms"] == "classical,cond" and merged3["paired"]["cond@5"]["n"] == 2
+    assert "classical: 3 seeds (0,1,2); + cond. GVAE (k slices): 2 seeds (0,1)" in text3
+    assert "Seeds per arm differ" not in text
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))

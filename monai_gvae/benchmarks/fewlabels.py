@@ -704,6 +704,12 @@ def _tables(results: dict[str, Any]) -> list[str]:
     dice_rows = ([ARM_NAMES[arm]] + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks]
                  for arm in arms)
     lines = markdown_table(header, dice_rows)
+    seeds_of_arm = {arm: sorted({r["seed"] for r in runs if r["arm"] == arm}) for arm in arms}
+    if len({tuple(v) for v in seeds_of_arm.values()}) > 1:
+        lines += ["", "Seeds per arm differ (merged runs with other arms): "
+                  + "; ".join(f"{ARM_SHORT.get(arm, arm)}: {len(v)} seeds ({','.join(map(str, v))})"
+                              for arm, v in seeds_of_arm.items())
+                  + ". Paired differences use the seeds both arms have (n in results.json)."]
     with_interval = results.get("table_format", 1) >= CONFIDENCE_FORMAT
     if with_interval:
         intro = ("Paired difference to classical (same seed, same k slices, same initial weights): mean over seeds "
@@ -849,7 +855,10 @@ def render_run(output_dir: str | os.PathLike) -> tuple[dict[str, Any], str]:
 
 
 # what may differ between merged runs
-_MERGE_FREE_SETTINGS = {"seeds", "output_dir", "overwrite", "render", "merge"}
+# settings that may differ between merged runs: the seeds, where the outputs went, and the arms (a run may add arms
+# on some seeds only, e.g. to give the arms of the goal more seeds in a fixed compute budget; paired differences
+# use the seeds both arms have, and the table says how many seeds each arm has)
+_MERGE_FREE_SETTINGS = {"seeds", "output_dir", "overwrite", "render", "merge", "arms"}
 
 
 def merge_runs(
@@ -910,7 +919,8 @@ def merge_runs(
                              else None),
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
         "wall_seconds": sum(p["wall_seconds"] for p in parts),  # compute time, summed over the merged processes
-        "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds), "output_dir": output_dir},
+        "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds), "output_dir": output_dir,
+                     "arms": ",".join(dict.fromkeys(r["arm"] for r in runs))},
         "merged_from": list(folders),
     })
     return results, write_fewlabels_outputs(results, output_dir, overwrite=True)
