@@ -1,35 +1,52 @@
-"""Regenerate the GVAE paper's Tables 4-7 on your own data: GVAE, VAE and WGAN-GP trained by the same code.
+"""Regenerate the GVAE paper's Tables 4-7 on your own data: GVAE, VAE, WGAN-GP, VAE-GAN and alpha-GAN trained by the
+same code.
 
-Trains the three objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``) with
-the same networks, data, batch size and budget, sweeps GVAE's latent size (Table 5), scores every run with
+Trains the five objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``, ``vaegan``,
+``alpha_gan``) with the same networks, data, batch size and budget, sweeps GVAE's latent size (Table 5), scores every run with
 ``monai_gvae.metrics`` and writes into ``--output-dir``:
 
 * ``tables.md`` -- Markdown Tables 4-7 with the protocol (command, seeds, budget, hardware, kernels, k) in the
   header and a verdict per metric that calls a difference only when it exceeds the spread over seeds;
 * ``results.json`` -- every number per run;
 * ``samples_<model>_z<latent>_seed<seed>.png`` / ``reconstructions_<model>_seed<seed>.png`` -- sample grids;
-* ``checkpoints/*.pt`` -- the trained networks (``GVAE`` state dict under ``"gvae"``, critic under ``"critic"``).
+* ``checkpoints/*.pt`` -- the trained networks (``GVAE`` state dict under ``"gvae"``, critic under ``"critic"``,
+  alpha-GAN's code critic under ``"code_critic"``).
 
 Nothing existing is overwritten unless ``--overwrite``. The data loading, training, scoring and tables are package
 code (``monai_gvae.benchmarks.paper_tables`` and ``.paper_report``); this script is the recipe.
 
+* ``curves.png`` -- validation MMD², FD and sharpness ratio against iterations (``--curve-every``), per model;
+
 Examples::
 
-    # Fashion-MNIST from Debian's dataset-fashion-mnist, 1 minute of training per run, 3 seeds
+    # Fashion-MNIST from Debian's dataset-fashion-mnist, equal iterations, 3 seeds in one process
     python examples/paper_tables.py --dataset fashion-mnist --data-dir /usr/share/datasets/fashion-mnist \\
-        --budget-minutes 1 --seeds 3 --output-dir runs/fmnist_tables
+        --budget-iterations 3000 --seeds 3 --output-dir runs/fmnist_iterations
+    # the same as one process per seed (e.g. on 3 cores), then one report
+    for s in 0 1 2; do
+        python examples/paper_tables.py --dataset fashion-mnist --data-dir /usr/share/datasets/fashion-mnist \\
+            --budget-iterations 3000 --seeds 3 --run-seeds $s --output-dir runs/fmnist_it_s$s &
+    done; wait
+    python examples/paper_tables.py --merge runs/fmnist_it_s0 runs/fmnist_it_s1 runs/fmnist_it_s2 \\
+        --output-dir runs/fmnist_iterations
+    # equal wall clock: 15 minutes of training per run
+    python examples/paper_tables.py --dataset fashion-mnist --data-dir /usr/share/datasets/fashion-mnist \\
+        --budget-minutes 15 --seeds 3 --output-dir runs/fmnist_wallclock
     # a smoke test in seconds
     python examples/paper_tables.py --dataset mnist --data-dir PATH --quick --output-dir /tmp/quick
 
-Budgets: ``--budget-minutes`` gives every run the same wall-clock training time (the iterations each model
-reached are reported beside it); ``--budget-iterations`` gives every run the same iterations (the wall-clock
-time is reported). A GVAE iteration costs several VAE iterations (critic step, twice the generator batch).
+Budgets (the two modes): ``--budget-iterations`` gives every run the same iterations (the wall-clock time is
+reported); ``--budget-minutes`` gives every run the same wall-clock training time (the iterations each model reached
+are reported beside it). A GVAE iteration costs several VAE iterations (critic step, twice the generator batch).
+Scoring the validation curves is not counted in either budget. ``--seeds S`` names the seeds 0..S-1 of the tables;
+``--run-seeds`` runs only some of them in this process (the latent sweep's runs go with their seed), and ``--merge``
+combines such processes' folders into one report (same settings required; the header gives every command, the wall
+time of the longest process and the process time of all).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import shlex
 import sys
@@ -38,25 +55,34 @@ from pathlib import Path
 
 import torch
 
-from monai_gvae.benchmarks.paper_report import git_commit, hardware_summary, write_tables
+from monai_gvae.benchmarks.paper_report import (
+    git_commit, hardware_summary, merge_results, results_content, write_report,
+)
 from monai_gvae.benchmarks.paper_tables import (
-    DATASETS, MODEL_NAMES, MODELS, PaperTablesSettings, evaluate_run, plan_runs, prepare_evaluation, save_run,
-    train_run,
+    DATASETS, MODEL_NAMES, MODELS, PaperTablesSettings, evaluate_run, make_curve_scorer, plan_runs,
+    prepare_evaluation, save_run, train_run,
 )
 from monai_gvae.benchmarks.report import command_line, write_json
 from monai_gvae.bundle import save_sample_grid
+
+SCRIPT = "examples/paper_tables.py"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", required=True, choices=DATASETS)
-    p.add_argument("--data-dir", required=True,
-                   help="IDX folder (mnist, fashion-mnist), LMDB folder (lsun) or image folder")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="combine finished runs that differ only in --run-seeds (one process per seed) into "
+                        "--output-dir (no training)")
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--data-dir", help="IDX folder (mnist, fashion-mnist), LMDB folder (lsun) or image folder")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-minutes", type=float, help="wall-clock training time per run")
     budget.add_argument("--budget-iterations", type=int, help="training iterations per run")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 for Tables 4, 6, 7")
+    p.add_argument("--run-seeds", default=None,
+                   help="comma-separated seeds among 0..S-1 (and the sweep's) that this process runs (default: all); "
+                        "combine the processes' folders with --merge")
     p.add_argument("--sweep-seeds", type=int, default=1, help="seeds for the latent sweep (Table 5)")
     p.add_argument("--latent-sizes", type=int, nargs="+", default=[100, 500, 1000, 2000], help="Table 5 latent sizes")
     p.add_argument("--latent-size", type=int, default=1000, help="latent size of Tables 4, 6, 7 (the paper's best)")
@@ -91,9 +117,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iw-k", type=int, default=5000)
     p.add_argument("--iw-images", type=int, default=24)
     p.add_argument("--iw-chunk", type=int, default=64)
-    p.add_argument("--classifier-epochs", type=int, default=3)
+    p.add_argument("--val-images", type=int, default=5000,
+                   help="validation images held out from the end of the training split (at most a tenth of it): "
+                        "curves and the classifier's stopping rule; 0: none")
+    p.add_argument("--curve-every", type=int, default=250,
+                   help="score each model on the validation split every N iterations (and after the last); 0: no curves")
+    p.add_argument("--curve-samples", type=int, default=1000,
+                   help="prior samples and validation images per curve point")
+    p.add_argument("--classifier-epochs", type=int, default=30,
+                   help="most epochs of the Frechet distance's classifier")
+    p.add_argument("--classifier-target", type=float, default=0.91,
+                   help="stop training the classifier once its validation accuracy reaches this (0: train all epochs)")
+    p.add_argument("--classifier-channels", type=int, nargs="+", default=[32, 64, 128])
+    p.add_argument("--classifier-hidden", type=int, default=128,
+                   help="size of the classifier's feature layer (0: global average pooling of the last convolution)")
+    p.add_argument("--classifier-lr-decay", type=float, default=0.8,
+                   help="the classifier's learning rate is multiplied by this after every epoch")
     p.add_argument("--threads", type=int, default=1, help="torch threads (the machines are shared)")
     args = p.parse_args(argv)
+    if args.merge:
+        return args
+    if not args.dataset or not args.data_dir:
+        p.error("--dataset and --data-dir are required (unless --merge)")
+    args.classifier_hidden = args.classifier_hidden or None
+    if args.run_seeds is not None:
+        try:
+            args.run_seeds = sorted({int(x) for x in args.run_seeds.split(",") if x.strip()})
+        except ValueError:
+            p.error(f"--run-seeds takes comma-separated integers, got {args.run_seeds!r}")
+        valid = set(range(max(args.seeds, args.sweep_seeds)))
+        if not args.run_seeds or not set(args.run_seeds) <= valid:
+            p.error(f"--run-seeds must name seeds among {sorted(valid)} (--seeds {args.seeds}, --sweep-seeds "
+                    f"{args.sweep_seeds}), got {args.run_seeds}")
     if args.quick:
         args.base_channels, args.max_channels, args.batch_size = 4, 8, 16
         args.latent_size = 8
@@ -104,7 +159,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.train_limit = args.train_limit or 256
         args.eval_samples, args.mmd_batch, args.lik_images, args.elbo_samples = 32, 16, 32, 1
         args.iw_k, args.iw_images, args.iw_chunk, args.classifier_epochs = 16, 4, 8, 1
+        args.classifier_channels, args.classifier_hidden = [4, 8, 8], 8
         args.kl_warmup = 0
+        args.val_images, args.curve_every, args.curve_samples = min(args.val_images, 16), 2, 8
     if not args.budget_minutes and not args.budget_iterations:
         p.error("give --budget-minutes or --budget-iterations (or --quick)")
     if args.seeds < 1 or args.sweep_seeds < 0:
@@ -115,22 +172,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.likelihood = "bernoulli" if args.binarize else "discretized_logistic"
     if args.likelihood == "bernoulli" and not args.binarize:
         p.error("--likelihood bernoulli needs --binarize (the Bernoulli model is for binarised pixels)")
+    if args.val_images < 0 or args.curve_every < 0 or (args.curve_every and args.curve_samples < 2):
+        p.error("--val-images and --curve-every must be >= 0, and --curve-samples >= 2 with curves")
     return args
 
 
-def write_results(out: Path, header: dict, settings: PaperTablesSettings, ctx: dict, results: list,
-                  final: bool) -> None:
-    """results.json: the header, settings, reference scores and every run so far (kept even if a later run fails)."""
-    content = {"header": header, "args": dataclasses.asdict(settings), "reference": ctx["reference"],
-               "bandwidths": ctx["bandwidths"]}
-    if final:
-        content["classifier_accuracy"] = ctx.get("classifier_accuracy")
-    content["results"] = results
-    write_json(out / "results.json", content, overwrite=True, indent=1)
+def write_results(out: Path, header: dict, settings: PaperTablesSettings, ctx: dict, results: list) -> None:
+    """results.json: the header, settings, report context and every run so far (kept even if a later run fails;
+    the header's total time is written last, which marks the file as finished for --merge)."""
+    write_json(out / "results.json", results_content(header, settings, ctx, results), overwrite=True, indent=1)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        merge_command = command_line(SCRIPT, ["--merge", *args.merge, "--output-dir", args.output_dir]
+                                     + (["--overwrite"] if args.overwrite else []))
+        try:
+            _, text = merge_results(args.merge, args.output_dir, args.overwrite, merge_command)
+        except (FileNotFoundError, FileExistsError, ValueError) as e:
+            print(e, file=sys.stderr)
+            return 2
+        print(text)
+        return 0
     torch.set_num_threads(args.threads)
     start_all = time.perf_counter()
     out = Path(args.output_dir)
@@ -154,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     log(f"{header['command']}")
     # data, MMD bandwidths, the feature classifier of the Frechet distance, and the real-vs-real reference scores
-    settings, ctx = prepare_evaluation(PaperTablesSettings(**vars(args)), log)
+    settings, ctx = prepare_evaluation(PaperTablesSettings(**{k: v for k, v in vars(args).items() if k != "merge"}), log)
     real = ctx["real_eval"]
     save_sample_grid(real[:64] * 2 - 1, out / "real_test_images.png", image_channels=real.shape[1])
     # the main table seed by seed, models interleaved, then the latent sweep
@@ -162,16 +226,18 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict] = []
     for i, (table, model, latent, seed) in enumerate(plan):
         log(f"run {i + 1}/{len(plan)}: {table} {MODEL_NAMES[model]} latent {latent} seed {seed}")
-        run = train_run(settings, model, latent, seed, ctx["train_images"], log)
+        scorer = make_curve_scorer(settings, ctx, seed) if table == "main" else None
+        run = train_run(settings, model, latent, seed, ctx["train_images"], log, scorer=scorer)
         metrics = evaluate_run(settings, run, model, ctx, seed, full=(table == "main"))
         log("  metrics: " + ", ".join(f"{k}={v:.5g}" for k, v in metrics.items() if isinstance(v, float)))
         save_run(out, run, model, latent, seed, ctx, overwrite=args.overwrite)
         results.append({"table": table, "model": model, "latent": latent, "seed": seed, "iterations": run["iterations"],
-                        "train_seconds": run["train_seconds"], "metrics": metrics, "losses": run["losses"]})
-        write_results(out, header, settings, ctx, results, final=False)
+                        "train_seconds": run["train_seconds"], "metrics": metrics, "losses": run["losses"],
+                        "curve": run["curve"], "curve_seconds": run["curve_seconds"]})
+        write_results(out, header, settings, ctx, results)
     header["total_minutes"] = (time.perf_counter() - start_all) / 60.0
-    write_results(out, header, settings, ctx, results, final=True)
-    write_tables(settings, ctx, results, out / "tables.md", header)
+    write_results(out, header, settings, ctx, results)
+    write_report(out, settings, ctx, results, header)
     log(f"wrote {out / 'tables.md'} ({header['total_minutes']:.1f} min)")
     log_file.close()
     return 0

@@ -39,6 +39,19 @@ def gaussian_mmd_by_hand(fake: np.ndarray, real: np.ndarray) -> float:
     return float(np.mean(values))
 
 
+def mean_gradient_by_hand(image: np.ndarray) -> float:
+    """One image ``(C, *spatial)``: forward differences along each spatial axis on the voxels where all exist, the
+    magnitude per voxel and channel, its mean (the definition of ``sharpness_ratio``), with numpy."""
+    core = tuple(slice(0, n - 1) for n in image.shape[1:])
+    squared = sum(np.diff(image, axis=1 + d)[(slice(None), *core)] ** 2 for d in range(image.ndim - 1))
+    return float(np.sqrt(squared).mean())
+
+
+def sharpness_ratio_by_hand(fake: np.ndarray, real: np.ndarray) -> float:
+    """Mean over generated images of their mean gradient magnitude over the same for the real images."""
+    return float(np.mean([mean_gradient_by_hand(f) for f in fake]) / np.mean([mean_gradient_by_hand(r) for r in real]))
+
+
 def dice_by_hand(decoded: np.ndarray, truth: np.ndarray, num_classes: int) -> float:
     """Mean over images of the mean Dice of the foreground classes present in the true label (a class absent
     from the truth is ignored, also where it is predicted; an image with no foreground in its truth is left out)."""
@@ -63,8 +76,8 @@ def _labels(x: torch.Tensor, image_channels: int) -> np.ndarray:
 
 
 def expected_metrics(model, packed: torch.Tensor, seed: int = 0) -> dict[str, float]:
-    """``reconstruction_l1_01``, ``kl``, ``mmd_gaussian``, ``ms_ssim_diversity`` and (joint models)
-    ``reconstruction_dice`` of ``model`` on ``packed`` (``(N, C + L, *spatial)`` model inputs in [-1, 1])."""
+    """``reconstruction_l1_01``, ``kl``, ``mmd_gaussian``, ``ms_ssim_diversity``, ``sharpness_ratio`` and (joint
+    models) ``reconstruction_dice`` of ``model`` on ``packed`` (``(N, C + L, *spatial)`` model inputs in [-1, 1])."""
     model = model.eval()
     c, n = model.image_channels, packed.shape[0]
     with torch.no_grad():
@@ -85,6 +98,7 @@ def expected_metrics(model, packed: torch.Tensor, seed: int = 0) -> dict[str, fl
     pairs = compute_ms_ssim(f[0 : n // 2 * 2 : 2], f[1 : n // 2 * 2 : 2], spatial_dims=packed.ndim - 2, data_range=1.0,
                             kernel_size=settings["kernel_size"], weights=settings["weights"])
     values["ms_ssim_diversity"] = float(pairs.mean())
+    values["sharpness_ratio"] = sharpness_ratio_by_hand(fake01, real01)
     if model.label_channels:
         values["reconstruction_dice"] = dice_by_hand(_labels(recon, c), _labels(packed, c), model.num_classes)
     return values

@@ -458,11 +458,13 @@ def test_evaluate_writes_json(tiny, tmp_path, capsys):
         "elbo",
         "mmd_gaussian",
         "ms_ssim_diversity",
+        "sharpness_ratio",
         "reconstruction_dice",
     }
     assert set(report["definitions"]) == set(metrics) and report["settings"]["seed"] == 0
     assert 0 < metrics["reconstruction_l1_01"] < 1 and metrics["kl"] >= 0 and 0 <= metrics["reconstruction_dice"] <= 1
     assert metrics["elbo"] < 0 and 0 < metrics["ms_ssim_diversity"] <= 1 and math.isfinite(metrics["mmd_gaussian"])
+    assert metrics["sharpness_ratio"] > 0
     # the values, recomputed by hand from the files (read with nibabel, scaled per image to [0, 1] as the command
     # does by default) and the model: the command reads, scales, packs and evaluates what the definitions say
     from monai_gvae.networks import load_gvae

@@ -18,7 +18,7 @@ from PIL import Image
 from scipy.stats import norm
 
 from conftest import subprocess_env
-from evaluation_oracle import dice_by_hand, gaussian_mmd_by_hand
+from evaluation_oracle import dice_by_hand, gaussian_mmd_by_hand, sharpness_ratio_by_hand
 from monai_gvae.bundle.evaluation import evaluate_model, report_to_json, write_json_report
 from monai_gvae.cli import main
 from monai_gvae.data import load_image_folder
@@ -114,6 +114,9 @@ def test_each_value_matches_an_independent_computation():
     pairs = compute_ms_ssim(f[0::2], f[1::2], spatial_dims=2, data_range=1.0, kernel_size=settings["kernel_size"],
                             weights=settings["weights"])
     assert values["ms_ssim_diversity"] == pytest.approx(float(pairs.mean()), rel=1e-6)
+    # sharpness: mean gradient magnitude (forward differences) of the same prior samples over the real images'
+    assert values["sharpness_ratio"] == pytest.approx(
+        sharpness_ratio_by_hand(fake01.reshape(6, 1, SIZE, SIZE), real01.astype(np.float64)), rel=1e-6)
 
 
 def test_dice_of_generated_labels_matches_hand_count():

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from conftest import REPO_ROOT, subprocess_env
@@ -80,29 +81,60 @@ def test_paper_tables_quick_writes_tables_grids_and_results(tmp_path):
         assert f"## {heading}" in text
     assert "--quick --seeds 2" in text and "3 iterations per run" in text and "seeds [0, 1]" in text
     assert "k = 16" in text and "discretised logistic" in text
-    for name in ("| GVAE |", "| VAE |", "| WGAN-GP |", "| *real: train vs test* |", "| 4 | 1 |", "| 8 | 1 |"):
+    for name in ("| GVAE |", "| VAE |", "| WGAN-GP |", "| VAE-GAN |", "| alpha-GAN |", "| *real: train vs test* |",
+                 "| 4 | 1 |", "| 8 | 1 |", "| Metric | GVAE | VAE | VAE-GAN | alpha-GAN |"):
         assert name in text, name
+    # alpha-GAN has no posterior variance: its likelihood cells say so, its reconstruction error is measured
+    elbo_row = next(line for line in text.splitlines() if line.startswith("| ELBO ("))
+    assert elbo_row.endswith("| n/a (no posterior variance) |") and "no posterior variance" in text.split("## Table 7")[1]
+    mae_row = next(line for line in text.splitlines() if line.startswith("| reconstruction error (MAE"))
+    assert "n/a" not in mae_row
     results = json.loads((out / "results.json").read_text())
     runs = results["results"]
-    # 3 models x 2 seeds in the main table, plus latent 4 for the sweep (latent 8 = the main GVAE seed 0)
-    assert len(runs) == 7 and {r["model"] for r in runs} == {"gvae", "vae", "wgan_gp"}
+    # 5 models x 2 seeds in the main table, plus latent 4 for the sweep (latent 8 = the main GVAE seed 0)
+    assert len(runs) == 11 and {r["model"] for r in runs} == {"gvae", "vae", "wgan_gp", "vaegan", "alpha_gan"}
     assert all(r["iterations"] == 3 for r in runs)
     for r in runs:
         m = r["metrics"]
-        assert all(math.isfinite(m[k]) for k in ("mmd_gaussian", "mmd_linear", "ms_ssim", "fd"))
-        if r["table"] == "main" and r["model"] != "wgan_gp":
+        assert all(math.isfinite(m[k]) for k in ("mmd_gaussian", "mmd_linear", "ms_ssim", "fd", "sharpness_ratio"))
+        # main-table runs carry their validation curve (every 2 iterations in --quick, and after the last)
+        assert [p["iteration"] for p in r["curve"]] == ([2, 3] if r["table"] == "main" else [])
+        if r["table"] == "main" and r["model"] not in ("wgan_gp", "alpha_gan"):
             assert m["iw_bound"] >= m["elbo_iw_subset"] - 1.0  # k = 16 vs 1-sample ELBO on the same images
             assert math.isfinite(m["kl"]) and m["kl"] >= 0 and 0 <= m["rec_mae"] <= 1
         if r["model"] == "wgan_gp":
             assert "elbo" not in m
+        if r["model"] == "alpha_gan":
+            assert "elbo" not in m and "kl" not in m and "iw_bound" not in m and 0 <= m["rec_mae"] <= 1
     assert results["args"]["eval_samples"] == 32 and results["args"]["image_size"] == 32  # the settled settings
     for png in ("samples_gvae_z8_seed0.png", "samples_vae_z8_seed0.png", "samples_wgan_gp_z8_seed0.png",
-                "samples_gvae_z4_seed0.png", "reconstructions_gvae_seed0.png", "real_test_images.png"):
+                "samples_vaegan_z8_seed0.png", "samples_alpha_gan_z8_seed0.png", "samples_gvae_z4_seed0.png",
+                "reconstructions_gvae_seed0.png", "reconstructions_alpha_gan_seed0.png", "real_test_images.png"):
         assert (out / png).stat().st_size > 100, png
-    assert len(list((out / "checkpoints").glob("*.pt"))) == 7
+    assert len(list((out / "checkpoints").glob("*.pt"))) == 11
+    assert "code_critic" in torch.load(out / "checkpoints" / "alpha_gan_z8_seed0.pt", weights_only=True)
+    assert "## Validation curves" in text and "sharpness ratio |" in text and "**test accuracy " in text
+    with Image.open(out / "curves.png") as png:
+        assert png.size[0] > 800 and png.size[1] > 200
     # never overwrite a finished run
     proc = run_example("paper_tables.py", *argv, expect_rc=2)
     assert "exists" in proc.stderr
+    # one process per seed, then --merge: the same runs and figures as the single process
+    for k in (0, 1):
+        run_example("paper_tables.py", *argv[:-1], str(tmp_path / f"s{k}"), "--run-seeds", str(k))
+    run_example("paper_tables.py", "--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output-dir",
+                str(tmp_path / "merged"))
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    key = lambda r: (r["table"], r["model"], r["latent"], r["seed"])  # noqa: E731
+    assert sorted(map(key, merged["results"])) == sorted(map(key, runs))
+    single = {key(r): r["metrics"]["mmd_gaussian"] for r in runs}
+    assert all(r["metrics"]["mmd_gaussian"] == single[key(r)] for r in merged["results"])  # deterministic per seed
+    merged_text = (tmp_path / "merged" / "tables.md").read_text()
+    assert "--run-seeds 0" in merged_text and "--merge" in merged_text and "2 processes in parallel" in merged_text
+    assert (tmp_path / "merged" / "curves.png").is_file() and (tmp_path / "merged" / "samples_vae_z8_seed0.png").is_file()
+    proc = run_example("paper_tables.py", "--merge", str(tmp_path / "s0"), str(tmp_path / "s0"), "--output-dir",
+                       str(tmp_path / "twice"), expect_rc=2)
+    assert "appears twice" in proc.stderr
 
 
 def test_fewlabels_benchmark_is_deterministic_and_reads_a_data_dir(tmp_path):
@@ -132,3 +164,21 @@ def test_fewlabels_benchmark_is_deterministic_and_reads_a_data_dir(tmp_path):
     proc = run_example("fewlabels_benchmark.py", "--quick", "--data-dir", str(tmp_path / "data"), "--num-classes", "2",
                        "--output-dir", str(tmp_path / "bad"), expect_rc=1)
     assert "3 distinct values" in proc.stderr
+
+
+def test_sweep_defaults_quick_scores_the_validation_split(tmp_path):
+    from monai_gvae.data import load_brain_slices
+
+    run_example("sweep_defaults.py", "--quick", "--output-dir", str(tmp_path))
+    results = json.loads((tmp_path / "results.json").read_text())
+    # two settings (the bundle's adv_weight 0.01 and 0.03), each trained and evaluated on the val slabs only
+    assert [t["factors"] for t in results["trials"]] == [{"adv_weight": 0.01}, {"adv_weight": 0.03}]
+    assert all(t["num_images"] == len(load_brain_slices("val")) for t in results["trials"])
+    assert results["validation"] == {"validate#dataset#split": "val"}
+    for t in results["trials"]:
+        assert math.isfinite(t["metrics"]["mmd_gaussian"]) and t["metrics"]["sharpness_ratio"] > 0
+        assert (Path(t["output_dir"]) / "model.pt").is_file() and (Path(t["output_dir"]) / "metrics_val.json").is_file()
+    table = (tmp_path / "results.md").read_text()
+    assert "never the test split" in table and "| **0.01** |" in table and "| 0.03 |" in table and "--quick" in table
+    proc = run_example("sweep_defaults.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
+    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr

@@ -1,5 +1,5 @@
 """Correctness of monai_gvae.metrics: MMD, MS-SSIM diversity, KL, ELBO, importance-weighted bound, Frechet,
-memorisation."""
+sharpness, memorisation."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from monai_gvae.metrics import (
     ImportanceWeightedBoundMetric,
     LinearMMDMetric,
     MSSSIMDiversityMetric,
+    SharpnessRatioMetric,
     classifier_accuracy,
     elbo,
     fit_pixel_scale,
@@ -26,12 +27,14 @@ from monai_gvae.metrics import (
     importance_weighted_bound,
     kl_to_prior,
     linear_mmd,
+    mean_gradient_magnitude,
     median_heuristic,
     memorization_report,
     ms_ssim,
     ms_ssim_pairs,
     ms_ssim_settings,
     pixel_log_likelihood,
+    sharpness_ratio,
     train_feature_classifier,
 )
 from monai_gvae.networks import GVAE
@@ -272,6 +275,94 @@ def test_frechet_distance_classifier_and_metric():
         FrechetDistanceMetric(clf).aggregate()
 
 
+def test_feature_classifier_trains_until_a_validation_accuracy_target():
+    g = _gen(31)
+    labels = torch.arange(160) % 2
+    images = 0.15 * torch.rand(160, 1, 16, 16, generator=g)
+    images[labels == 0, :, :, :8] += 0.7
+    images[labels == 1, :, :, 8:] += 0.7
+    train, val = slice(0, 128), slice(128, 160)
+    clf = train_feature_classifier(images[train], labels[train], epochs=20, batch_size=32, seed=0, hidden=8,
+                                   lr_decay=0.8, val_images=images[val], val_labels=labels[val], target_accuracy=0.9)
+    # stopped at the first epoch whose validation accuracy reached the target, long before the 20 allowed
+    assert clf.val_accuracy >= 0.9 and clf.epochs_trained < 20
+    assert clf.val_accuracy == classifier_accuracy(clf, images[val], labels[val])
+    assert clf.features(images[:3]).shape == (3, 8) and clf.feature_size == 8
+    full = train_feature_classifier(images[train], labels[train], epochs=2, batch_size=32, seed=0,
+                                    val_images=images[val], val_labels=labels[val])
+    assert full.epochs_trained == 2 and full.val_accuracy is not None and full.feature_size == 64
+    with pytest.raises(ValueError, match="validation split"):
+        train_feature_classifier(images, labels, target_accuracy=0.9)
+    with pytest.raises(ValueError, match="both"):
+        train_feature_classifier(images, labels, val_images=images)
+    with pytest.raises(ValueError, match="lr_decay"):
+        train_feature_classifier(images, labels, lr_decay=1.5)
+
+
+# ---------------------------------------------------------------- sharpness
+def _sharp_fixture(spatial_dims: int, n: int = 12, size: int = 16) -> torch.Tensor:
+    """Images in [0, 1] with hard edges: random boxes of random brightness on a dark background."""
+    g = _gen(50 + spatial_dims)
+    images = 0.1 * torch.ones((n, 1) + (size,) * spatial_dims)
+    for i in range(n):
+        for _ in range(3):
+            lo = torch.randint(0, size // 2, (spatial_dims,), generator=g).tolist()
+            hi = [a + int(torch.randint(3, size // 2, (1,), generator=g)) for a in lo]
+            images[(i, 0, *(slice(a, b) for a, b in zip(lo, hi)))] = float(torch.rand(1, generator=g)) * 0.8 + 0.2
+    return images
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_sharpness_orders_blurred_below_sharp_and_is_one_for_identical_sets(spatial_dims):
+    sharp = _sharp_fixture(spatial_dims).double()
+    pool = torch.nn.functional.avg_pool2d if spatial_dims == 2 else torch.nn.functional.avg_pool3d
+    blurred = pool(sharp, 3, 1, 1, count_include_pad=False)
+    more_blurred = pool(blurred, 3, 1, 1, count_include_pad=False)
+    assert float(sharpness_ratio(sharp, sharp.clone())) == pytest.approx(1.0, abs=1e-12)
+    ratios = [float(sharpness_ratio(x, sharp)) for x in (blurred, more_blurred)]
+    assert ratios[1] < ratios[0] < 0.9  # blurred below its sharp original, more blur lower still
+    # independent of the intensity range: a common affine map of both sets leaves the ratio as it is
+    assert float(sharpness_ratio(blurred * 2 - 1, sharp * 2 - 1)) == pytest.approx(ratios[0], rel=1e-9)
+    # added noise (or a checkerboard) reads as "sharper than the data": above 1
+    checker = torch.zeros_like(sharp)
+    checker[(..., *(slice(None, None, 2),) * spatial_dims)] = 0.2
+    assert float(sharpness_ratio(sharp + checker, sharp)) > 1.2
+    # the cumulative metric over batches of different sizes gives the function's value on the whole sets
+    metric = SharpnessRatioMetric()
+    metric(blurred[:5], sharp[:2])
+    metric(list(blurred[5:]), None)  # decollated items are stacked; real images may come in other batches
+    metric(None, sharp[2:])
+    assert float(metric.aggregate()) == pytest.approx(ratios[0], rel=1e-9)
+    metric.reset()
+    with pytest.raises(RuntimeError, match="at least one generated and one real"):
+        metric.aggregate()
+
+
+def test_mean_gradient_magnitude_by_hand_and_bad_input():
+    ramp = torch.arange(8.0).repeat(2, 1, 8, 1)  # +1 per column: every forward difference along W is 1, along H 0
+    assert mean_gradient_magnitude(ramp).tolist() == [1.0, 1.0]
+    diagonal = ramp + ramp.transpose(-1, -2)  # +1 per row and per column: sqrt(2) everywhere
+    assert mean_gradient_magnitude(diagonal)[0].item() == pytest.approx(math.sqrt(2))
+    image = torch.rand(1, 2, 5, 4, 3, generator=_gen(60)).double()
+    a = image[0].numpy()
+    by_hand = np.mean([math.sqrt(sum((a[c, i + di, j + dj, k + dk] - a[c, i, j, k]) ** 2
+                                     for di, dj, dk in ((1, 0, 0), (0, 1, 0), (0, 0, 1))))
+                       for c in range(2) for i in range(4) for j in range(3) for k in range(2)])
+    assert mean_gradient_magnitude(image).item() == pytest.approx(by_hand, rel=1e-12)
+    with pytest.raises(ValueError, match="2D or 3D"):
+        mean_gradient_magnitude(torch.zeros(4, 8))
+    with pytest.raises(ValueError, match="at least 2 pixels"):
+        mean_gradient_magnitude(torch.zeros(1, 1, 1, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        mean_gradient_magnitude(torch.full((1, 1, 4, 4), float("nan")))
+    with pytest.raises(ValueError, match="same per-image shape"):
+        sharpness_ratio(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="no gradient"):
+        sharpness_ratio(torch.rand(2, 1, 4, 4), torch.ones(2, 1, 4, 4))
+    with pytest.raises(ValueError, match="same shape"):
+        SharpnessRatioMetric()(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 8, 8))
+
+
 # ---------------------------------------------------------------- as MONAI/Ignite metrics on an evaluator
 def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
     from monai.data import DataLoader
@@ -289,6 +380,7 @@ def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
         additional_metrics={
             "elbo": IgniteMetricHandler(ELBOMetric(adapter, num_samples=2), output_transform=from_engine(["image", "image"])),
             "ms_ssim": IgniteMetricHandler(MSSSIMDiversityMetric(value_range=(-1, 1)), output_transform=from_engine(["pred", "label"])),
+            "sharpness": IgniteMetricHandler(SharpnessRatioMetric(), output_transform=from_engine(["pred", "label"])),
         },
     )
     evaluator.run()
@@ -298,6 +390,7 @@ def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
     expected = (gaussian_mmd(recon[:6], images[:6], (4.0, 8.0)) + gaussian_mmd(recon[6:], images[6:], (4.0, 8.0))) / 2
     assert metrics["mmd"] == pytest.approx(float(expected), rel=1e-4)
     assert metrics["ms_ssim"] == pytest.approx(float(ms_ssim_pairs(recon, value_range=(-1, 1)).mean()), rel=1e-4)
+    assert metrics["sharpness"] == pytest.approx(float(sharpness_ratio(recon, images)), rel=1e-5)
     # the ELBO handler averages the per-image ELBO of both batches, drawn with the metric's own generator (seed 0)
     g = _gen(0)
     x01 = (images + 1) / 2

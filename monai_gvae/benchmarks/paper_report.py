@@ -1,10 +1,13 @@
-"""``tables.md`` of the paper-tables benchmark: the protocol header, Tables 4-7 and a verdict per metric that
-calls a difference only when it exceeds the spread over seeds (runs from :mod:`monai_gvae.benchmarks.paper_tables`)."""
+"""``tables.md`` of the paper-tables benchmark: the protocol header, Tables 4-7, the validation curves and a verdict
+per metric that calls a difference only when it exceeds the spread over seeds (runs from
+:mod:`monai_gvae.benchmarks.paper_tables`); ``curves.png``; and the merge of runs made one process per seed."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,11 +16,29 @@ from typing import Any
 import torch
 
 from monai_gvae._version import __version__
-from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, PaperTablesSettings
-from monai_gvae.benchmarks.report import cpu_model, markdown_table, write_text
+from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, NO_POSTERIOR_VARIANCE, PaperTablesSettings, report_context
+from monai_gvae.benchmarks.plots import PLOT_COLOURS, CurvePanel, CurveSeries, plot_curves
+from monai_gvae.benchmarks.report import cpu_model, markdown_table, read_json, write_json, write_text
 from monai_gvae.benchmarks.stats import summarize
 
-__all__ = ["format_stats", "compare_to_baseline", "hardware_summary", "git_commit", "tables_markdown", "write_tables"]
+__all__ = [
+    "format_stats",
+    "compare_to_baseline",
+    "hardware_summary",
+    "git_commit",
+    "tables_markdown",
+    "write_tables",
+    "curve_panels",
+    "write_report",
+    "results_content",
+    "merge_results",
+]
+
+CLASSIFIER_ACCURACY_GOAL = 0.90
+"""The test accuracy the Frechet distance's classifier should reach (issue 16); the header says when it does not."""
+_MERGE_FREE_ARGS = ("run_seeds", "output_dir", "overwrite")
+_CURVE_LABELS = {"mmd_gaussian": "MMD² Gaussian", "fd": "FD (own classifier)", "sharpness_ratio": "sharpness ratio"}
+_PLOT_LABELS = {"mmd_gaussian": "Gaussian MMD^2", "fd": "FD (own classifier)", "sharpness_ratio": "sharpness ratio"}
 
 # the paper's MNIST figures, quoted for context only (different data, protocol and units)
 PAPER_TABLE4 = [("WGAN-GP", "0.327", "0.996"), ("VAE-GAN", "0.075", "0.972"), ("alpha-GAN", "0.131", "0.843"),
@@ -28,6 +49,8 @@ PAPER_TABLE7 = [
     ("VAE + NF (T=80)", "-85.1"), ("VAE + HVI (T=16)", "-88.3"), ("conv VAE + HVI (T=16)", "-84.1"),
     ("VAE + VGP (2hl)", "-81.3"), ("DRAW + VGP", "-79.9"), ("VAE + IAF", "-80.8"), ("GVAE (paper)", "-82.2"),
 ]
+NO_POSTERIOR_CELL = "n/a (no posterior variance)"
+"""Table 6/7 cell of a likelihood figure of alpha-GAN: its deterministic encoder defines no ELBO, KL or bound."""
 _LIKELIHOODS = {
     "bernoulli": "Bernoulli on binarised pixels (p = (G(z)+1)/2 clamped to [1e-4, 1-1e-4])",
     "discretized_logistic": "discretised logistic over 256 grey levels, mean (G(z)+1)/2, one global scale per model "
@@ -108,20 +131,50 @@ class _Rows:
         return [r[key] for r in self.main if r["model"] == model]
 
 
-def _protocol(s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any]) -> list[str]:
+def _classifier_line(s: PaperTablesSettings, ctx: dict[str, Any]) -> str:
+    if not ctx.get("feature_size"):
+        return "- **FD**: not computed (the dataset has no class labels to train the feature classifier on)."
+    accuracy = ctx["classifier_accuracy"]
+    val = ctx.get("classifier_val_accuracy")
+    if val is not None:
+        how = (f"until its accuracy on the validation split reached {s.classifier_target:g} (at most "
+               f"{s.classifier_epochs} epochs): {ctx.get('classifier_epochs_trained')} epoch(s)"
+               + (f" in {ctx['classifier_seconds']:.0f} s" if ctx.get("classifier_seconds") is not None else "")
+               + f", validation accuracy {val:.3f}")
+    else:
+        how = f"for {ctx.get('classifier_epochs_trained') or s.classifier_epochs} epoch(s)"
+    goal = ("" if accuracy >= CLASSIFIER_ACCURACY_GOAL else
+            f" (**below {CLASSIFIER_ACCURACY_GOAL:.0%}**: raise --classifier-target or --classifier-epochs)")
+    return (f"- **FD**: Frechet distance between Gaussians fitted to the {ctx['feature_size']}-d penultimate features "
+            f"of a small CNN (channels {list(s.classifier_channels)}"
+            + (f", {s.classifier_hidden}-unit feature layer" if s.classifier_hidden else ", global pooling")
+            + f"; Adam lr 2e-3 x {s.classifier_lr_decay:g} per epoch) trained on the training split {how}; "
+            f"**test accuracy {accuracy:.3f}**{goal}. {s.eval_samples} generated vs {s.eval_samples} test images. "
+            "Not an FID (no Inception network): compare only within this file.")
+
+
+def _main_seeds(results: Sequence[dict[str, Any]], table: str = "main") -> list[int]:
+    return sorted({r["seed"] for r in results if r["table"] == table})
+
+
+def _protocol(
+    s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any], results: Sequence[dict[str, Any]]
+) -> list[str]:
     ms = ctx["ms_ssim_settings"]
-    budget = (f"{s.budget_minutes:g} min of wall-clock training per run" if s.budget_minutes
-              else f"{s.budget_iterations} iterations per run")
+    budget = (f"**equal wall clock**: {s.budget_minutes:g} min of training per run (the iterations each run reached "
+              "are in the tables)" if s.budget_minutes
+              else f"**equal iterations**: {s.budget_iterations} iterations per run (the seconds each run took are in "
+              "the tables)")
     crop_note = f"{ctx['native']}x{ctx['native']} crop" if ctx["crop"] else "full image"
     padding = f" zero-padded to {s.image_size}x{s.image_size} for the networks" if ctx["crop"] else ""
     bandwidths = ", ".join(f"{b:.3g}" for b in ctx["bandwidths"])
-    if ctx["classifier"] is not None:
-        fd = (f"- **FD**: Frechet distance between Gaussians fitted to the {ctx['classifier'].feature_size}-d "
-              f"penultimate features of a small CNN trained on the training split for {s.classifier_epochs} epoch(s) "
-              f"(test accuracy {ctx['classifier_accuracy']:.3f}); {s.eval_samples} generated vs {s.eval_samples} test "
-              "images. Not an FID (no Inception network): compare only within this file.")
+    if header.get("processes", 1) > 1:
+        wall = (f"{header['processes']} processes in parallel (one per seed share, merged): wall time "
+                f"{header['total_minutes']:.1f} min (the longest process), {header['compute_minutes']:.1f} min of "
+                "process time in all")
     else:
-        fd = "- **FD**: not computed (the dataset has no class labels to train the feature classifier on)."
+        wall = f"total wall time of the script: {header['total_minutes']:.1f} min"
+    n_val = ctx.get("n_val", 0)
     return [
         f"# GVAE paper Tables 4-7 regenerated on {s.dataset}",
         "",
@@ -129,18 +182,25 @@ def _protocol(s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any
         f"{header['date']}.",
         "",
         f"- **Command**: `{header['command']}`",
-        f"- **Hardware**: {header['hardware']}. Total wall time of the script: {header['total_minutes']:.1f} min.",
-        f"- **Data**: {s.dataset} from `{s.data_dir}`: {ctx['n_train']} training images used, {ctx['n_test']} test "
-        f"images; {ctx['native']}x{ctx['native']} images{padding}; metrics on the {crop_note} in [0, 1]."
-        + (" Pixels binarised at 0.5." if s.binarize else ""),
-        f"- **Budget**: {budget}; seeds {list(range(s.seeds))} for Tables 4, 6, 7; seeds "
-        f"{list(range(s.sweep_seeds))} for Table 5. Runs are interleaved seed by seed, so load changes on the (shared) "
-        "machine hit every model alike. The iterations and seconds each run got are in the tables.",
+        f"- **Hardware**: {header['hardware']}. {wall[0].upper() + wall[1:]}.",
+        f"- **Data**: {s.dataset} from `{s.data_dir}`: {ctx['n_train']} training images used, {n_val} validation "
+        f"images (the end of the training split, held out from training: curves and the classifier's stopping rule "
+        f"only), {ctx['n_test']} test images (the tables); {ctx['native']}x{ctx['native']} images{padding}; metrics "
+        f"on the {crop_note} in [0, 1]." + (" Pixels binarised at 0.5." if s.binarize else ""),
+        f"- **Budget**: {budget}; seeds {_main_seeds(results)} for Tables 4, 6, 7; seeds "
+        f"{_main_seeds(results, 'sweep') or list(range(s.sweep_seeds))} for Table 5. Runs are interleaved seed by "
+        "seed, so load changes on the (shared) machine hit every model alike; scoring the validation curves is not "
+        "counted in the budget.",
         f"- **Models** (identical networks, data, batch and optimiser; only the objective differs): `{s.architecture}` "
         f"encoder/generator/critic, base channels {s.base_channels}, max {s.max_channels}, latent {s.latent_size} "
         f"(Table 5: {s.latent_sizes}), batch {s.batch_size}, Adam betas (0.5, 0.9), lr {s.lr:g} (encoder+generator) / "
         f"{s.critic_lr:g} (critic), w_rec {s.rec_weight:g} (L1), w_kl {s.kl_weight:g} (warm-up {s.kl_warmup} it.), "
-        f"w_adv {s.adv_weight:g}, w_gp {s.gp_weight:g}, n_critic {s.n_critic}. VAE = no critic; WGAN-GP = no encoder.",
+        f"w_adv {s.adv_weight:g}, w_gp {s.gp_weight:g}, n_critic {s.n_critic}. VAE = no critic; WGAN-GP = no encoder; "
+        "VAE-GAN = GVAE with the pixel L1 replaced by the critic's feature-matching error (relative squared error at "
+        "the critic's second-deepest level, weight w_rec; the same Wasserstein critic with gradient penalty); "
+        "alpha-GAN = deterministic encoder (the mean), no KL: a code critic (MLP, 2 x 512 units, WGAN-GP, same lr and "
+        "w_gp as the critic) on prior vs encoded latents, its term weighted w_adv; L1 reconstruction and image critic "
+        "as GVAE.",
         f"- **MMD**: unbiased estimate of the squared MMD, mixture of Gaussian kernels with bandwidths {bandwidths} "
         f"(0.5, 1, 2 x the median pairwise distance of {ctx['n_bandwidth']} training images), flattened {crop_note}s, "
         f"{ctx['mmd_batches']} batch(es) of {s.mmd_batch} generated vs {s.mmd_batch} test images, averaged. "
@@ -149,7 +209,12 @@ def _protocol(s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any
         f"{ms['kernel_size']} (sigma 1.5), weights {tuple(round(w, 4) for w in ms['weights'])}, data range 1, mean "
         f"over {s.eval_samples // 2} disjoint pairs of generated samples; the reference is the same on "
         f"{s.eval_samples // 2} pairs of test images.",
-        fd,
+        _classifier_line(s, ctx),
+        f"- **Sharpness ratio**: mean gradient magnitude (forward differences) of the {s.eval_samples} generated "
+        f"images over that of the {s.eval_samples} test images, {crop_note}s (`monai_gvae.metrics.sharpness_ratio`): "
+        "1 = as sharp as the data, below 1 blurred, above 1 noisier than the data (e.g. checkerboard); closer to 1 "
+        "is better.",
+        _curve_line(s, ctx),
         f"- **Likelihood**: {_LIKELIHOODS[s.likelihood]}; figures in nats per {crop_note}. Reconstruction error = mean "
         f"absolute error of G(mu(x)) on {ctx['n_lik']} test images, pixels in [0, 1]. ELBO = E_q[log p(x|z)] "
         f"({s.elbo_samples} sample(s)) - KL (closed form).",
@@ -159,20 +224,31 @@ def _protocol(s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any
     ]
 
 
+def _curve_line(s: PaperTablesSettings, ctx: dict[str, Any]) -> str:
+    if not s.curve_every or not s.curve_samples:
+        return "- **Validation curves**: not scored (`--curve-every 0` or no validation split)."
+    return (f"- **Validation curves**: every {s.curve_every} iterations and after the last, MMD² (same kernel), FD "
+            f"(same classifier) and sharpness ratio of {s.curve_samples} prior samples (the same latents at every "
+            f"point) against {s.curve_samples} validation images; plot `curves.png`.")
+
+
 def _table4(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[str]:
     lines = ["## Table 4: sample quality (lower MMD and FD are better; MS-SSIM is diversity, compare with the real "
              "reference)", ""]
     lines += markdown_table(
         ["Model", "iterations", "train s", "ms / iteration", "MMD² Gaussian", "MMD linear (MONAI)", "MS-SSIM",
-         "FD (own classifier)"],
-        ([MODEL_NAMES[m], format_stats(rows.field(m, "iterations"), 4), format_stats(rows.field(m, "train_seconds"), 4),
+         "FD (own classifier)", "sharpness ratio"],
+        ([MODEL_NAMES.get(m, m), format_stats(rows.field(m, "iterations"), 4),
+          format_stats(rows.field(m, "train_seconds"), 4),
           format_stats([1000 * r["train_seconds"] / max(1, r["iterations"]) for r in rows.main if r["model"] == m], 3),
           format_stats(rows.metric(m, "mmd_gaussian")), format_stats(rows.metric(m, "mmd_linear")),
-          format_stats(rows.metric(m, "ms_ssim"), 3), format_stats(rows.metric(m, "fd"))] for m in s.models))
+          format_stats(rows.metric(m, "ms_ssim"), 3), format_stats(rows.metric(m, "fd")),
+          format_stats(rows.metric(m, "sharpness_ratio"), 3)] for m in s.models))
     ref = ctx["reference"]
     # the floor of every metric; no training columns, hence the empty cells
     lines.append(f"| *real: train vs test* | | | | {ref['mmd_gaussian']:.4g} | {ref['mmd_linear']:.4g} | "
-                 f"{ref['ms_ssim']:.3g} | " + (f"{ref['fd']:.4g} |" if "fd" in ref else "n/a |"))
+                 f"{ref['ms_ssim']:.3g} | " + (f"{ref['fd']:.4g} |" if "fd" in ref else "n/a |")
+                 + (f" {ref['sharpness_ratio']:.3g} |" if "sharpness_ratio" in ref else " n/a |"))
     return lines + [
         "",
         "Values are mean ± standard deviation over seeds. For context only, the paper's MNIST Table 4 "
@@ -220,12 +296,21 @@ def _table6(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[st
         figures.append(("fitted pixel scale", "pixel_scale", 3))
     lines = ["## Table 6: likelihood figures on test images (nats per image; higher log-likelihood and ELBO are "
              "better)", ""]
+    def cell(model: str, key: str, digits: int) -> str:
+        if model in NO_POSTERIOR_VARIANCE and not key.startswith("rec_"):
+            return NO_POSTERIOR_CELL
+        return format_stats(rows.metric(model, key), digits)
+
     lines += markdown_table(["Metric"] + [MODEL_NAMES[m] for m in enc_models],
-                            ([label] + [format_stats(rows.metric(m, key), digits) for m in enc_models]
-                             for label, key, digits in figures))
+                            ([label] + [cell(m, key, digits) for m in enc_models] for label, key, digits in figures))
+    notes = ["WGAN-GP has no encoder, hence no ELBO, KL, reconstruction or importance-weighted bound."]
+    if any(m in NO_POSTERIOR_VARIANCE for m in enc_models):
+        notes.append("alpha-GAN's encoder is deterministic (a code critic replaces the KL term): with no posterior "
+                     "variance there is no q(z|x), hence no ELBO, KL or importance-weighted bound; its reconstruction "
+                     "errors G(E(x)) are listed.")
     return lines + [
         "",
-        "WGAN-GP has no encoder, hence no ELBO, KL, reconstruction or importance-weighted bound.",
+        *notes,
         "The paper's Table 6 (MNIST: log-likelihood -1.568 VAE / -1.353 GVAE, reconstruction 88.5e-3 / 4.27e-3, "
         "ELBO -1.697 / -1.404, KL 0.165 / 0.046) states no unit or pixel model; it is not comparable.",
         "",
@@ -235,6 +320,9 @@ def _table6(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[st
 def _table7(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[str]:
     table = []
     for m in [m for m in s.models if m != "wgan_gp"]:
+        if m in NO_POSTERIOR_VARIANCE:
+            table.append([f"{MODEL_NAMES[m]} (this run)", f"{s.dataset}, {s.likelihood}", NO_POSTERIOR_CELL, "n/a"])
+            continue
         curve: dict[int, list[float]] = {}
         for r in rows.main:
             if r["model"] == m and "iw_curve" in r["metrics"]:
@@ -269,12 +357,114 @@ def _verdicts(s: PaperTablesSettings, ctx: dict[str, Any], rows: _Rows) -> list[
                 lines.append(f"- {label}, GVAE vs {MODEL_NAMES[base]}: "
                              f"{compare_to_baseline(rows.metric('gvae', key), rows.metric(base, key), lower)}")
     for base in baselines:
+        # sharpness: the distance of the ratio from 1 (as sharp as the data) is the score
+        g, o = rows.metric("gvae", "sharpness_ratio"), rows.metric(base, "sharpness_ratio")
+        if g and o:
+            lines.append(f"- Sharpness ratio, GVAE vs {MODEL_NAMES.get(base, base)}: GVAE {summarize(g)[0]:.3g}, "
+                         f"{MODEL_NAMES.get(base, base)} {summarize(o)[0]:.3g}; |1 - ratio|: "
+                         f"{compare_to_baseline([abs(1 - v) for v in g], [abs(1 - v) for v in o], True)}")
+    for base in baselines:
         g, o = summarize(rows.metric("gvae", "ms_ssim"))[0], summarize(rows.metric(base, "ms_ssim"))[0]
         r = ctx["reference"]["ms_ssim"]
         lines.append(f"- MS-SSIM (diversity): GVAE {g:.3g}, {MODEL_NAMES[base]} {o:.3g}, real pairs {r:.3g} "
                      "(closer to the real value is better; far above it = less diverse than the data)")
     return lines + ["", "KL is a property of the posterior, not a quality score: a lower KL is not by itself better "
                     "(listed because the paper lists it).", ""]
+
+
+def _curves_by_model(results: Sequence[dict[str, Any]], models: Sequence[str]) -> dict[str, list[list[dict]]]:
+    """The main-table runs' curves: ``{model: [curve of each seed]}`` (models without curves left out)."""
+    out: dict[str, list[list[dict]]] = {}
+    for m in models:
+        curves = [r["curve"] for r in results if r["table"] == "main" and r["model"] == m and r.get("curve")]
+        if curves:
+            out[m] = curves
+    return out
+
+
+def _mean_curve(curves: Sequence[Sequence[dict]], key: str) -> list[tuple[int, float, float]]:
+    """``(iteration, mean, sd)`` over seeds at the iterations every seed's curve holds (under a wall-clock budget
+    the last points differ between seeds)."""
+    common = set.intersection(*({p["iteration"] for p in c if p.get(key) is not None} for c in curves))
+    out = []
+    for it in sorted(common):
+        mean, sd, _ = summarize([next(p[key] for p in c if p["iteration"] == it) for c in curves])
+        out.append((it, mean, sd))
+    return out
+
+
+def _curves(s: PaperTablesSettings, ctx: dict[str, Any], results: Sequence[dict[str, Any]]) -> list[str]:
+    by_model = _curves_by_model(results, s.models)
+    lines = ["## Validation curves (where the ordering settles)", ""]
+    if not by_model:
+        return lines + ["Not scored (`--curve-every 0`, or no validation split).", ""]
+    keys = [k for k in ("mmd_gaussian", "fd") if any(p.get(k) is not None for c in by_model[next(iter(by_model))]
+                                                     for p in c)]
+    means = {(m, k): _mean_curve(curves, k) for m, curves in by_model.items() for k in keys}
+    iterations = sorted({it for (m, k), pts in means.items() for it, _, _ in pts})
+    header = ["iteration"] + [f"{MODEL_NAMES.get(m, m)} {_CURVE_LABELS[k]}" for m in by_model for k in keys]
+    rows = []
+    for it in iterations:
+        row: list[Any] = [it]
+        for m in by_model:
+            for k in keys:
+                hit = [(mean, sd) for i, mean, sd in means[(m, k)] if i == it]
+                row.append(f"{hit[0][0]:.4g} ± {hit[0][1]:.2g}" if hit else "")
+        rows.append(row)
+    lines += ["Mean ± sd over seeds on the validation split, at the iterations every seed reached. The plot "
+              "(`curves.png`) shows each seed (thin) and the mean (thick); the grey line is real training images "
+              "against the validation images (the floor).", "", "![validation curves](curves.png)", ""]
+    lines += markdown_table(header, rows)
+    lines += ["", "Change of the mean over the last quarter of the curve (a curve that still falls by more than its "
+              "spread has not settled: rule 8 of the benchmark rules):", ""]
+    for m in by_model:
+        parts = []
+        for k in keys:
+            pts = means[(m, k)]
+            if len(pts) < 2:
+                continue
+            last_it, last, last_sd = pts[-1]
+            earlier = min(pts, key=lambda p: abs(p[0] - 0.75 * last_it))
+            if earlier[0] == last_it:
+                earlier = pts[-2]
+            change = (last - earlier[1]) / abs(earlier[1]) if earlier[1] else float("nan")
+            parts.append(f"{_CURVE_LABELS[k]} {earlier[1]:.4g} -> {last:.4g} ({change:+.1%}) from iteration "
+                         f"{earlier[0]} to {last_it} (sd at the end {last_sd:.2g})")
+        lines.append(f"- {MODEL_NAMES.get(m, m)}: " + ("; ".join(parts) if parts else "too few points"))
+    return lines + [""]
+
+
+_MODEL_COLOURS = [c for c in PLOT_COLOURS[1:] if len(set(c)) > 1]
+"""The models' curve colours: the plot colours without the greys (grey is the real-vs-real floor's)."""
+
+
+def curve_panels(
+    settings: PaperTablesSettings, ctx: dict[str, Any], results: Sequence[dict[str, Any]]
+) -> list[CurvePanel]:
+    """The panels of ``curves.png``: MMD², FD and sharpness ratio on the validation split against iterations, each
+    seed a thin line and the mean over seeds a thick one, per model, and the real-vs-real floor in grey."""
+    ctx = report_context(ctx)
+    by_model = _curves_by_model(results, settings.models)
+    reference = ctx.get("reference_val") or {}
+    panels = []
+    for key, log in (("mmd_gaussian", True), ("fd", True), ("sharpness_ratio", False)):
+        panel = CurvePanel(f"{_PLOT_LABELS[key]}, validation split" + (" (log scale)" if log else ""), log_y=log)
+        for i, (m, curves) in enumerate(by_model.items()):
+            colour = _MODEL_COLOURS[i % len(_MODEL_COLOURS)]
+            for c in curves:
+                panel.series.append(CurveSeries(None, colour, [(p["iteration"], p[key]) for p in c
+                                                               if p.get(key) is not None], width=1))
+            mean = _mean_curve(curves, key)
+            panel.series.append(CurveSeries(MODEL_NAMES.get(m, m), colour, [(it, v) for it, v, _ in mean], width=3))
+        # the floor; a non-positive MMD estimate has no place on a log axis (it is "0 within noise")
+        if reference.get(key) is not None and panel.series and (reference[key] > 0 or not log):
+            xs = [x for series in panel.series for x, _ in series.points]
+            if xs:
+                panel.series.insert(0, CurveSeries("real train vs validation", PLOT_COLOURS[0],
+                                                   [(min(xs), reference[key]), (max(xs), reference[key])], width=1))
+        if any(series.points for series in panel.series):
+            panels.append(panel)
+    return panels
 
 
 def tables_markdown(
@@ -284,14 +474,18 @@ def tables_markdown(
 
     Args:
         settings: the settled settings (:func:`~monai_gvae.benchmarks.paper_tables.prepare_evaluation`'s).
-        ctx: the evaluation context (sizes, kernels, classifier, reference scores).
+        ctx: the evaluation context (sizes, kernels, classifier, reference scores), or its
+            :func:`~monai_gvae.benchmarks.paper_tables.report_context` summary (what ``results.json`` holds).
         results: one dict per run: ``table`` ("main" or "sweep"), ``model``, ``latent``, ``seed``, ``iterations``,
-            ``train_seconds`` and ``metrics``.
-        header: ``command``, ``date``, ``hardware``, ``commit`` and ``total_minutes``.
+            ``train_seconds``, ``metrics`` and (optionally) ``curve``.
+        header: ``command``, ``date``, ``hardware``, ``commit`` and ``total_minutes`` (merged runs: also
+            ``processes`` and ``compute_minutes``).
     """
+    ctx = report_context(ctx)
     rows = _Rows(results)
-    lines = (_protocol(settings, ctx, header) + _table4(settings, ctx, rows) + _table5(settings, results)
-             + _table6(settings, ctx, rows) + _table7(settings, ctx, rows) + _verdicts(settings, ctx, rows))
+    lines = (_protocol(settings, ctx, header, results) + _table4(settings, ctx, rows) + _curves(settings, ctx, results)
+             + _table5(settings, results) + _table6(settings, ctx, rows) + _table7(settings, ctx, rows)
+             + _verdicts(settings, ctx, rows))
     return "\n".join(lines) + "\n"
 
 
@@ -303,3 +497,112 @@ def write_tables(
     text = tables_markdown(settings, ctx, results, header)
     write_text(path, text, overwrite=True)
     return text
+
+
+def write_report(
+    output_dir: str | os.PathLike, settings: PaperTablesSettings, ctx: dict[str, Any],
+    results: Sequence[dict[str, Any]], header: dict[str, Any],
+) -> str:
+    """``tables.md`` and (when the runs have validation curves) ``curves.png`` in ``output_dir``, replacing them.
+
+    Returns:
+        the text of ``tables.md``.
+    """
+    panels = curve_panels(settings, ctx, results)
+    if panels:
+        plot_curves(panels, Path(output_dir) / "curves.png", overwrite=True,
+                    title=f"{settings.dataset}: validation scores during training (thin: seeds, thick: mean)")
+    return write_tables(settings, ctx, results, Path(output_dir) / "tables.md", header)
+
+
+def results_content(
+    header: dict[str, Any], settings: PaperTablesSettings, ctx: dict[str, Any], results: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """What ``results.json`` holds: the header, the settled settings (``"args"``), the report context (sizes,
+    kernels, reference scores, classifier figures; see
+    :func:`~monai_gvae.benchmarks.paper_tables.report_context`) and every run. ``reference``, ``bandwidths`` and
+    ``classifier_accuracy`` are also at the top level, where earlier versions wrote them."""
+    context = report_context(ctx)
+    return {"header": header, "args": dataclasses.asdict(settings), "context": context,
+            "reference": context["reference"], "bandwidths": context["bandwidths"],
+            "classifier_accuracy": context.get("classifier_accuracy"), "results": list(results)}
+
+
+def merge_results(
+    folders: Sequence[str | os.PathLike], output_dir: str | os.PathLike, overwrite: bool, merge_command: str
+) -> tuple[dict[str, Any], str]:
+    """Combine finished runs that differ only in ``--run-seeds`` (one process per seed) into one report.
+
+    The runs must have been made with the same settings (``--run-seeds``, ``--output-dir`` and ``--overwrite``
+    aside) and have scored with the same data, kernel and feature classifier (checked through the report context),
+    so that every seed's figures are comparable. Writes ``results.json``, ``tables.md`` and ``curves.png`` into
+    ``output_dir`` and copies the parts' sample grids there (the checkpoints stay in the parts' folders).
+
+    Args:
+        folders: the parts' output folders, each with a finished ``results.json``.
+        output_dir: where the merged report goes.
+        overwrite: replace an earlier merged report in ``output_dir``.
+        merge_command: the merging command line, appended to the parts' commands in the header.
+
+    Returns:
+        ``(merged results.json content, text of tables.md)``.
+
+    Raises:
+        FileNotFoundError: a folder without ``results.json``.
+        ValueError: an unfinished part, parts made with other settings or another classifier or kernel, or the
+            same run twice.
+        FileExistsError: ``output_dir`` holds a ``tables.md`` and ``overwrite`` is false.
+    """
+    if not folders:
+        raise ValueError("--merge needs at least one folder.")
+    parts = [read_json(Path(f) / "results.json", "results of examples/paper_tables.py") for f in folders]
+    for folder, part in zip(folders, parts):
+        if "context" not in part or "total_minutes" not in part["header"]:
+            raise ValueError(f"--merge: {folder} holds no finished run (results.json without its report context or "
+                             "total time: an earlier version's file, or a run still going or stopped).")
+
+    def fixed(part: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in part["args"].items() if k not in _MERGE_FREE_ARGS}
+
+    def scoring(part: dict[str, Any]) -> dict[str, Any]:
+        c = part["context"]
+        return {k: c.get(k) for k in ("bandwidths", "classifier_accuracy", "classifier_val_accuracy", "feature_size",
+                                      "n_train", "n_val", "n_test")}
+
+    for folder, part in zip(folders[1:], parts[1:]):
+        differ = sorted(k for k in set(fixed(parts[0])) | set(fixed(part))
+                        if fixed(parts[0]).get(k) != fixed(part).get(k))
+        if differ:
+            raise ValueError(f"--merge: {folder} was run with other settings than {folders[0]} ({differ}); only runs "
+                             "that differ in --run-seeds can be merged.")
+        if scoring(part) != scoring(parts[0]):
+            raise ValueError(f"--merge: {folder} scored with another kernel, data split or feature classifier than "
+                             f"{folders[0]} ({scoring(part)} vs {scoring(parts[0])}): its figures do not compare.")
+    runs: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    for folder, part in zip(folders, parts):
+        for r in part["results"]:
+            key = (r["table"], r["model"], r["latent"], r["seed"])
+            if key in seen:
+                raise ValueError(f"--merge: {key} appears twice (again in {folder}).")
+            seen.add(key)
+            runs.append(r)
+    runs.sort(key=lambda r: (r["table"] != "main", r["seed"], r["latent"], r["model"]))
+    if (Path(output_dir) / "tables.md").exists() and not overwrite:
+        raise FileExistsError(f"{Path(output_dir) / 'tables.md'} exists: choose another --output-dir or pass "
+                              "--overwrite.")
+    os.makedirs(output_dir, exist_ok=True)
+    settings = PaperTablesSettings(**{**parts[0]["args"], "run_seeds": None, "output_dir": str(output_dir)})
+    first = parts[0]["header"]
+    header = {**first, "command": " ; ".join(p["header"]["command"] for p in parts) + " ; " + merge_command,
+              "processes": len(parts), "total_minutes": max(p["header"]["total_minutes"] for p in parts),
+              "compute_minutes": sum(p["header"]["total_minutes"] for p in parts),
+              "merged_from": [str(f) for f in folders]}
+    content = results_content(header, settings, parts[0]["context"], runs)
+    write_json(Path(output_dir) / "results.json", content, overwrite=True, indent=1)
+    for folder in folders:
+        for png in sorted(Path(folder).glob("*.png")):
+            if png.name != "curves.png" and not (Path(output_dir) / png.name).exists():
+                shutil.copy2(png, Path(output_dir) / png.name)
+    text = write_report(output_dir, settings, parts[0]["context"], runs, header)
+    return content, text

@@ -1,13 +1,23 @@
-"""The GVAE paper's Tables 4-7 on your own data: GVAE, VAE and WGAN-GP trained by the same code and scored.
+"""The GVAE paper's Tables 4-7 on your own data: GVAE, VAE, WGAN-GP, VAE-GAN and alpha-GAN trained by the same code
+and scored.
 
-The three objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``) are trained
-with the same networks, data, batch size and budget (:func:`train_run`), GVAE's latent size is swept
+The five objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``, ``vae``, ``wgan_gp``, ``vaegan``,
+``alpha_gan``) are trained with the same networks, data, batch size and budget (:func:`train_run`; alpha-GAN adds its
+code critic, :class:`~monai_gvae.networks.CodeCritic`), GVAE's latent size is swept
 (:func:`plan_runs`), and every run is scored with ``monai_gvae.metrics`` (:func:`evaluate_run`) against test
 images prepared once (:func:`prepare_evaluation`). :mod:`monai_gvae.benchmarks.paper_report` writes the tables.
+
+Two budgets (``budget_iterations``: every run the same iterations; ``budget_minutes``: the same wall-clock training
+time). While a model trains, :func:`make_curve_scorer` scores it every ``curve_every`` iterations on a validation
+split carved from the training images (never the test split), so the tables can show where each curve flattens;
+the scoring time is not counted in the budget. The Frechet distance's feature classifier is trained on the training
+split until its accuracy on the validation split reaches ``classifier_target`` (its test accuracy goes in the
+header). One process may run a subset of the seeds (``run_seeds``); the report merges such runs.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -23,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from monai_gvae.bundle import save_sample_grid
 from monai_gvae.data import ImageFolderDataset, LSUNDataset, MNISTDataset
 from monai_gvae.engines import GVAETrainer
-from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss, FeatureMatchingLoss
 from monai_gvae.metrics import (
     GVAELikelihood,
     classifier_accuracy,
@@ -36,15 +46,18 @@ from monai_gvae.metrics import (
     median_heuristic,
     ms_ssim_pairs,
     ms_ssim_settings,
+    sharpness_ratio,
     train_feature_classifier,
 )
-from monai_gvae.networks import GVAE, GVAECritic
+from monai_gvae.networks import GVAE, CodeCritic, GVAECritic
 from monai_gvae.utils import atomic_path
 
 __all__ = [
+    "CURVE_METRICS",
     "DATASETS",
     "MODELS",
     "MODEL_NAMES",
+    "NO_POSTERIOR_VARIANCE",
     "PaperTablesSettings",
     "load_dataset",
     "read_image_folder",
@@ -53,17 +66,24 @@ __all__ = [
     "train_run",
     "generate_samples",
     "prepare_evaluation",
+    "make_curve_scorer",
+    "report_context",
     "plan_runs",
     "evaluate_run",
     "save_run",
 ]
 
 DATASETS = ("mnist", "fashion-mnist", "lsun", "celebahq", "folder")
-MODELS = ("gvae", "vae", "wgan_gp")
-MODEL_NAMES = {"gvae": "GVAE", "vae": "VAE", "wgan_gp": "WGAN-GP"}
+MODELS = ("gvae", "vae", "wgan_gp", "vaegan", "alpha_gan")
+MODEL_NAMES = {"gvae": "GVAE", "vae": "VAE", "wgan_gp": "WGAN-GP", "vaegan": "VAE-GAN", "alpha_gan": "alpha-GAN"}
+NO_POSTERIOR_VARIANCE = ("alpha_gan",)
+"""Models with an encoder but no posterior variance (alpha-GAN's deterministic encoder): reconstruction errors are
+measured, the ELBO, KL and importance-weighted bound are not defined."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _IDX_DATASETS = ("mnist", "fashion-mnist")
 _LOGGED_LOSSES = ("loss_g", "loss_d", "loss_rec", "loss_kl", "wasserstein")
+CURVE_METRICS = ("mmd_gaussian", "fd", "sharpness_ratio")
+"""What :func:`make_curve_scorer` measures on the validation split during training."""
 
 
 @dataclass
@@ -80,6 +100,7 @@ class PaperTablesSettings:
     budget_minutes: float | None = None
     budget_iterations: int | None = None
     seeds: int = 3
+    run_seeds: list[int] | None = None
     sweep_seeds: int = 1
     latent_sizes: list[int] = field(default_factory=lambda: [100, 500, 1000, 2000])
     latent_size: int = 1000
@@ -111,7 +132,14 @@ class PaperTablesSettings:
     iw_k: int = 5000
     iw_images: int = 24
     iw_chunk: int = 64
-    classifier_epochs: int = 3
+    classifier_epochs: int = 30
+    classifier_target: float = 0.91
+    classifier_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    classifier_hidden: int | None = 128
+    classifier_lr_decay: float = 0.8
+    val_images: int = 5000
+    curve_every: int = 250
+    curve_samples: int = 1000
     threads: int = 1
 
 
@@ -259,6 +287,7 @@ def _prepare_batch(batchdata: dict, device: torch.device, non_blocking: bool = F
 
 # ----------------------------------------------------------------------------------------------- training
 def _build(settings: PaperTablesSettings, objective: str, latent: int, channels: int, seed: int):
+    """The networks of one run: the GVAE, the critic (not for the VAE) and alpha-GAN's code critic."""
     torch.manual_seed(seed)
     gvae = GVAE(2, channels, settings.image_size, latent_size=latent, architecture=settings.architecture,
                 base_channels=settings.base_channels, max_channels=settings.max_channels)
@@ -267,31 +296,40 @@ def _build(settings: PaperTablesSettings, objective: str, latent: int, channels:
         critic = GVAECritic(spatial_dims=2, in_channels=channels, image_size=settings.image_size,
                             architecture=settings.architecture, base_channels=settings.base_channels,
                             max_channels=settings.max_channels)
-    return gvae, critic
+    code_critic = CodeCritic(latent) if objective == "alpha_gan" else None
+    return gvae, critic, code_critic
 
 
 def train_run(
     settings: PaperTablesSettings, objective: str, latent: int, seed: int, train_images: torch.Tensor,
     log: Callable[[str], None] = print,
+    scorer: Callable[[GVAE], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Train one model under the budget (``budget_iterations`` or ``budget_minutes`` of wall clock).
 
     Args:
         settings: the run's settings (``image_size`` settled).
-        objective: ``"gvae"``, ``"vae"`` or ``"wgan_gp"``.
+        objective: one of :data:`MODELS`.
         latent: latent size.
         seed: seed of the initial weights, the shuffle and the trainer.
         train_images: uint8 ``(N, C, image_size, image_size)``.
         log: progress messages.
+        scorer: called with the model (in eval mode, then put back) every ``settings.curve_every`` iterations and
+            after the last one (e.g. :func:`make_curve_scorer`); its time is excluded from the wall-clock budget
+            and from ``train_seconds``, and it draws nothing from the training's random streams.
 
     Returns:
-        ``{"gvae", "critic" (None for the VAE), "iterations", "train_seconds", "losses"}`` (losses every 50
-        iterations).
+        ``{"gvae", "critic" (None for the VAE), "code_critic" (alpha-GAN's, else None), "iterations",
+        "train_seconds", "losses", "curve", "curve_seconds"}``: losses every 50 iterations; ``curve`` one
+        ``{"iteration", "train_seconds", **scores}`` per scoring (empty without a scorer).
     """
-    gvae, critic = _build(settings, objective, latent, train_images.shape[1], seed)
+    gvae, critic, code_critic = _build(settings, objective, latent, train_images.shape[1], seed)
     opt = torch.optim.Adam(gvae.parameters(), lr=settings.lr, betas=(0.5, 0.9))
     critic_opt = (torch.optim.Adam(critic.parameters(), lr=settings.critic_lr, betas=(0.5, 0.9))
                   if critic is not None else None)
+    # alpha-GAN's code critic at the image critic's learning rate and penalty weight
+    code_opt = (torch.optim.Adam(code_critic.parameters(), lr=settings.critic_lr, betas=(0.5, 0.9))
+                if code_critic is not None else None)
     loader = DataLoader(_Uint8Images(train_images), batch_size=settings.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(seed))
     trainer = GVAETrainer(
@@ -300,10 +338,25 @@ def train_run(
         loss_function=EncoderGeneratorLoss(settings.rec_weight, settings.kl_weight, settings.adv_weight,
                                            settings.kl_warmup),
         critic_loss_function=CriticLoss(settings.gp_weight), objective=objective, n_critic=settings.n_critic,
-        seed=seed, prepare_batch=_prepare_batch,
+        code_critic=code_critic, code_critic_optimizer=code_opt,
+        code_critic_loss_function=CriticLoss(settings.gp_weight),
+        feature_matching_loss=FeatureMatchingLoss(), seed=seed, prepare_batch=_prepare_batch,
     )
-    clock: dict[str, float] = {}
+    clock: dict[str, float] = {"scoring": 0.0}
     losses: list[dict[str, float]] = []
+    curve: list[dict[str, float]] = []
+
+    def training_seconds() -> float:
+        return time.perf_counter() - clock["start"] - clock["scoring"]
+
+    def score(iteration: int) -> None:
+        start, seconds = time.perf_counter(), training_seconds()
+        was_training = gvae.training
+        gvae.eval()
+        with torch.no_grad():
+            curve.append({"iteration": iteration, "train_seconds": round(seconds, 2), **scorer(gvae)})
+        gvae.train(was_training)
+        clock["scoring"] += time.perf_counter() - start
 
     @trainer.on(Events.STARTED)
     def _start(engine):
@@ -311,7 +364,7 @@ def train_run(
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def _budget(engine):
-        elapsed = time.perf_counter() - clock["start"]
+        elapsed = training_seconds()
         if engine.state.iteration % 50 == 0 or engine.state.iteration == 1:
             out = engine.state.output
             losses.append({"iteration": engine.state.iteration, "seconds": round(elapsed, 2),
@@ -320,20 +373,30 @@ def train_run(
             settings.budget_minutes and elapsed >= 60.0 * settings.budget_minutes
         ):
             engine.terminate()
+        elif scorer is not None and settings.curve_every and engine.state.iteration % settings.curve_every == 0:
+            score(engine.state.iteration)
 
     trainer.run()
-    wall = time.perf_counter() - clock["start"]
+    wall = training_seconds()
     iters = trainer.state.iteration
-    log(f"  trained {MODEL_NAMES[objective]} z={latent} seed={seed}: {iters} iterations in {wall:.1f} s")
-    return {"gvae": gvae.eval(), "critic": critic, "iterations": iters, "train_seconds": wall, "losses": losses}
+    if scorer is not None:
+        score(iters)  # the last point: where the budget ended
+    log(f"  trained {MODEL_NAMES[objective]} z={latent} seed={seed}: {iters} iterations in {wall:.1f} s"
+        + (f" (+{clock['scoring']:.1f} s scoring {len(curve)} curve points)" if curve else ""))
+    return {"gvae": gvae.eval(), "critic": critic, "code_critic": code_critic, "iterations": iters,
+            "train_seconds": wall, "losses": losses, "curve": curve, "curve_seconds": clock["scoring"]}
 
 
 def plan_runs(settings: PaperTablesSettings) -> list[tuple[str, str, int, int]]:
     """``(table, model, latent, seed)`` of every run: the main table seed by seed with the models interleaved (load
-    changes on a shared machine hit every model alike), then the latent sweep (minus the main GVAE runs it holds)."""
+    changes on a shared machine hit every model alike), then the latent sweep (minus the main GVAE runs it holds);
+    with ``run_seeds``, only the runs of those seeds (one process per seed, merged by
+    :func:`monai_gvae.benchmarks.paper_report.merge_results`)."""
     plan = [("main", m, settings.latent_size, s) for s in range(settings.seeds) for m in settings.models]
     plan += [("sweep", "gvae", z, s) for s in range(settings.sweep_seeds) for z in settings.latent_sizes
              if not (z == settings.latent_size and "gvae" in settings.models and s < settings.seeds)]
+    if settings.run_seeds is not None:  # this process's share: every run of its seeds (merged later)
+        plan = [run for run in plan if run[3] in settings.run_seeds]
     return plan
 
 
@@ -362,41 +425,55 @@ def prepare_evaluation(
 ) -> tuple[PaperTablesSettings, dict[str, Any]]:
     """Load the data and prepare what every run is scored against.
 
-    Test images for MMD, MS-SSIM and FD and for the likelihood figures; MMD bandwidths by the median heuristic
-    on training images; a feature classifier for the Frechet distance trained on the training split (when the
-    data has labels); and the reference scores of real training images against the same test images (the floor
-    of every metric).
+    A validation split (the last ``val_images`` of the training images, at most a tenth of them) is set aside for
+    the curves and the classifier's stopping rule; the models train on the rest. Test images for MMD, MS-SSIM,
+    FD and sharpness and for the likelihood figures; MMD bandwidths by the median heuristic on training images; a
+    feature classifier for the Frechet distance trained on the training split (when the data has labels); and the
+    reference scores of real training images against the same test images (the floor of every metric).
 
     Returns:
-        the settings with the sizes settled (``image_size``; ``eval_samples``, ``mmd_batch``, ``iw_images``
-        capped by the data) and the context dict :func:`evaluate_run` and the report read.
+        the settings with the sizes settled (``image_size``; ``eval_samples``, ``mmd_batch``, ``iw_images``,
+        ``val_images`` and ``curve_samples`` capped by the data) and the context dict :func:`evaluate_run`,
+        :func:`make_curve_scorer` and the report read.
     """
     native_size = 28 if settings.dataset in _IDX_DATASETS else (settings.image_size or 64)
     settings = replace(settings, image_size=settings.image_size or (32 if settings.dataset in _IDX_DATASETS else 64))
     data = load_dataset(settings.dataset, settings.data_dir, native_size, settings.channels)
     train_np, train_labels = data["train"]
     test_np, test_labels = data["test"]
+    # the validation split: the end of the training images, before any --train-limit (so its size does not
+    # depend on the limit); never the test images
+    n_val = min(settings.val_images, train_np.shape[0] // 10)
+    if n_val != settings.val_images:
+        log(f"validation split: {n_val} images (at most a tenth of the {train_np.shape[0]} training images)")
+        settings = replace(settings, val_images=n_val)
+    val_np = train_np[train_np.shape[0] - n_val :]
+    val_labels = None if train_labels is None else train_labels[train_labels.shape[0] - n_val :]
+    train_np = train_np[: train_np.shape[0] - n_val]
+    train_labels = None if train_labels is None else train_labels[: train_labels.shape[0] - n_val]
     if settings.train_limit:
         train_np = train_np[: settings.train_limit]
         train_labels = None if train_labels is None else train_labels[: settings.train_limit]
     if settings.binarize:
-        train_np = np.where(train_np >= 128, 255, 0).astype(np.uint8)
-        test_np = np.where(test_np >= 128, 255, 0).astype(np.uint8)
+        train_np, val_np, test_np = (np.where(a >= 128, 255, 0).astype(np.uint8) for a in (train_np, val_np, test_np))
     native = train_np.shape[-1]
     test01 = torch.from_numpy(test_np.astype(np.float32) / 255.0)  # native size
     train01 = torch.from_numpy(train_np.astype(np.float32) / 255.0)
     if test01.shape[0] < settings.eval_samples:
         log(f"only {test01.shape[0]} test images: --eval-samples reduced to {test01.shape[0]}")
         settings = replace(settings, eval_samples=test01.shape[0])
-    settings = replace(settings, mmd_batch=min(settings.mmd_batch, settings.eval_samples))
+    settings = replace(settings, mmd_batch=min(settings.mmd_batch, settings.eval_samples),
+                       curve_samples=min(settings.curve_samples, n_val) if n_val >= 2 else 0)
     g = torch.Generator().manual_seed(1234)
     test_perm = torch.randperm(test01.shape[0], generator=g)
     train_perm = torch.randperm(train01.shape[0], generator=g)
     ctx: dict[str, Any] = {
         "crop": native if native != settings.image_size else None, "native": native,
         "channels": int(train_np.shape[1]), "n_train": int(train_np.shape[0]), "n_test": int(test01.shape[0]),
+        "n_val": int(n_val),
         "train_images": torch.from_numpy(pad_to(train_np, settings.image_size).copy()),
         "real_eval": test01[test_perm[: settings.eval_samples]],
+        "real_val": torch.from_numpy(val_np[: settings.curve_samples].astype(np.float32) / 255.0),
         "test_lik": _padded01(test_np, settings.image_size)[: settings.lik_images],
         "train_fit": _padded01(train_np[train_perm[:500].numpy()], settings.image_size),
         "ms_ssim_settings": ms_ssim_settings((native, native)),
@@ -406,27 +483,42 @@ def prepare_evaluation(
     bw_ref = train01[train_perm[: min(500, train01.shape[0])]]
     ctx.update(bandwidths=median_heuristic(bw_ref), n_bandwidth=int(bw_ref.shape[0]),
                mmd_batches=settings.eval_samples // settings.mmd_batch)
-    log(f"data: {ctx['n_train']} train, {ctx['n_test']} test, native {native}px, network {settings.image_size}px; "
-        f"MMD bandwidths {tuple(round(b, 3) for b in ctx['bandwidths'])}")
-    _fit_feature_classifier(settings, ctx, train_np, train_labels, test_np, test_labels, log)
+    log(f"data: {ctx['n_train']} train, {n_val} validation, {ctx['n_test']} test, native {native}px, network "
+        f"{settings.image_size}px; MMD bandwidths {tuple(round(b, 3) for b in ctx['bandwidths'])}")
+    _fit_feature_classifier(settings, ctx, train_np, train_labels, val_np, val_labels, test_np, test_labels, log)
     _reference_scores(settings, ctx, train01, train_perm, log)
     return settings, ctx
 
 
-def _fit_feature_classifier(settings, ctx, train_np, train_labels, test_np, test_labels, log) -> None:
-    """The Frechet distance's feature extractor: a small CNN trained on the training split only."""
+def _fit_feature_classifier(settings, ctx, train_np, train_labels, val_np, val_labels, test_np, test_labels,
+                            log) -> None:
+    """The Frechet distance's feature extractor: a small CNN trained on the training split only, until its
+    accuracy on the validation split reaches ``classifier_target`` (at most ``classifier_epochs`` epochs); its test
+    accuracy is measured once, for the header, and chooses nothing."""
     ctx["classifier"] = None
     if train_labels is None or test_labels is None or len(np.unique(train_labels)) <= 1:
         return
     t0 = time.perf_counter()
+    use_val = val_labels is not None and len(val_labels) > 0 and settings.classifier_target > 0
     clf = train_feature_classifier(torch.from_numpy(train_np), torch.from_numpy(train_labels),
                                    num_classes=int(max(train_labels.max(), test_labels.max())) + 1,
-                                   epochs=settings.classifier_epochs, seed=0)
+                                   epochs=settings.classifier_epochs, seed=0,
+                                   channels=tuple(settings.classifier_channels), hidden=settings.classifier_hidden,
+                                   lr_decay=settings.classifier_lr_decay,
+                                   val_images=torch.from_numpy(val_np) if use_val else None,
+                                   val_labels=torch.from_numpy(val_labels) if use_val else None,
+                                   target_accuracy=settings.classifier_target if use_val else None)
     ctx["classifier"] = clf
     ctx["classifier_accuracy"] = classifier_accuracy(clf, torch.from_numpy(test_np), torch.from_numpy(test_labels))
+    ctx["classifier_val_accuracy"] = clf.val_accuracy
+    ctx["classifier_epochs_trained"] = clf.epochs_trained
+    ctx["classifier_seconds"] = time.perf_counter() - t0
     with torch.no_grad():
         ctx["real_features"] = clf.features(ctx["real_eval"]).double()
-    log(f"feature classifier: test accuracy {ctx['classifier_accuracy']:.3f} ({time.perf_counter() - t0:.0f} s)")
+        ctx["val_features"] = clf.features(ctx["real_val"]).double() if ctx["real_val"].shape[0] >= 2 else None
+    val_text = "n/a" if clf.val_accuracy is None else f"{clf.val_accuracy:.3f}"
+    log(f"feature classifier: {clf.epochs_trained} epoch(s), validation accuracy {val_text}, test accuracy "
+        f"{ctx['classifier_accuracy']:.3f} ({ctx['classifier_seconds']:.0f} s)")
 
 
 def _reference_scores(settings, ctx, train01: torch.Tensor, train_perm: torch.Tensor, log) -> None:
@@ -436,20 +528,73 @@ def _reference_scores(settings, ctx, train01: torch.Tensor, train_perm: torch.Te
     real = ctx["real_eval"]
     mmd_gaussian, mmd_linear = _batched_mmds(ref_train, real, settings.mmd_batch, ctx["bandwidths"])
     ctx["reference"] = {"mmd_gaussian": mmd_gaussian, "mmd_linear": mmd_linear,
-                        "ms_ssim": float(ms_ssim_pairs(real).mean())}
+                        "ms_ssim": float(ms_ssim_pairs(real).mean()),
+                        "sharpness_ratio": float(sharpness_ratio(ref_train, real))}
     if ctx["classifier"] is not None:
         with torch.no_grad():
             ctx["reference"]["fd"] = float(frechet_distance(ctx["classifier"].features(ref_train).double(),
                                                             ctx["real_features"]))
+    if ctx["real_val"].shape[0] >= 2:  # the floor of the curves: real training images against the validation split
+        with torch.no_grad():
+            ctx["reference_val"] = _curve_scores(ref_train[: ctx["real_val"].shape[0]], ctx)
     log(f"reference (real train vs test): {ctx['reference']}")
+
+
+def _curve_scores(fake: torch.Tensor, ctx: dict[str, Any]) -> dict[str, float]:
+    """:data:`CURVE_METRICS` of images in [0, 1] (native size) against the validation split."""
+    real = ctx["real_val"]
+    scores = {"mmd_gaussian": float(gaussian_mmd(fake, real, ctx["bandwidths"])),
+              "sharpness_ratio": float(sharpness_ratio(fake, real))}
+    if ctx["classifier"] is not None:
+        scores["fd"] = float(frechet_distance(ctx["classifier"].features(fake).double(), ctx["val_features"]))
+    return scores
+
+
+def make_curve_scorer(settings: PaperTablesSettings, ctx: dict[str, Any], seed: int) -> Callable[[GVAE], dict] | None:
+    """The scorer :func:`train_run` calls during training: :data:`CURVE_METRICS` of ``curve_samples`` prior samples
+    (the same latents at every point, so the curve shows the model changing, not the draw) against as many
+    validation images, with the tables' MMD bandwidths and feature classifier.
+
+    Returns:
+        ``scorer(gvae) -> {metric: value}``, or ``None`` when there is no validation split (``val_images`` 0) or no
+        curve is asked for (``curve_every`` 0).
+    """
+    if not settings.curve_every or settings.curve_samples < 2 or ctx["real_val"].shape[0] < 2:
+        return None
+
+    def scorer(gvae: GVAE) -> dict[str, float]:
+        return _curve_scores(generate_samples(gvae, settings.curve_samples, 50_000 + seed, ctx["crop"]), ctx)
+
+    return scorer
+
+
+_CONTEXT_KEYS = ("crop", "native", "channels", "n_train", "n_val", "n_test", "n_lik", "n_bandwidth", "mmd_batches",
+                 "bandwidths", "reference", "reference_val", "ms_ssim_settings", "classifier_accuracy",
+                 "classifier_val_accuracy", "classifier_epochs_trained", "classifier_seconds")
+
+
+def report_context(ctx: dict[str, Any]) -> dict[str, Any]:
+    """What the report needs of the evaluation context, JSON-ready (no tensors or networks): sizes, kernels,
+    reference scores and the classifier's figures (``feature_size`` ``None`` without a classifier). Written to
+    ``results.json`` so that runs made in separate processes can be merged into one report. A summary passes
+    through unchanged.
+    """
+    if "classifier" not in ctx:
+        return ctx
+    out = {k: ctx[k] for k in _CONTEXT_KEYS if k in ctx}
+    out["bandwidths"] = [float(b) for b in out["bandwidths"]]
+    out["feature_size"] = None if ctx["classifier"] is None else int(ctx["classifier"].feature_size)
+    return json.loads(json.dumps(out))  # tuples -> lists: what reading results.json back gives
 
 
 @torch.no_grad()
 def evaluate_run(
     settings: PaperTablesSettings, run: dict[str, Any], objective: str, ctx: dict[str, Any], seed: int, full: bool
 ) -> dict[str, Any]:
-    """All metrics of one trained model: sample quality (MMD, MS-SSIM, FD) and, with ``full`` and an encoder,
-    the likelihood figures of Tables 6-7 (:func:`_likelihood_figures`)."""
+    """All metrics of one trained model: sample quality (MMD, MS-SSIM, FD, sharpness ratio) and, with ``full`` and an
+    encoder, the likelihood figures of Tables 6-7 (:func:`_likelihood_figures`); for a model without posterior
+    variance (:data:`NO_POSTERIOR_VARIANCE`: alpha-GAN) only the reconstruction errors of those (no ELBO, KL or
+    bound)."""
     gvae: GVAE = run["gvae"]
     res: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -457,17 +602,36 @@ def evaluate_run(
     res["mmd_gaussian"], res["mmd_linear"] = _batched_mmds(fake, ctx["real_eval"], settings.mmd_batch,
                                                            ctx["bandwidths"])
     res["ms_ssim"] = float(ms_ssim_pairs(fake).mean())
+    res["sharpness_ratio"] = float(sharpness_ratio(fake, ctx["real_eval"]))
     if ctx["classifier"] is not None:
         res["fd"] = float(frechet_distance(ctx["classifier"].features(fake).double(), ctx["real_features"]))
     res["sample_eval_seconds"] = time.perf_counter() - t0
     if not full or objective == "wgan_gp":
         return res
-    res.update(_likelihood_figures(settings, gvae, ctx, seed))
+    if objective in NO_POSTERIOR_VARIANCE:
+        res.update(_reconstruction_errors(gvae, ctx))
+    else:
+        res.update(_likelihood_figures(settings, gvae, ctx, seed))
     x = ctx["test_lik"]
     mu, _ = gvae.encode(x[:16] * 2 - 1)
     first = center_crop(((gvae.decode(mu).float() + 1) / 2).clamp(0, 1), ctx["crop"])
     ctx.setdefault("recon_examples", {})[(objective, seed)] = (center_crop(x[:16], ctx["crop"]), first)
     return res
+
+
+@torch.no_grad()
+def _reconstruction_errors(gvae: GVAE, ctx: dict[str, Any]) -> dict[str, float]:
+    """Mean absolute and squared error of ``G(mu(x))`` on the likelihood tables' test images, pixels in [0, 1]."""
+    x = ctx["test_lik"]
+    rec_abs, rec_sq = [], []
+    for start in range(0, x.shape[0], 250):
+        xb = x[start : start + 250]
+        mu, _ = gvae.encode(xb * 2 - 1)
+        recon = center_crop(((gvae.decode(mu).float() + 1) / 2).clamp(0, 1), ctx["crop"])
+        target = center_crop(xb, ctx["crop"])
+        rec_abs.append((recon - target).abs().flatten(1).mean(1))
+        rec_sq.append((recon - target).pow(2).flatten(1).mean(1))
+    return {"rec_mae": float(torch.cat(rec_abs).mean()), "rec_mse": float(torch.cat(rec_sq).mean())}
 
 
 @torch.no_grad()
@@ -486,20 +650,14 @@ def _likelihood_figures(settings: PaperTablesSettings, gvae: GVAE, ctx: dict[str
         res["pixel_scale"] = adapter_kwargs["scale"]
     adapter = GVAELikelihood(gvae, **adapter_kwargs)
     x = ctx["test_lik"]
-    rec_abs, rec_sq, terms_all = [], [], {"elbo": [], "log_likelihood": [], "kl": []}
+    res.update(_reconstruction_errors(gvae, ctx))
+    terms_all: dict[str, list[torch.Tensor]] = {"elbo": [], "log_likelihood": [], "kl": []}
     gen = torch.Generator().manual_seed(20_000 + seed)
     for start in range(0, x.shape[0], 250):
-        xb = x[start : start + 250]
-        mu, _ = gvae.encode(xb * 2 - 1)
-        recon = center_crop(((gvae.decode(mu).float() + 1) / 2).clamp(0, 1), ctx["crop"])
-        target = center_crop(xb, ctx["crop"])
-        rec_abs.append((recon - target).abs().flatten(1).mean(1))
-        rec_sq.append((recon - target).pow(2).flatten(1).mean(1))
-        terms = elbo(xb, adapter.encode, adapter.log_likelihood, num_samples=settings.elbo_samples, generator=gen)
+        terms = elbo(x[start : start + 250], adapter.encode, adapter.log_likelihood, num_samples=settings.elbo_samples,
+                     generator=gen)
         for k in terms_all:
             terms_all[k].append(terms[k])
-    res["rec_mae"] = float(torch.cat(rec_abs).mean())
-    res["rec_mse"] = float(torch.cat(rec_sq).mean())
     for k, v in terms_all.items():
         res[k] = float(torch.cat(v).mean())
     xi = x[: settings.iw_images]
@@ -519,15 +677,17 @@ def save_run(
     out: Path, run: dict[str, Any], objective: str, latent: int, seed: int, ctx: dict[str, Any], overwrite: bool
 ) -> None:
     """The run's checkpoint (``checkpoints/<model>_z<latent>_seed<seed>.pt``: ``GVAE`` state dict under ``"gvae"``,
-    critic under ``"critic"``) and, for seed 0, its sample grid and reconstructions.
+    critic under ``"critic"``, alpha-GAN's code critic under ``"code_critic"``) and, for seed 0, its sample grid and
+    reconstructions.
 
     Raises:
         FileExistsError: the checkpoint exists and ``overwrite`` is false.
     """
     name = f"{objective}_z{latent}_seed{seed}"
     ckpt = {"gvae": run["gvae"].state_dict(), "iterations": run["iterations"], "objective": objective}
-    if run["critic"] is not None:
-        ckpt["critic"] = run["critic"].state_dict()
+    for key in ("critic", "code_critic"):
+        if run.get(key) is not None:
+            ckpt[key] = run[key].state_dict()
     with atomic_path(out / "checkpoints" / f"{name}.pt", overwrite=overwrite) as tmp:
         torch.save(ckpt, tmp)
     if seed != 0:

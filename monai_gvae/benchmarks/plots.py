@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from monai_gvae.utils import atomic_path
 
-__all__ = ["PLOT_COLOURS", "plot_dice_against_k"]
+__all__ = ["PLOT_COLOURS", "plot_dice_against_k", "CurveSeries", "CurvePanel", "plot_curves"]
 
 PLOT_COLOURS: list[tuple[int, int, int]] = [
     (90, 90, 90), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167), (150, 150, 150), (230, 159, 0),
@@ -96,5 +98,152 @@ def plot_dice_against_k(
         ly = top + 10 + a * 20
         draw.line([left + pw + 15, ly + 6, left + pw + 40, ly + 6], fill=colour, width=3)
         draw.text((left + pw + 46, ly), names[arm], fill="black", font=font)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        img.save(tmp, format="PNG")
+
+
+@dataclass
+class CurveSeries:
+    """One line of a :class:`CurvePanel`: ``points`` ``(x, y)`` joined in order, in ``colour``; ``label`` (or
+    ``None``: not in the legend, e.g. one seed of a model whose mean is labelled); ``width`` in pixels."""
+
+    label: str | None
+    colour: tuple[int, int, int]
+    points: Sequence[tuple[float, float]]
+    width: int = 1
+
+
+@dataclass
+class CurvePanel:
+    """One plot of :func:`plot_curves`: a title (what the y axis shows), its lines and a logarithmic y axis
+    (``log_y``, used only when every value is positive)."""
+
+    title: str
+    series: list[CurveSeries] = field(default_factory=list)
+    log_y: bool = False
+
+
+def _ticks(lo: float, hi: float, log: bool) -> list[float]:
+    """Tick values: 1, 2, 5 x 10^k inside [lo, hi] on a log axis (evenly spaced in log if fewer than 3 fit), five
+    evenly spaced values on a linear one."""
+    if log:
+        decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+        for mantissas in ((1, 2, 5), (1,)):  # fewer labels when the range spans many decades
+            ticks = [m * 10.0**e for e in decades for m in mantissas if lo <= m * 10.0**e <= hi]
+            if len(ticks) <= 8:
+                break
+        return ticks if len(ticks) >= 3 else list(np.geomspace(lo, hi, 4))
+    return list(np.linspace(lo, hi, 5))
+
+
+def _round_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """About ``count`` ticks at multiples of 1, 2 or 5 x 10^k inside [lo, hi] (iterations: 0, 500, 1000, ...)."""
+    raw = (hi - lo) / max(1, count - 1)
+    if raw <= 0:
+        return [lo]
+    step = min((m * 10.0 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10)), key=lambda v: abs(v - raw))
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def _draw_panel(panel: CurvePanel, x_label: str, size: tuple[int, int], font: Any) -> Image.Image:
+    width, height, left, top, bottom, right = size[0], size[1], 80, 34, 50, 28
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    points = [p for s in panel.series for p in s.points if math.isfinite(p[0]) and math.isfinite(p[1])]
+    draw.text((left, 10), panel.title, fill="black", font=font)
+    pw, ph = width - left - right, height - top - bottom
+    draw.rectangle([left, top, left + pw, top + ph], outline="black")
+    if not points:
+        draw.text((left + 10, top + 10), "no points", fill="black", font=font)
+        return img
+    log = panel.log_y and min(y for _, y in points) > 0
+    x0, x1 = min(x for x, _ in points), max(x for x, _ in points)
+    y0, y1 = min(y for _, y in points), max(y for _, y in points)
+    if x1 <= x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if log:
+        y0, y1 = y0 / 1.2, y1 * 1.2
+    else:
+        pad = 0.05 * (y1 - y0) if y1 > y0 else max(abs(y0) * 0.1, 1e-6)
+        y0, y1 = y0 - pad, y1 + pad
+
+    def yv(v: float) -> float:
+        return math.log10(v) if log else v
+
+    def xy(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x0) / (x1 - x0) * pw, top + (1 - (yv(y) - yv(y0)) / (yv(y1) - yv(y0))) * ph)
+
+    for t in _ticks(y0, y1, log):
+        _, y = xy(x0, t)
+        draw.line([left, y, left + pw, y], fill=(225, 225, 225))
+        draw.line([left - 4, y, left, y], fill="black")
+        draw.text((4, y - 6), f"{t:.3g}", fill="black", font=font)
+    for t in _round_ticks(x0, x1):
+        x, _ = xy(t, y0)
+        draw.line([x, top + ph, x, top + ph + 4], fill="black")
+        draw.text((x - 14, top + ph + 8), f"{t:g}", fill="black", font=font)
+    draw.text((left + pw / 2 - 30, height - 20), x_label, fill="black", font=font)
+    for series in sorted(panel.series, key=lambda s: s.width):  # thick (labelled) lines on top
+        pts = [xy(x, y) for x, y in series.points if math.isfinite(x) and math.isfinite(y) and (y > 0 or not log)]
+        if len(pts) > 1:
+            draw.line(pts, fill=series.colour, width=series.width)
+        for x, y in pts:
+            r = 1 + series.width
+            draw.ellipse([x - r, y - r, x + r, y + r], fill=series.colour)
+    return img
+
+
+def plot_curves(
+    panels: Sequence[CurvePanel],
+    path: str | os.PathLike,
+    overwrite: bool,
+    x_label: str = "iterations",
+    title: str = "",
+    panel_size: tuple[int, int] = (420, 320),
+    legend_width: int = 200,
+) -> None:
+    """Draw metric curves (e.g. a validation score against training iterations) as panels side by side in one PNG,
+    with one legend on the right (the labelled series of all panels).
+
+    Args:
+        panels: the plots, left to right.
+        path: the PNG to write (atomically).
+        overwrite: replace an existing ``path``.
+        x_label: the x axis of every panel.
+        title: text above the panels.
+        panel_size: pixels per panel.
+        legend_width: pixels right of the panels for the legend.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: no panels.
+
+    Example::
+
+        panel = CurvePanel("Gaussian MMD^2 (validation)", [CurveSeries("GVAE", PLOT_COLOURS[1], [(250, 0.2),
+                           (500, 0.1)], width=3)], log_y=True)
+        plot_curves([panel], "curves.png", overwrite=True)
+    """
+    if not panels:
+        raise ValueError("plot_curves needs at least one panel.")
+    font = ImageFont.load_default(size=13)
+    head = 28 if title else 0
+    img = Image.new("RGB", (panel_size[0] * len(panels) + legend_width, panel_size[1] + head), "white")
+    draw = ImageDraw.Draw(img)
+    if title:
+        draw.text((10, 8), title, fill="black", font=font)
+    for i, panel in enumerate(panels):
+        img.paste(_draw_panel(panel, x_label, panel_size, font), (i * panel_size[0], head))
+    legend: dict[str, tuple[int, int, int]] = {}
+    for panel in panels:
+        for series in panel.series:
+            if series.label is not None:
+                legend.setdefault(series.label, series.colour)
+    lx = panel_size[0] * len(panels) + 10
+    for j, (label, colour) in enumerate(legend.items()):
+        ly = head + 40 + j * 20
+        draw.line([lx, ly + 6, lx + 25, ly + 6], fill=colour, width=3)
+        draw.text((lx + 31, ly), label, fill="black", font=font)
     with atomic_path(path, overwrite=overwrite) as tmp:
         img.save(tmp, format="PNG")

@@ -1,4 +1,4 @@
-"""``GVAETrainer``: the single training loop of GVAE and its baselines (VAE, WGAN-GP)."""
+"""``GVAETrainer``: the single training loop of GVAE and its baselines (VAE, WGAN-GP, VAE-GAN, alpha-GAN)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
-from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss, SegmentationConsistencyLoss
+from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss, FeatureMatchingLoss, SegmentationConsistencyLoss
 from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
 from monai_gvae.utils import check_bool
 
@@ -24,10 +24,11 @@ from .utils import GVAEKeys as K
 
 __all__ = ["GVAETrainer", "OBJECTIVES", "NonFiniteLossError", "unwrap"]
 
-OBJECTIVES = ("gvae", "vae", "wgan_gp")
+OBJECTIVES = ("gvae", "vae", "wgan_gp", "vaegan", "alpha_gan")
 
 # entries of GVAETrainer.state_dict() beside Ignite's engine state
 _EMA, _SCALERS, _GENERATORS, _SCHEDULE = "generator_ema", "grad_scalers", "random_generators", "loss_schedule"
+_CODE_CRITIC = "code_critic"  # alpha-GAN's code critic and its optimiser (objective "alpha_gan" only)
 _SCALER_NAMES = ("scaler_g", "scaler_d")  # the attributes holding the generator's and the critic's GradScaler
 
 
@@ -52,14 +53,26 @@ class GVAETrainer(Trainer):
     * ``"gvae"``: encoder, generator and critic (the paper's model).
     * ``"vae"``: encoder and generator, no critic, no adversarial term (``critic`` may be ``None``).
     * ``"wgan_gp"``: generator and critic on prior samples only, no encoder, no reconstruction/KL.
+    * ``"vaegan"``: VAE-GAN (Larsen et al. 2016): GVAE with the pixel L1 replaced by ``feature_matching_loss``, the
+      error between the critic's intermediate features of ``x`` and of ``G(z_e)``
+      (:class:`~monai_gvae.losses.FeatureMatchingLoss`). The discriminator is the same Wasserstein critic with
+      gradient penalty (not Larsen et al.'s sigmoid GAN), so that only the reconstruction loss differs from GVAE.
+    * ``"alpha_gan"``: alpha-GAN (Rosca et al. 2017) in the WGAN-GP form of Kwon et al. 2019: a deterministic
+      encoder (the encoder's mean; its log-variance head is not used), a ``code_critic`` (e.g.
+      :class:`~monai_gvae.networks.CodeCritic`) trained on prior latents ``z ~ N(0, I)`` (real) against ``E(x)``
+      (fake) with a gradient penalty on latent interpolates, replacing the KL term (the encoder-generator loss gets
+      ``w_code * (-E[C(E(x))])`` instead); the image critic on reconstructions and prior samples and the L1
+      reconstruction as in GVAE. The code critic takes its step right after each image-critic step.
 
     ``engine.state.output`` holds floats ``loss_d``, ``loss_g``, ``loss_rec``, ``loss_kl``, ``loss_adv``, ``gp``,
-    ``wasserstein`` and ``kl_weight`` (terms an objective does not use are 0.0), plus the detached input batch
+    ``wasserstein``, ``kl_weight``, ``loss_seg`` and alpha-GAN's ``loss_code``, ``loss_code_critic`` and ``code_gp``
+    (terms an objective does not use are 0.0), plus the detached input batch
     (``"image"``, also as ``"label"``, the reconstruction target) and its reconstruction (``"pred"``) for metrics;
     the keys are :class:`~monai_gvae.engines.GVAEKeys`.
 
     :meth:`state_dict` holds what the trainer owns (Ignite's engine state, the EMA generator, the gradient scalers,
-    the latent generator, the KL warm-up's weight), so that checkpoint handlers save and restore it as one entry.
+    the latent generator, the KL warm-up's weight, and for alpha-GAN the code critic and its optimiser), so that
+    checkpoint handlers save and restore it as one entry.
 
     A label-conditioned GVAE (``GVAE(condition_channels=C)``, critic ``GVAECritic(condition_channels=C)``) trains
     with the same loop: the batch's last ``C`` channels are the condition ``c`` (with ``PackImageLabeld`` the
@@ -83,7 +96,15 @@ class GVAETrainer(Trainer):
         critic_optimizer: optimiser of the critic's parameters; ``None`` for ``objective="vae"``.
         loss_function: the encoder-generator objective; default ``EncoderGeneratorLoss()``.
         critic_loss_function: the critic objective; default ``CriticLoss(gp_weight=10)``.
-        objective: ``"gvae"``, ``"vae"`` or ``"wgan_gp"``.
+        code_critic: alpha-GAN's critic of latent vectors (:class:`~monai_gvae.networks.CodeCritic`), possibly
+            DDP-wrapped; only for ``objective="alpha_gan"``, which needs it (``None`` otherwise).
+        code_critic_optimizer: optimiser of the code critic's parameters (``objective="alpha_gan"`` only).
+        code_critic_loss_function: the code critic's objective (Wasserstein loss, gradient penalty on latent
+            interpolates); default ``CriticLoss(gp_weight=10)``.
+        feature_matching_loss: VAE-GAN's reconstruction loss; default ``FeatureMatchingLoss()`` (the critic's
+            second-deepest feature map, relative mean squared error). Used by ``objective="vaegan"`` only (ignored
+            otherwise).
+        objective: one of :data:`OBJECTIVES`: ``"gvae"``, ``"vae"``, ``"wgan_gp"``, ``"vaegan"`` or ``"alpha_gan"``.
         n_critic: critic steps per encoder-generator step (the same real batch, fresh fakes each step).
         encoder: overrides ``network.encoder`` (a DDP wrapper of it).
         generator: overrides ``network.generator`` (a DDP wrapper of it).
@@ -119,7 +140,8 @@ class GVAETrainer(Trainer):
         optim_set_to_none, to_kwargs, amp_kwargs: as in ``monai.engines.SupervisedTrainer``.
 
     Raises:
-        ValueError: unknown objective, a network/optimiser the objective needs is missing, a
+        ValueError: unknown objective, a network/optimiser the objective needs is missing (or a code critic given to
+            an objective other than ``"alpha_gan"``, or for ``"vaegan"`` a critic without ``features``), a
             ``critic_chunk_size`` that is not a positive integer or does not fit the critic, or a ``segmenter``
             without a label-conditioned generator (or ``seg_weight <= 0``).
         TypeError: ``amp``, ``non_blocking``, ``check_finite`` or ``float_outputs`` is not a bool (a string such as
@@ -148,6 +170,10 @@ class GVAETrainer(Trainer):
         critic_optimizer: Optimizer | None = None,
         loss_function: EncoderGeneratorLoss | None = None,
         critic_loss_function: CriticLoss | None = None,
+        code_critic: nn.Module | None = None,
+        code_critic_optimizer: Optimizer | None = None,
+        code_critic_loss_function: CriticLoss | None = None,
+        feature_matching_loss: FeatureMatchingLoss | None = None,
         objective: str = "gvae",
         n_critic: int = 1,
         encoder: nn.Module | None = None,
@@ -202,10 +228,16 @@ class GVAETrainer(Trainer):
             to_kwargs=to_kwargs,
             amp_kwargs=amp_kwargs,
         )
+        # alpha-GAN's code critic, checked with the other networks against the objective
+        self.code_critic, self.code_critic_optimizer = code_critic, code_critic_optimizer
         self._set_networks(objective, n_critic, network, encoder, generator, critic, optimizer, critic_optimizer)
         self.critic_chunk_size = _check_critic_chunk_size(critic_chunk_size, critic, self.penalty_first)
         self.loss_function = loss_function if loss_function is not None else EncoderGeneratorLoss()
         self.critic_loss_function = critic_loss_function if critic_loss_function is not None else CriticLoss()
+        self.code_critic_loss_function = (
+            code_critic_loss_function if code_critic_loss_function is not None else CriticLoss()
+        )
+        self.feature_matching_loss = feature_matching_loss if feature_matching_loss is not None else FeatureMatchingLoss()
         self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
         self.latent_size = unwrap(self.generator).latent_size
         self.condition_channels = self._check_condition_channels()
@@ -222,6 +254,7 @@ class GVAETrainer(Trainer):
         # Freezing the critic during the generator step skips its weight gradients; DDP needs the same set of
         # parameters to require gradients in every backward, so a wrapped critic is left alone.
         self._freeze_critic_in_g_step = critic is not None and unwrap(critic) is critic
+        self._freeze_code_critic_in_g_step = code_critic is not None and unwrap(code_critic) is code_critic
 
     def _set_networks(
         self,
@@ -260,10 +293,25 @@ class GVAETrainer(Trainer):
             "gvae": ("encoder", "generator", "critic", "optimizer", "critic_optimizer"),
             "vae": ("encoder", "generator", "optimizer"),
             "wgan_gp": ("generator", "critic", "optimizer", "critic_optimizer"),
+            "vaegan": ("encoder", "generator", "critic", "optimizer", "critic_optimizer"),
+            "alpha_gan": (
+                "encoder", "generator", "critic", "optimizer", "critic_optimizer", "code_critic", "code_critic_optimizer"
+            ),
         }[self.objective]
         missing = [name for name in needs if getattr(self, name) is None]
         if missing:
             raise ValueError(f"objective {self.objective!r} needs {', '.join(missing)}; pass network/critic/optimisers.")
+        if self.objective != "alpha_gan" and (self.code_critic is not None or self.code_critic_optimizer is not None):
+            raise ValueError(
+                f"a code critic (and its optimiser) is used by objective 'alpha_gan' only, not {self.objective!r}: "
+                "pass code_critic=None, code_critic_optimizer=None."
+            )
+        if self.objective == "vaegan" and not callable(getattr(unwrap(self.critic), "features", None)):
+            raise ValueError(
+                "objective 'vaegan' compares the critic's intermediate features of images and reconstructions: the "
+                f"critic needs a features(x, condition, layer) method (GVAECritic), {type(unwrap(self.critic)).__name__} "
+                "has none."
+            )
 
     def _check_condition_channels(self) -> int:
         """The generator's condition channels (0: unconditional), checked against the critic's."""
@@ -327,7 +375,10 @@ class GVAETrainer(Trainer):
     def state_dict(self) -> OrderedDict:
         """Everything the trainer owns that training changes: Ignite's engine state (``iteration``,
         ``epoch_length``, ``max_epochs``) and, beside it, the EMA generator, the two gradient scalers, the states of
-        :meth:`random_generators` and the KL warm-up's weight at this iteration.
+        :meth:`random_generators` and the KL warm-up's weight at this iteration; for ``objective="alpha_gan"`` also the
+        code critic's weights and its optimiser's state (``"code_critic"``: ``{"network", "optimizer"}``), so that a
+        checkpoint handler given the usual networks and optimisers restores them too. The other objectives' states
+        hold no such entry (they are as before).
 
         The Ignite keys stay at the top level, so MONAI's ``CheckpointSaver``/``CheckpointLoader`` and
         ``GVAECheckpointHandler`` save and load this dict as that of any engine, and ``ckpt["trainer"]["iteration"]``
@@ -348,7 +399,18 @@ class GVAETrainer(Trainer):
         state[_SCALERS] = {name: getattr(self, name).state_dict() for name in _SCALER_NAMES}
         state[_GENERATORS] = {name: gen.get_state() for name, gen in self.random_generators().items()}
         state[_SCHEDULE] = {"kl_weight": float(self.loss_function.kl_weight_at(self.state.iteration))}
+        if self.code_critic is not None:
+            state[_CODE_CRITIC] = {
+                "network": unwrap(self.code_critic).state_dict(),
+                "optimizer": self.code_critic_optimizer.state_dict(),
+            }
         return state
+
+    def owned_optimizers(self) -> list[Optimizer]:
+        """The optimisers whose state :meth:`state_dict` holds (alpha-GAN's code critic's; empty for the other
+        objectives): what a checkpoint handler adds to the optimisers it was given, e.g. to lower their learning
+        rates on a rollback."""
+        return [self.code_critic_optimizer] if self.code_critic is not None else []
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Load :meth:`state_dict` (also a plain Ignite engine state: the parts it lacks keep their values, with a
@@ -386,6 +448,14 @@ class GVAETrainer(Trainer):
                 gen.set_state(generators[name].cpu())  # map_location may have moved the state to the GPU
             else:
                 kept.append(name)
+        code_critic = state_dict.get(_CODE_CRITIC)
+        if self.code_critic is not None and code_critic is not None:
+            unwrap(self.code_critic).load_state_dict(code_critic["network"])
+            self.code_critic_optimizer.load_state_dict(code_critic["optimizer"])
+        elif self.code_critic is not None:
+            kept.append(_CODE_CRITIC)
+        elif code_critic is not None:
+            self.logger.warning("the trainer state holds a code critic (alpha_gan), this trainer has none: ignored")
         if kept:
             self.logger.warning(
                 f"the trainer state has no {', '.join(kept)} (a plain engine state or an older checkpoint): "
@@ -419,6 +489,10 @@ class GVAETrainer(Trainer):
             trainer["batch_size"] = self.data_loader.batch_size
         for attr in ("loss_function", "critic_loss_function"):
             trainer[attr] = _plain_settings(getattr(self, attr))
+        if self.objective == "vaegan":
+            trainer["feature_matching_loss"] = _plain_settings(self.feature_matching_loss)
+        if self.code_critic is not None:
+            trainer["code_critic_loss_function"] = _plain_settings(self.code_critic_loss_function)
         network = unwrap(self.network)
         return {"trainer": trainer, "network": dict(getattr(network, "config", {}) or {})}
 
@@ -453,16 +527,21 @@ class GVAETrainer(Trainer):
     def _fakes(
         self, x: torch.Tensor, with_grad: bool, condition: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Fakes for the critic/generator: ``[G(z_e), G(z_p)]`` (gvae), ``G(z_e)`` (vae) or ``G(z_p)`` (wgan_gp).
+        """Fakes for the critics/generator: ``[G(z_e), G(z_p)]`` (gvae, vaegan, alpha_gan), ``G(z_e)`` (vae) or
+        ``G(z_p)`` (wgan_gp); alpha-GAN's encoder is deterministic: ``z_e = mu``.
 
-        Returns ``(fakes, mu, logvar)``; the first ``len(x)`` fakes are reconstructions except for wgan_gp.
-        A conditional model's fakes are made for the batch's conditions (repeated for each group of fakes).
+        Returns ``(fakes, mu, logvar)``; the first ``len(x)`` fakes are reconstructions except for wgan_gp; ``logvar``
+        is ``None`` for alpha_gan (no posterior variance). A conditional model's fakes are made for the batch's
+        conditions (repeated for each group of fakes).
         """
         batch = x.shape[0]
         mu = logvar = None
         latents = []
         with torch.set_grad_enabled(with_grad), self._autocast():
-            if self.objective != "wgan_gp":
+            if self.objective == "alpha_gan":
+                mu, _ = self._call(self.encoder, x, condition)
+                latents.append(mu)
+            elif self.objective != "wgan_gp":
                 mu, logvar = self._call(self.encoder, x, condition)
                 logvar = logvar.clamp(*self.logvar_clamp)
                 latents.append(reparameterize(mu, logvar, self.latent_generator))
@@ -479,7 +558,7 @@ class GVAETrainer(Trainer):
         the order of sums): the penalty first, then the Wasserstein term (the default: the two graphs are never
         alive together); with ``critic_chunk_size``, both chunk by chunk (least memory); or one joint backward of
         both (a DDP critic, which allows one backward per forward)."""
-        fakes, _, _ = self._fakes(x, with_grad=False, condition=condition)
+        fakes, codes, _ = self._fakes(x, with_grad=False, condition=condition)
         times = fakes.shape[0] // x.shape[0]
         fake_cond = self._repeat(condition, times)
         self.critic_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
@@ -513,7 +592,27 @@ class GVAETrainer(Trainer):
             backward(loss)
         self.scaler_d.step(self.critic_optimizer)
         self.scaler_d.update()
-        return {K.LOSS_D: loss.detach(), K.GP: gp.detach(), K.WASSERSTEIN: terms["wasserstein"].detach()}
+        out = {K.LOSS_D: loss.detach(), K.GP: gp.detach(), K.WASSERSTEIN: terms["wasserstein"].detach()}
+        if self.code_critic is not None:
+            out.update(self._code_critic_step(codes))
+        return out
+
+    def _code_critic_step(self, codes: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One update of alpha-GAN's code critic: prior latents ``z ~ N(0, I)`` (real) against the encoder's detached
+        codes (fake), ``E[C(E(x))] - E[C(z)] + gp_weight * GP`` with the penalty on random interpolates between the
+        two (:func:`~monai_gvae.losses.gradient_penalty` on latent vectors). In float32 without autocast or gradient
+        scaling (a small MLP on vectors); one backward of both terms (also for a DDP-wrapped code critic)."""
+        codes = codes.detach().float()
+        prior = self._randn(codes.shape[0], self.latent_size)
+        self.code_critic_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        scores = self.code_critic(torch.cat([prior, codes]))
+        real_scores, fake_scores = scores[: codes.shape[0]], scores[codes.shape[0] :]
+        gp = self.code_critic_loss_function.penalty(self.code_critic, prior, codes, self.latent_generator)
+        terms = self.code_critic_loss_function(real_scores, fake_scores, gp)
+        self._guard({K.LOSS_CODE_CRITIC: terms["loss"], K.CODE_GP: gp}, "code critic")
+        terms["loss"].backward()
+        self.code_critic_optimizer.step()
+        return {K.LOSS_CODE_CRITIC: terms["loss"].detach(), K.CODE_GP: gp.detach()}
 
     def _chunked_scores(
         self,
@@ -547,15 +646,24 @@ class GVAETrainer(Trainer):
         recon = fakes[: x.shape[0]] if self.objective != "wgan_gp" else None
         fake_scores = None
         fake_cond = self._repeat(condition, fakes.shape[0] // x.shape[0])
-        frozen = self.objective != "vae" and self._freeze_critic_in_g_step
+        # the critics are frozen in this step (no weight gradients), except DDP-wrapped ones (see __init__)
+        frozen = [net for net, freeze in ((self.critic, self.objective != "vae" and self._freeze_critic_in_g_step),
+                                          (self.code_critic, self._freeze_code_critic_in_g_step)) if freeze]
         try:
-            if frozen:
-                self.critic.requires_grad_(False)
+            for net in frozen:
+                net.requires_grad_(False)
             if self.objective != "vae":
                 with self._autocast():
                     fake_scores = self._call(self.critic, fakes, fake_cond)
+            extra: dict[str, torch.Tensor] = {}  # only when used: a loss_function with the older signature still works
+            if self.objective == "vaegan":  # the critic's features instead of pixels (gradients through recon only)
+                with self._autocast():
+                    extra["reconstruction"] = self.feature_matching_loss(unwrap(self.critic), recon, x, condition)
+            if self.code_critic is not None:  # alpha-GAN: the code critic's scores replace the KL term
+                extra["code_scores"] = self.code_critic(mu.float())
             terms = self.loss_function(
-                x if recon is not None else None, recon, mu, logvar, fake_scores, iteration=iteration
+                x if recon is not None else None, recon, mu if logvar is not None else None, logvar, fake_scores,
+                iteration=iteration, **extra,
             )
             if self.seg_loss_function is not None:
                 with self._autocast():
@@ -566,9 +674,9 @@ class GVAETrainer(Trainer):
             self.scaler_g.step(self.optimizer)
             self.scaler_g.update()
         finally:
-            # unfreeze even when a guard raised: a run resumed or rolled back in this process must train the critic
-            if frozen:
-                self.critic.requires_grad_(True)
+            # unfreeze even when a guard raised: a run resumed or rolled back in this process must train the critics
+            for net in frozen:
+                net.requires_grad_(True)
         if self.generator_ema is not None:
             self.generator_ema.update_parameters(unwrap(self.generator))
         out: dict[str, torch.Tensor] = {k: v.detach() for k, v in _generator_terms(terms).items()}
@@ -613,7 +721,7 @@ class GVAETrainer(Trainer):
         if engine.check_finite and host_batch is None:
             engine._check_input(x)
         x, condition = engine._split(x)
-        for net in (engine.encoder, engine.generator, engine.critic):
+        for net in (engine.encoder, engine.generator, engine.critic, engine.code_critic):
             # an evaluator may have left them in eval mode; train() walks every submodule (0.5 ms an iteration for
             # the three networks), so only when the network is not in training mode (the module inside a DDP or
             # compiled wrapper: an evaluator switches that one, not the wrapper)
@@ -652,6 +760,8 @@ def _generator_terms(terms: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     out = {K.LOSS_G: terms["loss"], K.LOSS_REC: terms["rec"], K.LOSS_KL: terms["kl"], K.LOSS_ADV: terms["adv"]}
     if "seg" in terms:
         out[K.LOSS_SEG] = terms["seg"]
+    if "code" in terms:
+        out[K.LOSS_CODE] = terms["code"]
     return out
 
 

@@ -23,6 +23,9 @@ class GVAEKeys(StrEnum):
     * ``LOSS_D`` (critic loss), ``GP`` (gradient penalty), ``WASSERSTEIN`` (``E[D(real)] - E[D(fake)]``),
       ``LOSS_G`` (encoder-generator loss) and its terms ``LOSS_REC``, ``LOSS_KL``, ``LOSS_ADV``, ``LOSS_SEG`` (the
       segmentation-consistency term, 0.0 without one); ``KL_WEIGHT``: the KL weight of the iteration (warm-up).
+    * alpha-GAN's code critic (``objective="alpha_gan"``; 0.0 otherwise): ``LOSS_CODE_CRITIC`` (its loss),
+      ``CODE_GP`` (its gradient penalty on latent interpolates) and the encoder's term ``LOSS_CODE``
+      (``-E[C(E(x))]``, part of ``LOSS_G``).
 
     Example::
 
@@ -42,6 +45,9 @@ class GVAEKeys(StrEnum):
     LOSS_KL = "loss_kl"
     LOSS_ADV = "loss_adv"
     LOSS_SEG = "loss_seg"
+    LOSS_CODE = "loss_code"
+    LOSS_CODE_CRITIC = "loss_code_critic"
+    CODE_GP = "code_gp"
     KL_WEIGHT = "kl_weight"
 
 
@@ -54,6 +60,9 @@ LOSS_KEYS: tuple[GVAEKeys, ...] = (
     GVAEKeys.LOSS_SEG,
     GVAEKeys.GP,
     GVAEKeys.WASSERSTEIN,
+    GVAEKeys.LOSS_CODE,
+    GVAEKeys.LOSS_CODE_CRITIC,
+    GVAEKeys.CODE_GP,
 )
 """The loss terms of a ``GVAETrainer`` output (the critic's, then the encoder-generator's; terms an objective does
 not use are 0.0)."""

@@ -159,8 +159,11 @@ class GVAECheckpointHandler:
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
-        """The optimisers of ``save_dict``, in its order (whose learning rates a rollback lowers)."""
-        return [v for v in self.save_dict.values() if isinstance(v, torch.optim.Optimizer)]
+        """The optimisers of ``save_dict``, in its order, then those the trainer's own state holds
+        (``GVAETrainer.owned_optimizers()``: alpha-GAN's code critic's): whose learning rates a rollback lowers."""
+        found = [v for v in self.save_dict.values() if isinstance(v, torch.optim.Optimizer)]
+        owned = getattr(self.engine, "owned_optimizers", None)
+        return found + [o for o in (owned() if callable(owned) else []) if all(o is not f for f in found)]
 
     def attach(self, engine: Engine) -> None:
         """Register the handler: restore (``STARTED``), snapshot (``EPOCH_STARTED``), save (interval, ``COMPLETED``).

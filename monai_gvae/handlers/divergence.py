@@ -44,13 +44,14 @@ class DivergenceGuard:
     """Raises :class:`NonFiniteGradientError` naming the iteration, the step and the parameters when a gradient is
     NaN/Inf, before the optimiser uses it.
 
-    It hooks ``engine.optimizer`` (the encoder-generator step) and ``engine.critic_optimizer`` (the critic step) of
-    a ``GVAETrainer``, or the ``optimizers`` given. Cost: one fused norm over the gradients per step (measured in
+    It hooks ``engine.optimizer`` (the encoder-generator step), ``engine.critic_optimizer`` (the critic step) and
+    ``engine.code_critic_optimizer`` (alpha-GAN's code-critic step, when there is one) of a ``GVAETrainer``, or the
+    ``optimizers`` given. Cost: one fused norm over the gradients per step (measured in
     ``docs/reliability.md``).
 
     Args:
-        optimizers: ``{step name: (optimizer, module or None)}``; default the trainer's two optimisers with the
-            encoder+generator and the critic (for parameter names in the message).
+        optimizers: ``{step name: (optimizer, module or None)}``; default the trainer's optimisers with the
+            encoder+generator, the critic and the code critic (for parameter names in the message).
 
     Example::
 
@@ -89,6 +90,8 @@ class DivergenceGuard:
                 optimizers["encoder-generator"] = (engine.optimizer, nn.ModuleDict(modules) if modules else None)
             if getattr(engine, "critic_optimizer", None) is not None:
                 optimizers["critic"] = (engine.critic_optimizer, unwrap(getattr(engine, "critic", None)))
+            if getattr(engine, "code_critic_optimizer", None) is not None:
+                optimizers["code critic"] = (engine.code_critic_optimizer, unwrap(getattr(engine, "code_critic", None)))
         if not optimizers:
             raise ValueError("DivergenceGuard found no optimiser to guard (pass optimizers=).")
         for step, (opt, module) in optimizers.items():

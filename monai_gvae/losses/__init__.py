@@ -1,5 +1,5 @@
-"""GVAE losses: KL, Wasserstein critic loss, gradient penalty, the encoder-generator objective and the
-segmentation-consistency term of a label-conditioned generator."""
+"""GVAE losses: KL, Wasserstein critic loss, gradient penalty, the encoder-generator objective, VAE-GAN's
+feature-matching reconstruction loss and the segmentation-consistency term of a label-conditioned generator."""
 
 from .gvae_losses import (
     CriticLoss,
@@ -9,9 +9,11 @@ from .gvae_losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
+from .feature_matching import FeatureMatchingLoss
 from .segmentation_consistency import SegmentationConsistencyLoss
 
 __all__ = [
+    "FeatureMatchingLoss",
     "SegmentationConsistencyLoss",
     "CriticLoss",
     "EncoderGeneratorLoss",

@@ -1,4 +1,5 @@
-"""GVAE objectives: KL to the prior, Wasserstein critic loss with gradient penalty, encoder-generator loss.
+"""GVAE objectives: KL to the prior, Wasserstein critic loss with gradient penalty, encoder-generator loss (with
+alpha-GAN's code term).
 
 Pure functions and modules: no optimiser and no engine in here (see ``monai_gvae.engines``).
 """
@@ -202,18 +203,21 @@ class CriticLoss(nn.Module):
 
 
 class EncoderGeneratorLoss(nn.Module):
-    """``L_EG = w_rec * L1(x, x_rec) + w_kl(t) * KL + w_adv * (-E[D(fakes)])``.
+    """``L_EG = w_rec * L1(x, x_rec) + w_kl(t) * KL + w_adv * (-E[D(fakes)]) + w_code * (-E[C(E(x))])``.
 
-    The reconstruction term is the mean absolute error per element in the networks' [-1, 1] range; the KL
-    term is in nats per sample (summed over the latent, averaged over the batch). ``w_kl(t)`` ramps
-    linearly from 0 to ``kl_weight`` over ``kl_warmup_iterations`` (KL warm-up avoids posterior collapse
-    while the decoder is still poor).
+    The reconstruction term is the mean absolute error per element in the networks' [-1, 1] range (or a
+    reconstruction error the caller computed, such as VAE-GAN's feature matching); the KL term is in nats per sample
+    (summed over the latent, averaged over the batch). ``w_kl(t)`` ramps linearly from 0 to ``kl_weight`` over
+    ``kl_warmup_iterations`` (KL warm-up avoids posterior collapse while the decoder is still poor). The code term is
+    alpha-GAN's: the scores of a code critic ``C`` on the encoded latents (it replaces the KL term there).
 
     Args:
-        rec_weight: weight of the L1 reconstruction term (0 disables it: the WGAN-GP baseline).
+        rec_weight: weight of the reconstruction term (0 disables it: the WGAN-GP baseline).
         kl_weight: weight of the KL term after warm-up.
         adv_weight: weight of the adversarial term (0 disables it: the VAE baseline).
         kl_warmup_iterations: iterations over which the KL weight ramps up; 0 for none.
+        code_weight: weight of alpha-GAN's code adversarial term (used only when code scores are given); by
+            default that of the image adversarial term (in Kwon et al. 2019 the two weigh the same).
 
     Example::
 
@@ -228,13 +232,18 @@ class EncoderGeneratorLoss(nn.Module):
         kl_weight: float = 1e-3,
         adv_weight: float = 1e-2,
         kl_warmup_iterations: int = 0,
+        code_weight: float | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("rec_weight", rec_weight), ("kl_weight", kl_weight), ("adv_weight", adv_weight)):
+        code_weight = adv_weight if code_weight is None else code_weight
+        weights = (("rec_weight", rec_weight), ("kl_weight", kl_weight), ("adv_weight", adv_weight),
+                   ("code_weight", code_weight))
+        for name, value in weights:
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}.")
         self.rec_weight, self.kl_weight, self.adv_weight = rec_weight, kl_weight, adv_weight
         self.kl_warmup_iterations = kl_warmup_iterations
+        self.code_weight = code_weight
 
     def kl_weight_at(self, iteration: int) -> float:
         """KL weight after ``iteration`` iterations of warm-up."""
@@ -250,15 +259,28 @@ class EncoderGeneratorLoss(nn.Module):
         logvar: torch.Tensor | None,
         fake_scores: torch.Tensor | None,
         iteration: int = 0,
+        reconstruction: torch.Tensor | None = None,
+        code_scores: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Return the total ``loss`` and its terms ``rec``, ``kl``, ``adv`` (absent inputs give zero terms)."""
-        ref = next(t for t in (x, recon, mu, fake_scores) if t is not None)
+        """Return the total ``loss`` and its terms ``rec``, ``kl``, ``adv``, ``code`` (absent inputs give zero terms).
+
+        ``reconstruction``: a reconstruction error computed by the caller (VAE-GAN's
+        :class:`~monai_gvae.losses.FeatureMatchingLoss`), used as ``rec`` instead of the L1 of ``x`` and ``recon``.
+        ``code_scores``: a code critic's scores of the encoded latents (alpha-GAN), giving ``code = -E[C(E(x))]``.
+        """
+        ref = next(t for t in (x, recon, mu, fake_scores, reconstruction, code_scores) if t is not None)
         zero = ref.new_zeros((), dtype=torch.float32)
-        rec = (recon.float() - x.float()).abs().mean() if recon is not None else zero
+        if reconstruction is not None:
+            rec = reconstruction.float()
+        else:
+            rec = (recon.float() - x.float()).abs().mean() if recon is not None else zero
         kl = kl_divergence(mu.float(), logvar.float()) if mu is not None else zero
         adv = wasserstein_generator_loss(fake_scores) if fake_scores is not None else zero
+        code = wasserstein_generator_loss(code_scores) if code_scores is not None else zero
         loss = self.rec_weight * rec + self.kl_weight_at(iteration) * kl + self.adv_weight * adv
-        return {"loss": loss, "rec": rec, "kl": kl, "adv": adv}
+        if code_scores is not None:  # the sum of the other objectives stays exactly as it was
+            loss = loss + self.code_weight * code
+        return {"loss": loss, "rec": rec, "kl": kl, "adv": adv, "code": code}
 
 
 def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:

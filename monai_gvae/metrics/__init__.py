@@ -1,10 +1,12 @@
-"""Metrics of generative models: MMD, MS-SSIM diversity, KL/ELBO/importance-weighted bound, Frechet distance.
+"""Metrics of generative models: MMD, MS-SSIM diversity, KL/ELBO/importance-weighted bound, Frechet distance,
+sharpness relative to real images.
 
 Functions take tensors and return numbers; the ``*Metric`` classes are MONAI cumulative metrics, so they
 plug into ``monai.handlers.IgniteMetricHandler`` (and evaluators) like MONAI's own. ``memorization`` finds
 generated samples that copy training images. :func:`evaluate` runs a trained model over held-out data and
-returns the standard set (reconstruction, Dice, KL, ELBO, MMD, MS-SSIM diversity) as numbers: what both the
-bundles' ``metrics.json`` and ``monai-gvae evaluate`` report (JSON writing is in :mod:`monai_gvae.bundle.evaluation`).
+returns the standard set (reconstruction, Dice, KL, ELBO, MMD, MS-SSIM diversity, sharpness ratio) as numbers:
+what both the bundles' ``metrics.json`` and ``monai-gvae evaluate`` report (JSON writing is in
+:mod:`monai_gvae.bundle.evaluation`).
 """
 
 from .diversity import MS_SSIM_WEIGHTS, MSSSIMDiversityMetric, ms_ssim, ms_ssim_pairs, ms_ssim_settings
@@ -38,6 +40,7 @@ from .mmd import (
     linear_mmd,
     median_heuristic,
 )
+from .sharpness import SharpnessRatioMetric, mean_gradient_magnitude, sharpness_ratio
 
 __all__ = [
     "DEFAULT_BANDWIDTH_SCALES",
@@ -71,6 +74,9 @@ __all__ = [
     "memorization_report",
     "nearest_neighbours",
     "save_closest_pairs",
+    "SharpnessRatioMetric",
+    "mean_gradient_magnitude",
+    "sharpness_ratio",
     "EVALUATION_METRICS",
     "METRIC_DEFINITIONS",
     "default_metrics",

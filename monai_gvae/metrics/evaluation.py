@@ -20,6 +20,9 @@ key                               definition
                                   prior samples (:class:`WholeSetGaussianMMDMetric`)
 ``ms_ssim_diversity``             mean MS-SSIM between disjoint pairs of prior samples, lower = more diverse
                                   (:class:`MSSSIMDiversityMetric`)
+``sharpness_ratio``               mean gradient magnitude of the prior samples over that of the real images:
+                                  1 = as sharp as the data, below 1 blurred, above 1 noisy or checkerboard
+                                  (:class:`SharpnessRatioMetric`)
 ================================  =================================================================================
 
 Why the reconstruction error is measured on the image channels in [0, 1]: that is the scale of the images a
@@ -41,6 +44,7 @@ from monai.metrics import CumulativeIterationMetric, DiceMetric, MAEMetric
 from monai_gvae.metrics.diversity import MSSSIMDiversityMetric, ms_ssim_settings
 from monai_gvae.metrics.likelihood import ELBOMetric, GVAELikelihood
 from monai_gvae.metrics.mmd import DEFAULT_BANDWIDTH_SCALES, WholeSetGaussianMMDMetric
+from monai_gvae.metrics.sharpness import SharpnessRatioMetric
 from monai_gvae.networks.latents import sample_latents
 from monai_gvae.networks.nets.gvae import GVAE
 from monai_gvae.transforms.utils import from_model_range, unpack_image_label
@@ -54,6 +58,7 @@ EVALUATION_METRICS = (
     "elbo",
     "mmd_gaussian",
     "ms_ssim_diversity",
+    "sharpness_ratio",
 )
 """Every key :func:`evaluate` can compute, in the order it reports them."""
 
@@ -72,6 +77,10 @@ METRIC_DEFINITIONS = {
     "pairs); can be slightly negative; lower is better",
     "ms_ssim_diversity": "mean MS-SSIM between disjoint pairs (0, 1), (2, 3), ... of the prior samples, image "
     "channels in [0, 1]; lower = more diverse",
+    "sharpness_ratio": "mean gradient magnitude of the prior samples divided by that of all real images (per image: "
+    "forward differences along each spatial axis, sqrt of their sum of squares per pixel and channel, mean over "
+    "pixels and channels; image channels in [0, 1]); 1 = as sharp as the real images, below 1 blurred, above 1 "
+    "sharper than the data, noisy or checkerboard; closer to 1 is better",
 }
 """What each key of :func:`evaluate` means (written beside the numbers by the bundle and the command line)."""
 
@@ -128,6 +137,8 @@ def _build(
     if "ms_ssim_diversity" in names:
         settings = ms_ssim_settings((model.image_size,) * model.spatial_dims)
         built["ms_ssim_diversity"] = MSSSIMDiversityMetric((0.0, 1.0), settings["kernel_size"], settings["weights"])
+    if "sharpness_ratio" in names:
+        built["sharpness_ratio"] = SharpnessRatioMetric()
     return built
 
 
@@ -210,11 +221,13 @@ def _feed(
             _, recon_label = unpack_image_label(recon, c, classes)
             _, true_label = unpack_image_label(x_cpu, c, classes)
             built["reconstruction_dice"](_one_hot(recon_label, classes), _one_hot(true_label, classes))
-    if "mmd_gaussian" in built or pairs is not None:
+    if "mmd_gaussian" in built or "sharpness_ratio" in built or pairs is not None:
         z = sample_latents(model.latent_size, seed, start, x.shape[0])
         fake01 = from_model_range(model.decode(z.to(device)).float().cpu()[:, :c])
-        if "mmd_gaussian" in built:
-            built["mmd_gaussian"](fake01, from_model_range(x_cpu[:, :c]))
+        real01 = from_model_range(x_cpu[:, :c])
+        for name in ("mmd_gaussian", "sharpness_ratio"):
+            if name in built:
+                built[name](fake01, real01)
         if pairs is not None:
             pairs(fake01)
 

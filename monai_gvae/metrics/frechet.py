@@ -25,27 +25,43 @@ __all__ = ["FeatureClassifier", "train_feature_classifier", "classifier_accuracy
 class FeatureClassifier(nn.Module):
     """A small CNN classifier whose penultimate activations serve as features for the Frechet distance.
 
-    Three stride-2 ``3x3(x3)`` convolutions with LeakyReLU, global average pooling to ``feature_size``
-    features, then a linear layer to the classes. Inputs in [0, 1].
+    Three stride-2 ``3x3(x3)`` convolutions with LeakyReLU, then either global average pooling to
+    ``channels[-1]`` features (``hidden=None``, the default) or average pooling to a ``4x4(x4)`` map, flattened and
+    mapped by a linear layer with LeakyReLU to ``hidden`` features; then a linear layer to the classes. Inputs in
+    [0, 1]. The pooled map keeps where things are, which global pooling throws away: on Fashion-MNIST it is what
+    brings the test accuracy above 90 % within a few epochs (global pooling: 87 % after 12 epochs).
 
     Args:
         spatial_dims: 2 or 3.
         in_channels: image channels.
         num_classes: classes of the training labels.
-        channels: convolution channels (the last is the feature size).
+        channels: convolution channels (without ``hidden``, the last is the feature size).
+        hidden: size of a fully connected feature layer on the pooled 4x4(x4) map; ``None``: global average
+            pooling. Keep it well below the number of images the distance is computed on (the Frechet distance
+            fits a covariance of ``feature_size x feature_size``).
 
     Example::
 
         clf = FeatureClassifier(2, 1, 10)
         logits = clf(torch.rand(4, 1, 28, 28)); feats = clf.features(torch.rand(4, 1, 28, 28))  # (4, 64)
+        FeatureClassifier(2, 1, 10, (32, 64, 128), hidden=128).features(torch.rand(4, 1, 28, 28)).shape  # (4, 128)
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, channels: tuple[int, ...] = (16, 32, 64)) -> None:
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        channels: tuple[int, ...] = (16, 32, 64),
+        hidden: int | None = None,
+    ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}.")
+        if hidden is not None and hidden < 1:
+            raise ValueError(f"hidden must be >= 1 or None, got {hidden}.")
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
         pool = nn.AdaptiveAvgPool2d if spatial_dims == 2 else nn.AdaptiveAvgPool3d
         layers: list[nn.Module] = []
@@ -53,11 +69,18 @@ class FeatureClassifier(nn.Module):
         for ch in channels:
             layers += [conv(prev, ch, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
             prev = ch
-        layers += [pool(1), nn.Flatten()]
+        if hidden is None:
+            layers += [pool(1), nn.Flatten()]
+        else:
+            layers += [pool(4), nn.Flatten(), nn.Linear(prev * 4**spatial_dims, hidden), nn.LeakyReLU(0.2)]
+            prev = hidden
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(prev, num_classes)
         self.spatial_dims, self.in_channels, self.num_classes = spatial_dims, in_channels, num_classes
         self.feature_size = prev
+        # set by train_feature_classifier
+        self.epochs_trained: int = 0
+        self.val_accuracy: float | None = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, feature_size)`` penultimate features."""
@@ -76,22 +99,48 @@ def train_feature_classifier(
     lr: float = 2e-3,
     seed: int = 0,
     channels: tuple[int, ...] = (16, 32, 64),
+    hidden: int | None = None,
+    lr_decay: float = 1.0,
+    val_images: torch.Tensor | None = None,
+    val_labels: torch.Tensor | None = None,
+    target_accuracy: float | None = None,
 ) -> FeatureClassifier:
     """Train a :class:`FeatureClassifier` on *training* images (never the test images the distance is
     reported on).
+
+    With a validation split and ``target_accuracy``, training stops after the first epoch whose validation accuracy
+    reaches the target (``epochs`` is then the most it may take): the classifier is trained "until it is good
+    enough" without the test images choosing anything.
 
     Args:
         images: ``(N, C, spatial...)`` in [0, 1] (float) or uint8 (divided by 255).
         labels: ``(N,)`` integer class labels.
         num_classes: default ``labels.max() + 1``.
-        epochs: passes over the data.
+        epochs: passes over the data (the maximum, with ``target_accuracy``).
         batch_size: minibatch size.
         lr: Adam learning rate.
         seed: seed of initialisation and shuffling.
         channels: see :class:`FeatureClassifier`.
+        hidden: see :class:`FeatureClassifier`.
+        lr_decay: the learning rate is multiplied by this after every epoch (1: constant).
+        val_images: validation images (not training, not test), same layout as ``images``; their accuracy is
+            measured after every epoch when given.
+        val_labels: their labels.
+        target_accuracy: stop once the validation accuracy reaches this (needs the validation split).
 
     Returns:
-        the classifier in eval mode.
+        the classifier in eval mode, with ``epochs_trained`` and ``val_accuracy`` (after the last epoch; ``None``
+        without a validation split) set.
+
+    Raises:
+        ValueError: mismatched images and labels, ``target_accuracy`` without a validation split, or ``lr_decay``
+            outside (0, 1].
+
+    Example::
+
+        clf = train_feature_classifier(train_x, train_y, epochs=30, channels=(32, 64, 128), hidden=128,
+                                       lr_decay=0.8, val_images=val_x, val_labels=val_y, target_accuracy=0.91)
+        clf.epochs_trained, clf.val_accuracy
     """
     images = torch.as_tensor(images)
     labels = torch.as_tensor(labels).long().reshape(-1)
@@ -99,15 +148,24 @@ def train_feature_classifier(
         raise ValueError(
             f"need images (N, C, spatial...) and labels (N,), got {tuple(images.shape)} and {tuple(labels.shape)}."
         )
+    if not 0.0 < lr_decay <= 1.0:
+        raise ValueError(f"lr_decay must be in (0, 1], got {lr_decay}.")
+    if (val_images is None) != (val_labels is None):
+        raise ValueError("give both val_images and val_labels, or neither.")
+    if target_accuracy is not None and val_images is None:
+        raise ValueError("target_accuracy needs a validation split (val_images, val_labels): the test images must not "
+                         "decide when the classifier stops.")
     num_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = FeatureClassifier(images.ndim - 2, images.shape[1], num_classes, channels)
+        model = FeatureClassifier(images.ndim - 2, images.shape[1], num_classes, channels, hidden)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(opt, lr_decay)
     loss_fn = nn.CrossEntropyLoss()
-    model.train()
+    model.epochs_trained, model.val_accuracy = 0, None
     for _ in range(epochs):
+        model.train()
         order = torch.randperm(images.shape[0], generator=gen)
         for start in range(0, images.shape[0], batch_size):
             idx = order[start : start + batch_size]
@@ -115,6 +173,12 @@ def train_feature_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        schedule.step()
+        model.epochs_trained += 1
+        if val_images is not None:
+            model.val_accuracy = classifier_accuracy(model, val_images, val_labels)
+            if target_accuracy is not None and model.val_accuracy >= target_accuracy:
+                break
     return model.eval()
 
 

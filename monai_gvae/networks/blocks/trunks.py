@@ -170,12 +170,35 @@ class _CheckpointedBody(nn.Module):
     @torch.jit.unused
     def _checkpointed_body(self, h):  # no annotations: TorchScript types the stub it compiles in its place
         for start, stop in self.levels:
-            segment = self.body[start:stop]
-            keep_stats = _KeepRunningStats(segment)
-            h = checkpoint(
-                segment, h, use_reentrant=False, context_fn=lambda ks=keep_stats: (contextlib.nullcontext(), ks)
-            )
+            h = _checkpointed_segment(self.body[start:stop], h)
         return h
+
+    @property
+    def num_levels(self) -> int:
+        """The number of resolution levels of the body (what :meth:`run_levels` counts)."""
+        return len(self.levels)
+
+    @torch.jit.unused
+    def run_levels(self, h: torch.Tensor, num_levels: int) -> torch.Tensor:
+        """The feature map after the first ``num_levels`` resolution levels of the body (checkpointed as
+        :meth:`run_body` when ``gradient_checkpointing``): intermediate features, e.g. for a feature-matching loss.
+
+        Raises:
+            ValueError: ``num_levels`` is not in ``[1, self.num_levels]``.
+        """
+        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or not 1 <= num_levels <= self.num_levels:
+            raise ValueError(f"num_levels must be an integer in [1, {self.num_levels}], got {num_levels!r}.")
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            for start, stop in self.levels[:num_levels]:
+                h = _checkpointed_segment(self.body[start:stop], h)
+            return h
+        return self.body[: self.levels[num_levels - 1][1]](h)
+
+
+def _checkpointed_segment(segment: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """``segment(h)`` under activation checkpointing, normalisation running statistics updated once."""
+    keep_stats = _KeepRunningStats(segment)
+    return checkpoint(segment, h, use_reentrant=False, context_fn=lambda ks=keep_stats: (contextlib.nullcontext(), ks))
 
 
 class _KeepRunningStats:

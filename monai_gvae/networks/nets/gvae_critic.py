@@ -119,6 +119,38 @@ class GVAECritic(nn.Module):
             raise ValueError("patch_scores needs a critic built with head='patch'.")
         return self.score(self.trunk.run_body(self._inputs(x, condition)))
 
+    @property
+    def num_feature_layers(self) -> int:
+        """The number of layers :meth:`features` can read: the trunk's resolution levels (4 for ``"conv"``)."""
+        return self.trunk.num_levels
+
+    def features(self, x: torch.Tensor, condition: torch.Tensor | None = None, layer: int = -1) -> torch.Tensor:
+        """The critic's intermediate feature map after resolution level ``layer`` (the same computation as the
+        first part of :meth:`forward`, whose outputs do not change): what VAE-GAN's feature-matching reconstruction
+        loss compares (:class:`~monai_gvae.losses.FeatureMatchingLoss`, Larsen et al. 2016).
+
+        Args:
+            x: images ``(N, in_channels, *spatial)``.
+            condition: the condition of a conditional critic, else ``None``.
+            layer: the level, counted from the input (0: the first, full-resolution level) or, when negative, from
+                the last (-1, the default: the deepest feature map, the one the score is computed from).
+
+        Returns:
+            the feature map ``(N, C_layer, *spatial_layer)``.
+
+        Raises:
+            ValueError: ``layer`` is outside ``[-num_feature_layers, num_feature_layers)``, or bad inputs.
+
+        Example::
+
+            critic = GVAECritic(spatial_dims=2, in_channels=1, image_size=32, architecture="conv")
+            critic.features(torch.zeros(2, 1, 32, 32), layer=1).shape  # (2, 64, 8, 8) with base_channels=32
+        """
+        n = self.num_feature_layers
+        if isinstance(layer, bool) or not isinstance(layer, int) or not -n <= layer < n:
+            raise ValueError(f"layer must be an integer in [{-n}, {n}) (the critic has {n} feature layers), got {layer!r}.")
+        return self.trunk.run_levels(self._inputs(x, condition), layer % n + 1)
+
     def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Return critic scores of shape ``(N, 1)``; ``condition`` only for a conditional critic."""
         if self.head == "patch":
