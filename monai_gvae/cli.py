@@ -18,13 +18,12 @@ errors answer at once.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from monai_gvae.utils import flag_word
+from monai_gvae.utils import parse_value
 
 __all__ = ["main", "build_parser", "parse_overrides"]
 
@@ -202,19 +201,6 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _common(p, device=False)
 
 
-def _value(text: str) -> Any:
-    """A command-line override value: a Python literal (1, 0.5, [1, 2], True), null/none, a boolean word (true/false,
-    yes/no, on/off: the words of :func:`monai_gvae.utils.flag`), or else the text itself."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        pass
-    if text.strip().lower() in ("null", "none"):
-        return None
-    word = flag_word(text)
-    return text if word is None else word
-
-
 def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
     """``['--max_epochs', '1', '--output_dir=/x']`` -> ``{'max_epochs': 1, 'output_dir': '/x'}``.
 
@@ -236,7 +222,7 @@ def parse_overrides(args: Sequence[str]) -> dict[str, Any]:
                 raise ValueError(f"config override {item} needs a value.")
             key, text = item[2:], items[i + 1]
             i += 2
-        out[key] = _value(text)
+        out[key] = parse_value(text)
     return out
 
 

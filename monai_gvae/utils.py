@@ -3,6 +3,7 @@ layer: imports nothing from the package)."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import shutil
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_directory", "check_targets_free", "flag", "flag_word", "check_bool"]
+__all__ = ["atomic_path", "atomic_directory", "check_targets_free", "flag", "flag_word", "check_bool", "parse_value"]
 
 
 @contextlib.contextmanager
@@ -228,3 +229,23 @@ def check_bool(value: Any, name: str) -> bool:
             "(monai_gvae.utils.flag; bundles: monai_gvae.bundle.BundleSettings), so that 'false' never counts as true."
         )
     raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}.")
+
+
+def parse_value(text: str) -> Any:
+    """A value given on a command line: a Python literal (``1e-3``, ``5``, ``[1, 2]``, ``True``), ``null``/``none``,
+    a boolean word (true/false, yes/no, on/off: the words of :func:`flag_word`), or else the text itself.
+
+    Used by ``monai-gvae train`` overrides and the defaults sweep's factors, so both read a value the same way.
+
+    Example::
+
+        [parse_value(t) for t in ("0.01", "null", "nearest", "true")]  # [0.01, None, 'nearest', True]
+    """
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    if text.strip().lower() in ("null", "none"):
+        return None
+    word = flag_word(text)
+    return text if word is None else word

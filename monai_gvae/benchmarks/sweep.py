@@ -20,7 +20,6 @@ table (mean ± sd over seeds, ranked by one metric, the bundle's current default
 
 from __future__ import annotations
 
-import ast
 import copy
 import itertools
 import json
@@ -34,7 +33,7 @@ from typing import Any
 from monai_gvae.benchmarks.report import markdown_table
 from monai_gvae.benchmarks.stats import summarize
 from monai_gvae.bundle.training import resolve_bundle, train_bundle
-from monai_gvae.utils import flag_word
+from monai_gvae.utils import parse_value
 
 __all__ = [
     "DESIGNS",
@@ -62,24 +61,6 @@ LOWER_IS_BETTER = {"mmd_gaussian": True, "reconstruction_l1_01": True, "kl": Non
 
 _REPORTED = ("mmd_gaussian", "sharpness_ratio", "ms_ssim_diversity", "reconstruction_l1_01", "reconstruction_dice",
              "kl", "elbo")
-
-
-def parse_value(text: str) -> Any:
-    """A value of the command line: a Python literal (``1e-3``, ``5``, ``[1, 2]``), ``null``/``none``, a boolean
-    word (true/false, yes/no, on/off), or else the text itself (``nearest``).
-
-    Example::
-
-        [parse_value(t) for t in ("0.01", "null", "nearest", "true")]  # [0.01, None, 'nearest', True]
-    """
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        pass
-    if text.strip().lower() in ("null", "none"):
-        return None
-    word = flag_word(text)
-    return text if word is None else word
 
 
 def parse_factor(text: str) -> tuple[str, list[Any]]:
