@@ -89,7 +89,8 @@ def test_merge_runs_split_by_seed(tmp_path):
     merged3, text3 = merge_runs([s0, s1, s2], str(tmp_path / "m3"), False, "merge")
     assert merged3["settings"]["arms"] == "classical,cond" and merged3["paired"]["cond@5"]["n"] == 2
     assert "classical: 3 seeds (0,1,2); + cond. GVAE (k slices): 2 seeds (0,1)" in text3
-    assert "Seeds per arm differ" not in text
+    assert "| classical (flip + affine) (3 seeds) | 0.680 ± 0.020 |" in text3.splitlines()
+    assert "Seeds per arm differ" not in text and "seeds) |" not in text
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))

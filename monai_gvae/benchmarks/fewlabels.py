@@ -701,11 +701,13 @@ def _tables(results: dict[str, Any]) -> list[str]:
     for r in runs:
         table.setdefault((r["k"], r["arm"]), []).append(r["dice"])
         by_seed.setdefault((r["k"], r["arm"]), {})[r["seed"]] = r["dice"]
-    dice_rows = ([ARM_NAMES[arm]] + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks]
-                 for arm in arms)
-    lines = markdown_table(header, dice_rows)
     seeds_of_arm = {arm: sorted({r["seed"] for r in runs if r["arm"] == arm}) for arm in arms}
-    if len({tuple(v) for v in seeds_of_arm.values()}) > 1:
+    seeds_differ = len({tuple(v) for v in seeds_of_arm.values()}) > 1
+    # where arms have other seeds, each row says how many: absolute means over other seeds are not comparable
+    dice_rows = ([ARM_NAMES[arm] + (f" ({len(seeds_of_arm[arm])} seeds)" if seeds_differ else "")]
+                 + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks] for arm in arms)
+    lines = markdown_table(header, dice_rows)
+    if seeds_differ:
         lines += ["", "Seeds per arm differ (merged runs with other arms): "
                   + "; ".join(f"{ARM_SHORT.get(arm, arm)}: {len(v)} seeds ({','.join(map(str, v))})"
                               for arm, v in seeds_of_arm.items())
