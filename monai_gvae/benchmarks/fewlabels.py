@@ -837,7 +837,10 @@ def write_fewlabels_outputs(results: dict[str, Any], output_dir: str | os.PathLi
             if vals:
                 stats[(k, arm)] = mean_std(vals)
     colours = {arm: PLOT_COLOURS[ARMS.index(arm) % len(PLOT_COLOURS)] for arm in arms}
-    plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, ARM_SHORT, colours,
+    seed_counts = {arm: len({r["seed"] for r in results["runs"] if r["arm"] == arm}) for arm in arms}
+    names = ({arm: f"{ARM_SHORT[arm]} ({seed_counts[arm]} seeds)" for arm in arms}
+             if len(set(seed_counts.values())) > 1 else ARM_SHORT)
+    plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, names, colours,
                         f"{results['settings']['eval_split']} foreground Dice (mean ± std over seeds)",
                         os.path.join(output_dir, "dice.png"), overwrite)
     return text
