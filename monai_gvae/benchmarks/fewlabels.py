@@ -842,7 +842,8 @@ def write_fewlabels_outputs(results: dict[str, Any], output_dir: str | os.PathLi
              if len(set(seed_counts.values())) > 1 else ARM_SHORT)
     plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, names, colours,
                         f"{results['settings']['eval_split']} foreground Dice (mean ± std over seeds)",
-                        os.path.join(output_dir, "dice.png"), overwrite)
+                        os.path.join(output_dir, "dice.png"), overwrite,
+                        legend_width=330 + (60 if names is not ARM_SHORT else 0))
     return text
 
 
