@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -69,6 +70,9 @@ def test_fewlabels_benchmark_quick(tmp_path):
     assert "--merge" in merged and "1 merged runs" in merged and (tmp_path / "m" / "dice.png").is_file()
 
 
+# slow (about 40 s, the heaviest test): it keeps the suite under 10 minutes on 2 cores (issue 20); the package code
+# it drives is tested in tests/test_benchmarks_paper_tables.py, and `python -m pytest -m slow` runs it
+@pytest.mark.slow
 def test_paper_tables_quick_writes_tables_grids_and_results(tmp_path):
     from test_benchmarks_paper_tables import idx_fixture
 
