@@ -95,14 +95,15 @@ def test_bad_input_errors():
         model.decode(torch.zeros(2, 5))
 
 
+@pytest.mark.parametrize("upsample", ["nearest", "linear"])
 @pytest.mark.parametrize("spatial_dims,condition_channels", [(2, 0), (3, 0), (2, 3)])
-def test_nearest_upsampling_generator(tmp_path, spatial_dims, condition_channels):
-    """upsample="nearest" (resize then convolve, no checkerboard) for the conv architecture: shapes, the setting
-    kept in the checkpoint, gradient checkpointing, and the errors."""
+def test_interpolating_upsampling_generator(tmp_path, spatial_dims, condition_channels, upsample):
+    """upsample="nearest"/"linear" (resize then convolve, no checkerboard) for the conv architecture: shapes, the
+    setting kept in the checkpoint, gradient checkpointing, and the errors."""
     torch.manual_seed(0)
     in_channels = 1 if condition_channels else 2
     kwargs = dict(spatial_dims=spatial_dims, in_channels=in_channels, image_size=16, latent_size=6,
-                  architecture="conv", upsample="nearest", **TINY)
+                  architecture="conv", upsample=upsample, **TINY)
     if condition_channels:
         kwargs.update(num_classes=3, condition_channels=3)
     model = GVAE(**kwargs).eval()
@@ -110,8 +111,14 @@ def test_nearest_upsampling_generator(tmp_path, spatial_dims, condition_channels
     z = torch.randn(2, 6)
     out = model.decode(z, cond)
     assert out.shape == (2, in_channels) + (16,) * spatial_dims
-    assert model.config["upsample"] == "nearest"
-    assert sum(type(m).__name__ == "UpSample" for m in model.generator.modules()) == 4
+    assert model.config["upsample"] == upsample
+    upsamplers = [m for m in model.generator.modules() if type(m).__name__ == "UpSample"]
+    assert len(upsamplers) == 4
+    # the interpolation each mode names: nearest repeats pixels in 2x2 blocks, linear interpolates between them
+    ramp = torch.arange(4.0).reshape((1, 1) + (4,) + (1,) * (spatial_dims - 1)).expand((1, 1) + (4,) * spatial_dims)
+    row = upsamplers[0](ramp)[(0, 0, slice(None)) + (0,) * (spatial_dims - 1)]
+    blocky = torch.equal(row[0::2], row[1::2])
+    assert blocky == (upsample == "nearest")
     assert not any(getattr(m, "transposed", False) for m in model.generator.modules())
     torch.save(model.state_dict(), tmp_path / "m.pt")
     assert torch.equal(load_gvae(str(tmp_path / "m.pt")).decode(z, cond), out)
@@ -126,6 +133,8 @@ def test_nearest_upsampling_generator(tmp_path, spatial_dims, condition_channels
     assert "upsample" not in GVAE(2, 1, 16, 4, "conv", **TINY).config  # the default is not stored
     with pytest.raises(ValueError, match="resnet"):
         GVAE(2, 1, 16, 4, "resnet", upsample="transposed", **TINY)
+    with pytest.raises(ValueError, match="resnet"):
+        GVAE(2, 1, 16, 4, "resnet", upsample="linear", **TINY)
     with pytest.raises(ValueError, match="upsample"):
         GVAE(2, 1, 16, 4, "conv", upsample="bilinear", **TINY)
 

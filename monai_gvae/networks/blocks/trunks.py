@@ -48,8 +48,9 @@ __all__ = [
 ARCHITECTURES = ("resnet", "conv")
 # generator upsampling: "transposed" (stride-2 transposed convolutions, the conv architecture's default) or
 # "nearest" (nearest-neighbour upsampling then a 3x3 convolution: no checkerboard artefacts, Odena et al. 2016;
-# what the resnet architecture always does)
-UPSAMPLE_MODES = ("transposed", "nearest")
+# what the resnet architecture always does) or "linear" (bilinear/trilinear upsampling then a 3x3 convolution:
+# no checkerboard and none of the blocky 2x2 steps that nearest upsampling leaves; conv architecture only)
+UPSAMPLE_MODES = ("transposed", "nearest", "linear")
 # how a conditional generator takes its label map: "concat" (concatenated to the input of every upsampling
 # convolution) or "spade" (spatially-adaptive normalisation after it, SPADE)
 CONDITION_MODES = ("concat", "spade")
@@ -89,7 +90,7 @@ def check_upsample(upsample: str | None, architecture: str) -> str:
     for resnet).
 
     Raises:
-        ValueError: an unknown mode, or "transposed" for the resnet architecture.
+        ValueError: an unknown mode, or a mode other than "nearest" for the resnet architecture.
     """
     if upsample is None:
         return "nearest" if architecture == "resnet" else "transposed"
@@ -98,6 +99,14 @@ def check_upsample(upsample: str | None, architecture: str) -> str:
     if architecture == "resnet" and upsample != "nearest":
         raise ValueError("the resnet architecture upsamples with 'nearest' (upsampling then convolution) only.")
     return upsample
+
+
+def _interpolating_upsample(spatial_dims: int, upsample: str) -> nn.Module:
+    """A factor-2 upsampling without weights: nearest neighbour, or (bi/tri)linear for ``"linear"``."""
+    if upsample == "linear":
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[spatial_dims]
+        return UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode=mode, align_corners=False)
+    return UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest", align_corners=None)
 
 
 def check_condition_mode(condition_mode: str) -> str:
@@ -327,8 +336,9 @@ class UpsamplingTrunk(_CheckpointedBody):
             fine-tuned.
         gradient_checkpointing: recompute each level in backward instead of keeping its activations.
         upsample: ``"transposed"`` (stride-2 transposed convolutions), ``"nearest"`` (nearest-neighbour
-            upsampling, then a 3x3 convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs)
-            or ``None`` for the architecture's own (conv: transposed; resnet: nearest, its only mode).
+            upsampling, then a 3x3 convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs),
+            ``"linear"`` (bilinear in 2D, trilinear in 3D, then a 3x3 convolution; conv architecture only) or
+            ``None`` for the architecture's own (conv: transposed; resnet: nearest, its only mode).
         condition_mode: ``"concat"`` (above) or ``"spade"``: each upsampling convolution except the last is
             followed by :class:`~monai_gvae.networks.blocks.spade.SPADE` of the condition instead of its
             normalisation (``norm`` "batch" or "instance"; the condition is not concatenated there), and the
@@ -400,8 +410,7 @@ class UpsamplingTrunk(_CheckpointedBody):
             for level, ch in enumerate(channels):
                 last = level == len(channels) - 1
                 if not transposed:
-                    layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest",
-                                           align_corners=None))
+                    layers.append(_interpolating_upsample(spatial_dims, upsample))
                 if spade and not last:
                     layers.append(SPADEConvolution(spatial_dims, ch, channels[level + 1], cc, strides=2 if transposed else 1,
                                                    is_transposed=transposed, dropout=dropout, norm=spade_norm))

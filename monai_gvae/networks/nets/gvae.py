@@ -60,8 +60,8 @@ class GVAE(nn.Module):
         gradient_checkpointing: recompute each resolution level of encoder and generator during backward
             instead of storing its activations (3D volumes). A run-time setting: not stored in the configuration
             (a checkpoint loads the same either way); switch it later with :meth:`set_gradient_checkpointing`.
-        upsample: the generator's upsampling, ``"transposed"`` or ``"nearest"`` (upsampling then a 3x3
-            convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs); ``None`` for the
+        upsample: the generator's upsampling, ``"transposed"``, ``"nearest"`` or ``"linear"`` (upsampling then a
+            3x3 convolution: no checkerboard artefacts, 4x the generator's convolution FLOPs); ``None`` for the
             architecture's own (conv: transposed; resnet: nearest, its only mode). Stored in the configuration.
         condition_mode: a conditional generator's use of the condition: ``"concat"`` (default) or ``"spade"``
             (spatially-adaptive normalisation by the label map: sharper, label-faithful images). Stored in the

@@ -31,8 +31,9 @@ class GVAEGenerator(nn.Module):
             :class:`~monai_gvae.networks.blocks.trunks.UpsamplingTrunk`; 0 for none.
         gradient_checkpointing: recompute each resolution level during backward instead of storing its
             activations (for 3D volumes; same outputs and gradients, about one extra forward pass).
-        upsample: ``"transposed"`` (stride-2 transposed convolutions) or ``"nearest"`` (nearest-neighbour
-            upsampling then a 3x3 convolution: no checkerboard artefacts, 4x the convolution FLOPs); ``None``
+        upsample: ``"transposed"`` (stride-2 transposed convolutions), ``"nearest"`` (nearest-neighbour
+            upsampling then a 3x3 convolution: no checkerboard artefacts, 4x the convolution FLOPs) or
+            ``"linear"`` (bi/trilinear upsampling then a 3x3 convolution; conv architecture only); ``None``
             for the architecture's own (conv: transposed; resnet: nearest, its only mode).
         condition_mode: how a conditional generator takes its condition: ``"concat"`` (concatenated at every
             level) or ``"spade"`` (spatially-adaptive normalisation, :class:`~monai_gvae.networks.blocks.SPADE`,
