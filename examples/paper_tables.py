@@ -10,12 +10,11 @@ Trains the five objectives of :class:`monai_gvae.engines.GVAETrainer` (``gvae``,
 * ``results.json`` -- every number per run;
 * ``samples_<model>_z<latent>_seed<seed>.png`` / ``reconstructions_<model>_seed<seed>.png`` -- sample grids;
 * ``checkpoints/*.pt`` -- the trained networks (``GVAE`` state dict under ``"gvae"``, critic under ``"critic"``,
-  alpha-GAN's code critic under ``"code_critic"``).
+  alpha-GAN's code critic under ``"code_critic"``);
+* ``curves.png`` -- validation MMD², FD and sharpness ratio against iterations (``--curve-every``), per model.
 
 Nothing existing is overwritten unless ``--overwrite``. The data loading, training, scoring and tables are package
 code (``monai_gvae.benchmarks.paper_tables`` and ``.paper_report``); this script is the recipe.
-
-* ``curves.png`` -- validation MMD², FD and sharpness ratio against iterations (``--curve-every``), per model;
 
 Examples::
 

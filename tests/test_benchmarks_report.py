@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from monai_gvae.benchmarks.plots import PLOT_COLOURS, plot_dice_against_k
+from monai_gvae.benchmarks.plots import PLOT_COLOURS, images_side_by_side, plot_dice_against_k
 from monai_gvae.benchmarks.report import (
     command_line,
     cpu_model,
@@ -72,3 +72,25 @@ def test_dice_plot(tmp_path):
     assert PLOT_COLOURS[0] in colours and PLOT_COLOURS[1] in colours
     with pytest.raises(FileExistsError):
         plot_dice_against_k(stats, [5, 10], {5: "", 10: ""}, ["a"], {"a": ""}, {"a": PLOT_COLOURS[0]}, "", path, False)
+
+
+def test_images_side_by_side_pastes_each_image_unchanged_in_order(tmp_path):
+    """The side-by-side sample figure: every input at its own scale, left to right, nothing overwritten."""
+    colours = [(255, 0, 0), (0, 0, 255)]
+    paths = []
+    for i, (colour, size) in enumerate(zip(colours, [(30, 20), (40, 50)])):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", size, colour).save(paths[-1])
+    out = tmp_path / "both.png"
+    images_side_by_side([("red", paths[0]), ("blue", paths[1])], out, overwrite=False, title="t", gap=10)
+    with Image.open(out) as png:
+        img = png.convert("RGB")
+        head = 42  # title line + label line
+        assert img.size == (30 + 40 + 3 * 10, 50 + head + 10)
+        assert img.getpixel((10, head)) == colours[0] and img.getpixel((10 + 29, head + 19)) == colours[0]
+        assert img.getpixel((10 + 30 + 10, head)) == colours[1] and img.getpixel((10 + 30 + 10 + 39, head + 49)) == colours[1]
+        assert img.getpixel((10 + 30 + 5, head)) == (255, 255, 255)  # the gap between them
+    with pytest.raises(FileExistsError):
+        images_side_by_side([("red", paths[0])], out, overwrite=False)
+    with pytest.raises(ValueError, match="at least one"):
+        images_side_by_side([], tmp_path / "none.png", overwrite=False)

@@ -17,7 +17,7 @@ import torch
 
 from monai_gvae._version import __version__
 from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, NO_POSTERIOR_VARIANCE, PaperTablesSettings, report_context
-from monai_gvae.benchmarks.plots import PLOT_COLOURS, CurvePanel, CurveSeries, plot_curves
+from monai_gvae.benchmarks.plots import PLOT_COLOURS, CurvePanel, CurveSeries, images_side_by_side, plot_curves
 from monai_gvae.benchmarks.report import cpu_model, markdown_table, read_json, write_json, write_text
 from monai_gvae.benchmarks.stats import summarize
 
@@ -503,7 +503,9 @@ def write_report(
     output_dir: str | os.PathLike, settings: PaperTablesSettings, ctx: dict[str, Any],
     results: Sequence[dict[str, Any]], header: dict[str, Any],
 ) -> str:
-    """``tables.md`` and (when the runs have validation curves) ``curves.png`` in ``output_dir``, replacing them.
+    """``tables.md``, (when the runs have validation curves) ``curves.png`` and (when seed 0's sample grids are in
+    ``output_dir``) ``samples_side_by_side.png`` (real test images, then each model's prior samples) in
+    ``output_dir``, replacing them.
 
     Returns:
         the text of ``tables.md``.
@@ -512,6 +514,13 @@ def write_report(
     if panels:
         plot_curves(panels, Path(output_dir) / "curves.png", overwrite=True,
                     title=f"{settings.dataset}: validation scores during training (thin: seeds, thick: mean)")
+    grids = [(MODEL_NAMES[m], Path(output_dir) / f"samples_{m}_z{settings.latent_size}_seed0.png")
+             for m in settings.models]
+    grids = [(label, png) for label, png in grids if png.exists()]
+    if grids and (Path(output_dir) / "real_test_images.png").exists():
+        images_side_by_side([("real (test)", Path(output_dir) / "real_test_images.png")] + grids,
+                            Path(output_dir) / "samples_side_by_side.png", overwrite=True,
+                            title=f"{settings.dataset}: prior samples of seed 0, latent {settings.latent_size}")
     return write_tables(settings, ctx, results, Path(output_dir) / "tables.md", header)
 
 

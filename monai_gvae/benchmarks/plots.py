@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from monai_gvae.utils import atomic_path
 
-__all__ = ["PLOT_COLOURS", "plot_dice_against_k", "CurveSeries", "CurvePanel", "plot_curves"]
+__all__ = ["PLOT_COLOURS", "plot_dice_against_k", "CurveSeries", "CurvePanel", "plot_curves", "images_side_by_side"]
 
 PLOT_COLOURS: list[tuple[int, int, int]] = [
     (90, 90, 90), (0, 158, 115), (213, 94, 0), (0, 114, 178), (204, 121, 167), (150, 150, 150), (230, 159, 0),
@@ -245,5 +245,53 @@ def plot_curves(
         ly = head + 40 + j * 20
         draw.line([lx, ly + 6, lx + 25, ly + 6], fill=colour, width=3)
         draw.text((lx + 31, ly), label, fill="black", font=font)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        img.save(tmp, format="PNG")
+
+
+def images_side_by_side(
+    images: Sequence[tuple[str, str | os.PathLike]],
+    path: str | os.PathLike,
+    overwrite: bool,
+    title: str = "",
+    gap: int = 12,
+) -> None:
+    """Paste PNG files (e.g. the sample grids of several models) left to right into one PNG, each under its
+    label, so that a reader compares them at the same scale.
+
+    Args:
+        images: ``(label, png path)`` pairs, left to right.
+        path: the PNG to write (atomically).
+        overwrite: replace an existing ``path``.
+        title: text above the labels.
+        gap: white pixels between the images.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: no images.
+
+    Example::
+
+        images_side_by_side([("real", "real_test_images.png"), ("GVAE", "samples_gvae_z1000_seed0.png")],
+                            "samples_side_by_side.png", overwrite=True)
+    """
+    if not images:
+        raise ValueError("images_side_by_side needs at least one image.")
+    font = ImageFont.load_default(size=13)
+    tiles = []
+    for label, file in images:
+        with Image.open(file) as im:
+            tiles.append((label, im.convert("RGB")))
+    head = (22 if title else 0) + 20
+    width = sum(t.width for _, t in tiles) + gap * (len(tiles) + 1)
+    img = Image.new("RGB", (width, max(t.height for _, t in tiles) + head + gap), "white")
+    draw = ImageDraw.Draw(img)
+    if title:
+        draw.text((gap, 4), title, fill="black", font=font)
+    x = gap
+    for label, tile in tiles:
+        draw.text((x, head - 18), label, fill="black", font=font)
+        img.paste(tile, (x, head))
+        x += tile.width + gap
     with atomic_path(path, overwrite=overwrite) as tmp:
         img.save(tmp, format="PNG")
