@@ -98,6 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default="auto")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--architecture", default="conv", choices=("conv", "resnet"))
+    p.add_argument("--upsample", choices=("transposed", "nearest", "linear"), default=None,
+                   help="the generator's upsampling (default: the architecture's own; conv: transposed)")
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--max-channels", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=64)

@@ -132,7 +132,7 @@ def test_runs_are_trained_under_the_budget_and_scored(tmp_path):
         "mnist", str(data), budget_iterations=3, seeds=1, sweep_seeds=0, latent_size=8, models=["gvae", "vae"],
         base_channels=4, max_channels=8, batch_size=8, eval_samples=32, mmd_batch=16, lik_images=16, elbo_samples=1,
         iw_k=16, iw_images=4, iw_chunk=8, classifier_epochs=1, kl_warmup=0, classifier_channels=[4, 8, 8],
-        classifier_hidden=8, curve_every=2, curve_samples=8)
+        classifier_hidden=8, curve_every=2, curve_samples=8, upsample="linear")
     messages = []
     settled, ctx = prepare_evaluation(settings, messages.append)
     # 20 test images: fewer than --eval-samples, which is reduced (and the MMD batch with it)
@@ -153,6 +153,7 @@ def test_runs_are_trained_under_the_budget_and_scored(tmp_path):
         scorer = make_curve_scorer(settled, ctx, seed)
         run = train_run(settled, model, latent, seed, ctx["train_images"], messages.append, scorer=scorer)
         assert run["iterations"] == 3 and (run["critic"] is None) == (model == "vae")
+        assert run["gvae"].config["upsample"] == "linear"  # --upsample reaches the generator
         # scored on the validation split at iteration 2 (every 2) and after the last; not counted as training
         assert [p["iteration"] for p in run["curve"]] == [2, 3] and run["curve_seconds"] > 0
         assert all(math.isfinite(p[k]) for p in run["curve"] for k in CURVE_METRICS)
@@ -171,6 +172,7 @@ def test_runs_are_trained_under_the_budget_and_scored(tmp_path):
     assert "Not run (`--sweep-seeds 0`)." in text and "| GVAE | 3 | " in text and "| Metric | GVAE | VAE |" in text
     assert "- ELBO, GVAE vs VAE: GVAE " in text and "(one seed: no spread, not a comparison)" in text
     assert "**equal iterations**: 3 iterations per run" in text and "4 validation images" in text
+    assert "generator upsampling linear," in text
     assert "sharpness ratio |" in text and "- Sharpness ratio, GVAE vs VAE: GVAE " in text
     assert "## Validation curves" in text and "| 2 | " in text and "| 3 | " in text
     assert f"**test accuracy {ctx['classifier_accuracy']:.3f}**" in text

@@ -20,6 +20,7 @@ from monai_gvae.benchmarks.paper_tables import MODEL_NAMES, NO_POSTERIOR_VARIANC
 from monai_gvae.benchmarks.plots import PLOT_COLOURS, CurvePanel, CurveSeries, images_side_by_side, plot_curves
 from monai_gvae.benchmarks.report import cpu_model, markdown_table, read_json, write_json, write_text
 from monai_gvae.benchmarks.stats import summarize
+from monai_gvae.networks.blocks.trunks import check_upsample
 
 __all__ = [
     "format_stats",
@@ -192,7 +193,8 @@ def _protocol(
         "seed, so load changes on the (shared) machine hit every model alike; scoring the validation curves is not "
         "counted in the budget.",
         f"- **Models** (identical networks, data, batch and optimiser; only the objective differs): `{s.architecture}` "
-        f"encoder/generator/critic, base channels {s.base_channels}, max {s.max_channels}, latent {s.latent_size} "
+        f"encoder/generator/critic, base channels {s.base_channels}, max {s.max_channels}, generator upsampling "
+        f"{check_upsample(s.upsample, s.architecture)}, latent {s.latent_size} "
         f"(Table 5: {s.latent_sizes}), batch {s.batch_size}, Adam betas (0.5, 0.9), lr {s.lr:g} (encoder+generator) / "
         f"{s.critic_lr:g} (critic), w_rec {s.rec_weight:g} (L1), w_kl {s.kl_weight:g} (warm-up {s.kl_warmup} it.), "
         f"w_adv {s.adv_weight:g}, w_gp {s.gp_weight:g}, n_critic {s.n_critic}. VAE = no critic; WGAN-GP = no encoder; "

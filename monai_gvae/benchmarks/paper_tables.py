@@ -114,6 +114,8 @@ class PaperTablesSettings:
     likelihood: str = "discretized_logistic"
     train_limit: int | None = None
     architecture: str = "conv"
+    # the generator's upsampling; None: the architecture's own (conv: transposed convolutions)
+    upsample: str | None = None
     base_channels: int = 16
     max_channels: int = 128
     batch_size: int = 64
@@ -290,7 +292,7 @@ def _build(settings: PaperTablesSettings, objective: str, latent: int, channels:
     """The networks of one run: the GVAE, the critic (not for the VAE) and alpha-GAN's code critic."""
     torch.manual_seed(seed)
     gvae = GVAE(2, channels, settings.image_size, latent_size=latent, architecture=settings.architecture,
-                base_channels=settings.base_channels, max_channels=settings.max_channels)
+                base_channels=settings.base_channels, max_channels=settings.max_channels, upsample=settings.upsample)
     critic = None
     if objective != "vae":
         critic = GVAECritic(spatial_dims=2, in_channels=channels, image_size=settings.image_size,
