@@ -63,6 +63,7 @@ from monai_gvae.benchmarks.paper_tables import (
 )
 from monai_gvae.benchmarks.report import command_line, write_json
 from monai_gvae.bundle import save_sample_grid
+from monai_gvae.networks.blocks.trunks import UPSAMPLE_MODES
 
 SCRIPT = "examples/paper_tables.py"
 
@@ -98,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default="auto")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--architecture", default="conv", choices=("conv", "resnet"))
-    p.add_argument("--upsample", choices=("transposed", "nearest", "linear"), default=None,
+    p.add_argument("--upsample", choices=UPSAMPLE_MODES, default=None,
                    help="the generator's upsampling (default: the architecture's own; conv: transposed)")
     p.add_argument("--base-channels", type=int, default=16)
     p.add_argument("--max-channels", type=int, default=128)

@@ -388,7 +388,7 @@ class UpsamplingTrunk(_CheckpointedBody):
             for level, ch in enumerate(channels[:-1]):
                 for _ in range(num_res_units):
                     layers.append(_residual_unit(spatial_dims, ch, norm, dropout))
-                layers.append(UpSample(spatial_dims, scale_factor=2, mode="nontrainable", interp_mode="nearest", align_corners=None))
+                layers.append(_interpolating_upsample(spatial_dims, upsample))  # resnet: always "nearest"
                 if spade:
                     layers.append(SPADEConvolution(spatial_dims, ch, channels[level + 1], cc, dropout=0.0, norm=spade_norm))
                 else:
