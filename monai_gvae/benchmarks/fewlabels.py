@@ -690,6 +690,11 @@ def _paired_rows(
     return rows
 
 
+def _seeds_of_arm(runs: Sequence[dict[str, Any]], arms: Sequence[str]) -> dict[str, list[int]]:
+    """The sorted seeds each arm's runs used (merged runs may give arms different seeds)."""
+    return {arm: sorted({r["seed"] for r in runs if r["arm"] == arm}) for arm in arms}
+
+
 def _tables(results: dict[str, Any]) -> list[str]:
     """Dice per arm and k; paired differences to classical (and, with the self-training control, to it), stored in
     ``results["paired"]`` (``results["paired_selftrain"]``); per class Dice; filter acceptance."""
@@ -701,7 +706,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
     for r in runs:
         table.setdefault((r["k"], r["arm"]), []).append(r["dice"])
         by_seed.setdefault((r["k"], r["arm"]), {})[r["seed"]] = r["dice"]
-    seeds_of_arm = {arm: sorted({r["seed"] for r in runs if r["arm"] == arm}) for arm in arms}
+    seeds_of_arm = _seeds_of_arm(runs, arms)
     seeds_differ = len({tuple(v) for v in seeds_of_arm.values()}) > 1
     # where arms have other seeds, each row says how many: absolute means over other seeds are not comparable
     dice_rows = ([ARM_NAMES[arm] + (f" ({len(seeds_of_arm[arm])} seeds)" if seeds_differ else "")]
@@ -837,13 +842,13 @@ def write_fewlabels_outputs(results: dict[str, Any], output_dir: str | os.PathLi
             if vals:
                 stats[(k, arm)] = mean_std(vals)
     colours = {arm: PLOT_COLOURS[ARMS.index(arm) % len(PLOT_COLOURS)] for arm in arms}
-    seed_counts = {arm: len({r["seed"] for r in results["runs"] if r["arm"] == arm}) for arm in arms}
-    names = ({arm: f"{ARM_SHORT[arm]} ({seed_counts[arm]} seeds)" for arm in arms}
-             if len(set(seed_counts.values())) > 1 else ARM_SHORT)
+    seed_counts = {arm: len(seeds) for arm, seeds in _seeds_of_arm(results["runs"], arms).items()}
+    counts_differ = len(set(seed_counts.values())) > 1
+    names = {arm: f"{ARM_SHORT[arm]} ({seed_counts[arm]} seeds)" for arm in arms} if counts_differ else ARM_SHORT
     plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, names, colours,
                         f"{results['settings']['eval_split']} foreground Dice (mean ± std over seeds)",
                         os.path.join(output_dir, "dice.png"), overwrite,
-                        legend_width=330 + (60 if names is not ARM_SHORT else 0))
+                        legend_width=330 + (60 if counts_differ else 0))
     return text
 
 
