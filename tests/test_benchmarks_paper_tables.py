@@ -23,6 +23,7 @@ from monai_gvae.benchmarks.paper_report import (
     tables_markdown,
 )
 from monai_gvae.benchmarks.paper_tables import (
+    BUDGET_CLOCKS,
     CURVE_METRICS,
     PaperTablesSettings,
     center_crop,
@@ -124,6 +125,20 @@ def test_format_stats_and_verdicts_of_known_numbers():
     assert compare_to_baseline([0.10, 0.20], [0.12, 0.22], True).startswith("no resolved difference")
     assert "one seed" in compare_to_baseline([0.1], [0.2, 0.3], True)
     assert compare_to_baseline([], [0.2], True) == "n/a"
+
+
+def test_budget_minutes_counts_on_the_chosen_clock(monkeypatch):
+    ticks = iter(range(10**6))  # a process clock that advances one second each time it is read
+    monkeypatch.setitem(BUDGET_CLOCKS, "process", lambda: float(next(ticks)))
+    images = torch.randint(0, 256, (16, 1, 32, 32), dtype=torch.uint8)
+    settings = PaperTablesSettings("mnist", "x", budget_minutes=5 / 60, budget_clock="process", image_size=32,
+                                   base_channels=4, max_channels=8, batch_size=8, kl_warmup=0)
+    run = train_run(settings, "vae", 4, 0, images, lambda m: None)
+    # read once at the start and once per iteration: 5 s of that clock is 5 iterations, however fast they ran
+    assert run["iterations"] == 5 and run["train_seconds"] >= 5
+    with pytest.raises(ValueError, match="budget_clock must be one of"):
+        train_run(PaperTablesSettings("mnist", "x", budget_minutes=1, budget_clock="cpu", image_size=32), "vae", 4,
+                  0, images, lambda m: None)
 
 
 def test_runs_are_trained_under_the_budget_and_scored(tmp_path):

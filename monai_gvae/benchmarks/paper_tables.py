@@ -53,6 +53,7 @@ from monai_gvae.networks import GVAE, CodeCritic, GVAECritic
 from monai_gvae.utils import atomic_path
 
 __all__ = [
+    "BUDGET_CLOCKS",
     "CURVE_METRICS",
     "DATASETS",
     "MODELS",
@@ -82,6 +83,9 @@ measured, the ELBO, KL and importance-weighted bound are not defined."""
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _IDX_DATASETS = ("mnist", "fashion-mnist")
 _LOGGED_LOSSES = ("loss_g", "loss_d", "loss_rec", "loss_kl", "wasserstein")
+BUDGET_CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
+"""The clocks ``budget_minutes`` (and the reported training seconds) can be counted on."""
+
 CURVE_METRICS = ("mmd_gaussian", "fd", "sharpness_ratio")
 """What :func:`make_curve_scorer` measures on the validation split during training."""
 
@@ -99,6 +103,9 @@ class PaperTablesSettings:
     data_dir: str
     budget_minutes: float | None = None
     budget_iterations: int | None = None
+    # the clock of ``budget_minutes``: "wall" (time.perf_counter) or "process" (this process's CPU time, which
+    # equals a dedicated core's wall clock with one thread and is not shortened when other work shares the cores)
+    budget_clock: str = "wall"
     seeds: int = 3
     run_seeds: list[int] | None = None
     sweep_seeds: int = 1
@@ -307,7 +314,7 @@ def train_run(
     log: Callable[[str], None] = print,
     scorer: Callable[[GVAE], dict[str, float]] | None = None,
 ) -> dict[str, Any]:
-    """Train one model under the budget (``budget_iterations`` or ``budget_minutes`` of wall clock).
+    """Train one model under the budget (``budget_iterations``, or ``budget_minutes`` on ``budget_clock``).
 
     Args:
         settings: the run's settings (``image_size`` settled).
@@ -344,25 +351,28 @@ def train_run(
         code_critic_loss_function=CriticLoss(settings.gp_weight),
         feature_matching_loss=FeatureMatchingLoss(), seed=seed, prepare_batch=_prepare_batch,
     )
+    if settings.budget_clock not in BUDGET_CLOCKS:
+        raise ValueError(f"budget_clock must be one of {sorted(BUDGET_CLOCKS)}, got {settings.budget_clock!r}")
+    now = BUDGET_CLOCKS[settings.budget_clock]
     clock: dict[str, float] = {"scoring": 0.0}
     losses: list[dict[str, float]] = []
     curve: list[dict[str, float]] = []
 
     def training_seconds() -> float:
-        return time.perf_counter() - clock["start"] - clock["scoring"]
+        return now() - clock["start"] - clock["scoring"]
 
     def score(iteration: int) -> None:
-        start, seconds = time.perf_counter(), training_seconds()
+        start, seconds = now(), training_seconds()
         was_training = gvae.training
         gvae.eval()
         with torch.no_grad():
             curve.append({"iteration": iteration, "train_seconds": round(seconds, 2), **scorer(gvae)})
         gvae.train(was_training)
-        clock["scoring"] += time.perf_counter() - start
+        clock["scoring"] += now() - start
 
     @trainer.on(Events.STARTED)
     def _start(engine):
-        clock["start"] = time.perf_counter()
+        clock["start"] = now()
 
     @trainer.on(Events.ITERATION_COMPLETED)
     def _budget(engine):
