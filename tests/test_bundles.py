@@ -272,8 +272,8 @@ def test_divergence_guard_and_max_rollbacks_through_a_bundle_run(tmp_path):
     assert "NonFiniteGradient" in rollbacks[0] or "iteration 3" in rollbacks[0]
     final = torch.load(out / "model.pt", weights_only=True)
     assert final["trainer"]["iteration"] == 4
-    for key in ("optimizer", "critic_optimizer"):  # learning_rate = critic_learning_rate = 1e-4, x0.5 once
-        assert [g["lr"] for g in final[key]["param_groups"]] == [0.5e-4], key
+    for key in ("optimizer", "critic_optimizer"):  # learning_rate = critic_learning_rate = 1e-3, x0.5 once
+        assert [g["lr"] for g in final[key]["param_groups"]] == [0.5e-3], key
     assert all(torch.isfinite(v).all() for v in final["gvae"].values() if torch.is_tensor(v) and v.is_floating_point())
 
 
