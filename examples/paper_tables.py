@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--budget-minutes", type=float, help="wall-clock training time per run")
     budget.add_argument("--budget-iterations", type=int, help="training iterations per run")
     p.add_argument("--budget-clock", choices=sorted(BUDGET_CLOCKS), default="wall",
-                   help="clock of --budget-minutes: wall, or process (CPU time of this one-thread process: a "
-                        "dedicated core's minutes even when processes share the cores)")
+                   help="clock of --budget-minutes: wall, or process (CPU time of this one-thread process: its minutes "
+                        "of computing, not of waiting, when processes share the cores)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 for Tables 4, 6, 7")
     p.add_argument("--run-seeds", default=None,
                    help="comma-separated seeds among 0..S-1 (and the sweep's) that this process runs (default: all); "

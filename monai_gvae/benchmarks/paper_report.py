@@ -162,8 +162,9 @@ def _protocol(
     s: PaperTablesSettings, ctx: dict[str, Any], header: dict[str, Any], results: Sequence[dict[str, Any]]
 ) -> list[str]:
     ms = ctx["ms_ssim_settings"]
-    clock = (", counted as each one-thread process's CPU time (what a dedicated core gives in that wall time, "
-             "however many processes share the cores)" if s.budget_clock == "process" else "")
+    clock = (", counted as each one-thread process's CPU time (minutes of computing, not of waiting, however many "
+             "processes share the cores; compare the ms per iteration with an idle core's)"
+             if s.budget_clock == "process" else "")
     budget = (f"**equal wall clock**: {s.budget_minutes:g} min of training per run{clock} (the iterations each run "
               "reached are in the tables)" if s.budget_minutes
               else f"**equal iterations**: {s.budget_iterations} iterations per run (the seconds each run took are in "

@@ -103,8 +103,8 @@ class PaperTablesSettings:
     data_dir: str
     budget_minutes: float | None = None
     budget_iterations: int | None = None
-    # the clock of ``budget_minutes``: "wall" (time.perf_counter) or "process" (this process's CPU time, which
-    # equals a dedicated core's wall clock with one thread and is not shortened when other work shares the cores)
+    # the clock of ``budget_minutes``: "wall" (time.perf_counter) or "process" (this process's CPU time: with one
+    # thread, close to a dedicated core's wall clock; time-sharing the cores still makes each iteration dearer)
     budget_clock: str = "wall"
     seeds: int = 3
     run_seeds: list[int] | None = None
@@ -332,6 +332,8 @@ def train_run(
         "train_seconds", "losses", "curve", "curve_seconds"}``: losses every 50 iterations; ``curve`` one
         ``{"iteration", "train_seconds", **scores}`` per scoring (empty without a scorer).
     """
+    if settings.budget_clock not in BUDGET_CLOCKS:
+        raise ValueError(f"budget_clock must be one of {sorted(BUDGET_CLOCKS)}, got {settings.budget_clock!r}")
     gvae, critic, code_critic = _build(settings, objective, latent, train_images.shape[1], seed)
     opt = torch.optim.Adam(gvae.parameters(), lr=settings.lr, betas=(0.5, 0.9))
     critic_opt = (torch.optim.Adam(critic.parameters(), lr=settings.critic_lr, betas=(0.5, 0.9))
@@ -351,8 +353,6 @@ def train_run(
         code_critic_loss_function=CriticLoss(settings.gp_weight),
         feature_matching_loss=FeatureMatchingLoss(), seed=seed, prepare_batch=_prepare_batch,
     )
-    if settings.budget_clock not in BUDGET_CLOCKS:
-        raise ValueError(f"budget_clock must be one of {sorted(BUDGET_CLOCKS)}, got {settings.budget_clock!r}")
     now = BUDGET_CLOCKS[settings.budget_clock]
     clock: dict[str, float] = {"scoring": 0.0}
     losses: list[dict[str, float]] = []
