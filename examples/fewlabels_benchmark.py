@@ -18,7 +18,8 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
   (the same GVAE renders deformed pseudo-label maps of the pool: new, real anatomy, each pair exact by
   construction), and the earlier ``cond_pool``, ``joint_pool``, ``interp``, ``cond_interp``,
   ``cond_pool_interp`` (docs/fewlabels.md).
-* Levers of the conditional GVAE: ``--seg-weight`` (segmentation consistency), ``--condition-mode spade``,
+* Levers of the conditional GVAE: ``--seg-weight`` with ``--seg-objective`` (segmentation consistency, or gradient
+  matching: GenSeg's bi-level objective to first order), ``--condition-mode spade``,
   ``--critic-head patch``, ``--adv-weight``; and the segmenter's ``--schedule finetune``.
 * Metric: foreground Dice on the scored split (``--eval-split val`` while choosing settings, ``test`` once), mean
   over present (slice, class) pairs; the paired difference to ``classical`` (and to ``selftrain``) with a 95 %
@@ -51,8 +52,8 @@ import numpy as np
 import torch
 
 from monai_gvae.benchmarks.fewlabels import (
-    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, POOL_ARMS, SCHEDULES, FewLabelSettings, fewlabel_splits,
-    mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
+    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, POOL_ARMS, SCHEDULES, SEG_OBJECTIVES, FewLabelSettings,
+    fewlabel_splits, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
 
@@ -96,7 +97,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sigma-min-dice", type=float, default=0.6,
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
     p.add_argument("--seg-weight", type=float, default=0.5,
-                   help="conditional GVAEs: segmentation-consistency weight (the classical segmenter); 0: none")
+                   help="conditional GVAEs: weight of the segmentation term (the classical segmenter); 0: none")
+    p.add_argument("--seg-objective", default="consistency", choices=SEG_OBJECTIVES,
+                   help="the segmentation term: consistency (frozen segmenter) or gradient_matching (GenSeg-like)")
+    p.add_argument("--seg-lr", type=float, default=1e-4,
+                   help="--seg-objective gradient_matching: learning rate of the segmenter copy that keeps training")
     p.add_argument("--condition-mode", default="concat", choices=CONDITION_MODES,
                    help="conditional generator: label map concatenated, or SPADE normalisation")
     p.add_argument("--critic-head", default="linear", choices=CRITIC_HEADS, help="critic: one score, or patch scores")

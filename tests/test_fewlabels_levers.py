@@ -1,4 +1,5 @@
-"""The few-label levers: segmentation consistency in GVAETrainer, SPADE conditioning, the patch critic."""
+"""The few-label levers: segmentation consistency and gradient matching in GVAETrainer, SPADE conditioning, the
+patch critic."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from monai_gvae.engines import GVAETrainer
-from monai_gvae.losses import SegmentationConsistencyLoss
+from monai_gvae.losses import SegmentationConsistencyLoss, SegmentationGradientMatchingLoss
 from monai_gvae.networks import GVAE, GVAECritic
 from monai_gvae.networks.blocks import SPADE
 
@@ -34,11 +35,11 @@ def _batches(n: int = 2, size: int = 16):
     return [{"image": torch.cat([image, _one_hot(labels)], 1)}] * n
 
 
-def _trainer(gvae, critic, segmenter=None, seg_weight=0.0):
+def _trainer(gvae, critic, segmenter=None, seg_weight=0.0, **kwargs):
     return GVAETrainer(
         device="cpu", max_epochs=1, train_data_loader=_batches(1), network=gvae, critic=critic,
         optimizer=torch.optim.SGD(gvae.parameters(), 0.1), critic_optimizer=torch.optim.SGD(critic.parameters(), 0.1),
-        seed=0, segmenter=segmenter, seg_weight=seg_weight,
+        seed=0, segmenter=segmenter, seg_weight=seg_weight, **kwargs,
     )
 
 
@@ -94,6 +95,55 @@ def test_segmentation_consistency_errors():
         _trainer(plain, plain_critic, nn.Conv2d(1, 3, 1), 0.5)
     with pytest.raises(ValueError, match="weight"):
         SegmentationConsistencyLoss(nn.Conv2d(1, 3, 1), weight=-1)
+
+
+def test_gradient_matching_is_zero_for_the_real_pairs_and_trains_a_copy():
+    torch.manual_seed(0)
+    segmenter = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1))
+    before = copy.deepcopy(segmenter.state_dict())
+    loss = SegmentationGradientMatchingLoss(segmenter, weight=2.0, segmenter_lr=1e-2)
+    reals = torch.rand(4, 1, 8, 8) * 2 - 1
+    condition = _one_hot(torch.randint(0, 3, (4, 8, 8)), 3)
+    # generated images equal to the real ones teach the segmenter the same thing: distance 0
+    assert float(loss(reals.clone(), condition, reals, condition).detach()) == pytest.approx(0.0, abs=1e-5)
+    fakes = (torch.rand(4, 1, 8, 8) * 2 - 1).requires_grad_(True)
+    value = loss(fakes, condition, reals, condition)
+    assert 0 < float(value.detach()) <= 4.0  # weight * (1 - cos) in [0, 2 * weight]
+    value.backward()
+    assert fakes.grad is not None and fakes.grad.abs().sum() > 0  # a double backward reaches the images
+    copy_before = copy.deepcopy(loss.segmenter.state_dict())
+    loss.segmenter_step()  # the copy keeps training on the last call's pairs ...
+    assert any(not torch.equal(v, loss.segmenter.state_dict()[k]) for k, v in copy_before.items())
+    for key, value in segmenter.state_dict().items():  # ... the network given is never modified
+        assert torch.equal(value, before[key])
+    fixed = SegmentationGradientMatchingLoss(segmenter, segmenter_lr=0.0)
+    fixed(fakes.detach(), condition, reals, condition)
+    fixed.segmenter_step()
+    assert all(torch.equal(v, before[k]) for k, v in fixed.segmenter.state_dict().items())
+    with pytest.raises(ValueError, match="same batch"):
+        loss(fakes[:2], condition, reals, condition)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        SegmentationGradientMatchingLoss(segmenter, segmenter_lr=-1.0)
+
+
+def test_gradient_matching_in_the_trainer_changes_the_generator_step_only():
+    gvae, critic = _conditional_pair()
+    torch.manual_seed(0)
+    segmenter = nn.Conv2d(1, 3, 3, padding=1)
+    seg_before = copy.deepcopy(segmenter.state_dict())
+    runs = {}
+    for objective in ("consistency", "gradient_matching"):
+        g, c = copy.deepcopy(gvae), copy.deepcopy(critic)
+        trainer = _trainer(g, c, segmenter, 1.0, seg_objective=objective)
+        trainer.run()
+        runs[objective] = (g, c, trainer.state.output)
+    (g0, c0, out0), (g1, c1, out1) = runs["consistency"], runs["gradient_matching"]
+    assert all(torch.equal(p0, p1) for p0, p1 in zip(c0.parameters(), c1.parameters()))  # critic step untouched
+    assert any(not torch.equal(p0, p1) for p0, p1 in zip(g0.generator.parameters(), g1.generator.parameters()))
+    assert 0.0 < out1["loss_seg"] <= 2.0
+    assert all(torch.equal(v, seg_before[k]) for k, v in segmenter.state_dict().items())
+    with pytest.raises(ValueError, match="seg_objective must be one of"):
+        _trainer(gvae, critic, segmenter, 1.0, seg_objective="bilevel")
 
 
 @pytest.mark.parametrize("dims", [2, 3])

@@ -39,6 +39,7 @@ from monai_gvae.data import (
     unlabelled_pool,
 )
 from monai_gvae.engines import GVAETrainer
+from monai_gvae.engines.gvae_trainer import SEG_OBJECTIVES
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks import GVAE, GVAECritic, load_pretrained_weights
 from monai_gvae.networks.blocks.trunks import CONDITION_MODES
@@ -64,6 +65,7 @@ __all__ = [
     "CONDITION_MODES",
     "CRITIC_HEADS",
     "SCHEDULES",
+    "SEG_OBJECTIVES",
     "CONFIDENCE_FORMAT",
     "FewLabelSettings",
     "FewLabelData",
@@ -147,6 +149,9 @@ class FewLabelSettings:
         sigma_min_dice: ``joint_pool``: largest sigma whose variants of the k slices keep this label Dice.
         seg_weight: segmentation consistency of the conditional GVAEs (``GVAETrainer(segmenter=, seg_weight=)``
             with the ``classical`` arm's segmenter); 0: none.
+        seg_objective: the segmentation term, ``"consistency"`` or ``"gradient_matching"``
+            (``GVAETrainer(seg_objective=...)``).
+        seg_lr: ``"gradient_matching"``: learning rate of the segmenter copy that keeps training.
         condition_mode: the conditional generator's use of the label map, ``"concat"`` or ``"spade"``.
         critic_head: the critic's head, ``"linear"`` or ``"patch"``.
         schedule: the segmenter's schedule in the synthetic arms: ``"mix"`` (synthetic pairs mixed in throughout) or
@@ -172,6 +177,8 @@ class FewLabelSettings:
     min_dice: float = 0.7
     sigma_min_dice: float = 0.6
     seg_weight: float = 0.5
+    seg_objective: str = "consistency"
+    seg_lr: float = 1e-4
     condition_mode: str = "concat"
     critic_head: str = "linear"
     schedule: str = "mix"
@@ -184,6 +191,8 @@ class FewLabelSettings:
         if self.schedule == "finetune" and not 0 < self.finetune_iterations < self.seg_iterations:
             raise ValueError(f"finetune_iterations must be in (0, seg_iterations={self.seg_iterations}), got "
                              f"{self.finetune_iterations}.")
+        if self.seg_objective not in SEG_OBJECTIVES:
+            raise ValueError(f"seg_objective must be one of {SEG_OBJECTIVES}, got {self.seg_objective!r}.")
         if self.seg_weight < 0:
             raise ValueError(f"seg_weight must be >= 0, got {self.seg_weight}.")
 
@@ -367,6 +376,7 @@ def train_gvae(
         critic_loss_function=CriticLoss(gp_weight=10.0), seed=seed,
         segmenter=segmenter if settings.seg_weight > 0 else None,
         seg_weight=settings.seg_weight if segmenter is not None else 0.0,
+        seg_objective=settings.seg_objective, seg_lr=settings.seg_lr,
     )
     start = time.perf_counter()
     trainer.run()
@@ -780,8 +790,10 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         schedule = f"; synthetic arms end with {s['finetune_iterations']} real-only iterations"
     levers = ""
     if "seg_weight" in s:
+        term = ("segmentation consistency" if s.get("seg_objective", "consistency") == "consistency"
+                else f"segmentation gradient matching (segmenter copy trained at {s['seg_lr']})")
         levers = (f" Conditional GVAEs: `{s['condition_mode']}` conditioning, `{s['critic_head']}` critic, "
-                  f"segmentation consistency weight {s['seg_weight']} (the classical arm's segmenter).")
+                  f"{term} weight {s['seg_weight']} (the classical arm's segmenter).")
     return [
         data,
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "

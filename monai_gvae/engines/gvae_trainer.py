@@ -15,14 +15,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
-from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss, FeatureMatchingLoss, SegmentationConsistencyLoss
+from monai_gvae.losses import (
+    CriticLoss,
+    EncoderGeneratorLoss,
+    FeatureMatchingLoss,
+    SegmentationConsistencyLoss,
+    SegmentationGradientMatchingLoss,
+)
 from monai_gvae.networks.nets.gvae import LOGVAR_CLAMP, GVAE, reparameterize
 from monai_gvae.utils import check_bool
 
 from .utils import LOSS_KEYS, split_condition
 from .utils import GVAEKeys as K
 
-__all__ = ["GVAETrainer", "OBJECTIVES", "NonFiniteLossError", "unwrap"]
+__all__ = ["GVAETrainer", "OBJECTIVES", "SEG_OBJECTIVES", "NonFiniteLossError", "unwrap"]
+
+SEG_OBJECTIVES = ("consistency", "gradient_matching")
+"""How a segmenter drives a label-conditioned generator (``GVAETrainer(seg_objective=...)``)."""
 
 OBJECTIVES = ("gvae", "vae", "wgan_gp", "vaegan", "alpha_gan")
 
@@ -135,6 +144,12 @@ class GVAETrainer(Trainer):
             the critic step does not use it. Output key ``loss_seg``.
         seg_weight: the segmentation-consistency weight (``> 0`` with a ``segmenter``).
         seg_input_range: intensity range the segmenter was trained on (generated images are mapped to it).
+        seg_objective: how the segmenter drives the generator: ``"consistency"`` (above) or ``"gradient_matching"``
+            (:class:`~monai_gvae.losses.SegmentationGradientMatchingLoss`: the generated images' segmentation-loss
+            gradient in the segmenter's weights must point where the real images' of the same label maps does,
+            GenSeg's bi-level objective to first order; a copy of the segmenter keeps training on the real and
+            generated pairs with Adam at ``seg_lr``, the network given is not modified).
+        seg_lr: ``"gradient_matching"``: the segmenter copy's learning rate (0: fixed).
         epoch_length, non_blocking, prepare_batch, iteration_update, postprocessing, key_train_metric,
         additional_metrics, metric_cmp_fn, train_handlers, event_names, event_to_attr, decollate,
         optim_set_to_none, to_kwargs, amp_kwargs: as in ``monai.engines.SupervisedTrainer``.
@@ -188,6 +203,8 @@ class GVAETrainer(Trainer):
         segmenter: nn.Module | None = None,
         seg_weight: float = 0.0,
         seg_input_range: tuple[float, float] = (0.0, 1.0),
+        seg_objective: str = "consistency",
+        seg_lr: float = 1e-4,
         epoch_length: int | None = None,
         non_blocking: bool = False,
         prepare_batch: Callable = default_prepare_batch,
@@ -241,7 +258,9 @@ class GVAETrainer(Trainer):
         self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
         self.latent_size = unwrap(self.generator).latent_size
         self.condition_channels = self._check_condition_channels()
-        self.seg_loss_function = self._segmentation_consistency(segmenter, seg_weight, seg_input_range, device)
+        self.seg_loss_function = self._segmentation_consistency(
+            segmenter, seg_weight, seg_input_range, device, seg_objective, seg_lr
+        )
         self.check_finite = check_finite
         self._host_terms: dict[str, float] = {}  # loss terms the finiteness checks read this iteration
         self.float_outputs = float_outputs
@@ -331,8 +350,12 @@ class GVAETrainer(Trainer):
         seg_weight: float,
         seg_input_range: tuple[float, float],
         device: str | torch.device,
-    ) -> SegmentationConsistencyLoss | None:
-        """The segmentation-consistency term, checked against the generator (``None`` without a segmenter)."""
+        seg_objective: str = "consistency",
+        seg_lr: float = 1e-4,
+    ) -> SegmentationConsistencyLoss | SegmentationGradientMatchingLoss | None:
+        """The segmentation term, checked against the generator (``None`` without a segmenter)."""
+        if seg_objective not in SEG_OBJECTIVES:
+            raise ValueError(f"seg_objective must be one of {SEG_OBJECTIVES}, got {seg_objective!r}.")
         if segmenter is None:
             if seg_weight:
                 raise ValueError(f"seg_weight={seg_weight} needs a segmenter.")
@@ -344,6 +367,8 @@ class GVAETrainer(Trainer):
             )
         if not seg_weight > 0:
             raise ValueError(f"seg_weight must be > 0 with a segmenter, got {seg_weight}.")
+        if seg_objective == "gradient_matching":
+            return SegmentationGradientMatchingLoss(segmenter, seg_weight, seg_input_range, seg_lr).to(torch.device(device))
         return SegmentationConsistencyLoss(segmenter, seg_weight, input_range=seg_input_range).to(torch.device(device))
 
     def _setup_amp(self, amp_dtype: torch.dtype | str | None, device: torch.device) -> None:
@@ -485,6 +510,8 @@ class GVAETrainer(Trainer):
                 trainer[attr] = value
         if self.seg_loss_function is not None:
             trainer["seg_weight"] = self.seg_loss_function.weight
+            trainer["seg_objective"] = ("gradient_matching" if isinstance(self.seg_loss_function,
+                                        SegmentationGradientMatchingLoss) else "consistency")
         if isinstance(getattr(self.data_loader, "batch_size", None), int):
             trainer["batch_size"] = self.data_loader.batch_size
         for attr in ("loss_function", "critic_loss_function"):
@@ -667,12 +694,15 @@ class GVAETrainer(Trainer):
             )
             if self.seg_loss_function is not None:
                 with self._autocast():
-                    terms = {**terms, "seg": self.seg_loss_function(fakes, fake_cond)}
+                    reals = (x, condition) if isinstance(self.seg_loss_function, SegmentationGradientMatchingLoss) else ()
+                    terms = {**terms, "seg": self.seg_loss_function(fakes, fake_cond, *reals)}
                 terms["loss"] = terms["loss"] + terms["seg"]
             self._guard(_generator_terms(terms), "encoder-generator")
             self.scaler_g.scale(terms["loss"]).backward()
             self.scaler_g.step(self.optimizer)
             self.scaler_g.update()
+            if isinstance(self.seg_loss_function, SegmentationGradientMatchingLoss):
+                self.seg_loss_function.segmenter_step()
         finally:
             # unfreeze even when a guard raised: a run resumed or rolled back in this process must train the critics
             for net in frozen:

@@ -1,5 +1,6 @@
 """GVAE losses: KL, Wasserstein critic loss, gradient penalty, the encoder-generator objective, VAE-GAN's
-feature-matching reconstruction loss and the segmentation-consistency term of a label-conditioned generator."""
+feature-matching reconstruction loss and the segmentation terms (consistency, gradient matching) of a
+label-conditioned generator."""
 
 from .gvae_losses import (
     CriticLoss,
@@ -10,11 +11,12 @@ from .gvae_losses import (
     wasserstein_generator_loss,
 )
 from .feature_matching import FeatureMatchingLoss
-from .segmentation_consistency import SegmentationConsistencyLoss
+from .segmentation_consistency import SegmentationConsistencyLoss, SegmentationGradientMatchingLoss
 
 __all__ = [
     "FeatureMatchingLoss",
     "SegmentationConsistencyLoss",
+    "SegmentationGradientMatchingLoss",
     "CriticLoss",
     "EncoderGeneratorLoss",
     "gradient_penalty",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
 from monai.losses import DiceCELoss
 from torch import nn
 
-__all__ = ["SegmentationConsistencyLoss"]
+__all__ = ["SegmentationConsistencyLoss", "SegmentationGradientMatchingLoss"]
 
 
 class SegmentationConsistencyLoss(nn.Module):
@@ -75,3 +76,91 @@ class SegmentationConsistencyLoss(nn.Module):
         low, high = self.input_range
         logits = self.segmenter((images.float() + 1) / 2 * (high - low) + low)
         return self.weight * self.loss(logits, condition.argmax(1, keepdim=True))
+
+
+class SegmentationGradientMatchingLoss(nn.Module):
+    """Generated images must teach a segmenter what the real images of the same label maps teach it.
+
+    A closer form of GenSeg's bi-level objective than :class:`SegmentationConsistencyLoss`: GenSeg updates the
+    generator so that a segmenter *trained on its images* does better on real pairs. To first order in the
+    segmenter's step, that is the alignment of two parameter gradients of the segmentation loss, one from the
+    generated pairs and one from the real pairs (the gradient-matching objective of dataset condensation, Zhao et
+    al., ICLR 2021). The term is ``weight * mean over weight tensors of (1 - cos(g_generated, g_real))`` in
+    ``[0, 2 * weight]``, scale-free, so the segmenter's learning rate does not enter it; gradients reach the
+    generator through the images (a double backward through the segmenter).
+
+    The segmenter is this module's own copy (the network given is not modified) and keeps training: after each
+    term, :meth:`segmenter_step` takes one Adam step on the real and the (detached) generated pairs, so the
+    gradients are matched along a training trajectory rather than at one point, as GenSeg's lower level trains
+    its segmenter on both. ``segmenter_lr=0`` keeps it fixed.
+
+    Args:
+        segmenter: a network mapping images ``(N, C, *spatial)`` in ``input_range`` to class logits (e.g. the UNet
+            trained on the real labelled pairs); copied.
+        weight: the term's weight, ``>= 0``.
+        input_range: the intensity range the segmenter was trained on; images in [-1, 1] are mapped to it.
+        segmenter_lr: Adam learning rate of the copy's own training (``0``: fixed).
+
+    Raises:
+        ValueError: a negative weight or learning rate, or an empty ``input_range``.
+
+    Example::
+
+        matching = SegmentationGradientMatchingLoss(unet_trained_on_k_pairs, weight=1.0)
+        term = matching(fakes, fake_conditions, real_images, real_conditions)  # added to the generator's loss
+        matching.segmenter_step()  # after the generator's step
+    """
+
+    def __init__(
+        self,
+        segmenter: nn.Module,
+        weight: float = 1.0,
+        input_range: tuple[float, float] = (0.0, 1.0),
+        segmenter_lr: float = 1e-4,
+    ) -> None:
+        super().__init__()
+        if weight < 0 or segmenter_lr < 0:
+            raise ValueError(f"weight and segmenter_lr must be >= 0, got {weight} and {segmenter_lr}.")
+        low, high = float(input_range[0]), float(input_range[1])
+        if not high > low:
+            raise ValueError(f"input_range must be (low, high) with high > low, got {input_range}.")
+        self.segmenter = copy.deepcopy(segmenter).train().requires_grad_(True)
+        self.weight = float(weight)
+        self.input_range = (low, high)
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.segmenter_lr = float(segmenter_lr)
+        self._optimizer = torch.optim.Adam(self.segmenter.parameters(), self.segmenter_lr) if segmenter_lr > 0 else None
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _segment_loss(self, images: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        low, high = self.input_range
+        logits = self.segmenter((images.float() + 1) / 2 * (high - low) + low)
+        return self.loss(logits, condition.argmax(1, keepdim=True))
+
+    def forward(
+        self, images: torch.Tensor, condition: torch.Tensor, real_images: torch.Tensor, real_condition: torch.Tensor
+    ) -> torch.Tensor:
+        """``images`` generated for the one-hot ``condition`` maps, ``real_images`` of ``real_condition`` (all in
+        [-1, 1] / ``(N, classes, *spatial)``). Returns the weighted scalar term (differentiable in ``images``)."""
+        for name, imgs, cond in (("images", images, condition), ("real_images", real_images, real_condition)):
+            if imgs.shape[0] != cond.shape[0] or imgs.shape[2:] != cond.shape[2:]:
+                raise ValueError(f"{name} {tuple(imgs.shape)} and its conditions {tuple(cond.shape)} must have the "
+                                 "same batch and spatial sizes.")
+        params = [p for p in self.segmenter.parameters() if p.ndim > 1]  # weight tensors (biases add little)
+        real_grads = torch.autograd.grad(self._segment_loss(real_images.detach(), real_condition), params)
+        fake_grads = torch.autograd.grad(self._segment_loss(images, condition), params, create_graph=True)
+        distance = torch.stack([1 - torch.nn.functional.cosine_similarity(f.flatten(), r.flatten(), dim=0, eps=1e-12)
+                                for f, r in zip(fake_grads, real_grads)]).mean()
+        self._pending = (torch.cat([real_images.detach(), images.detach()]).float(),
+                         torch.cat([real_condition.detach(), condition.detach()]).float())
+        return self.weight * distance
+
+    def segmenter_step(self) -> None:
+        """One Adam step of the copy on the last call's real and generated pairs (nothing when fixed or not called)."""
+        if self._optimizer is None or self._pending is None:
+            return
+        images, condition = self._pending
+        self._pending = None
+        self._optimizer.zero_grad(set_to_none=True)
+        self._segment_loss(images, condition).backward()
+        self._optimizer.step()
