@@ -24,8 +24,9 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
 * Metric: foreground Dice on the scored split (``--eval-split val`` while choosing settings, ``test`` once), mean
   over present (slice, class) pairs; the paired difference to ``classical`` (and to ``selftrain``) with a 95 %
   Student-t interval over seeds: a gain only when the whole interval lies above zero.
-* Deterministic: the same command and seed give the same figures (seeded everything,
-  ``torch.use_deterministic_algorithms``, ``--threads`` fixed).
+* Deterministic: the same command and seed give the same figures on the same kind of CPU (seeded everything,
+  ``torch.use_deterministic_algorithms``, ``--threads`` fixed); another CPU's floating-point kernels give other
+  figures (about a Dice point apart after 600 iterations), so pair arms within one machine type.
 
 Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.png`` (first seed) into
 ``--output-dir`` (refusing to overwrite without ``--overwrite``).
