@@ -114,8 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render", action="store_true",
                    help="only rewrite results.md and dice.png from --output-dir's results.json (no training)")
     p.add_argument("--merge", nargs="+", metavar="DIR",
-                   help="combine finished runs that differ only in --seeds (e.g. seeds split over processes) into "
-                        "--output-dir (no training)")
+                   help="combine finished runs that differ only in --seeds or --arms (e.g. seeds split over "
+                        "processes; a run without GVAE arms may have other GVAE settings) into --output-dir (no "
+                        "training)")
     args = p.parse_args(argv)
     if args.render or args.merge:
         return args

@@ -91,6 +91,18 @@ def test_merge_runs_split_by_seed(tmp_path):
     assert "classical: 3 seeds (0,1,2); + cond. GVAE (k slices): 2 seeds (0,1)" in text3
     assert "| classical (flip + affine) (3 seeds) | 0.680 ± 0.020 |" in text3.splitlines()
     assert "Seeds per arm differ" not in text and "seeds) |" not in text
+    # a control run on the same machine (no GVAE arm) merges with a GVAE run whose GVAE settings differ; the
+    # baseline both ran (same Dice: deterministic) is kept once; the merged settings are the GVAE run's
+    control = fake_results([0], kl_weight=0.5, seg_objective="consistency", arms="classical,selftrain")
+    control["runs"] = [control["runs"][0], {**control["runs"][0], "arm": "selftrain", "dice": 0.72}]
+    c0 = write_run(tmp_path / "c0", control)
+    merged4, text4 = merge_runs([c0, s0], str(tmp_path / "m4"), False, "merge")
+    assert sorted(r["arm"] for r in merged4["runs"]) == ["classical", "cond", "selftrain"]
+    assert merged4["settings"]["kl_weight"] == 0.02 and merged4["merged_from"] == [s0, c0]
+    assert merged4["paired"]["cond@5"]["n"] == 1
+    control["runs"][0] = {**control["runs"][0], "dice": 0.71}  # the same baseline with another Dice: refused
+    with pytest.raises(ValueError, match="appears twice .* with another Dice"):
+        merge_runs([write_run(tmp_path / "c1", control), s0], str(tmp_path / "x"), False, "")
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))

@@ -882,12 +882,23 @@ def render_run(output_dir: str | os.PathLike) -> tuple[dict[str, Any], str]:
 # on some seeds only, e.g. to give the arms of the goal more seeds in a fixed compute budget; paired differences
 # use the seeds both arms have, and the table says how many seeds each arm has)
 _MERGE_FREE_SETTINGS = {"seeds", "output_dir", "overwrite", "render", "merge", "arms"}
+GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
+"""Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
+GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "gvae_batch", "latent_size",
+                 "base_channels", "upsample", "kl_weight", "adv_weight", "critic_quantile", "min_dice", "sigma_min_dice",
+                 "seg_weight", "seg_objective", "seg_lr", "condition_mode", "critic_head"}
+"""Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
 def merge_runs(
     folders: Sequence[str], output_dir: str, overwrite: bool, merge_command: str
 ) -> tuple[dict[str, Any], str]:
-    """Combine finished runs that differ only in their seeds (one process per seed) into one table.
+    """Combine finished runs that differ only in their seeds (one process per seed) or arms into one table.
+
+    A run without GVAE arms (e.g. ``classical,selftrain``) also merges with runs whose GVAE settings differ, and an
+    arm without a GVAE found in two runs with the same Dice (a deterministic baseline both ran) is kept once, so
+    that a new GVAE setting is compared with controls run on the same machine without training them again. The
+    merged settings are those of the first run with GVAE arms.
 
     Args:
         folders: the runs' output folders, each with a ``results.json``.
@@ -900,7 +911,8 @@ def merge_runs(
 
     Raises:
         FileNotFoundError: a folder without results.json.
-        ValueError: runs made with other settings, or the same (k, seed, arm) twice.
+        ValueError: runs made with other settings, the same (k, seed, GVAE arm) twice, or the same (k, seed, arm)
+            twice with different Dice.
         FileExistsError: ``output_dir`` holds earlier outputs and ``overwrite`` is false.
     """
     parts = []
@@ -910,24 +922,36 @@ def merge_runs(
             raise FileNotFoundError(f"--merge: {path} does not exist (run the benchmark there first)")
         parts.append(read_json(path))
 
-    def fixed(results: dict) -> dict:
-        return {k: v for k, v in results["settings"].items() if k not in _MERGE_FREE_SETTINGS}
+    def with_gvae(results: dict) -> bool:
+        return any(r["arm"] in GVAE_ARMS for r in results["runs"])
 
-    reference = fixed(parts[0])
+    def fixed(results: dict, gvae: bool) -> dict:
+        free = _MERGE_FREE_SETTINGS | (set() if gvae else GVAE_SETTINGS)
+        return {k: v for k, v in results["settings"].items() if k not in free}
+
+    # the settings of the merged table: those of the first run that trained a GVAE (else of the first run)
+    first = next((i for i, part in enumerate(parts) if with_gvae(part)), 0)
+    parts.insert(0, parts.pop(first))
+    folders = [folders[first]] + [f for i, f in enumerate(folders) if i != first]
     for folder, part in zip(folders[1:], parts[1:]):
-        other = fixed(part)
+        gvae = with_gvae(part)
+        reference, other = fixed(parts[0], gvae), fixed(part, gvae)
         differ = sorted(k for k in set(reference) | set(other) if reference.get(k) != other.get(k))
         if differ:
             raise ValueError(f"--merge: {folder} was run with other settings than {folders[0]} ({differ}); "
-                             "only runs that differ in --seeds can be merged")
+                             "only runs that differ in --seeds or --arms (and, without GVAE arms, in GVAE settings) "
+                             "can be merged")
     runs: list[dict] = []
-    seen: set[tuple] = set()
+    seen: dict[tuple, float] = {}
     for folder, part in zip(folders, parts):
         for r in part["runs"]:
             key = (r["k"], r["seed"], r["arm"])
             if key in seen:
-                raise ValueError(f"--merge: k={key[0]} seed={key[1]} arm={key[2]} appears twice (again in {folder})")
-            seen.add(key)
+                if r["arm"] in GVAE_ARMS or r["dice"] != seen[key]:
+                    raise ValueError(f"--merge: k={key[0]} seed={key[1]} arm={key[2]} appears twice (again in "
+                                     f"{folder}){'' if r['arm'] in GVAE_ARMS else ' with another Dice'}")
+                continue  # the same deterministic run of an arm without a GVAE (a shared baseline): kept once
+            seen[key] = r["dice"]
             runs.append(r)
     prepare_output_dir(output_dir, overwrite)
     seeds = sorted({r["seed"] for r in runs})
