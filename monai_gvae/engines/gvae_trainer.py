@@ -510,8 +510,7 @@ class GVAETrainer(Trainer):
                 trainer[attr] = value
         if self.seg_loss_function is not None:
             trainer["seg_weight"] = self.seg_loss_function.weight
-            trainer["seg_objective"] = ("gradient_matching" if isinstance(self.seg_loss_function,
-                                        SegmentationGradientMatchingLoss) else "consistency")
+            trainer["seg_objective"] = self.seg_loss_function.objective
         if isinstance(getattr(self.data_loader, "batch_size", None), int):
             trainer["batch_size"] = self.data_loader.batch_size
         for attr in ("loss_function", "critic_loss_function"):
@@ -694,14 +693,14 @@ class GVAETrainer(Trainer):
             )
             if self.seg_loss_function is not None:
                 with self._autocast():
-                    reals = (x, condition) if isinstance(self.seg_loss_function, SegmentationGradientMatchingLoss) else ()
+                    reals = (x, condition) if self.seg_loss_function.objective == "gradient_matching" else ()
                     terms = {**terms, "seg": self.seg_loss_function(fakes, fake_cond, *reals)}
                 terms["loss"] = terms["loss"] + terms["seg"]
             self._guard(_generator_terms(terms), "encoder-generator")
             self.scaler_g.scale(terms["loss"]).backward()
             self.scaler_g.step(self.optimizer)
             self.scaler_g.update()
-            if isinstance(self.seg_loss_function, SegmentationGradientMatchingLoss):
+            if self.seg_loss_function is not None and self.seg_loss_function.objective == "gradient_matching":
                 self.seg_loss_function.segmenter_step()
         finally:
             # unfreeze even when a guard raised: a run resumed or rolled back in this process must train the critics

@@ -12,6 +12,12 @@ from torch import nn
 __all__ = ["SegmentationConsistencyLoss", "SegmentationGradientMatchingLoss"]
 
 
+def _to_input_range(images: torch.Tensor, input_range: tuple[float, float]) -> torch.Tensor:
+    """Images in [-1, 1] (the generator's ``tanh``) mapped to the intensity range a segmenter was trained on."""
+    low, high = input_range
+    return (images.float() + 1) / 2 * (high - low) + low
+
+
 class SegmentationConsistencyLoss(nn.Module):
     """``weight * loss(segmenter(G(z, c)), argmax(c))`` for a label-conditioned generator.
 
@@ -40,6 +46,8 @@ class SegmentationConsistencyLoss(nn.Module):
         consistency = SegmentationConsistencyLoss(unet_trained_on_k_pairs, weight=0.5)
         term = consistency(fakes, one_hot_conditions)  # added to the generator's loss
     """
+
+    objective = "consistency"
 
     def __init__(
         self,
@@ -73,8 +81,7 @@ class SegmentationConsistencyLoss(nn.Module):
                 f"images {tuple(images.shape)} and conditions {tuple(condition.shape)} must have the same batch and "
                 "spatial sizes."
             )
-        low, high = self.input_range
-        logits = self.segmenter((images.float() + 1) / 2 * (high - low) + low)
+        logits = self.segmenter(_to_input_range(images, self.input_range))
         return self.weight * self.loss(logits, condition.argmax(1, keepdim=True))
 
 
@@ -111,6 +118,8 @@ class SegmentationGradientMatchingLoss(nn.Module):
         matching.segmenter_step()  # after the generator's step
     """
 
+    objective = "gradient_matching"
+
     def __init__(
         self,
         segmenter: nn.Module,
@@ -133,8 +142,7 @@ class SegmentationGradientMatchingLoss(nn.Module):
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _segment_loss(self, images: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        low, high = self.input_range
-        logits = self.segmenter((images.float() + 1) / 2 * (high - low) + low)
+        logits = self.segmenter(_to_input_range(images, self.input_range))
         return self.loss(logits, condition.argmax(1, keepdim=True))
 
     def forward(
