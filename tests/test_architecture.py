@@ -27,7 +27,7 @@ def lint_imports(cwd: Path, config: str = "setup.cfg", extra_path: Path | None =
         env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     command = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
     return subprocess.run(
-        [sys.executable, "-c", command, "--no-cache", "--config", config],
+        [sys.executable, "-c", command, "--no-cache", config],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
     )
 

@@ -12,6 +12,7 @@ from monai_gvae.benchmarks.fewlabels import (
     fewlabels_report,
     gvae_parts,
     interpolated_pairs,
+    _legend_name,
     merge_runs,
     render_run,
     run_cell,
@@ -60,6 +61,14 @@ def test_report_renders_known_numbers_and_stores_paired_differences():
     assert "| classical + label-conditioned GVAE (k slices only) | +0.040 ± 0.000 |" in fewlabels_report(one).splitlines()
     val = fake_results([0, 1], eval_split="val")
     assert "train slices outside the k: tuning only" in fewlabels_report(val)
+
+
+def test_plot_legend_names_a_segmentation_term_other_than_the_default():
+    default, matched = {"seg_objective": "consistency"}, {"seg_objective": "gradient_matching"}
+    assert _legend_name("cond_pseudo", default, None) == "+ cond. GVAE, pool pseudo-label maps"
+    assert _legend_name("cond_pseudo", matched, 8) == "+ cond. GVAE, pool pseudo-label maps, gradient matching (8 seeds)"
+    assert _legend_name("selftrain", matched, None) == "+ self-training control (no GVAE)"  # no generator: no term
+    assert _legend_name("cond", {}, None) == "+ cond. GVAE (k slices)"  # runs recorded before the option existed
 
 
 def test_merge_runs_split_by_seed(tmp_path):

@@ -834,6 +834,16 @@ def fewlabels_report(results: dict[str, Any]) -> str:
     return "\n".join(header + _tables(results) + [""])
 
 
+def _legend_name(arm: str, settings: dict[str, Any], seed_count: int | None) -> str:
+    """The plot's name of ``arm``: its short name, the segmentation term of a label-conditioned GVAE arm when that
+    is not the default consistency term (so a plot read alone says which objective trained the generator), and the
+    number of seeds when arms differ in it."""
+    name = ARM_SHORT[arm]
+    if arm in CONDITIONAL_ARMS and settings.get("seg_objective", "consistency") != "consistency":
+        name += f", {settings['seg_objective'].replace('_', ' ')}"
+    return name if seed_count is None else f"{name} ({seed_count} seeds)"
+
+
 def write_fewlabels_outputs(results: dict[str, Any], output_dir: str | os.PathLike, overwrite: bool) -> str:
     """Write ``results.md`` (:func:`fewlabels_report`), ``results.json`` and ``dice.png`` into ``output_dir``.
 
@@ -856,11 +866,11 @@ def write_fewlabels_outputs(results: dict[str, Any], output_dir: str | os.PathLi
     colours = {arm: PLOT_COLOURS[ARMS.index(arm) % len(PLOT_COLOURS)] for arm in arms}
     seed_counts = {arm: len(seeds) for arm, seeds in _seeds_of_arm(results["runs"], arms).items()}
     counts_differ = len(set(seed_counts.values())) > 1
-    names = {arm: f"{ARM_SHORT[arm]} ({seed_counts[arm]} seeds)" for arm in arms} if counts_differ else ARM_SHORT
+    names = {arm: _legend_name(arm, results["settings"], seed_counts[arm] if counts_differ else None) for arm in arms}
     plot_dice_against_k(stats, ks, {k: f"k={k}" for k in ks}, arms, names, colours,
                         f"{results['settings']['eval_split']} foreground Dice (mean ± std over seeds)",
                         os.path.join(output_dir, "dice.png"), overwrite,
-                        legend_width=330 + (60 if counts_differ else 0))
+                        legend_width=330 + max(len(name) - len(ARM_SHORT[arm]) for arm, name in names.items()) * 7)
     return text
 
 

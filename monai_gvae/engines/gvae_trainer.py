@@ -258,7 +258,7 @@ class GVAETrainer(Trainer):
         self.logvar_clamp = tuple(network.config["logvar_clamp"]) if network is not None else LOGVAR_CLAMP
         self.latent_size = unwrap(self.generator).latent_size
         self.condition_channels = self._check_condition_channels()
-        self.seg_loss_function = self._segmentation_consistency(
+        self.seg_loss_function = self._segmentation_term(
             segmenter, seg_weight, seg_input_range, device, seg_objective, seg_lr
         )
         self.check_finite = check_finite
@@ -344,7 +344,7 @@ class GVAETrainer(Trainer):
                 )
         return channels
 
-    def _segmentation_consistency(
+    def _segmentation_term(
         self,
         segmenter: nn.Module | None,
         seg_weight: float,
