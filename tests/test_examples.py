@@ -6,6 +6,7 @@ recipe still runs end to end and writes its outputs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -27,6 +28,17 @@ def run_example(script: str, *args: str, expect_rc: int = 0) -> subprocess.Compl
     return proc
 
 
+def example_main(script: str):
+    """The ``main(argv)`` of ``examples/<script>``, imported here: for the cheap paths of a script (refusals,
+    ``--render``, ``--merge``) once a subprocess run has checked the script as a user runs it, so that each costs no
+    interpreter start-up (about 5 s on 2 cores). Never for a training run: those set process-wide torch state."""
+    path = Path(REPO_ROOT) / "examples" / script
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
 def read_benchmark_results(output_dir: Path, benchmark) -> str:
     """Check a benchmark run's ``results.json`` (every arm of ``benchmark.ARMS`` ran, Dice in [0, 1]) and that
     ``results.md`` names every arm; return the table's text."""
@@ -46,11 +58,11 @@ def test_segmentation_benchmark_quick(tmp_path):
     with Image.open(tmp_path / "dice.png") as png:
         assert png.size[0] > 100 and png.size[1] > 100
     assert (tmp_path / "samples_k5.png").is_file()
-    proc = run_example("segmentation_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
-    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
+    main = example_main("segmentation_benchmark.py")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        main(["--quick", "--output-dir", str(tmp_path)])
     # --render redraws the table and plot of a finished run elsewhere, with the original command
-    run_example("segmentation_benchmark.py", "--render", str(tmp_path / "results.json"),
-                "--output-dir", str(tmp_path / "redraw"))
+    main(["--render", str(tmp_path / "results.json"), "--output-dir", str(tmp_path / "redraw")])
     assert (tmp_path / "redraw" / "results.md").read_text() == table
     assert (tmp_path / "redraw" / "dice.png").is_file()
 
@@ -59,13 +71,14 @@ def test_fewlabels_benchmark_quick(tmp_path):
     run_example("fewlabels_benchmark.py", "--quick", "--arms", ",".join(fewlabels.ARMS), "--output-dir", str(tmp_path))
     table = read_benchmark_results(tmp_path, fewlabels)
     assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
-    proc = run_example("fewlabels_benchmark.py", "--quick", "--output-dir", str(tmp_path), expect_rc=1)
-    assert "FileExistsError" in proc.stderr and "overwrite" in proc.stderr
+    main = example_main("fewlabels_benchmark.py")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        main(["--quick", "--output-dir", str(tmp_path)])
     (tmp_path / "results.md").unlink()
-    run_example("fewlabels_benchmark.py", "--render", "--output-dir", str(tmp_path))  # table and plot again
+    main(["--render", "--output-dir", str(tmp_path)])  # table and plot again
     assert (tmp_path / "results.md").read_text() == table
     # --merge of one run into another folder: the same table plus the merge in the command and header
-    run_example("fewlabels_benchmark.py", "--merge", str(tmp_path), "--output-dir", str(tmp_path / "m"))
+    main(["--merge", str(tmp_path), "--output-dir", str(tmp_path / "m")])
     merged = (tmp_path / "m" / "results.md").read_text()
     assert "--merge" in merged and "1 merged runs" in merged and (tmp_path / "m" / "dice.png").is_file()
 
