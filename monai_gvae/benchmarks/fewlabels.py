@@ -134,7 +134,8 @@ class FewLabelSettings:
         batch_size: segmenter batch.
         synthetic_fraction: share of synthetic items per segmenter epoch, in [0, 1).
         num_synthetic: synthetic pairs generated per (k, seed, arm).
-        gvae_iterations: conditional GVAE iterations on the k slices (``cond``).
+        gvae_iterations: conditional GVAE iterations on the k slices (the arms whose GVAE sees only them: ``cond``,
+            ``cond_pseudo``, ``cond_interp``).
         pretrain_iterations: image-only pre-training iterations on the unlabelled pool.
         adapt_iterations: adaptation iterations on the k slices (pool arms).
         gvae_batch: GVAE batch.
@@ -802,8 +803,9 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"pairs{schedule}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
-        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; `cond`: {s['gvae_iterations']} iterations on the k "
-        f"slices; pool arms: {s['pretrain_iterations']} image-only iterations on the pool (per seed) then "
+        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; k-slice arms (`cond`, `cond_pseudo`, "
+        f"`cond_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: {s['pretrain_iterations']} "
+        f"image-only iterations on the pool (per seed) then "
         f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
         f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the k "
         f"slices, segmenter-agreement Dice >= {s['min_dice']}." + levers,
