@@ -693,14 +693,14 @@ class GVAETrainer(Trainer):
             )
             if self.seg_loss_function is not None:
                 with self._autocast():
-                    reals = (x, condition) if self.seg_loss_function.objective == "gradient_matching" else ()
+                    reals = (x, condition) if self.seg_loss_function.needs_real_images else ()
                     terms = {**terms, "seg": self.seg_loss_function(fakes, fake_cond, *reals)}
                 terms["loss"] = terms["loss"] + terms["seg"]
             self._guard(_generator_terms(terms), "encoder-generator")
             self.scaler_g.scale(terms["loss"]).backward()
             self.scaler_g.step(self.optimizer)
             self.scaler_g.update()
-            if self.seg_loss_function is not None and self.seg_loss_function.objective == "gradient_matching":
+            if self.seg_loss_function is not None:
                 self.seg_loss_function.segmenter_step()
         finally:
             # unfreeze even when a guard raised: a run resumed or rolled back in this process must train the critics

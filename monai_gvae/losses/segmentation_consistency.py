@@ -48,6 +48,7 @@ class SegmentationConsistencyLoss(nn.Module):
     """
 
     objective = "consistency"
+    needs_real_images = False  # GVAETrainer passes the real pairs only to a term that compares with them
 
     def __init__(
         self,
@@ -84,6 +85,10 @@ class SegmentationConsistencyLoss(nn.Module):
         logits = self.segmenter(_to_input_range(images, self.input_range))
         return self.weight * self.loss(logits, condition.argmax(1, keepdim=True))
 
+    def segmenter_step(self) -> None:
+        """Nothing: this term's segmenter is frozen (GVAETrainer calls it after every generator step, as for
+        :class:`SegmentationGradientMatchingLoss`, whose segmenter copy trains)."""
+
 
 class SegmentationGradientMatchingLoss(nn.Module):
     """Generated images must teach a segmenter what the real images of the same label maps teach it.
@@ -119,6 +124,7 @@ class SegmentationGradientMatchingLoss(nn.Module):
     """
 
     objective = "gradient_matching"
+    needs_real_images = True
 
     def __init__(
         self,
