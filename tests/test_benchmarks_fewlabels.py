@@ -209,3 +209,10 @@ def test_interval_report_and_selftrain_comparison():
     assert results["paired"]["cond@5"]["verdict"] == "gain"
     assert "Scored on `val` (val: for choosing settings)" in text and "train 46, val 18, test 30" in text
     assert "Dice per class (mean over seeds; cortex)" in text
+    # per class paired differences in points: cortex as the mean Dice (+3.0); a NaN class is left out of its mean
+    assert "| classical + label-conditioned GVAE (k slices only) | +3.0 |" in text
+    assert results["paired_per_class"]["cond@5"] == {"dice_cortex": pytest.approx(0.03)}
+    for r in results["runs"]:
+        r["dice_cerebellum"] = float("nan") if r["seed"] == 0 else r["dice"] + (0.1 if r["arm"] == "cond" else 0.0)
+    text = fewlabels_report(results)
+    assert "| classical + label-conditioned GVAE (k slices only) | +3.0 / +12.5 |" in text  # seeds 1, 2: +13, +12

@@ -12,6 +12,7 @@ embedded slices or of a user's NIfTI folders; :func:`run_cell` runs every arm of
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -706,6 +707,27 @@ def _seeds_of_arm(runs: Sequence[dict[str, Any]], arms: Sequence[str]) -> dict[s
     return {arm: sorted({r["seed"] for r in runs if r["arm"] == arm}) for arm in arms}
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _paired_class_means(runs: Sequence[dict[str, Any]], arm: str, k: int, class_keys: Sequence[str]) -> dict[str, float]:
+    """Mean over the seeds both ``arm`` and classical have of the per class Dice difference (a class's key is left
+    out where a seed's Dice of it is NaN in either run, e.g. a class absent from the scored slices)."""
+    def of(name: str) -> dict[int, dict[str, Any]]:
+        return {r["seed"]: r for r in runs if r["arm"] == name and r["k"] == k}
+
+    arm_runs, base_runs = of(arm), of("classical")
+    seeds = sorted(set(arm_runs) & set(base_runs))
+    means = {}
+    for c in class_keys:
+        diffs = [arm_runs[s][c] - base_runs[s][c] for s in seeds
+                 if _finite(arm_runs[s].get(c)) and _finite(base_runs[s].get(c))]
+        if diffs:
+            means[c] = float(np.mean(diffs))
+    return means
+
+
 def _tables(results: dict[str, Any]) -> list[str]:
     """Dice per arm and k; paired differences to classical (and, with the self-training control, to it), stored in
     ``results["paired"]`` (``results["paired_selftrain"]``); per class Dice; filter acceptance."""
@@ -758,6 +780,21 @@ def _tables(results: dict[str, Any]) -> list[str]:
             rows.append([ARM_NAMES[arm]] + cells)
         names = " / ".join(c[len("dice_"):] for c in class_keys)
         lines += ["", f"Dice per class (mean over seeds; {names}):", ""] + markdown_table(header, rows)
+        # which class an arm's gain or loss comes from (e.g. a class that few of the k slices show)
+        results["paired_per_class"] = {}
+        rows = []
+        for arm in arms:
+            if arm == "classical":
+                continue
+            cells = []
+            for k in ks:
+                means = _paired_class_means(runs, arm, k, class_keys)
+                results["paired_per_class"][f"{arm}@{k}"] = means
+                cells.append(" / ".join(f"{100 * means[c]:+.1f}" if c in means else "-" for c in class_keys))
+            rows.append([ARM_NAMES[arm]] + cells)
+        if rows:
+            lines += ["", f"Paired difference to classical per class, Dice points (mean over the seeds both arms "
+                      f"have; {names}):", ""] + markdown_table(["arm − classical"] + header[1:], rows)
     acc = [r for r in runs if r.get("acceptance") is not None]
     if acc:
         rows = []
