@@ -109,6 +109,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--schedule", default="mix", choices=SCHEDULES,
                    help="segmenter: synthetic pairs mixed in throughout, or real-only for the last --finetune-iterations")
     p.add_argument("--finetune-iterations", type=int, default=100, help="--schedule finetune: real-only iterations")
+    p.add_argument("--pseudo-keep", type=float, default=1.0,
+                   help="selftrain, cond_pseudo: share of the pool used, the slices the classical segmenter is most "
+                        "confident about (1: the whole pool)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (fixed: figures depend on it)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     p.add_argument("--render", action="store_true",

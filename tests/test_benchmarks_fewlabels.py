@@ -112,6 +112,11 @@ def test_merge_runs_split_by_seed(tmp_path):
     control["runs"][0] = {**control["runs"][0], "dice": 0.71}  # the same baseline with another Dice: refused
     with pytest.raises(ValueError, match="appears twice .* with another Dice"):
         merge_runs([write_run(tmp_path / "c1", control), s0], str(tmp_path / "x"), False, "")
+    # a run from before pseudo_keep existed (no such setting) merges with one stating its default, not another value
+    stated = write_run(tmp_path / "stated", fake_results([1], pseudo_keep=1.0))
+    assert merge_runs([s0, stated], str(tmp_path / "m5"), False, "")[0]["paired"]["cond@5"]["n"] == 2
+    with pytest.raises(ValueError, match="pseudo_keep"):
+        merge_runs([s0, write_run(tmp_path / "half", fake_results([1], pseudo_keep=0.5))], str(tmp_path / "x"), False, "")
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))
@@ -172,6 +177,16 @@ def test_selftrain_adds_only_pool_images_with_pseudo_labels():
         assert torch.equal(pair["image"], torch.as_tensor(item["image"]))  # the pool image itself
         assert pair["slice_index"] == item["slice_index"] and pair["slice_index"] not in {i["slice_index"] for i in items}
         assert torch.equal(pair["label"], (torch.as_tensor(item["image"]) > 0.5).long())  # the prediction, not the truth
+    # keep: the slices whose predicted foreground is the most certain (a slice without foreground: least), in
+    # the pool's order; the Threshold segmenter is more certain the brighter a constant image is above 0.5
+    constant = [{"image": torch.full((1, 8, 8), v), "slice_index": i} for i, v in enumerate((0.6, 0.9, 0.2, 0.75))]
+    assert [p["slice_index"] for p in pseudo_labelled_pool(Threshold(), constant, keep=0.5)] == [1, 3]
+    assert [p["slice_index"] for p in pseudo_labelled_pool(Threshold(), constant, keep=0.75)] == [0, 1, 3]
+    assert len(pseudo_labelled_pool(Threshold(), pool, keep=0.01)) == 1
+    with pytest.raises(ValueError, match=r"keep .* must be in \(0, 1\], got 0"):
+        pseudo_labelled_pool(Threshold(), pool, keep=0)
+    with pytest.raises(ValueError, match="pseudo_keep"):
+        FewLabelSettings(pseudo_keep=1.5)
     # in a cell, the self-training arm trains on exactly the pool (the train slices outside the k) with pseudo-labels
     s = FewLabelSettings.from_namespace(SETTINGS)
     # enough iterations that batches mix real and pseudo-labelled items (they must collate)
@@ -180,6 +195,9 @@ def test_selftrain_adds_only_pool_images_with_pseudo_labels():
     assert runs[1]["arm"] == "selftrain" and runs[1]["num_synthetic"] == len(train) - 5
     with pytest.raises(ValueError, match="put 'classical' first"):
         run_cell(5, 0, train, None, ["selftrain", "classical"], s)
+    half = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1, "pseudo_keep": 0.5})
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "selftrain"], half, log=lambda m: None)
+    assert runs[1]["num_synthetic"] == round(0.5 * (len(train) - 5))
 
 
 def test_cond_pseudo_renders_pool_pseudo_label_maps_with_segmentation_consistency(tmp_path):
@@ -208,6 +226,11 @@ def test_interval_report_and_selftrain_comparison():
     assert "| classical + label-conditioned GVAE (k slices only) | +0.030 [+0.005, +0.055] **gain** |" in text
     assert results["paired"]["cond@5"]["verdict"] == "gain"
     assert "Scored on `val` (val: for choosing settings)" in text and "train 46, val 18, test 30" in text
+    assert "pseudo-label arms" not in text  # the whole pool: nothing to say
+    results["settings"]["pseudo_keep"] = 0.5
+    assert "pseudo-label arms: the 50% of the pool the classical segmenter is most confident about" in fewlabels_report(
+        results)
+    del results["settings"]["pseudo_keep"]
     assert "Dice per class (mean over seeds; cortex)" in text
     # per class paired differences in points: cortex as the mean Dice (+3.0); a NaN class is left out of its mean
     assert "| classical + label-conditioned GVAE (k slices only) | +3.0 |" in text

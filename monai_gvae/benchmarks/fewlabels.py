@@ -159,6 +159,8 @@ class FewLabelSettings:
         schedule: the segmenter's schedule in the synthetic arms: ``"mix"`` (synthetic pairs mixed in throughout) or
             ``"finetune"`` (the last ``finetune_iterations`` iterations on the real pairs only).
         finetune_iterations: real-only iterations at the end with ``schedule="finetune"``.
+        pseudo_keep: share of the pool the pseudo-label arms (``selftrain``, ``cond_pseudo``) use, the slices the
+            classical segmenter is most confident about (:func:`pseudo_labelled_pool`); 1: the whole pool.
         num_classes: label classes, background included.
     """
 
@@ -185,6 +187,7 @@ class FewLabelSettings:
     critic_head: str = "linear"
     schedule: str = "mix"
     finetune_iterations: int = 100
+    pseudo_keep: float = 1.0
     num_classes: int = NUM_CLASSES
 
     def __post_init__(self) -> None:
@@ -197,6 +200,8 @@ class FewLabelSettings:
             raise ValueError(f"seg_objective must be one of {SEG_OBJECTIVES}, got {self.seg_objective!r}.")
         if self.seg_weight < 0:
             raise ValueError(f"seg_weight must be >= 0, got {self.seg_weight}.")
+        if not 0 < self.pseudo_keep <= 1:
+            raise ValueError(f"pseudo_keep must be in (0, 1], got {self.pseudo_keep}.")
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace | Mapping[str, Any]) -> FewLabelSettings:
@@ -273,21 +278,43 @@ def fewlabel_splits(
 
 
 @torch.no_grad()
-def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict]) -> list[dict]:
-    """The pool's images with the segmenter's predictions as labels (what self-training adds).
+def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict], keep: float = 1.0) -> list[dict]:
+    """The pool's images with the segmenter's predictions as labels (what self-training adds), optionally only the
+    ones it is most confident about.
+
+    The confidence of a slice is the mean softmax probability of the predicted class over the pixels predicted as
+    foreground (0 where none is): the background around the head is trivially certain and would hide the slices
+    whose anatomy the k slices did not show (e.g. the cerebellum of inferior slices, which a segmenter trained on
+    few such slices labels in fragments).
 
     Args:
         segmenter: maps images ``(N, 1, S, S)`` to logits (the ``classical`` arm's UNet, trained on the k pairs).
         pool: the unlabelled items (their ``label``, if any, is not read).
+        keep: share of the pool kept, most confident first, in (0, 1]; 1 keeps every slice (at least one is kept).
 
     Returns:
-        ``[{"image": the pool image, "label": argmax prediction (1, S, S) int64, "slice_index", "pseudo_label": True}]``.
+        ``[{"image": the pool image, "label": argmax prediction (1, S, S) int64, "slice_index", "pseudo_label": True}]``
+        for the kept slices, in the pool's order.
+
+    Raises:
+        ValueError: ``keep`` outside (0, 1].
+
+    Example::
+
+        pairs = pseudo_labelled_pool(unet, pool, keep=0.5)  # the confident half of the pool, pseudo-labelled
     """
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep (the share of the pool kept for pseudo-labels) must be in (0, 1], got {keep}.")
     segmenter.eval()
     images = _stack(pool, "image").float()
-    labels = torch.cat([segmenter(images[i:i + 32]).argmax(1, keepdim=True) for i in range(0, len(images), 32)])
+    logits = torch.cat([segmenter(images[i:i + 32]) for i in range(0, len(images), 32)])
+    labels = logits.argmax(1, keepdim=True)  # from the logits: the labels of keep=1 stay those of earlier runs
+    foreground = labels > 0
+    top = logits.softmax(1).amax(1, keepdim=True)
+    confidence = (top * foreground).flatten(1).sum(1) / foreground.flatten(1).sum(1).clamp(min=1)
+    kept = set(sorted(range(len(pool)), key=lambda i: -float(confidence[i]))[:max(1, round(keep * len(pool)))])
     return [{"image": image, "label": label.long(), "slice_index": item.get("slice_index"), "pseudo_label": True}
-            for image, label, item in zip(images, labels, pool)]
+            for i, (image, label, item) in enumerate(zip(images, labels, pool)) if i in kept]
 
 
 # --- transforms
@@ -602,7 +629,7 @@ def run_cell(
 
     for arm in arms:
         if arm in PSEUDO_LABEL_ARMS and pseudo is None:
-            pseudo = pseudo_labelled_pool(segmenter, pool)
+            pseudo = pseudo_labelled_pool(segmenter, pool, settings.pseudo_keep)
         if arm == "classical":
             record(arm, None)
         elif arm == "elastic":
@@ -827,6 +854,10 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     if s.get("schedule") == "finetune":
         schedule = f"; synthetic arms end with {s['finetune_iterations']} real-only iterations"
     levers = ""
+    pseudo = ""
+    if s.get("pseudo_keep", 1.0) < 1:
+        pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
+                  "confident about")
     if "seg_weight" in s:
         term = ("segmentation consistency" if s.get("seg_objective", "consistency") == "consistency"
                 else f"segmentation gradient matching (segmenter copy trained at {s['seg_lr']})")
@@ -837,7 +868,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
         f"{s['batch_size']} in every arm (same initial weights per seed); classical flip + affine on every item; "
         f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
-        f"pairs{schedule}.",
+        f"pairs{schedule}{pseudo}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
         f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; k-slice arms (`cond`, `cond_pseudo`, "
@@ -939,6 +970,11 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 """Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
+SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0}
+"""Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)
+behaved as: a run from before merges with one that states the value."""
+
+
 def merge_runs(
     folders: Sequence[str], output_dir: str, overwrite: bool, merge_command: str
 ) -> tuple[dict[str, Any], str]:
@@ -976,7 +1012,8 @@ def merge_runs(
 
     def fixed(results: dict, gvae: bool) -> dict:
         free = _MERGE_FREE_SETTINGS | (set() if gvae else GVAE_SETTINGS)
-        return {k: v for k, v in results["settings"].items() if k not in free}
+        settings = {**SETTINGS_BEFORE_ADDED, **results["settings"]}
+        return {k: v for k, v in settings.items() if k not in free}
 
     # the settings of the merged table: those of the first run that trained a GVAE (else of the first run)
     first = next((i for i, part in enumerate(parts) if with_gvae(part)), 0)
