@@ -1,6 +1,7 @@
 """monai_gvae.benchmarks.fewlabels: synthetic pairs, one (k, seed) cell, tables, render and merge of runs."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -161,7 +162,7 @@ def test_run_cell_records_every_arm(tmp_path):
 
 
 def test_selftrain_adds_only_pool_images_with_pseudo_labels():
-    from monai_gvae.benchmarks.fewlabels import pseudo_labelled_pool
+    from monai_gvae.benchmarks.fewlabels import pseudo_label_quality, pseudo_labelled_pool
 
     train = load_brain_slices("train")
     items = train[:5]
@@ -183,6 +184,13 @@ def test_selftrain_adds_only_pool_images_with_pseudo_labels():
     assert [p["slice_index"] for p in pseudo_labelled_pool(Threshold(), constant, keep=0.5)] == [1, 3]
     assert [p["slice_index"] for p in pseudo_labelled_pool(Threshold(), constant, keep=0.75)] == [0, 1, 3]
     assert len(pseudo_labelled_pool(Threshold(), pool, keep=0.01)) == 1
+    # the diagnostic reads the hidden labels: Dice of each pseudo-label against them, the same ranking
+    for item, label in zip(constant, (1, 1, 0, 2)):
+        item["label"] = torch.full((1, 8, 8), label)
+    rows = pseudo_label_quality(Threshold(), constant, 0.5, num_classes=4)
+    assert [r["kept"] for r in rows] == [False, True, False, True]
+    assert [r["dice"] for r in rows[:2]] == [1.0, 1.0] and math.isnan(rows[2]["dice"]) and rows[3]["dice"] == 0.0
+    assert rows[3]["pixels"] == [0, 64, 0] and rows[1]["confidence"] > rows[3]["confidence"] > rows[0]["confidence"]
     with pytest.raises(ValueError, match=r"keep .* must be in \(0, 1\], got 0"):
         pseudo_labelled_pool(Threshold(), pool, keep=0)
     with pytest.raises(ValueError, match="pseudo_keep"):

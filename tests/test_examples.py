@@ -183,6 +183,20 @@ def test_fewlabels_benchmark_is_deterministic_and_reads_a_data_dir(tmp_path):
     assert "3 distinct values" in proc.stderr
 
 
+def test_fewlabels_pseudo_labels_diagnoses_every_pool_slice_of_the_train_split():
+    from monai_gvae.benchmarks.fewlabels import fewlabel_splits
+    from monai_gvae.data import labelled_subset
+
+    proc = run_example("fewlabels_pseudo_labels.py", "--seed", "0", "--k", "5", "--seg-iterations", "2", "--keep", "0.5")
+    train = fewlabel_splits().train
+    chosen = {i["slice_index"] for i in labelled_subset(train, 5, 0)}
+    pool = [i["slice_index"] for i in train if i["slice_index"] not in chosen]
+    rows = [line.split(" | ") for line in proc.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r[0][2:]) for r in rows] == pool  # the pool, in order: no val or test slice
+    assert sum(r[2] == "yes" for r in rows) == round(0.5 * len(pool))
+    assert "mean pseudo-label Dice: kept" in proc.stdout and "pool slices showing cerebellum:" in proc.stdout
+
+
 def test_sweep_defaults_quick_scores_the_validation_split(tmp_path):
     from monai_gvae.data import load_brain_slices
 

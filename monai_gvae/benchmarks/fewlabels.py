@@ -71,6 +71,7 @@ __all__ = [
     "FewLabelSettings",
     "FewLabelData",
     "fewlabel_splits",
+    "pseudo_label_quality",
     "pseudo_labelled_pool",
     "deformation",
     "packer",
@@ -278,6 +279,24 @@ def fewlabel_splits(
 
 
 @torch.no_grad()
+def _pseudo_labels(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """``(images, argmax labels (N, 1, S, S), confidence per slice)`` of the pool (see :func:`pseudo_labelled_pool`)."""
+    segmenter.eval()
+    images = _stack(pool, "image").float()
+    logits = torch.cat([segmenter(images[i:i + 32]) for i in range(0, len(images), 32)])
+    labels = logits.argmax(1, keepdim=True)  # from the logits: the labels of keep=1 stay those of earlier runs
+    foreground = labels > 0
+    top = logits.softmax(1).amax(1, keepdim=True)
+    confidence = (top * foreground).flatten(1).sum(1) / foreground.flatten(1).sum(1).clamp(min=1)
+    return images, labels, [float(c) for c in confidence]
+
+
+def _most_confident(confidence: Sequence[float], keep: float) -> set[int]:
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep (the share of the pool kept for pseudo-labels) must be in (0, 1], got {keep}.")
+    return set(sorted(range(len(confidence)), key=lambda i: -confidence[i])[:max(1, round(keep * len(confidence)))])
+
+
 def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict], keep: float = 1.0) -> list[dict]:
     """The pool's images with the segmenter's predictions as labels (what self-training adds), optionally only the
     ones it is most confident about.
@@ -303,18 +322,40 @@ def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict], keep:
 
         pairs = pseudo_labelled_pool(unet, pool, keep=0.5)  # the confident half of the pool, pseudo-labelled
     """
-    if not 0 < keep <= 1:
-        raise ValueError(f"keep (the share of the pool kept for pseudo-labels) must be in (0, 1], got {keep}.")
-    segmenter.eval()
-    images = _stack(pool, "image").float()
-    logits = torch.cat([segmenter(images[i:i + 32]) for i in range(0, len(images), 32)])
-    labels = logits.argmax(1, keepdim=True)  # from the logits: the labels of keep=1 stay those of earlier runs
-    foreground = labels > 0
-    top = logits.softmax(1).amax(1, keepdim=True)
-    confidence = (top * foreground).flatten(1).sum(1) / foreground.flatten(1).sum(1).clamp(min=1)
-    kept = set(sorted(range(len(pool)), key=lambda i: -float(confidence[i]))[:max(1, round(keep * len(pool)))])
+    images, labels, confidence = _pseudo_labels(segmenter, pool)
+    kept = _most_confident(confidence, keep)
     return [{"image": image, "label": label.long(), "slice_index": item.get("slice_index"), "pseudo_label": True}
             for i, (image, label, item) in enumerate(zip(images, labels, pool)) if i in kept]
+
+
+def pseudo_label_quality(
+    segmenter: torch.nn.Module, pool: Sequence[dict], keep: float, num_classes: int
+) -> list[dict[str, Any]]:
+    """A diagnostic that reads the pool's hidden labels (never use it to choose a setting): per pool slice, the
+    confidence :func:`pseudo_labelled_pool` ranks by, whether ``keep`` keeps it, and the Dice of its pseudo-label.
+
+    Args:
+        segmenter: as in :func:`pseudo_labelled_pool`.
+        pool: items with their true ``label`` (index map ``(1, S, S)``).
+        keep: as in :func:`pseudo_labelled_pool`.
+        num_classes: label classes, background included.
+
+    Returns:
+        One dict per slice, in the pool's order: ``slice_index``, ``confidence``, ``kept``, ``dice`` (mean over the
+        foreground classes present in the true label; NaN where none is) and ``pixels`` (true pixels per foreground
+        class).
+    """
+    _, labels, confidence = _pseudo_labels(segmenter, pool)
+    kept = _most_confident(confidence, keep)
+    rows = []
+    for i, (item, predicted) in enumerate(zip(pool, labels)):
+        truth = torch.as_tensor(item["label"]).reshape(predicted.shape)
+        dice = [float(2 * ((predicted == c) & (truth == c)).sum() / ((predicted == c).sum() + (truth == c).sum()))
+                for c in range(1, num_classes) if (truth == c).any()]
+        rows.append({"slice_index": item.get("slice_index"), "confidence": confidence[i], "kept": i in kept,
+                     "dice": float(np.mean(dice)) if dice else float("nan"),
+                     "pixels": [int((truth == c).sum()) for c in range(1, num_classes)]})
+    return rows
 
 
 # --- transforms
