@@ -782,17 +782,14 @@ def _finite(value: Any) -> bool:
 def _paired_class_means(runs: Sequence[dict[str, Any]], arm: str, k: int, class_keys: Sequence[str]) -> dict[str, float]:
     """Mean over the seeds both ``arm`` and classical have of the per class Dice difference (a class's key is left
     out where a seed's Dice of it is NaN in either run, e.g. a class absent from the scored slices)."""
-    def of(name: str) -> dict[int, dict[str, Any]]:
-        return {r["seed"]: r for r in runs if r["arm"] == name and r["k"] == k}
+    def by_seed(name: str, key: str) -> dict[int, float]:
+        return {r["seed"]: r[key] for r in runs if r["arm"] == name and r["k"] == k and _finite(r.get(key))}
 
-    arm_runs, base_runs = of(arm), of("classical")
-    seeds = sorted(set(arm_runs) & set(base_runs))
     means = {}
     for c in class_keys:
-        diffs = [arm_runs[s][c] - base_runs[s][c] for s in seeds
-                 if _finite(arm_runs[s].get(c)) and _finite(base_runs[s].get(c))]
-        if diffs:
-            means[c] = float(np.mean(diffs))
+        diff = paired_difference(by_seed(arm, c), by_seed("classical", c))
+        if diff.n:
+            means[c] = float(diff.mean)
     return means
 
 
