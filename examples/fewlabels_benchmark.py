@@ -7,7 +7,8 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
 * Data: the embedded 64x64 axial brain slices (121 slices, 4 classes), or your own ``--data-dir`` with
   ``images/`` and ``labels/`` NIfTI files (2D slices, or 3D volumes sliced along ``--axis``; resized to 64x64,
   label values remapped to 0..C-1). The slices are split into contiguous slabs with gaps of 3 slices: train, val
-  (for choosing settings) and test (held out). Per seed, k slices are drawn from train; the other train slices
+  (for choosing settings) and test (held out); ``--split-layout paired`` puts a val slab beside each test slab
+  (validation then sees the levels the test scores; the recorded runs used the default ``alternate``). Per seed, k slices are drawn from train; the other train slices
   are the unlabelled pool (labels hidden).
 * Segmenter (every arm): MONAI ``UNet`` (8-16-32-64, one residual unit), DiceCE, Adam 1e-3, ``--seg-iterations``
   x batch ``--batch-size`` from the same initial weights per seed; classical augmentation (left-right flip +
@@ -57,6 +58,7 @@ from monai_gvae.benchmarks.fewlabels import (
     fewlabel_splits, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
+from monai_gvae.data import SLAB_LAYOUTS
 
 SCRIPT = "examples/fewlabels_benchmark.py"
 
@@ -112,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pseudo-keep", type=float, default=1.0,
                    help="selftrain, cond_pseudo: share of the pool used, the slices the classical segmenter is most "
                         "confident about (1: the whole pool)")
+    p.add_argument("--split-layout", default="alternate", choices=SLAB_LAYOUTS,
+                   help="held-out slabs: val and test alternate (different levels), or paired (a val slab beside "
+                        "each test slab, the same levels)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (fixed: figures depend on it)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     p.add_argument("--render", action="store_true",
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
     # deterministic: the same command and seed give the same figures (checked by tests/test_examples.py)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes)
+    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout)
     settings = FewLabelSettings.from_namespace({**vars(args), "num_classes": data.num_classes})
     evaluation = data.test if args.eval_split == "test" else data.val
     start = time.perf_counter()

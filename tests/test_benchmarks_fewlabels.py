@@ -118,6 +118,12 @@ def test_merge_runs_split_by_seed(tmp_path):
     assert merge_runs([s0, stated], str(tmp_path / "m5"), False, "")[0]["paired"]["cond@5"]["n"] == 2
     with pytest.raises(ValueError, match="pseudo_keep"):
         merge_runs([s0, write_run(tmp_path / "half", fake_results([1], pseudo_keep=0.5))], str(tmp_path / "x"), False, "")
+    # likewise split_layout: a paired-split run never merges with one of the alternate split
+    assert merge_runs([s0, write_run(tmp_path / "alt", fake_results([1], split_layout="alternate"))],
+                      str(tmp_path / "m6"), False, "")[0]["paired"]["cond@5"]["n"] == 2
+    with pytest.raises(ValueError, match="split_layout"):
+        merge_runs([s0, write_run(tmp_path / "pair", fake_results([1], split_layout="paired"))], str(tmp_path / "x"),
+                   False, "")
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))
@@ -239,6 +245,10 @@ def test_interval_report_and_selftrain_comparison():
     assert "pseudo-label arms: the 50% of the pool the classical segmenter is most confident about" in fewlabels_report(
         results)
     del results["settings"]["pseudo_keep"]
+    assert "val and test slabs alternate (different levels)" in text  # split_layout absent: the recorded default
+    results["settings"]["split_layout"] = "paired"
+    assert "a val slab beside each test slab (the same levels)" in fewlabels_report(results)
+    del results["settings"]["split_layout"]
     assert "Dice per class (mean over seeds; cortex)" in text
     # per class paired differences in points: cortex as the mean Dice (+3.0); a NaN class is left out of its mean
     assert "| classical + label-conditioned GVAE (k slices only) | +3.0 |" in text

@@ -90,6 +90,28 @@ def test_default_split_sizes_and_layout():
     assert [len(load_brain_slices(s)) for s in ("train", "val", "test")] == [43, 18, 30]
 
 
+def test_paired_layout_puts_a_val_slab_beside_each_test_slab():
+    roles = brain_slab_split(121, layout="paired")
+    text = "".join({"train": ".", "val": "V", "test": "T", "gap": "-"}[r] for r in roles)
+    assert text.count("T") == 30 and text.count("V") == 18 and text.count(".") == 46
+    # three held-out blocks, each val slab, the gap, test slab, with gaps to train on both sides
+    assert text.count("---VVVVVV---TTTTTTTTTT---") == 3 and "T." not in text and ".V" not in text
+    # no test slice within 3 of a train or val slice, no val slice within 3 of a train slice
+    idx = {r: [i for i, x in enumerate(roles) if x == r] for r in ("train", "val", "test")}
+    for held, others in (("test", ("train", "val")), ("val", ("train",))):
+        assert min(abs(a - b) for a in idx[held] for o in others for b in idx[o]) > 3
+    # validation now covers the levels the test slabs cover: each test slab has its val slab 4 slices below
+    starts = [i for i in idx["test"] if i - 1 not in idx["test"]]
+    assert all(s - 4 in idx["val"] for s in starts)
+    # the embedded slices: the cerebellum-dominated levels (over half the brain) reach val, which the
+    # alternating layout's val slabs never show
+    def cerebellum_dominated(split, layout):
+        return sum(int((i["label"] == 3).sum() > 0.5 * (i["label"] > 0).sum())
+                   for i in load_brain_slices(split, layout=layout))
+    assert cerebellum_dominated("val", "alternate") == 0 and cerebellum_dominated("val", "paired") > 0
+    assert [len(load_brain_slices(s, layout="paired")) for s in ("train", "val", "test")] == [46, 18, 30]
+
+
 def test_slab_split_errors():
     with pytest.raises(ValueError, match="no training slice"):
         brain_slab_split(40, 0.25, 0.15, gap=3)
@@ -98,6 +120,10 @@ def test_slab_split_errors():
     with pytest.raises(ValueError, match="gap"):
         brain_slab_split(100, gap=-1)
     assert (brain_slab_split(10, 0.0, 0.0) == "train").all()
+    with pytest.raises(ValueError, match="layout must be one of"):
+        brain_slab_split(100, layout="interleaved")
+    with pytest.raises(ValueError, match="val_slabs .2. must equal test_slabs .3."):
+        brain_slab_split(100, val_slabs=2, layout="paired")
 
 
 def test_holdout_mask():

@@ -241,6 +241,7 @@ def fewlabel_splits(
     holdout_fraction: float = 0.25,
     val_fraction: float = 0.15,
     gap: int = 3,
+    split_layout: str = "alternate",
 ) -> FewLabelData:
     """Train / val / test slabs of the embedded brain slices, or of a user's ``images/`` + ``labels/`` NIfTI folders.
 
@@ -251,6 +252,8 @@ def fewlabel_splits(
         axis: the axis along which 3D volumes are sliced (``data_dir`` only).
         num_classes: classes declared for ``data_dir`` (an error when the labels hold more); ``None``: as found.
         holdout_fraction, val_fraction, gap: the slab split (:func:`~monai_gvae.data.brain_slab_split`).
+        split_layout: ``"alternate"`` (val and test slabs at different levels, the recorded runs) or ``"paired"``
+            (a val slab beside each test slab, so that validation sees the levels the test slabs score).
 
     Returns:
         :class:`FewLabelData`.
@@ -264,13 +267,13 @@ def fewlabel_splits(
         len(data.train), len(data.val), len(data.test)
     """
     if data_dir is None:
-        splits = {s: load_brain_slices(s, holdout_fraction, None, val_fraction, gap) for s in ("train", "val", "test")}
+        splits = {s: load_brain_slices(s, holdout_fraction, None, val_fraction, gap, split_layout) for s in ("train", "val", "test")}
         return FewLabelData(**splits, num_classes=NUM_CLASSES, class_names=tuple(BRAIN_CLASS_NAMES[1:]),
                             description="embedded Colin27/AAL axial brain slices (4 classes)")
     items = load_labelled_slices(data_dir, image_size=IMAGE_SIZE, num_classes=num_classes, axis=axis)
     values = items[0]["label_values"]
     classes = num_classes if num_classes is not None else len(values)
-    roles = brain_slab_split(len(items), holdout_fraction, val_fraction, gap)
+    roles = brain_slab_split(len(items), holdout_fraction, val_fraction, gap, layout=split_layout)
     splits = {s: [i for i, role in zip(items, roles) if role == s] for s in ("train", "val", "test")}
     names = tuple(f"class_{v}" for v in values[1:]) + tuple(f"class_{c}" for c in range(len(values), classes))
     return FewLabelData(**splits, num_classes=classes, class_names=names,
@@ -884,8 +887,10 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     else:
         scored = ("test: held out, scored once per reported setting" if s["eval_split"] == "test"
                   else "val: for choosing settings")
+        layout = ("; val and test slabs alternate (different levels)" if s.get("split_layout", "alternate") ==
+                  "alternate" else "; a val slab beside each test slab (the same levels)")
         data = (f"- Data: {results['data']}, {IMAGE_SIZE}x{IMAGE_SIZE}; contiguous slabs with gaps of "
-                f"{results.get('gap', 3)} slices between splits: train {results['n_train']}, val {results['n_val']}, "
+                f"{results.get('gap', 3)} slices between splits{layout}: train {results['n_train']}, val {results['n_val']}, "
                 f"test {results['n_test']} slices. Per seed k labelled slices are drawn from train; the other train "
                 f"slices are the unlabelled pool (labels hidden). Scored on `{s['eval_split']}` ({scored}).")
     schedule = ""
@@ -1008,7 +1013,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 """Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
-SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0}
+SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate"}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)
 behaved as: a run from before merges with one that states the value."""
 

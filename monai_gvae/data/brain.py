@@ -43,6 +43,7 @@ __all__ = [
     "BRAIN_CLASS_NAMES",
     "DEFAULT_BRAIN_SLICES_FILE",
     "DEFAULT_BRAIN_VOLUME_FILE",
+    "SLAB_LAYOUTS",
     "BrainSliceDataset",
     "brain_holdout_mask",
     "brain_slab_split",
@@ -62,6 +63,8 @@ DEFAULT_BRAIN_VOLUME_FILE: Path = _RESOURCES / "brain3d_64.npz"
 
 _SPLITS = ("all", "train", "val", "test")
 SPLIT_ROLES = ("train", "val", "test", "gap")
+SLAB_LAYOUTS = ("alternate", "paired")
+"""How :func:`brain_slab_split` places val slabs: between the test slabs, or one beside each."""
 """What :func:`brain_slab_split` assigns to each slice."""
 _REBUILD_HINT = "rebuild it with `python examples/build_brain_data.py` (needs the Debian package mricron-data)"
 
@@ -166,12 +169,17 @@ def brain_slab_split(
     val_fraction: float = 0.15,
     gap: int = 3,
     test_slabs: int = 3,
-    val_slabs: int = 2,
+    val_slabs: int | None = None,
+    layout: str = "alternate",
 ) -> np.ndarray:
     """The split role of each of ``num_slices`` ordered slices: contiguous held-out slabs with gaps.
 
-    ``test_slabs + val_slabs`` slabs are centred at evenly spaced positions ``(j + 0.5) * N / slabs``,
-    alternating test, val, test, ... (test first); ``round(N * holdout_fraction)`` test slices are divided
+    ``layout="alternate"`` (the default): ``test_slabs + val_slabs`` slabs are centred at evenly spaced positions
+    ``(j + 0.5) * N / slabs``, alternating test, val, test, ... (test first), so validation and test cover
+    different levels of the volume. ``layout="paired"``: ``test_slabs`` held-out blocks at those positions, each
+    a val slab, ``gap`` unused slices, then a test slab, so validation covers the levels the test slabs cover
+    (a setting chosen on validation then sees the anatomy it is scored on; the val slices stay ``gap`` slices
+    away from every test slice, and are never trained on). ``round(N * holdout_fraction)`` test slices are divided
     among the test slabs and ``round(N * val_fraction)`` validation slices among the val slabs as evenly as
     possible. The ``gap`` slices on each side of a slab are ``"gap"`` (used by no split) unless they belong
     to another slab, so no test slice lies within ``gap`` slices of a train or val slice, and no val slice
@@ -183,25 +191,38 @@ def brain_slab_split(
         val_fraction: fraction of slices in ``"val"``, in ``[0, 1)``.
         gap: unused slices on each side of a slab, ``>= 0``.
         test_slabs: number of test slabs (``>= 1`` when there is a test split).
-        val_slabs: number of val slabs (``>= 1`` when there is a val split).
+        val_slabs: number of val slabs (``>= 1`` when there is a val split); default 2 with ``"alternate"``,
+            ``test_slabs`` with ``"paired"`` (which needs one val slab per test slab).
+        layout: ``"alternate"`` or ``"paired"`` (see above).
 
     Returns:
         Array of shape ``(num_slices,)`` of strings among :data:`SPLIT_ROLES`.
 
     Raises:
-        ValueError: a fraction outside ``[0, 1)``, a negative gap or slab count, or slabs and gaps that do not
-            fit in ``num_slices`` (they would overlap or leave no training slice).
+        ValueError: a fraction outside ``[0, 1)``, a negative gap or slab count, an unknown layout, a
+            ``"paired"`` layout whose val and test slab counts differ, or slabs and gaps that do not fit in
+            ``num_slices`` (they would overlap or leave no training slice).
 
     Example:
         >>> roles = brain_slab_split(24, holdout_fraction=0.25, val_fraction=0.125, gap=1)
         >>> "".join({"train": ".", "val": "V", "test": "T", "gap": "-"}[r] for r in roles)
         '-TT-.-VV-.-TT-.-V-..-TT-'
+        >>> roles = brain_slab_split(30, holdout_fraction=0.2, val_fraction=0.1, gap=1, test_slabs=3, layout="paired")
+        >>> "".join({"train": ".", "val": "V", "test": "T", "gap": "-"}[r] for r in roles)
+        '..-V-TT-....-V-TT-....-V-TT-..'
     """
     if num_slices < 0:
         raise ValueError(f"num_slices must be >= 0, got {num_slices}")
     for name, value in (("holdout_fraction", holdout_fraction), ("val_fraction", val_fraction)):
         if not 0.0 <= value < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {value}")
+    if layout not in SLAB_LAYOUTS:
+        raise ValueError(f"layout must be one of {SLAB_LAYOUTS}, got {layout!r}")
+    if val_slabs is None:
+        val_slabs = test_slabs if layout == "paired" else 2
+    if layout == "paired" and val_slabs != test_slabs:
+        raise ValueError(f"layout 'paired' puts one val slab beside each test slab: val_slabs ({val_slabs}) must "
+                         f"equal test_slabs ({test_slabs})")
     if gap < 0 or test_slabs < 0 or val_slabs < 0:
         raise ValueError(f"gap, test_slabs and val_slabs must be >= 0, got {gap}, {test_slabs}, {val_slabs}")
     n_test, n_val = int(round(num_slices * holdout_fraction)), int(round(num_slices * val_fraction))
@@ -212,23 +233,8 @@ def brain_slab_split(
     roles = np.full(num_slices, "train", dtype=object)
     if not (n_test or n_val):
         return roles.astype(str)
-    # alternate test and val slabs (test first) while both remain, then the rest of the more numerous kind
-    kinds: list[str] = []
-    t, v = test_slabs, val_slabs
-    while t or v:
-        if t and (not kinds or kinds[-1] == "val" or not v):
-            kinds.append("test")
-            t -= 1
-        else:
-            kinds.append("val")
-            v -= 1
-    sizes = {"test": _even_parts(n_test, test_slabs), "val": _even_parts(n_val, val_slabs)}
-    slabs = []
-    for j, kind in enumerate(kinds):
-        size = sizes[kind].pop(0)
-        centre = (j + 0.5) * num_slices / len(kinds)
-        start = int(np.clip(round(centre - size / 2), 0, num_slices - size))
-        slabs.append((kind, start, start + size))
+    slabs = _paired_slabs(num_slices, n_test, n_val, max(test_slabs, val_slabs), gap) if layout == "paired" else \
+        _alternate_slabs(num_slices, n_test, n_val, test_slabs, val_slabs)
     for (_, _, end), (_, start, _) in zip(slabs, slabs[1:]):
         if start - end < gap:
             raise ValueError(
@@ -247,6 +253,41 @@ def brain_slab_split(
     return roles.astype(str)
 
 
+def _alternate_slabs(num_slices: int, n_test: int, n_val: int, test_slabs: int, val_slabs: int) -> list[tuple]:
+    """``(kind, start, end)`` of test and val slabs alternating (test first) at evenly spaced centres."""
+    # alternate test and val slabs (test first) while both remain, then the rest of the more numerous kind
+    kinds: list[str] = []
+    t, v = test_slabs, val_slabs
+    while t or v:
+        if t and (not kinds or kinds[-1] == "val" or not v):
+            kinds.append("test")
+            t -= 1
+        else:
+            kinds.append("val")
+            v -= 1
+    sizes = {"test": _even_parts(n_test, test_slabs), "val": _even_parts(n_val, val_slabs)}
+    slabs = []
+    for j, kind in enumerate(kinds):
+        size = sizes[kind].pop(0)
+        centre = (j + 0.5) * num_slices / len(kinds)
+        start = int(np.clip(round(centre - size / 2), 0, num_slices - size))
+        slabs.append((kind, start, start + size))
+    return slabs
+
+
+def _paired_slabs(num_slices: int, n_test: int, n_val: int, blocks: int, gap: int) -> list[tuple]:
+    """``(kind, start, end)`` of ``blocks`` evenly spaced held-out blocks, each a val slab, ``gap``, a test slab."""
+    slabs = []
+    for j, (v, t) in enumerate(zip(_even_parts(n_val, blocks), _even_parts(n_test, blocks))):
+        inner = gap if v and t else 0
+        size = v + inner + t
+        centre = (j + 0.5) * num_slices / blocks
+        start = int(np.clip(round(centre - size / 2), 0, num_slices - size))
+        slabs += [("val", start, start + v)] if v else []
+        slabs += [("test", start + v + inner, start + size)] if t else []
+    return slabs
+
+
 def _even_parts(total: int, parts: int) -> list[int]:
     """``total`` split into ``parts`` integers differing by at most one (larger first)."""
     return [total // parts + (i < total % parts) for i in range(parts)] if parts else []
@@ -258,6 +299,7 @@ def load_brain_slices(
     data_file: str | Path | None = None,
     val_fraction: float = 0.15,
     gap: int = 3,
+    layout: str = "alternate",
 ) -> list[dict[str, Any]]:
     """Load the embedded axial brain slices with their 4-class labels.
 
@@ -270,6 +312,8 @@ def load_brain_slices(
             :data:`DEFAULT_BRAIN_SLICES_FILE`.
         val_fraction: fraction of slices in the ``"val"`` split, in ``[0, 1)``.
         gap: unused slices between a held-out slab and any other split.
+        layout: ``"alternate"`` (val and test slabs at different levels) or ``"paired"`` (a val slab beside each
+            test slab), see :func:`brain_slab_split`.
 
     Returns:
         List of dictionaries ordered from inferior to superior, each with ``"image"`` (float32
@@ -292,7 +336,8 @@ def load_brain_slices(
     n = arrays["image"].shape[0]
     slice_index = arrays.get("slice_index", np.arange(n))  # shape and dtype checked by _read_npz
     # "all" needs no split (a small custom file may hold too few slices for the slabs and gaps)
-    keep = np.ones(n, dtype=bool) if split == "all" else brain_slab_split(n, holdout_fraction, val_fraction, gap) == split
+    keep = (np.ones(n, dtype=bool) if split == "all"
+            else brain_slab_split(n, holdout_fraction, val_fraction, gap, layout=layout) == split)
     images = _to_unit_float(arrays["image"])
     labels = arrays["label"].astype(np.int64)
     return [
@@ -346,6 +391,8 @@ class BrainSliceDataset(Dataset):
         holdout_fraction: fraction of slices in the ``"test"`` split.
         val_fraction: fraction of slices in the ``"val"`` split.
         gap: unused slices between a held-out slab and any other split.
+        layout: ``"alternate"`` (val and test slabs at different levels) or ``"paired"`` (a val slab beside each
+            test slab), see :func:`brain_slab_split`.
 
     Raises:
         FileNotFoundError: if the data file does not exist.
