@@ -267,7 +267,8 @@ def fewlabel_splits(
         len(data.train), len(data.val), len(data.test)
     """
     if data_dir is None:
-        splits = {s: load_brain_slices(s, holdout_fraction, None, val_fraction, gap, split_layout) for s in ("train", "val", "test")}
+        splits = {s: load_brain_slices(s, holdout_fraction, None, val_fraction, gap, split_layout)
+                  for s in ("train", "val", "test")}
         return FewLabelData(**splits, num_classes=NUM_CLASSES, class_names=tuple(BRAIN_CLASS_NAMES[1:]),
                             description="embedded Colin27/AAL axial brain slices (4 classes)")
     items = load_labelled_slices(data_dir, image_size=IMAGE_SIZE, num_classes=num_classes, axis=axis)

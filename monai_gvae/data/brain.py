@@ -63,9 +63,9 @@ DEFAULT_BRAIN_VOLUME_FILE: Path = _RESOURCES / "brain3d_64.npz"
 
 _SPLITS = ("all", "train", "val", "test")
 SPLIT_ROLES = ("train", "val", "test", "gap")
+"""What :func:`brain_slab_split` assigns to each slice."""
 SLAB_LAYOUTS = ("alternate", "paired")
 """How :func:`brain_slab_split` places val slabs: between the test slabs, or one beside each."""
-"""What :func:`brain_slab_split` assigns to each slice."""
 _REBUILD_HINT = "rebuild it with `python examples/build_brain_data.py` (needs the Debian package mricron-data)"
 
 
