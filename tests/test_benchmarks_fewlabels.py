@@ -229,6 +229,43 @@ def test_cond_pseudo_renders_pool_pseudo_label_maps_with_segmentation_consistenc
         FewLabelSettings(schedule="finetune", finetune_iterations=300, seg_iterations=300)
 
 
+def test_selftrain_cond_adds_the_pool_images_and_cond_pseudo_pairs_each_at_the_synthetic_share(monkeypatch):
+    import monai_gvae.benchmarks.fewlabels as fewlabels
+
+    calls = {}
+    train_segmenter = fewlabels.train_segmenter
+
+    def spy(items, **kwargs):  # the synthetic items and share each arm's segmenter trains on
+        calls[len(calls)] = kwargs
+        return train_segmenter(items, **kwargs)
+
+    monkeypatch.setattr(fewlabels, "train_segmenter", spy)
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "pseudo_keep": 0.5, "num_synthetic": 40,
+                                         "seg_iterations": 1})
+    train = load_brain_slices("train")
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "cond_pseudo", "selftrain_cond"], s,
+                    log=lambda m: None)
+    assert [r["arm"] for r in runs] == ["classical", "cond_pseudo", "selftrain_cond"]
+    gvae_pairs, both = calls[1]["synthetic"], calls[2]["synthetic"]
+    assert calls[1]["synthetic_fraction"] == 0.25 and calls[2]["synthetic_fraction"] == 0.5
+    assert len(both) == 2 * len(gvae_pairs) == 2 * s.num_synthetic == runs[2]["num_synthetic"]
+    # the second half: cond_pseudo's pairs themselves (one GVAE, one synthesis); the first: pool images, cycled
+    assert all(a is b for a, b in zip(both[len(gvae_pairs):], gvae_pairs))
+    pool = {i["slice_index"] for i in train[5:]} - {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
+    first = both[:len(gvae_pairs)]
+    assert all(p["pseudo_label"] and p["slice_index"] in pool for p in first)
+    assert len({p["slice_index"] for p in first}) == round(0.5 * (len(train) - 5))  # the confident half, every one
+    assert runs[2]["gvae_seconds"] == runs[1]["gvae_seconds"]
+    # without cond_pseudo in the run, the arm renders the same pairs itself
+    calls.clear()
+    alone = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "selftrain_cond"], s, log=lambda m: None)
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(calls[1]["synthetic"], both))
+    assert alone[1]["dice"] == runs[2]["dice"]
+    with pytest.raises(ValueError, match="selftrain_cond mixes two synthetic shares"):
+        run_cell(5, 0, train, None, ["classical", "selftrain_cond"],
+                 FewLabelSettings.from_namespace({**SETTINGS, "synthetic_fraction": 0.5}))
+
+
 def test_interval_report_and_selftrain_comparison():
     results = fake_results([0, 1, 2])
     results.update(table_format=2, data="test slices", n_val=18, n_test=30, gap=3)

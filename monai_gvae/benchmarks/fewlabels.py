@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
-        "cond_pool_interp")
+        "cond_pool_interp", "selftrain_cond")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
@@ -105,6 +105,8 @@ ARM_NAMES = {
     "cond_interp": "classical + label-conditioned GVAE (k slices only) on interpolated label maps",
     "cond_pool_interp": "classical + label-conditioned GVAE pre-trained on the unlabelled pool, on interpolated "
                         "label maps",
+    "selftrain_cond": "classical + pseudo-labelled pool images and cond_pseudo's GVAE images of the pool's maps "
+                      "(each at the synthetic share)",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -117,12 +119,13 @@ ARM_SHORT = {
     "interp": "+ interpolation control (no GVAE)",
     "cond_interp": "+ cond. GVAE (k), interpolated maps",
     "cond_pool_interp": "+ cond. GVAE (pool), interpolated maps",
+    "selftrain_cond": "+ self-training + cond. GVAE, pool maps",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
-PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo")
+PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo", "selftrain_cond")
 """Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k)."""
-CONDITIONAL_ARMS = ("cond", "cond_pseudo", "cond_pool", "cond_interp", "cond_pool_interp")
+CONDITIONAL_ARMS = ("cond", "cond_pseudo", "cond_pool", "cond_interp", "cond_pool_interp", "selftrain_cond")
 SCHEDULES = ("mix", "finetune")
 
 
@@ -634,7 +637,8 @@ def run_cell(
         ``num_synthetic`` and the arm's extras (``gvae_seconds``, ``acceptance``, ``sigma``, ``sigma_table``).
 
     Raises:
-        ValueError: an unknown arm, arms that need the classical segmenter without ``classical`` first, or a pool
+        ValueError: an unknown arm, arms that need the classical segmenter without ``classical`` first,
+            ``selftrain_cond`` with a synthetic share of 0.5 or more (it uses two), or a pool
             arm without ``pretrained``.
     """
     unknown = [a for a in arms if a not in ARMS]
@@ -646,6 +650,9 @@ def run_cell(
                        or (a in CONDITIONAL_ARMS and settings.seg_weight > 0)]
     if needs_segmenter and (not arms or arms[0] != "classical"):
         raise ValueError(f"the arms {needs_segmenter} use the classical arm's segmenter: put 'classical' first.")
+    if "selftrain_cond" in arms and not 2 * settings.synthetic_fraction < 1:
+        raise ValueError(f"selftrain_cond mixes two synthetic shares of {settings.synthetic_fraction}: their sum must "
+                         "be below 1.")
     items = labelled_subset(train, k, seed)
     chosen = {i["slice_index"] for i in items}
     pool = [i for i in train if i["slice_index"] not in chosen]  # labels hidden: only pseudo-labels are used
@@ -655,12 +662,14 @@ def run_cell(
     segmenter: UNet | None = None
     pseudo: list[dict] | None = None
     conditional_models: dict[str, tuple[GVAE, GVAECritic, float]] = {}
+    rendered: dict[str, tuple[list[dict], float | None]] = {}
 
-    def record(arm: str, synthetic: list[dict] | None, **extra: Any) -> None:
+    def record(arm: str, synthetic: list[dict] | None, fraction: float | None = None, **extra: Any) -> None:
         nonlocal segmenter
         finetune = settings.finetune_iterations if settings.schedule == "finetune" and synthetic else 0
+        fraction = settings.synthetic_fraction if fraction is None else fraction
         net, seconds = train_segmenter(items, iterations=settings.seg_iterations, batch_size=settings.batch_size,
-                                       seed=seed, synthetic=synthetic, synthetic_fraction=settings.synthetic_fraction,
+                                       seed=seed, synthetic=synthetic, synthetic_fraction=fraction,
                                        shuffle_seed=seed, num_classes=settings.num_classes,
                                        finetune_iterations=finetune)
         if arm == "classical":
@@ -688,8 +697,18 @@ def run_cell(
             if source not in conditional_models:  # arms of one source share its GVAE (the same training)
                 conditional_models[source] = _train_conditional(items, source, pretrained, settings, seed, segmenter)
             gvae, critic, seconds = conditional_models[source]
-            pairs, acceptance = conditional_synthesis(gvae, critic, items, settings, seed, _label_maps(arm, pseudo, settings))
-            record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
+            maps = "cond_pseudo" if arm == "selftrain_cond" else arm  # selftrain_cond renders cond_pseudo's maps
+            if maps not in rendered:  # the same seeds: cond_pseudo's pairs, whichever of the two arms comes first
+                rendered[maps] = conditional_synthesis(gvae, critic, items, settings, seed,
+                                                       _label_maps(maps, pseudo, settings))
+            pairs, acceptance = rendered[maps]
+            if arm == "selftrain_cond":
+                # the pool's own images and the GVAE's images of the pool's maps, each at the synthetic share:
+                # the pseudo-labelled slices are cycled to as many items as there are GVAE pairs
+                record(arm, [pseudo[i % len(pseudo)] for i in range(len(pairs))] + pairs,
+                       fraction=2 * settings.synthetic_fraction, gvae_seconds=seconds, acceptance=acceptance)
+            else:
+                record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
         elif arm == "joint_pool":
             pairs, extra = joint_pool_synthesis(items, pretrained, segmenter, settings, seed)
             record(arm, pairs, **extra)
@@ -899,6 +918,10 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         schedule = f"; synthetic arms end with {s['finetune_iterations']} real-only iterations"
     levers = ""
     pseudo = ""
+    both = ""
+    if "selftrain_cond" in str(s.get("arms", "")):
+        both = (f"; `selftrain_cond`: {s['synthetic_fraction']:.0%} pseudo-labelled pool images and "
+                f"{s['synthetic_fraction']:.0%} GVAE pairs")
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
                   "confident about")
@@ -912,7 +935,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
         f"{s['batch_size']} in every arm (same initial weights per seed); classical flip + affine on every item; "
         f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
-        f"pairs{schedule}{pseudo}.",
+        f"pairs{schedule}{pseudo}{both}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
         f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; k-slice arms (`cond`, `cond_pseudo`, "
