@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pseudo-keep", type=float, default=1.0,
                    help="selftrain, cond_pseudo: share of the pool used, the slices the classical segmenter is most "
                         "confident about (1: the whole pool)")
+    p.add_argument("--grad-weight", type=float, default=0.0,
+                   help="GVAEs: weight of the gradient difference term (edges as strong as the data's); 0: none")
     p.add_argument("--split-layout", default="alternate", choices=SLAB_LAYOUTS,
                    help="held-out slabs: val and test alternate (different levels), or paired (a val slab beside "
                         "each test slab, the same levels)")

@@ -266,6 +266,21 @@ def test_selftrain_cond_adds_the_pool_images_and_cond_pseudo_pairs_each_at_the_s
                  FewLabelSettings.from_namespace({**SETTINGS, "synthetic_fraction": 0.5}))
 
 
+def test_grad_weight_reaches_the_gvae_objective():
+    from monai_gvae.benchmarks.fewlabels import gvae_parts, packer, train_gvae
+
+    items = load_brain_slices("train")[:4]
+    weights = []
+    for grad_weight in (0.0, 1.0, 0.0):
+        s = FewLabelSettings.from_namespace({**SETTINGS, "grad_weight": grad_weight, "gvae_iterations": 2})
+        gvae, critic = gvae_parts(s, "conditional", 0)
+        train_gvae(gvae, critic, items, packer(True, augment=False), 2, s, 0)
+        weights.append(torch.cat([p.detach().flatten() for p in gvae.parameters()]))
+    assert torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[1])  # only the term differs
+    with pytest.raises(ValueError, match="grad_weight"):
+        FewLabelSettings(grad_weight=-0.5)
+
+
 def test_interval_report_and_selftrain_comparison():
     results = fake_results([0, 1, 2])
     results.update(table_format=2, data="test slices", n_val=18, n_test=30, gap=3)

@@ -6,6 +6,7 @@ import torch
 from monai_gvae.losses import (
     CriticLoss,
     EncoderGeneratorLoss,
+    gradient_difference,
     gradient_penalty,
     kl_divergence,
     wasserstein_critic_loss,
@@ -159,3 +160,43 @@ def test_encoder_generator_loss_terms_and_warmup():
     assert loss_fn.kl_weight_at(0) == 0.0 and loss_fn.kl_weight_at(100) == 0.1
     with pytest.raises(ValueError, match="kl_weight"):
         EncoderGeneratorLoss(kl_weight=-1)
+
+
+@pytest.mark.parametrize("spatial", [(6, 6), (4, 5, 6)])
+def test_gradient_difference_charges_missing_edges_and_sharpens(spatial):
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, *spatial)
+    assert gradient_difference(x, x).item() == 0.0  # the data itself: nothing to charge
+    assert gradient_difference(x + 0.3, x).item() == pytest.approx(0.0, abs=1e-6)  # a shift keeps the edges
+    flat = torch.full_like(x, 0.5)  # every edge missing: the mean absolute difference of the data
+    expected = torch.stack([x.diff(dim=d).abs().mean() for d in range(2, x.dim())]).mean()
+    assert gradient_difference(flat, x).item() == pytest.approx(expected.item())
+    blurred = torch.nn.functional.avg_pool2d(x.flatten(0, -3) if len(spatial) == 2 else x[..., 0], 3, 1, 1)
+    if len(spatial) == 2:
+        assert 0 < gradient_difference(blurred.view_as(x), x) < gradient_difference(flat, x)
+    # descending it from a nearly flat image brings its edges towards the data's (L1 alone would settle on the mean)
+    recon = (flat + 0.01 * torch.randn_like(x)).requires_grad_(True)
+    optim = torch.optim.SGD([recon], lr=0.5)
+    before = gradient_difference(recon, x).item()
+    for _ in range(60):
+        optim.zero_grad()
+        gradient_difference(recon, x).backward()
+        optim.step()
+    assert gradient_difference(recon, x).item() < 0.7 * before
+    with pytest.raises(ValueError, match="same shape"):
+        gradient_difference(x, x[:1])
+    with pytest.raises(ValueError, match="spatial"):
+        gradient_difference(torch.zeros(2, 3), torch.zeros(2, 3))
+
+
+def test_encoder_generator_loss_gradient_term_only_when_weighted():
+    x, recon = torch.rand(2, 1, 6, 6), torch.full((2, 1, 6, 6), 0.5)
+    mu, logvar, scores = torch.ones(2, 3), torch.zeros(2, 3), torch.tensor([[1.0], [3.0]])
+    plain = EncoderGeneratorLoss(kl_weight=0.1, adv_weight=0.5)(x, recon, mu, logvar, scores)
+    assert "grad" not in plain  # weight 0: the objective and its terms as before the term existed
+    terms = EncoderGeneratorLoss(kl_weight=0.1, adv_weight=0.5, gradient_weight=2.0)(x, recon, mu, logvar, scores)
+    assert terms["grad"].item() == pytest.approx(gradient_difference(recon, x).item()) and terms["grad"] > 0
+    assert terms["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * terms["grad"].item())
+    assert EncoderGeneratorLoss(gradient_weight=1.0)(None, None, mu, logvar, scores)["grad"].item() == 0.0
+    with pytest.raises(ValueError, match="gradient_weight"):
+        EncoderGeneratorLoss(gradient_weight=-1)

@@ -165,6 +165,8 @@ class FewLabelSettings:
         finetune_iterations: real-only iterations at the end with ``schedule="finetune"``.
         pseudo_keep: share of the pool the pseudo-label arms (``selftrain``, ``cond_pseudo``) use, the slices the
             classical segmenter is most confident about (:func:`pseudo_labelled_pool`); 1: the whole pool.
+        grad_weight: weight of the gradient difference term of the GVAE objective
+            (``EncoderGeneratorLoss(gradient_weight=...)``: edges as strong as the data's); 0: none.
         num_classes: label classes, background included.
     """
 
@@ -192,6 +194,7 @@ class FewLabelSettings:
     schedule: str = "mix"
     finetune_iterations: int = 100
     pseudo_keep: float = 1.0
+    grad_weight: float = 0.0
     num_classes: int = NUM_CLASSES
 
     def __post_init__(self) -> None:
@@ -204,6 +207,8 @@ class FewLabelSettings:
             raise ValueError(f"seg_objective must be one of {SEG_OBJECTIVES}, got {self.seg_objective!r}.")
         if self.seg_weight < 0:
             raise ValueError(f"seg_weight must be >= 0, got {self.seg_weight}.")
+        if self.grad_weight < 0:
+            raise ValueError(f"grad_weight must be >= 0, got {self.grad_weight}.")
         if not 0 < self.pseudo_keep <= 1:
             raise ValueError(f"pseudo_keep must be in (0, 1], got {self.pseudo_keep}.")
 
@@ -449,7 +454,8 @@ def train_gvae(
         optimizer=torch.optim.Adam(gvae.parameters() if params is None else params, 1e-3, betas=(0.5, 0.9)),
         critic_optimizer=torch.optim.Adam(critic.parameters(), 1e-4, betas=(0.5, 0.9)),
         loss_function=EncoderGeneratorLoss(rec_weight=1.0, kl_weight=settings.kl_weight,
-                                           adv_weight=settings.adv_weight, kl_warmup_iterations=min(50, iterations)),
+                                           adv_weight=settings.adv_weight, kl_warmup_iterations=min(50, iterations),
+                                           gradient_weight=settings.grad_weight),
         critic_loss_function=CriticLoss(gp_weight=10.0), seed=seed,
         segmenter=segmenter if settings.seg_weight > 0 else None,
         seg_weight=settings.seg_weight if segmenter is not None else 0.0,
@@ -919,6 +925,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     levers = ""
     pseudo = ""
     both = ""
+    gradient = f", gradient difference weight {s['grad_weight']}" if s.get("grad_weight", 0) else ""
     if "selftrain_cond" in str(s.get("arms", "")):
         both = (f"; `selftrain_cond`: {s['synthetic_fraction']:.0%} pseudo-labelled pool images and "
                 f"{s['synthetic_fraction']:.0%} GVAE pairs")
@@ -938,7 +945,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"pairs{schedule}{pseudo}{both}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
-        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10; k-slice arms (`cond`, `cond_pseudo`, "
+        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; k-slice arms (`cond`, `cond_pseudo`, "
         f"`cond_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: {s['pretrain_iterations']} "
         f"image-only iterations on the pool (per seed) then "
         f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
@@ -1037,7 +1044,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 """Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
-SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate"}
+SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)
 behaved as: a run from before merges with one that states the value."""
 

@@ -5,6 +5,7 @@ label-conditioned generator."""
 from .gvae_losses import (
     CriticLoss,
     EncoderGeneratorLoss,
+    gradient_difference,
     gradient_penalty,
     kl_divergence,
     wasserstein_critic_loss,
@@ -19,6 +20,7 @@ __all__ = [
     "SegmentationGradientMatchingLoss",
     "CriticLoss",
     "EncoderGeneratorLoss",
+    "gradient_difference",
     "gradient_penalty",
     "kl_divergence",
     "wasserstein_critic_loss",
