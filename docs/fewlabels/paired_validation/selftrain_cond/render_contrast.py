@@ -7,7 +7,8 @@ from monai_gvae.benchmarks.segmentation import train_segmenter
 from monai_gvae.transforms.conditioning import synthesize_for_labels
 torch.set_num_threads(1)
 seed, k = int(sys.argv[1]), int(sys.argv[2])
-s = FewLabelSettings(seg_iterations=1200, pseudo_keep=0.5)
+gw = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+s = FewLabelSettings(seg_iterations=1200, pseudo_keep=0.5, grad_weight=gw)
 data = fewlabel_splits(split_layout="paired")
 items = labelled_subset(data.train, k, seed)
 chosen = {i["slice_index"] for i in items}
