@@ -266,6 +266,33 @@ def test_selftrain_cond_adds_the_pool_images_and_cond_pseudo_pairs_each_at_the_s
                  FewLabelSettings.from_namespace({**SETTINGS, "synthetic_fraction": 0.5}))
 
 
+def test_cond_pseudo_post_renders_each_pair_from_the_posterior_of_its_own_image():
+    from monai_gvae.benchmarks.fewlabels import conditional_synthesis, packer, train_gvae
+    from monai_gvae.transforms import encode_pairs, synthesize_for_labels
+
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "num_synthetic": 4, "kl_weight": 1e-4})
+    items = load_brain_slices("train")[:4]
+    gvae, critic = gvae_parts(s, "conditional", 0)
+    train_gvae(gvae, critic, items, packer(True, augment=False), 2, s, 0)
+    pairs = deformed_pairs(items, 4, seed=3)
+    dark = [{"image": p["image"] * 0.2, "label": p["label"]} for p in pairs]  # other images, the same maps
+
+    def render(source, posterior):
+        out, _ = conditional_synthesis(gvae, critic, items, s, 5, lambda _i, n, _s: source[:n], posterior=posterior)
+        return torch.stack([p["image"] for p in out]), torch.stack([p["label"] for p in out])
+
+    prior, labels = render(pairs, False)
+    post, post_labels = render(pairs, True)
+    assert torch.equal(labels, post_labels) and not torch.allclose(prior, post)  # the same maps, other latents
+    assert torch.allclose(prior, render(dark, False)[0])  # a prior render ignores the pair's image
+    assert not torch.allclose(post, render(dark, True)[0])  # a posterior render is of the pair's image
+    # the latent is a draw from that image's posterior: mu + sigma * eps, eps from the synthesis seed
+    mu, logvar = encode_pairs(gvae, torch.stack([p["image"] for p in pairs]) * 2 - 1, labels)
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(5))
+    expected = synthesize_for_labels(gvae, labels, latents=mu + (0.5 * logvar).exp() * eps)
+    assert torch.allclose(post, (expected + 1) / 2, atol=1e-6)
+
+
 def test_grad_weight_reaches_the_gvae_objective():
     from monai_gvae.benchmarks.fewlabels import gvae_parts, packer, train_gvae
 
