@@ -57,7 +57,8 @@ import numpy as np
 import torch
 
 from monai_gvae.benchmarks.fewlabels import (
-    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, POOL_ARMS, SCHEDULES, SEG_OBJECTIVES, FewLabelSettings,
+    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, POOL_ARMS, SCHEDULES, SEG_OBJECTIVES, UPSAMPLE_MODES,
+    FewLabelSettings,
     fewlabel_splits, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
@@ -92,8 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gvae-batch", type=int, default=8)
     p.add_argument("--latent-size", type=int, default=32)
     p.add_argument("--base-channels", type=int, default=16, help="GVAE (conv architecture) base channels")
-    p.add_argument("--upsample", default="nearest", choices=("transposed", "nearest"),
-                   help="generator upsampling (nearest: upsample then convolve, no checkerboard artefacts)")
+    p.add_argument("--upsample", default="nearest", choices=UPSAMPLE_MODES,
+                   help="generator upsampling (nearest: upsample then convolve, no checkerboard artefacts; linear: "
+                        "bilinear then convolve, no streaks either)")
     p.add_argument("--kl-weight", type=float, default=2e-2, help="KL weight (high: prior samples stay usable)")
     p.add_argument("--adv-weight", type=float, default=1e-3)
     p.add_argument("--critic-quantile", type=float, default=-1.0,

@@ -68,9 +68,11 @@ def test_segmentation_benchmark_quick(tmp_path):
 
 
 def test_fewlabels_benchmark_quick(tmp_path):
-    run_example("fewlabels_benchmark.py", "--quick", "--arms", ",".join(fewlabels.ARMS), "--output-dir", str(tmp_path))
+    run_example("fewlabels_benchmark.py", "--quick", "--arms", ",".join(fewlabels.ARMS), "--upsample", "linear",
+                "--output-dir", str(tmp_path))
     table = read_benchmark_results(tmp_path, fewlabels)
     assert "acceptance" in table and "--quick" in table and (tmp_path / "dice.png").is_file()
+    assert "conv (linear upsampling)" in table  # every upsampling mode of the networks reaches the GVAE arms
     main = example_main("fewlabels_benchmark.py")
     with pytest.raises(FileExistsError, match="overwrite"):
         main(["--quick", "--output-dir", str(tmp_path)])

@@ -43,7 +43,7 @@ from monai_gvae.engines import GVAETrainer
 from monai_gvae.engines.gvae_trainer import SEG_OBJECTIVES
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks import GVAE, GVAECritic, load_pretrained_weights
-from monai_gvae.networks.blocks.trunks import CONDITION_MODES
+from monai_gvae.networks.blocks.trunks import CONDITION_MODES, UPSAMPLE_MODES
 from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
 from monai_gvae.transforms import (
     PackImageLabeld,
@@ -151,7 +151,7 @@ class FewLabelSettings:
         gvae_batch: GVAE batch.
         latent_size: GVAE latent size.
         base_channels: GVAE (conv architecture) base channels.
-        upsample: generator upsampling, ``"nearest"`` or ``"transposed"``.
+        upsample: generator upsampling, ``"nearest"``, ``"linear"`` or ``"transposed"`` (``UPSAMPLE_MODES``).
         kl_weight: KL weight of the GVAE objective.
         adv_weight: adversarial weight of the GVAE objective.
         critic_quantile: conditional arms keep pairs the critic scores at least as high as this quantile of the
