@@ -10,7 +10,10 @@ torch.set_num_threads(1)
 seed, k = int(sys.argv[1]), int(sys.argv[2])
 gens = int(sys.argv[3]) if len(sys.argv) > 3 else 500
 klw = float(sys.argv[4]) if len(sys.argv) > 4 else 2e-2
-s = FewLabelSettings(seg_iterations=1200, pseudo_keep=0.5, gvae_iterations=gens, kl_weight=klw)
+import json, os
+extra = json.loads(os.environ.get("DIAG_SETTINGS", "{}"))  # e.g. {"condition_mode": "spade", "critic_head": "patch"}
+s = FewLabelSettings(seg_iterations=1200, pseudo_keep=0.5, gvae_iterations=gens, kl_weight=klw, **extra)
+tag = "".join(f"_{k}{v}" for k, v in extra.items())
 data = fewlabel_splits(split_layout="paired")
 items = labelled_subset(data.train, k, seed)
 chosen = {i["slice_index"] for i in items}
@@ -51,5 +54,5 @@ print("oracle on real val slabs with true maps:", dice_scores(oracle, data.val, 
 for name, x in (("real pool + pseudo map", img), ("prior render", prior), ("posterior mean render", post_mu), ("posterior sample render", post_s)):
     print(f"{name:26s} grad {grad(x):.4f}  oracle Dice vs paired map {exact(x, lab):.4f}  L1 to real {float((x-img).abs().mean()):.4f}")
 from monai_gvae.benchmarks.fewlabels import save_pairs
-save_pairs([{"image": a, "label": b} for a, b in zip(post_mu[:16], lab[:16])], f"/work/runs/r30/post_s{seed}_k{k}_kl{klw}.png", True)
-save_pairs([{"image": a, "label": b} for a, b in zip(prior[:16], lab[:16])], f"/work/runs/r30/prior_s{seed}_k{k}_kl{klw}.png", True)
+save_pairs([{"image": a, "label": b} for a, b in zip(post_mu[:16], lab[:16])], f"/work/runs/r30/post_s{seed}_k{k}_kl{klw}{tag}.png", True)
+save_pairs([{"image": a, "label": b} for a, b in zip(prior[:16], lab[:16])], f"/work/runs/r30/prior_s{seed}_k{k}_kl{klw}{tag}.png", True)
