@@ -54,5 +54,5 @@ print("oracle on real val slabs with true maps:", dice_scores(oracle, data.val, 
 for name, x in (("real pool + pseudo map", img), ("prior render", prior), ("posterior mean render", post_mu), ("posterior sample render", post_s)):
     print(f"{name:26s} grad {grad(x):.4f}  oracle Dice vs paired map {exact(x, lab):.4f}  L1 to real {float((x-img).abs().mean()):.4f}")
 from monai_gvae.benchmarks.fewlabels import save_pairs
-save_pairs([{"image": a, "label": b} for a, b in zip(post_mu[:16], lab[:16])], f"/work/runs/r30/post_s{seed}_k{k}_kl{klw}{tag}.png", True)
-save_pairs([{"image": a, "label": b} for a, b in zip(prior[:16], lab[:16])], f"/work/runs/r30/prior_s{seed}_k{k}_kl{klw}{tag}.png", True)
+save_pairs([{"image": a, "label": b} for a, b in zip(post_mu[:16], lab[:16])], f"/work/runs/r30/post_s{seed}_k{k}_kl{klw}{tag}_g{gens}.png", True)
+save_pairs([{"image": a, "label": b} for a, b in zip(prior[:16], lab[:16])], f"/work/runs/r30/prior_s{seed}_k{k}_kl{klw}{tag}_g{gens}.png", True)
