@@ -541,7 +541,7 @@ def conditional_synthesis(
         posterior: render each map with a draw from the posterior of the pair it came from (its image and map
             encoded: :func:`encode_pairs`) instead of the prior, so the image is re-rendered at its map. It
             needs a latent that carries something: with the default ``kl_weight`` the posterior has collapsed to
-            the prior (sigma 0.99, docs/fewlabels.md section 5), at 1e-4 it has not.
+            the prior (sigma 0.99; docs/fewlabels.md section 6, "The latent carries nothing"), at 1e-4 it has not.
 
     Returns:
         ``(pairs with images in [0, 1], the filter's acceptance rate or None without a filter)``.
@@ -942,13 +942,13 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         schedule = f"; synthetic arms end with {s['finetune_iterations']} real-only iterations"
     levers = ""
     pseudo = ""
-    both = ""
+    arm_notes = ""
     gradient = f", gradient difference weight {s['grad_weight']}" if s.get("grad_weight", 0) else ""
     if "selftrain_cond" in str(s.get("arms", "")):
-        both = (f"; `selftrain_cond`: {s['synthetic_fraction']:.0%} pseudo-labelled pool images and "
+        arm_notes = (f"; `selftrain_cond`: {s['synthetic_fraction']:.0%} pseudo-labelled pool images and "
                 f"{s['synthetic_fraction']:.0%} GVAE pairs")
     if "cond_pseudo_post" in str(s.get("arms", "")):
-        both += "; `cond_pseudo_post`: each pool pair rendered from a draw of its own posterior"
+        arm_notes += "; `cond_pseudo_post`: each pool pair rendered from a draw of its own posterior"
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
                   "confident about")
@@ -962,7 +962,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
         f"{s['batch_size']} in every arm (same initial weights per seed); classical flip + affine on every item; "
         f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
-        f"pairs{schedule}{pseudo}{both}.",
+        f"pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
         f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; k-slice arms (`cond`, `cond_pseudo`, "
