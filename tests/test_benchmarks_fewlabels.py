@@ -8,6 +8,7 @@ import torch
 
 from monai_gvae.benchmarks.fewlabels import (
     ARM_NAMES,
+    CONDITIONAL_ARMS,
     FewLabelSettings,
     deformed_pairs,
     fewlabels_report,
@@ -291,6 +292,31 @@ def test_cond_pseudo_post_renders_each_pair_from_the_posterior_of_its_own_image(
     eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(5))
     expected = synthesize_for_labels(gvae, labels, latents=mu + (0.5 * logvar).exp() * eps)
     assert torch.allclose(post, (expected + 1) / 2, atol=1e-6)
+
+
+def test_label_maps_for_each_conditional_arm_names_its_source():
+    from monai_gvae.benchmarks.fewlabels import LABEL_MAP_SOURCES, label_maps_for
+
+    items = load_brain_slices("train")[:6]
+    pseudo = [{"image": i["image"], "label": torch.as_tensor(i["label"]).long().clamp(max=2), "pseudo_label": True}
+              for i in load_brain_slices("train")[10:16]]  # other slices, other maps
+    k_labels = [torch.as_tensor(i["label"]).long() for i in items]
+
+    def labels(arm):
+        return [p["label"] for p in label_maps_for(arm, pseudo, 4)(items, 5, 3)]
+
+    # interpolated pool maps: shape-based interpolations of two pseudo-label maps, never of the k maps
+    interp = labels("cond_pseudo_interp")
+    assert all(torch.equal(a, b["label"]) for a, b in zip(interp, interpolated_pairs(pseudo, 5, 3, 4)))
+    assert all(int(m.max()) <= 2 for m in interp)  # the clamped pseudo maps' classes only
+    assert any(int(m.max()) == 3 for m in labels("cond_interp"))  # the k maps hold class 3
+    assert all(torch.equal(a, b) for a, b in zip(labels("cond_pseudo"), labels("selftrain_cond")))
+    assert not any(torch.equal(a, b) for a in labels("cond") for b in k_labels)  # deformed copies
+    assert set(LABEL_MAP_SOURCES) == set(CONDITIONAL_ARMS)
+    with pytest.raises(ValueError, match="'selftrain' is not a conditional arm"):
+        label_maps_for("selftrain", pseudo)
+    with pytest.raises(ValueError, match="pass them"):
+        label_maps_for("cond_pseudo_interp", None)
 
 
 def test_grad_weight_reaches_the_gvae_objective():

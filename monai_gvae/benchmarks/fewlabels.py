@@ -63,6 +63,8 @@ __all__ = [
     "ARM_SHORT",
     "POOL_ARMS",
     "PSEUDO_LABEL_ARMS",
+    "LABEL_MAP_SOURCES",
+    "label_maps_for",
     "CONDITIONAL_ARMS",
     "CONDITION_MODES",
     "CRITIC_HEADS",
@@ -93,7 +95,7 @@ __all__ = [
 ]
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
-        "cond_pool_interp", "selftrain_cond", "cond_pseudo_post")
+        "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
@@ -110,6 +112,8 @@ ARM_NAMES = {
                       "(each at the synthetic share)",
     "cond_pseudo_post": "classical + label-conditioned GVAE (k slices) re-rendering the pool's images at their "
                         "pseudo-label maps (posterior latents)",
+    "cond_pseudo_interp": "classical + label-conditioned GVAE (k slices) rendering maps interpolated between two "
+                          "similar pseudo-label maps of the pool",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -124,13 +128,25 @@ ARM_SHORT = {
     "cond_pool_interp": "+ cond. GVAE (pool), interpolated maps",
     "selftrain_cond": "+ self-training + cond. GVAE, pool maps",
     "cond_pseudo_post": "+ cond. GVAE, pool images re-rendered at pool maps",
+    "cond_pseudo_interp": "+ cond. GVAE, interpolated pool maps",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
-PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo", "selftrain_cond", "cond_pseudo_post")
+PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp")
 """Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k)."""
-CONDITIONAL_ARMS = ("cond", "cond_pseudo", "cond_pool", "cond_interp", "cond_pool_interp", "selftrain_cond",
-                    "cond_pseudo_post")
+LABEL_MAP_SOURCES = {
+    "cond": "deformed k maps",
+    "cond_pool": "deformed k maps",
+    "cond_interp": "interpolated k maps",
+    "cond_pool_interp": "interpolated k maps",
+    "cond_pseudo": "deformed pool maps",
+    "selftrain_cond": "deformed pool maps",
+    "cond_pseudo_post": "deformed pool maps",
+    "cond_pseudo_interp": "interpolated pool maps",
+}
+"""Where each conditional arm's label maps come from (see :func:`label_maps_for`); the arms of one source and GVAE
+render the same maps (``cond_pseudo_post`` from posterior latents)."""
+CONDITIONAL_ARMS = tuple(LABEL_MAP_SOURCES)
 SCHEDULES = ("mix", "finetune")
 
 
@@ -717,13 +733,14 @@ def run_cell(
             if source not in conditional_models:  # arms of one source share its GVAE (the same training)
                 conditional_models[source] = _train_conditional(items, source, pretrained, settings, seed, segmenter)
             gvae, critic, seconds = conditional_models[source]
-            # selftrain_cond renders cond_pseudo's maps (the same pairs, whichever of the two arms comes first);
-            # cond_pseudo_post re-renders the same warped pool pairs from their posterior latents
-            maps = "cond_pseudo" if arm == "selftrain_cond" else arm
+            # arms of one GVAE and label-map source render the same pairs, whichever of them comes first
+            # (selftrain_cond: cond_pseudo's); cond_pseudo_post re-renders them from their posterior latents
+            posterior = arm == "cond_pseudo_post"
+            maps = (source, LABEL_MAP_SOURCES[arm], posterior)
             if maps not in rendered:
                 rendered[maps] = conditional_synthesis(gvae, critic, items, settings, seed,
-                                                       _label_maps(maps, pseudo, settings),
-                                                       posterior=arm == "cond_pseudo_post")
+                                                       label_maps_for(arm, pseudo, settings.num_classes),
+                                                       posterior=posterior)
             pairs, acceptance = rendered[maps]
             if arm == "selftrain_cond":
                 # the pool's own images and the GVAE's images of the pool's maps, each at the synthetic share:
@@ -738,16 +755,39 @@ def run_cell(
     return runs
 
 
-def _label_maps(
-    arm: str, pseudo: Sequence[dict] | None, settings: FewLabelSettings
+def label_maps_for(
+    arm: str, pseudo: Sequence[dict] | None, num_classes: int = NUM_CLASSES
 ) -> Callable[[Sequence[dict], int, int], list[dict]]:
-    """How a conditional arm makes the label maps it renders: deformed k maps (``cond``, ``cond_pool``),
-    interpolated k maps (``*_interp``) or the pool's images and pseudo-label maps deformed together
-    (``cond_pseudo``, ``cond_pseudo_post``)."""
-    if arm in ("cond_pseudo", "cond_pseudo_post"):
+    """How a conditional arm makes the label maps it renders (:data:`LABEL_MAP_SOURCES`): deformed or interpolated
+    copies of the k maps, or of the pool's pseudo-label maps (each deformed with its pool image).
+
+    Args:
+        arm: one of :data:`CONDITIONAL_ARMS`.
+        pseudo: :func:`pseudo_labelled_pool`'s pairs (needed by the pool-map arms).
+        num_classes: classes, background included (for the shape-based interpolation).
+
+    Returns:
+        ``label_maps(items, n, seed)``, as :func:`conditional_synthesis` takes it.
+
+    Raises:
+        ValueError: an arm that is not conditional, or a pool-map arm without ``pseudo``.
+
+    Example::
+
+        maps = label_maps_for("cond_pseudo_interp", pseudo_labelled_pool(unet, pool, 0.5))
+        pairs = maps(k_items, 256, seed=0)
+    """
+    if arm not in LABEL_MAP_SOURCES:
+        raise ValueError(f"{arm!r} is not a conditional arm (one of {CONDITIONAL_ARMS}).")
+    how, source = LABEL_MAP_SOURCES[arm].split(" ", 1)
+    if source == "pool maps":
+        if not pseudo:
+            raise ValueError(f"the arm {arm!r} renders the pool's pseudo-label maps: pass them (pseudo=).")
+        if how == "interpolated":
+            return lambda _items, n, seed: interpolated_pairs(pseudo, n, seed, num_classes)
         return lambda _items, n, seed: deformed_pairs(pseudo, n, seed)
-    if arm.endswith("_interp"):
-        return lambda items, n, seed: interpolated_pairs(items, n, seed, settings.num_classes)
+    if how == "interpolated":
+        return lambda items, n, seed: interpolated_pairs(items, n, seed, num_classes)
     return deformed_pairs
 
 
