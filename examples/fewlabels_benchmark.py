@@ -20,8 +20,9 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
   construction), ``selftrain_cond`` (both: the pool's own pseudo-labelled images and ``cond_pseudo``'s images of
   their maps, each at the synthetic share, so 80 % real items at 10 %), ``cond_pseudo_post`` (the same GVAE
   re-renders the pool's images at their warped pseudo-label maps from each image's posterior latent; use it with a
-  low ``--kl-weight`` such as 1e-4, at the default the posterior has collapsed to the prior), and the earlier
-  ``cond_pool``, ``joint_pool``, ``interp``, ``cond_interp``, ``cond_pool_interp`` (docs/fewlabels.md).
+  low ``--kl-weight`` such as 1e-4, at the default the posterior has collapsed to the prior),
+  ``cond_pseudo_interp`` (the same GVAE renders maps interpolated between two similar pool pseudo-label maps), and
+  the earlier ``cond_pool``, ``joint_pool``, ``interp``, ``cond_interp``, ``cond_pool_interp`` (docs/fewlabels.md).
 * Levers of the conditional GVAE: ``--seg-weight`` with ``--seg-objective`` (segmentation consistency, or gradient
   matching: GenSeg's bi-level objective to first order), ``--condition-mode spade``,
   ``--critic-head patch``, ``--adv-weight``; and the segmenter's ``--schedule finetune``.
