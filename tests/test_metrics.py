@@ -363,6 +363,26 @@ def test_mean_gradient_magnitude_by_hand_and_bad_input():
         SharpnessRatioMetric()(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 8, 8))
 
 
+
+def test_mean_gradient_magnitude_over_a_mask_ignores_the_background():
+    # a ramp (gradient 1 per column) on the left half, a flat background on the right
+    image = torch.zeros(2, 1, 8, 8)
+    image[..., :4] = torch.arange(4.0)
+    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    mask[..., :3] = True  # the voxels whose forward difference stays inside the ramp
+    assert mean_gradient_magnitude(image, mask=mask).tolist() == [1.0, 1.0]
+    # unmasked, the flat half dilutes it: 3 unit steps in 7 forward differences per row (the 4th is 3 -> 0: 3)
+    assert mean_gradient_magnitude(image)[0].item() == pytest.approx((3 * 1 + 3) / 7)
+    per_channel = torch.cat([mask, ~mask], 1)  # a mask per channel: channel 2 counts the flat half only
+    two = torch.cat([image, image], 1)
+    masked = mean_gradient_magnitude(two, mask=per_channel)
+    # 7 rows of forward differences: 3 unit steps (channel 1), then the 3 -> 0 step and 3 flat ones (channel 2)
+    assert masked[0].item() == pytest.approx((7 * 3 * 1 + 7 * 3) / (7 * 3 + 7 * 4))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        mean_gradient_magnitude(image, mask=mask[:, :, :4])
+    with pytest.raises(ValueError, match=r"holds no voxel of image\(s\) \[1\]"):
+        mean_gradient_magnitude(image, mask=torch.stack([mask[0], torch.zeros_like(mask[0])]))
+
 # ---------------------------------------------------------------- as MONAI/Ignite metrics on an evaluator
 def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():
     from monai.data import DataLoader

@@ -48,22 +48,29 @@ def _images(x: torch.Tensor | Sequence[torch.Tensor], name: str) -> torch.Tensor
     return x
 
 
-def mean_gradient_magnitude(images: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+def mean_gradient_magnitude(
+    images: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor | Sequence[torch.Tensor] | None = None
+) -> torch.Tensor:
     """Mean gradient magnitude of each image (forward differences, see the module docstring), float64.
 
     Args:
         images: ``(N, C, H, W)`` or ``(N, C, H, W, D)``, any intensity range (or a list of ``(C, ...)`` items).
+        mask: optional ``(N, 1, *spatial)`` (or ``(N, C, *spatial)``) boolean map of the voxels to average over,
+            e.g. the brain (``image > threshold``), so that the empty background around an object does not dilute
+            the figure; a voxel counts where its mask is true (its forward neighbours need not be).
 
     Returns:
         ``(N,)``: one value per image, in intensity units per pixel.
 
     Raises:
-        ValueError: not a batch of 2D/3D images, a spatial axis shorter than 2, or NaN/Inf values.
+        ValueError: not a batch of 2D/3D images, a spatial axis shorter than 2, NaN/Inf values, a mask whose shape
+            does not match the images', or an image whose mask holds no voxel.
 
     Example::
 
         ramp = torch.arange(8.0).repeat(1, 1, 8, 1)  # (1, 1, 8, 8), +1 per column
         mean_gradient_magnitude(ramp)  # tensor([1.], dtype=torch.float64)
+        mean_gradient_magnitude(images, mask=images > 0.05)  # over the object only
     """
     x = _images(images, "images")
     spatial = x.shape[2:]
@@ -72,7 +79,18 @@ def mean_gradient_magnitude(images: torch.Tensor | Sequence[torch.Tensor]) -> to
     for d in range(len(spatial)):
         diff = torch.diff(x, dim=2 + d)
         squared += diff[(Ellipsis, *core)].pow(2)
-    return squared.sqrt().flatten(1).mean(1)
+    magnitude = squared.sqrt()
+    if mask is None:
+        return magnitude.flatten(1).mean(1)
+    m = torch.as_tensor(stack_batch(mask)).bool()
+    if m.ndim != x.ndim or m.shape[0] != x.shape[0] or m.shape[2:] != spatial or m.shape[1] not in (1, x.shape[1]):
+        raise ValueError(f"mask must have shape (N, 1 or C, *spatial) of the images {tuple(x.shape)}, "
+                         f"got {tuple(m.shape)}.")
+    weight = m[(Ellipsis, *core)].expand_as(magnitude).double()
+    counts = weight.flatten(1).sum(1)
+    if not bool((counts > 0).all()):
+        raise ValueError(f"the mask holds no voxel of image(s) {torch.nonzero(counts == 0).flatten().tolist()}.")
+    return (magnitude * weight).flatten(1).sum(1) / counts
 
 
 def _ratio(generated_values: torch.Tensor, real_values: torch.Tensor) -> torch.Tensor:
