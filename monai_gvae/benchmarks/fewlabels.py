@@ -1005,8 +1005,8 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
-        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; k-slice arms (`cond`, `cond_pseudo`, "
-        f"`cond_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: {s['pretrain_iterations']} "
+        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; GVAEs of the k slices (every conditional "
+        f"arm but `cond_pool`, `cond_pool_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: {s['pretrain_iterations']} "
         f"image-only iterations on the pool (per seed) then "
         f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
         f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the k "
