@@ -1006,8 +1006,8 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
         f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; GVAEs of the k slices (every conditional "
-        f"arm but `cond_pool`, `cond_pool_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: {s['pretrain_iterations']} "
-        f"image-only iterations on the pool (per seed) then "
+        f"arm but `cond_pool`, `cond_pool_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: "
+        f"{s['pretrain_iterations']} image-only iterations on the pool (per seed) then "
         f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
         f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the k "
         f"slices, segmenter-agreement Dice >= {s['min_dice']}." + levers,
