@@ -135,17 +135,18 @@ POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp")
 """Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k)."""
 LABEL_MAP_SOURCES = {
-    "cond": "deformed k maps",
-    "cond_pool": "deformed k maps",
-    "cond_interp": "interpolated k maps",
-    "cond_pool_interp": "interpolated k maps",
-    "cond_pseudo": "deformed pool maps",
-    "selftrain_cond": "deformed pool maps",
-    "cond_pseudo_post": "deformed pool maps",
-    "cond_pseudo_interp": "interpolated pool maps",
+    "cond": ("deformed", "k"),
+    "cond_pool": ("deformed", "k"),
+    "cond_interp": ("interpolated", "k"),
+    "cond_pool_interp": ("interpolated", "k"),
+    "cond_pseudo": ("deformed", "pool"),
+    "selftrain_cond": ("deformed", "pool"),
+    "cond_pseudo_post": ("deformed", "pool"),
+    "cond_pseudo_interp": ("interpolated", "pool"),
 }
-"""Where each conditional arm's label maps come from (see :func:`label_maps_for`); the arms of one source and GVAE
-render the same maps (``cond_pseudo_post`` from posterior latents)."""
+"""Where each conditional arm's label maps come from, ``(how, whose)``: deformed or interpolated copies of the k
+slices' maps or of the pool's pseudo-label maps (see :func:`label_maps_for`); the arms of one source and GVAE render
+the same maps (``cond_pseudo_post`` from posterior latents)."""
 CONDITIONAL_ARMS = tuple(LABEL_MAP_SOURCES)
 SCHEDULES = ("mix", "finetune")
 
@@ -779,8 +780,8 @@ def label_maps_for(
     """
     if arm not in LABEL_MAP_SOURCES:
         raise ValueError(f"{arm!r} is not a conditional arm (one of {CONDITIONAL_ARMS}).")
-    how, source = LABEL_MAP_SOURCES[arm].split(" ", 1)
-    if source == "pool maps":
+    how, whose = LABEL_MAP_SOURCES[arm]
+    if whose == "pool":
         if not pseudo:
             raise ValueError(f"the arm {arm!r} renders the pool's pseudo-label maps: pass them (pseudo=).")
         if how == "interpolated":
