@@ -363,7 +363,6 @@ def test_mean_gradient_magnitude_by_hand_and_bad_input():
         SharpnessRatioMetric()(torch.rand(2, 1, 4, 4), torch.rand(2, 1, 8, 8))
 
 
-
 def test_mean_gradient_magnitude_over_a_mask_ignores_the_background():
     # a ramp (gradient 1 per column) on the left half, a flat background on the right
     image = torch.zeros(2, 1, 8, 8)
@@ -382,6 +381,7 @@ def test_mean_gradient_magnitude_over_a_mask_ignores_the_background():
         mean_gradient_magnitude(image, mask=mask[:, :, :4])
     with pytest.raises(ValueError, match=r"holds no voxel of image\(s\) \[1\]"):
         mean_gradient_magnitude(image, mask=torch.stack([mask[0], torch.zeros_like(mask[0])]))
+
 
 # ---------------------------------------------------------------- as MONAI/Ignite metrics on an evaluator
 def test_metrics_attach_to_gvae_evaluator_through_ignite_handlers():

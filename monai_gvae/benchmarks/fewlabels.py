@@ -132,8 +132,6 @@ ARM_SHORT = {
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
-PSEUDO_LABEL_ARMS = ("selftrain", "cond_pseudo", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp")
-"""Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k)."""
 LABEL_MAP_SOURCES = {
     "cond": ("deformed", "k"),
     "cond_pool": ("deformed", "k"),
@@ -148,6 +146,9 @@ LABEL_MAP_SOURCES = {
 slices' maps or of the pool's pseudo-label maps (see :func:`label_maps_for`); the arms of one source and GVAE render
 the same maps (``cond_pseudo_post`` from posterior latents)."""
 CONDITIONAL_ARMS = tuple(LABEL_MAP_SOURCES)
+PSEUDO_LABEL_ARMS = ("selftrain",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "pool")
+"""Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k): the
+self-training control and the conditional arms that render the pool's maps."""
 SCHEDULES = ("mix", "finetune")
 
 
@@ -781,15 +782,16 @@ def label_maps_for(
     if arm not in LABEL_MAP_SOURCES:
         raise ValueError(f"{arm!r} is not a conditional arm (one of {CONDITIONAL_ARMS}).")
     how, whose = LABEL_MAP_SOURCES[arm]
-    if whose == "pool":
-        if not pseudo:
-            raise ValueError(f"the arm {arm!r} renders the pool's pseudo-label maps: pass them (pseudo=).")
+    if whose == "pool" and not pseudo:
+        raise ValueError(f"the arm {arm!r} renders the pool's pseudo-label maps: pass them (pseudo=).")
+
+    def label_maps(items: Sequence[dict], n: int, seed: int) -> list[dict]:
+        source = pseudo if whose == "pool" else items
         if how == "interpolated":
-            return lambda _items, n, seed: interpolated_pairs(pseudo, n, seed, num_classes)
-        return lambda _items, n, seed: deformed_pairs(pseudo, n, seed)
-    if how == "interpolated":
-        return lambda items, n, seed: interpolated_pairs(items, n, seed, num_classes)
-    return deformed_pairs
+            return interpolated_pairs(source, n, seed, num_classes)
+        return deformed_pairs(source, n, seed)
+
+    return label_maps
 
 
 def _train_conditional(
@@ -987,7 +989,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     gradient = f", gradient difference weight {s['grad_weight']}" if s.get("grad_weight", 0) else ""
     if "selftrain_cond" in str(s.get("arms", "")):
         arm_notes = (f"; `selftrain_cond`: {s['synthetic_fraction']:.0%} pseudo-labelled pool images and "
-                f"{s['synthetic_fraction']:.0%} GVAE pairs")
+                     f"{s['synthetic_fraction']:.0%} GVAE pairs")
     if "cond_pseudo_post" in str(s.get("arms", "")):
         arm_notes += "; `cond_pseudo_post`: each pool pair rendered from a draw of its own posterior"
     if s.get("pseudo_keep", 1.0) < 1:
