@@ -130,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render", action="store_true",
                    help="only rewrite results.md and dice.png from --output-dir's results.json (no training)")
     p.add_argument("--merge", nargs="+", metavar="DIR",
-                   help="combine finished runs that differ only in --seeds or --arms (e.g. seeds split over "
+                   help="combine finished runs that differ only in --seeds, --ks or --arms (e.g. seeds split over "
                         "processes; a run without GVAE arms may have other GVAE settings) into --output-dir (no "
                         "training)")
     args = p.parse_args(argv)

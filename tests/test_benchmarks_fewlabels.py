@@ -30,16 +30,16 @@ SETTINGS = {"output_dir": "x", "overwrite": False, "ks": "5", "seeds": "0", "arm
 DICE = {0: (0.70, 0.74), 1: (0.66, 0.69), 2: (0.68, 0.70)}
 
 
-def fake_results(seeds, **settings):
+def fake_results(seeds, k=5, **settings):
     runs = []
     for seed in seeds:
         classical, cond = DICE[seed]
-        runs.append({"k": 5, "seed": seed, "arm": "classical", "dice": classical, "seg_seconds": 1.0, "num_synthetic": 0})
-        runs.append({"k": 5, "seed": seed, "arm": "cond", "dice": cond, "seg_seconds": 1.0, "num_synthetic": 8,
+        runs.append({"k": k, "seed": seed, "arm": "classical", "dice": classical, "seg_seconds": 1.0, "num_synthetic": 0})
+        runs.append({"k": k, "seed": seed, "arm": "cond", "dice": cond, "seg_seconds": 1.0, "num_synthetic": 8,
                      "gvae_seconds": 2.0, "acceptance": 0.5 + 0.1 * seed})
     return {"runs": runs, "n_train": 46, "command": f"python examples/fewlabels_benchmark.py --seeds {seeds}",
             "gvae_seconds": {"cond": 2.0}, "pretrain_seconds": None, "seg_seconds_mean": 1.0, "wall_seconds": 60.0,
-            "hardware": "test", "settings": {**SETTINGS, "seeds": ",".join(map(str, seeds)), **settings}}
+            "hardware": "test", "settings": {**SETTINGS, "seeds": ",".join(map(str, seeds)), "ks": str(k), **settings}}
 
 
 def write_run(folder, results):
@@ -125,6 +125,13 @@ def test_merge_runs_split_by_seed(tmp_path):
     with pytest.raises(ValueError, match="split_layout"):
         merge_runs([s0, write_run(tmp_path / "pair", fake_results([1], split_layout="paired"))], str(tmp_path / "x"),
                    False, "")
+    # runs split by k (a k added later, on the same seeds) merge into one table with a column per k
+    k20 = write_run(tmp_path / "k20", fake_results([0, 1], k=20))
+    merged7, text7 = merge_runs([s0, s1, k20], str(tmp_path / "m7"), False, "")
+    assert merged7["settings"]["ks"] == "5,20" and merged7["paired"]["cond@20"]["n"] == 2
+    assert merged7["paired"]["cond@5"]["n"] == 2 and "| k = 20 |" in text7
+    with pytest.raises(ValueError, match="appears twice"):
+        merge_runs([k20, write_run(tmp_path / "k20b", fake_results([1], k=20))], str(tmp_path / "x"), False, "")
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))

@@ -1095,10 +1095,11 @@ def render_run(output_dir: str | os.PathLike) -> tuple[dict[str, Any], str]:
 
 
 # what may differ between merged runs
-# settings that may differ between merged runs: the seeds, where the outputs went, and the arms (a run may add arms
-# on some seeds only, e.g. to give the arms of the goal more seeds in a fixed compute budget; paired differences
-# use the seeds both arms have, and the table says how many seeds each arm has)
-_MERGE_FREE_SETTINGS = {"seeds", "output_dir", "overwrite", "render", "merge", "arms"}
+# settings that may differ between merged runs: the seeds, the ks (one process per k, or a k added later), where the
+# outputs went, and the arms (a run may add arms on some seeds only, e.g. to give the arms of the goal more seeds in
+# a fixed compute budget; paired differences use the seeds both arms have, and the table says how many seeds each
+# arm has)
+_MERGE_FREE_SETTINGS = {"seeds", "ks", "output_dir", "overwrite", "render", "merge", "arms"}
 GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
 """Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
 GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "gvae_batch", "latent_size",
@@ -1115,7 +1116,7 @@ behaved as: a run from before merges with one that states the value."""
 def merge_runs(
     folders: Sequence[str], output_dir: str, overwrite: bool, merge_command: str
 ) -> tuple[dict[str, Any], str]:
-    """Combine finished runs that differ only in their seeds (one process per seed) or arms into one table.
+    """Combine finished runs that differ only in their seeds (one process per seed), ks or arms into one table.
 
     A run without GVAE arms (e.g. ``classical,selftrain``) also merges with runs whose GVAE settings differ, and an
     arm without a GVAE found in two runs with the same Dice (a deterministic baseline both ran) is kept once, so
@@ -1178,6 +1179,7 @@ def merge_runs(
             runs.append(r)
     prepare_output_dir(output_dir, overwrite)
     seeds = sorted({r["seed"] for r in runs})
+    ks = sorted({r["k"] for r in runs})
     pretrain = [(p["pretrain_seconds"], len(p["settings"]["seeds"].split(","))) for p in parts if p["pretrain_seconds"]]
     results = dict(parts[0])
     results.update({
@@ -1189,7 +1191,8 @@ def merge_runs(
                              else None),
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
         "wall_seconds": sum(p["wall_seconds"] for p in parts),  # compute time, summed over the merged processes
-        "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds), "output_dir": output_dir,
+        "settings": {**parts[0]["settings"], "seeds": ",".join(str(s) for s in seeds),
+                     "ks": ",".join(str(k) for k in ks), "output_dir": output_dir,
                      "arms": ",".join(dict.fromkeys(r["arm"] for r in runs))},
         "merged_from": list(folders),
     })
