@@ -18,6 +18,7 @@ from monai_gvae.benchmarks.fewlabels import (
     merge_runs,
     render_run,
     run_cell,
+    worst_class_losses,
 )
 from monai_gvae.data import load_brain_slices
 
@@ -71,6 +72,28 @@ def test_plot_legend_names_a_segmentation_term_other_than_the_default():
     assert _legend_name("cond_pseudo", matched, 8) == "+ cond. GVAE, pool pseudo-label maps, gradient matching (8 seeds)"
     assert _legend_name("selftrain", matched, None) == "+ self-training control (no GVAE)"  # no generator: no term
     assert _legend_name("cond", {}, None) == "+ cond. GVAE (k slices)"  # runs recorded before the option existed
+
+
+def test_worst_class_losses_show_the_seed_that_a_mean_hides():
+    # cerebellum: +0.02 and +0.01 on seeds 0 and 1, -0.57 on seed 2 (the mean, -0.18, hides how bad seed 2 is);
+    # cortex absent (NaN) on seed 2 for the arm: left out there
+    nan = float("nan")
+    runs = []
+    for seed, (base, arm, cortex) in enumerate([(0.80, 0.82, 0.9), (0.70, 0.71, 0.8), (0.81, 0.24, nan)]):
+        runs.append({"k": 20, "seed": seed, "arm": "classical", "dice": 0.8, "dice_cortex": 0.85,
+                     "dice_cerebellum": base})
+        runs.append({"k": 20, "seed": seed, "arm": "cond_pseudo", "dice": 0.7, "dice_cortex": cortex,
+                     "dice_cerebellum": arm})
+    worst = worst_class_losses(runs, "cond_pseudo", 20, ["dice_cortex", "dice_cerebellum"])
+    assert worst["dice_cerebellum"][1] == 2 and worst["dice_cerebellum"][0] == pytest.approx(-0.57)
+    assert worst["dice_cortex"] == (pytest.approx(-0.05), 1)
+    assert worst_class_losses(runs, "cond_pseudo", 5, ["dice_cortex"]) == {}  # no run at this k
+    results = fake_results([0])
+    results.update(runs=runs, settings={**results["settings"], "ks": "20", "arms": "classical,cond_pseudo"},
+                   table_format=2, data="test slices", n_val=18, n_test=30, gap=3)
+    text = fewlabels_report(results)
+    assert "| -5.0 (s1) / -57.0 (s2) |" in text
+    assert results["worst_class_loss"]["cond_pseudo@20"]["dice_cerebellum"]["seed"] == 2
 
 
 def test_merge_runs_split_by_seed(tmp_path):

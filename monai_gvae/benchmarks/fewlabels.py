@@ -76,6 +76,7 @@ __all__ = [
     "fewlabel_splits",
     "pseudo_label_quality",
     "pseudo_labelled_pool",
+    "worst_class_losses",
     "deformation",
     "packer",
     "gvae_parts",
@@ -869,23 +870,62 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def _class_differences(runs: Sequence[dict[str, Any]], arm: str, k: int, key: str) -> dict[int, float]:
+    """``{seed: arm's Dice of a class − classical's}`` over the seeds where both are finite (a class absent from
+    the scored slices has NaN Dice)."""
+    def by_seed(name: str) -> dict[int, float]:
+        return {r["seed"]: r[key] for r in runs if r["arm"] == name and r["k"] == k and _finite(r.get(key))}
+
+    ours, base = by_seed(arm), by_seed("classical")
+    return {seed: ours[seed] - base[seed] for seed in sorted(set(ours) & set(base))}
+
+
 def _paired_class_means(runs: Sequence[dict[str, Any]], arm: str, k: int, class_keys: Sequence[str]) -> dict[str, float]:
     """Mean over the seeds both ``arm`` and classical have of the per class Dice difference (a class's key is left
     out where a seed's Dice of it is NaN in either run, e.g. a class absent from the scored slices)."""
-    def by_seed(name: str, key: str) -> dict[int, float]:
-        return {r["seed"]: r[key] for r in runs if r["arm"] == name and r["k"] == k and _finite(r.get(key))}
-
     means = {}
     for c in class_keys:
-        diff = paired_difference(by_seed(arm, c), by_seed("classical", c))
-        if diff.n:
-            means[c] = float(diff.mean)
+        differences = _class_differences(runs, arm, k, c)
+        if differences:
+            means[c] = float(np.mean(list(differences.values())))
     return means
+
+
+def worst_class_losses(
+    runs: Sequence[dict[str, Any]], arm: str, k: int, class_keys: Sequence[str]
+) -> dict[str, tuple[float, int]]:
+    """Per class, the seed on which ``arm`` fell furthest below classical: ``{class key: (difference, seed)}``.
+
+    A mean over seeds hides a class that one seed's synthetic pairs ruin (e.g. a structure the generator renders
+    as flat grey: docs/fewlabels.md, "Twenty labelled slices"); this is the figure that shows it.
+
+    Args:
+        runs: :func:`run_cell` records (``seed``, ``arm``, ``k`` and ``dice_<class>`` keys).
+        arm: the arm compared with ``classical``.
+        k: labelled slices.
+        class_keys: the per-class keys (``dice_<class>``).
+
+    Returns:
+        For each class with at least one seed where both arms scored it: the smallest per-seed difference and its
+        seed (the earliest seed on a tie).
+
+    Example::
+
+        worst_class_losses(results["runs"], "cond_pseudo", 20, ["dice_cerebellum"])  # {"dice_cerebellum": (-0.57, 7)}
+    """
+    worst = {}
+    for c in class_keys:
+        differences = _class_differences(runs, arm, k, c)
+        if differences:
+            seed = min(differences, key=lambda s: (differences[s], s))
+            worst[c] = (float(differences[seed]), seed)
+    return worst
 
 
 def _tables(results: dict[str, Any]) -> list[str]:
     """Dice per arm and k; paired differences to classical (and, with the self-training control, to it), stored in
-    ``results["paired"]`` (``results["paired_selftrain"]``); per class Dice; filter acceptance."""
+    ``results["paired"]`` (``results["paired_selftrain"]``); per class Dice, its paired mean and its worst seed
+    (``results["worst_class_loss"]``); filter acceptance."""
     runs = results["runs"]
     ks, arms = _ks_and_arms(results)
     header = ["arm"] + [f"k = {k}" for k in ks]
@@ -950,6 +990,23 @@ def _tables(results: dict[str, Any]) -> list[str]:
         if rows:
             lines += ["", f"Paired difference to classical per class, Dice points (mean over the seeds both arms "
                       f"have; {names}):", ""] + markdown_table(["arm − classical"] + header[1:], rows)
+        # the mean hides a class that one seed's synthetic pairs ruin: the worst seed of each class
+        results["worst_class_loss"] = {}
+        rows = []
+        for arm in arms:
+            if arm == "classical":
+                continue
+            cells = []
+            for k in ks:
+                worst = worst_class_losses(runs, arm, k, class_keys)
+                results["worst_class_loss"][f"{arm}@{k}"] = {c: {"difference": d, "seed": seed}
+                                                             for c, (d, seed) in worst.items()}
+                cells.append(" / ".join(f"{100 * worst[c][0]:+.1f} (s{worst[c][1]})" if c in worst else "-"
+                                        for c in class_keys))
+            rows.append([ARM_NAMES[arm]] + cells)
+        if rows:
+            lines += ["", f"Worst seed per class: the largest per-seed drop against classical, Dice points (seed; "
+                      f"{names}):", ""] + markdown_table(["arm − classical, worst seed"] + header[1:], rows)
     acc = [r for r in runs if r.get("acceptance") is not None]
     if acc:
         rows = []
@@ -1094,7 +1151,6 @@ def render_run(output_dir: str | os.PathLike) -> tuple[dict[str, Any], str]:
     return results, write_fewlabels_outputs(results, output_dir, overwrite=True)
 
 
-# what may differ between merged runs
 # settings that may differ between merged runs: the seeds, the ks (one process per k, or a k added later), where the
 # outputs went, and the arms (a run may add arms on some seeds only, e.g. to give the arms of the goal more seeds in
 # a fixed compute budget; paired differences use the seeds both arms have, and the table says how many seeds each
