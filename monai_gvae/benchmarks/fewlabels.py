@@ -977,33 +977,25 @@ def _tables(results: dict[str, Any]) -> list[str]:
         lines += ["", f"Dice per class (mean over seeds; {names}):", ""] + markdown_table(header, rows)
         # which class an arm's gain or loss comes from (e.g. a class that few of the k slices show)
         results["paired_per_class"] = {}
-        rows = []
-        for arm in arms:
-            if arm == "classical":
-                continue
-            cells = []
-            for k in ks:
-                means = _paired_class_means(runs, arm, k, class_keys)
-                results["paired_per_class"][f"{arm}@{k}"] = means
-                cells.append(" / ".join(f"{100 * means[c]:+.1f}" if c in means else "-" for c in class_keys))
-            rows.append([ARM_NAMES[arm]] + cells)
+
+        def mean_cell(arm: str, k: int) -> str:
+            means = results["paired_per_class"][f"{arm}@{k}"] = _paired_class_means(runs, arm, k, class_keys)
+            return " / ".join(f"{100 * means[c]:+.1f}" if c in means else "-" for c in class_keys)
+
+        rows = [[ARM_NAMES[arm]] + [mean_cell(arm, k) for k in ks] for arm in arms if arm != "classical"]
         if rows:
             lines += ["", f"Paired difference to classical per class, Dice points (mean over the seeds both arms "
                       f"have; {names}):", ""] + markdown_table(["arm − classical"] + header[1:], rows)
         # the mean hides a class that one seed's synthetic pairs ruin: the worst seed of each class
         results["worst_class_loss"] = {}
-        rows = []
-        for arm in arms:
-            if arm == "classical":
-                continue
-            cells = []
-            for k in ks:
-                worst = worst_class_losses(runs, arm, k, class_keys)
-                results["worst_class_loss"][f"{arm}@{k}"] = {c: {"difference": d, "seed": seed}
-                                                             for c, (d, seed) in worst.items()}
-                cells.append(" / ".join(f"{100 * worst[c][0]:+.1f} (s{worst[c][1]})" if c in worst else "-"
-                                        for c in class_keys))
-            rows.append([ARM_NAMES[arm]] + cells)
+
+        def worst_cell(arm: str, k: int) -> str:
+            worst = worst_class_losses(runs, arm, k, class_keys)
+            results["worst_class_loss"][f"{arm}@{k}"] = {c: {"difference": d, "seed": seed}
+                                                         for c, (d, seed) in worst.items()}
+            return " / ".join(f"{100 * worst[c][0]:+.1f} (s{worst[c][1]})" if c in worst else "-" for c in class_keys)
+
+        rows = [[ARM_NAMES[arm]] + [worst_cell(arm, k) for k in ks] for arm in arms if arm != "classical"]
         if rows:
             lines += ["", f"Worst seed per class: the largest per-seed drop against classical, Dice points (seed; "
                       f"{names}):", ""] + markdown_table(["arm − classical, worst seed"] + header[1:], rows)
