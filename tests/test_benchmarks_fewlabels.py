@@ -155,6 +155,12 @@ def test_merge_runs_split_by_seed(tmp_path):
     assert merged7["paired"]["cond@5"]["n"] == 2 and "| k = 20 |" in text7
     with pytest.raises(ValueError, match="appears twice"):
         merge_runs([k20, write_run(tmp_path / "k20b", fake_results([1], k=20))], str(tmp_path / "x"), False, "")
+    # an arm not run at one k: its cells there say "-", not NaN
+    classical_k20 = fake_results([0], k=20, arms="classical")
+    classical_k20["runs"] = [r for r in classical_k20["runs"] if r["arm"] == "classical"]
+    merged8, text8 = merge_runs([s0, write_run(tmp_path / "k20c", classical_k20)], str(tmp_path / "m8"), False, "")
+    assert merged8["paired"]["cond@20"]["n"] == 0 and "nan" not in text8
+    assert "| classical + label-conditioned GVAE (k slices only) | 0.740 ± 0.000 | - |" in text8.splitlines()
     # render: the same table again from the merged results.json
     (tmp_path / "m" / "results.md").unlink()
     _, again = render_run(str(tmp_path / "m"))

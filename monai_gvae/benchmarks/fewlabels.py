@@ -849,6 +849,9 @@ def _paired_rows(
         for k in ks:
             diff = paired_difference(by_seed.get((k, arm), {}), by_seed.get((k, baseline), {}))
             store[f"{arm}@{k}"] = {"mean": diff.mean, "std": diff.std, "n": diff.n}
+            if diff.n == 0:  # merged runs: an arm not run at this k, or on other seeds than the baseline
+                cells.append("-")
+                continue
             if with_interval:
                 store[f"{arm}@{k}"].update(ci_low=diff.ci_low, ci_high=diff.ci_high,
                                            verdict=diff.interval_verdict.value)
@@ -938,7 +941,8 @@ def _tables(results: dict[str, Any]) -> list[str]:
     seeds_differ = len({tuple(v) for v in seeds_of_arm.values()}) > 1
     # where arms have other seeds, each row says how many: absolute means over other seeds are not comparable
     dice_rows = ([ARM_NAMES[arm] + (f" ({len(seeds_of_arm[arm])} seeds)" if seeds_differ else "")]
-                 + ["{:.3f} ± {:.3f}".format(*mean_std(table.get((k, arm), [np.nan]))) for k in ks] for arm in arms)
+                 + ["{:.3f} ± {:.3f}".format(*mean_std(table[k, arm])) if (k, arm) in table else "-" for k in ks]
+                 for arm in arms)
     lines = markdown_table(header, dice_rows)
     if seeds_differ:
         lines += ["", "Seeds per arm differ (merged runs with other arms): "
@@ -971,7 +975,8 @@ def _tables(results: dict[str, Any]) -> list[str]:
             cells = []
             for k in ks:
                 of_cell = [r for r in runs if r["arm"] == arm and r["k"] == k]
-                cells.append(" / ".join(f"{np.nanmean([r[c] for r in of_cell]):.2f}" for c in class_keys))
+                cells.append(" / ".join(f"{np.nanmean([r[c] for r in of_cell]):.2f}" for c in class_keys)
+                             if of_cell else "-")
             rows.append([ARM_NAMES[arm]] + cells)
         names = " / ".join(c[len("dice_"):] for c in class_keys)
         lines += ["", f"Dice per class (mean over seeds; {names}):", ""] + markdown_table(header, rows)
