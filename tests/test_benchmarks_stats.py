@@ -12,6 +12,7 @@ from monai_gvae.benchmarks.stats import (
     interval_verdict,
     mean_std,
     paired_difference,
+    paired_differences_by_seed,
     spread_verdict,
     summarize,
     t_interval,
@@ -69,6 +70,8 @@ def test_paired_difference_uses_shared_seeds():
     one = paired_difference({0: 0.8}, {0: 0.7})
     assert one.n == 1 and one.std == 0.0 and math.isnan(one.ci_low)
     assert PairedDifference(0.1, 0.01, 5, 0.05, 0.15).interval_verdict is Verdict.GAIN
+    by_seed = paired_differences_by_seed({0: 0.75, 1: 0.71, 2: 0.73, 3: 0.9}, {0: 0.70, 1: 0.70, 2: 0.71})
+    assert by_seed == pytest.approx({0: 0.05, 1: 0.01, 2: 0.02}) and paired_differences_by_seed({0: 1.0}, {1: 1.0}) == {}
 
 
 @pytest.mark.parametrize(

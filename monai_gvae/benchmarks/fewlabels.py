@@ -29,7 +29,7 @@ from monai.utils import set_determinism
 from monai_gvae.benchmarks.plots import PLOT_COLOURS, plot_dice_against_k
 from monai_gvae.benchmarks.report import markdown_table, prepare_output_dir, read_json, write_json, write_text
 from monai_gvae.benchmarks.segmentation import IMAGE_SIZE, KEYS, NUM_CLASSES, dice_scores, train_segmenter
-from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference
+from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference, paired_differences_by_seed
 from monai_gvae.bundle import save_sample_grid
 from monai_gvae.data import (
     BRAIN_CLASS_NAMES,
@@ -873,14 +873,10 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _class_differences(runs: Sequence[dict[str, Any]], arm: str, k: int, key: str) -> dict[int, float]:
-    """``{seed: arm's Dice of a class − classical's}`` over the seeds where both are finite (a class absent from
-    the scored slices has NaN Dice)."""
-    def by_seed(name: str) -> dict[int, float]:
-        return {r["seed"]: r[key] for r in runs if r["arm"] == name and r["k"] == k and _finite(r.get(key))}
-
-    ours, base = by_seed(arm), by_seed("classical")
-    return {seed: ours[seed] - base[seed] for seed in sorted(set(ours) & set(base))}
+def _class_dice_by_seed(runs: Sequence[dict[str, Any]], arm: str, k: int, key: str) -> dict[int, float]:
+    """``{seed: the arm's Dice of a class}`` over the seeds where it is finite (a class absent from the scored slices
+    has NaN Dice)."""
+    return {r["seed"]: r[key] for r in runs if r["arm"] == arm and r["k"] == k and _finite(r.get(key))}
 
 
 def _paired_class_means(runs: Sequence[dict[str, Any]], arm: str, k: int, class_keys: Sequence[str]) -> dict[str, float]:
@@ -888,9 +884,9 @@ def _paired_class_means(runs: Sequence[dict[str, Any]], arm: str, k: int, class_
     out where a seed's Dice of it is NaN in either run, e.g. a class absent from the scored slices)."""
     means = {}
     for c in class_keys:
-        differences = _class_differences(runs, arm, k, c)
-        if differences:
-            means[c] = float(np.mean(list(differences.values())))
+        diff = paired_difference(_class_dice_by_seed(runs, arm, k, c), _class_dice_by_seed(runs, "classical", k, c))
+        if diff.n:
+            means[c] = float(diff.mean)
     return means
 
 
@@ -918,7 +914,8 @@ def worst_class_losses(
     """
     worst = {}
     for c in class_keys:
-        differences = _class_differences(runs, arm, k, c)
+        differences = paired_differences_by_seed(_class_dice_by_seed(runs, arm, k, c),
+                                                 _class_dice_by_seed(runs, "classical", k, c))
         if differences:
             seed = min(differences, key=lambda s: (differences[s], s))
             worst[c] = (float(differences[seed]), seed)

@@ -26,6 +26,7 @@ __all__ = [
     "summarize",
     "t_interval",
     "bootstrap_interval",
+    "paired_differences_by_seed",
     "paired_difference",
     "spread_verdict",
     "interval_verdict",
@@ -162,6 +163,17 @@ class PairedDifference:
         return interval_verdict(self.ci_low, self.ci_high, self.n)
 
 
+def paired_differences_by_seed(a: Mapping[int, float], b: Mapping[int, float]) -> dict[int, float]:
+    """``{seed: a[seed] - b[seed]}`` over the seeds both have, in ``a``'s order (what :func:`paired_difference`
+    summarises; the per-seed figures show, e.g., the one seed a mean hides).
+
+    Example::
+
+        paired_differences_by_seed({0: 0.75, 1: 0.71}, {1: 0.70, 2: 0.71})  # {1: 0.01...}
+    """
+    return {s: a[s] - b[s] for s in a if s in b}
+
+
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> PairedDifference:
     """Paired difference of two arms scored on the same seeds.
 
@@ -177,7 +189,7 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float]) -> PairedD
         d = paired_difference({0: 0.75, 1: 0.71, 2: 0.73}, {0: 0.70, 1: 0.70, 2: 0.71})
         d.mean, d.spread_verdict  # 0.026..., Verdict.GAIN
     """
-    diff = [a[s] - b[s] for s in a if s in b]
+    diff = list(paired_differences_by_seed(a, b).values())
     if not diff:
         return PairedDifference(math.nan, math.nan, 0)
     mean, std = mean_std(diff)
