@@ -103,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="conditional arms: keep pairs the critic scores at least as high as this quantile of the "
                         "real pairs' scores (0: the least real-looking real pair; negative: no filter)")
     p.add_argument("--min-dice", type=float, default=0.7, help="joint_pool: segmenter-agreement threshold")
+    p.add_argument("--render-min-dice", type=float, default=0.5,
+                   help="cond_pseudo_checked: Dice every class of a rendered map must reach against the classical "
+                        "segmenter's prediction")
     p.add_argument("--sigma-min-dice", type=float, default=0.6,
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
     p.add_argument("--seg-weight", type=float, default=0.5,

@@ -330,6 +330,54 @@ def test_cond_pseudo_post_renders_each_pair_from_the_posterior_of_its_own_image(
     assert torch.allclose(post, (expected + 1) / 2, atol=1e-6)
 
 
+def test_cond_pseudo_checked_keeps_the_candidates_that_pass_the_per_class_check():
+    from monai_gvae.benchmarks.fewlabels import conditional_synthesis, packer, train_gvae
+
+    items = load_brain_slices("train")[10:14]
+    maps = deformed_pairs(items, 4, seed=3)
+    # every map holds the three classes: losing one leaves a mean Dice of 2/3, above the threshold; only the
+    # per-class check rejects it
+    assert all(set(p["label"].unique().tolist()) == {0, 1, 2, 3} for p in maps)
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "num_synthetic": 16,
+                                         "render_min_dice": 0.5})
+    gvae, critic = gvae_parts(s, "conditional", 0)
+    train_gvae(gvae, critic, items, packer(True, augment=False), 2, s, 0)
+    # the unchecked stream: four rounds of the same four maps, rendered with the generator's next latents
+    stream, acceptance = conditional_synthesis(gvae, critic, items, s, 5, lambda _i, n, _s: maps)
+    assert len(stream) == 16 and acceptance is None
+    # a planted segmenter: it finds every class in candidates 0, 3, 6, ... and loses class 1 in the others
+    predictions = {}
+    for j, pair in enumerate(stream):
+        found = pair["label"].clone()
+        if j % 3:
+            found[found == 1] = 0
+        predictions[pair["image"].numpy().tobytes()] = found
+
+    def segmenter(images):
+        return torch.stack([predictions[image.numpy().tobytes()] for image in images])
+
+    checked = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "num_synthetic": 4,
+                                               "render_min_dice": 0.5})
+    kept, acceptance = conditional_synthesis(gvae, critic, items, checked, 5, lambda _i, n, _s: maps,
+                                             segmenter=segmenter)
+    assert [p["image"].numpy().tobytes() for p in kept] == [stream[j]["image"].numpy().tobytes() for j in (0, 3, 6, 9)]
+    assert acceptance == pytest.approx(4 / 12)  # three rounds of four candidates were needed
+    with pytest.raises(ValueError, match="render_min_dice"):
+        FewLabelSettings(render_min_dice=1.5)
+
+
+def test_run_cell_records_the_checked_arm_beside_cond_pseudo():
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "render_min_dice": 0.0})
+    train = load_brain_slices("train")
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "cond_pseudo", "cond_pseudo_checked"], s,
+                    log=lambda m: None)
+    assert [r["arm"] for r in runs] == ["classical", "cond_pseudo", "cond_pseudo_checked"]
+    # threshold 0 keeps every candidate: the same pairs as cond_pseudo's, so the same segmenter
+    assert runs[2]["acceptance"] == 1.0 and runs[2]["dice"] == runs[1]["dice"]
+    assert runs[2]["gvae_seconds"] == runs[1]["gvae_seconds"]  # one GVAE for both
+    assert "cond_pseudo_checked" in CONDITIONAL_ARMS and "cond_pseudo_checked" in ARM_NAMES
+
+
 def test_label_maps_for_each_conditional_arm_names_its_source():
     from monai_gvae.benchmarks.fewlabels import LABEL_MAP_SOURCES, label_maps_for
 

@@ -20,6 +20,7 @@ from monai_gvae.transforms import (
     PackImageLabeld,
     SyntheticPairFilter,
     calibrate_posterior_sigma,
+    class_dice,
     foreground_dice,
     interpolate_label_maps,
     label_to_condition,
@@ -213,6 +214,34 @@ def test_segmenter_filter_rejects_planted_bad_pairs_and_keeps_good_ones():
     assert not kept[12:].any(), keep.last_scores["dice"][12:]
     assert keep.acceptance_rate == pytest.approx(0.5)
     assert torch.allclose(foreground_dice(y, y, CLASSES), torch.ones(12))
+
+
+def test_min_reduction_rejects_a_pair_that_loses_one_class():
+    x, y = slices(6)
+    assert all((y[i] == c).any() for i in range(6) for c in (1, 2))
+    lost = y.clone()
+    lost[3:][lost[3:] == 2] = 0  # items 3-5: the segmenter finds class 1 but not class 2
+    dice = class_dice(lost, y, CLASSES)
+    assert dice.shape == (6, CLASSES - 1)
+    assert torch.allclose(dice[:, 0], torch.ones(6)) and torch.equal(dice[3:, 1], torch.zeros(3))
+    assert torch.allclose(foreground_dice(lost, y, CLASSES), torch.tensor([1.0] * 3 + [0.5] * 3))
+    assert torch.equal(foreground_dice(lost, y, CLASSES, reduction="min"), torch.tensor([1.0] * 3 + [0.0] * 3))
+    empty = torch.zeros_like(y[:1])  # no foreground in either map: NaN per class, 1 for the item either way
+    assert class_dice(empty, empty, CLASSES).isnan().all()
+    assert foreground_dice(empty, empty, CLASSES, "min").item() == 1.0
+
+    def segmenter(images):  # class indices, as SyntheticPairFilter accepts them: the planted predictions
+        return lost
+    mean_keep = SyntheticPairFilter(CLASSES, segmenter=segmenter, min_dice=0.4)
+    min_keep = SyntheticPairFilter(CLASSES, segmenter=segmenter, min_dice=0.4, reduction="min")
+    assert mean_keep(x * 2 - 1, y).all()  # class 1 right hides class 2 lost
+    assert torch.equal(min_keep(x * 2 - 1, y), torch.tensor([True] * 3 + [False] * 3))
+    with pytest.raises(ValueError, match="reduction"):
+        SyntheticPairFilter(CLASSES, segmenter=segmenter, min_dice=0.4, reduction="median")
+    with pytest.raises(ValueError, match="reduction"):
+        foreground_dice(y, y, CLASSES, reduction="max")
+    with pytest.raises(ValueError, match="shapes differ"):
+        class_dice(y[:, :, :4], y, CLASSES)
 
 
 class AgreementCritic(torch.nn.Module):

@@ -14,7 +14,7 @@ from .dictionary import (
     PackImageLabeld,
     PackImageLabelDict,
 )
-from .filtering import SyntheticPairFilter, calibrate_posterior_sigma, foreground_dice
+from .filtering import DICE_REDUCTIONS, SyntheticPairFilter, calibrate_posterior_sigma, class_dice, foreground_dice
 from .label_maps import interpolate_label_maps, nearest_label_maps, signed_distance_maps
 from .pool import SYNTHETIC_FLAG, SYNTHETIC_MODE, SYNTHETIC_MODEL, GVAESamplePool, synthetic_meta
 from .utils import from_model_range, pack_image_label, to_model_range, unpack_image_label, unpack_to_host
@@ -45,6 +45,8 @@ __all__ = [
     "SyntheticPairFilter",
     "calibrate_posterior_sigma",
     "foreground_dice",
+    "class_dice",
+    "DICE_REDUCTIONS",
     "signed_distance_maps",
     "interpolate_label_maps",
     "nearest_label_maps",

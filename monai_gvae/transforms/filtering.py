@@ -17,39 +17,73 @@ from torch import nn
 from monai_gvae.transforms.conditioning import encode_pairs, label_to_condition
 from monai_gvae.transforms.utils import from_model_range, unpack_image_label
 
-__all__ = ["foreground_dice", "SyntheticPairFilter", "calibrate_posterior_sigma"]
+__all__ = ["DICE_REDUCTIONS", "class_dice", "foreground_dice", "SyntheticPairFilter", "calibrate_posterior_sigma"]
 
 logger = logging.getLogger(__name__)
 
+DICE_REDUCTIONS = ("mean", "min")
+"""How :func:`foreground_dice` and :class:`SyntheticPairFilter` reduce the per-class Dice of an item."""
 
-def foreground_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Mean foreground Dice per item between two class-index maps ``(N, 1, *spatial)``.
 
-    Classes 1..``num_classes - 1`` absent from both maps of an item are left out of its mean; an item with no
-    foreground in either map scores 1.
+def class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Dice per item and foreground class between two class-index maps ``(N, 1, *spatial)``.
 
     Returns:
-        float tensor ``(N,)``.
+        float tensor ``(N, num_classes - 1)``: column ``c - 1`` holds class ``c``'s Dice, NaN where the class is
+        absent from both maps of the item.
+
+    Raises:
+        ValueError: the two maps' shapes differ.
 
     Example::
 
-        foreground_dice(label, label, num_classes=4)  # tensor([1., 1., ...])
+        class_dice(prediction, label, num_classes=4)[:, 2]  # class 3's Dice per item (NaN where absent)
     """
     pred, label = torch.as_tensor(pred).long(), torch.as_tensor(label).long()
     if pred.shape != label.shape:
         raise ValueError(f"prediction and label shapes differ: {tuple(pred.shape)} vs {tuple(label.shape)}.")
     n = pred.shape[0]
-    total = torch.zeros(n)
-    count = torch.zeros(n)
+    columns = []
     for c in range(1, num_classes):
         p = (pred == c).reshape(n, -1)
         t = (label == c).reshape(n, -1)
         denom = (p.sum(1) + t.sum(1)).float()
-        present = denom > 0
         dice = 2.0 * (p & t).sum(1).float() / denom.clamp(min=1)
-        total += torch.where(present, dice, torch.zeros_like(dice))
-        count += present.float()
-    return torch.where(count > 0, total / count.clamp(min=1), torch.ones(n))
+        columns.append(torch.where(denom > 0, dice, torch.full_like(dice, float("nan"))))
+    return torch.stack(columns, 1) if columns else torch.zeros(n, 0)
+
+
+def foreground_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int, reduction: str = "mean") -> torch.Tensor:
+    """Foreground Dice per item between two class-index maps ``(N, 1, *spatial)``, over classes.
+
+    Classes 1..``num_classes - 1`` absent from both maps of an item are left out; an item with no foreground in
+    either map scores 1.
+
+    Args:
+        pred, label: class-index maps ``(N, 1, *spatial)``.
+        num_classes: classes, background included.
+        reduction: ``"mean"`` over the item's classes, or ``"min"``: its worst class (a pair whose one structure
+            is wrong scores low even when the others are right).
+
+    Returns:
+        float tensor ``(N,)``.
+
+    Raises:
+        ValueError: the shapes differ, or an unknown reduction.
+
+    Example::
+
+        foreground_dice(label, label, num_classes=4)  # tensor([1., 1., ...])
+    """
+    if reduction not in DICE_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {DICE_REDUCTIONS}, got {reduction!r}.")
+    dice = class_dice(pred, label, num_classes)
+    present = ~dice.isnan()
+    if reduction == "min":  # classes absent from both maps do not count against the item
+        return torch.where(present, dice, torch.ones_like(dice)).amin(1) if dice.shape[1] else torch.ones(len(dice))
+    count = present.sum(1)
+    total = torch.where(present, dice, torch.zeros_like(dice)).sum(1)
+    return torch.where(count > 0, total / count.clamp(min=1), torch.ones(len(dice)))
 
 
 class SyntheticPairFilter:
@@ -60,8 +94,10 @@ class SyntheticPairFilter:
       image); pairs scoring below ``critic_threshold`` are rejected. :meth:`fit_critic_threshold` sets the
       threshold from real pairs (a low quantile of their scores).
     * **Segmenter**: a segmentation network trained on the k real labelled items predicts a label for the
-      synthetic image; pairs whose label's mean foreground Dice against that prediction is below ``min_dice``
-      are rejected (the generated label disagrees with its image).
+      synthetic image; pairs whose label's foreground Dice against that prediction is below ``min_dice``
+      are rejected (the generated label disagrees with its image). ``reduction="mean"`` averages the classes
+      present; ``"min"`` asks it of every class, so that an image that renders one structure as a flat blob is
+      rejected even when the others agree.
 
     A pair is kept when it passes every configured test. ``acceptance_rate`` is the kept fraction of all
     pairs seen so far.
@@ -72,12 +108,14 @@ class SyntheticPairFilter:
         critic_threshold: minimum critic score (set it, or call :meth:`fit_critic_threshold`).
         segmenter: a module or callable from images (in ``segmenter_range``) ``(N, C, *spatial)`` to logits
             ``(N, num_classes, *spatial)`` (argmax taken) or class indices ``(N, 1, *spatial)``; or ``None``.
-        min_dice: minimum mean foreground Dice between label and segmenter prediction.
+        min_dice: minimum foreground Dice between label and segmenter prediction.
+        reduction: how the segmenter test reduces classes, ``"mean"`` (of the classes present) or ``"min"``
+            (every class present must reach ``min_dice``).
         segmenter_range: intensity range the segmenter was trained on (images arrive in [-1, 1]).
         batch_size: pairs per forward pass.
 
     Raises:
-        ValueError: no test configured, or a critic without threshold at call time.
+        ValueError: no test configured, an unknown reduction, or a critic without threshold at call time.
 
     Example::
 
@@ -96,6 +134,7 @@ class SyntheticPairFilter:
         min_dice: float | None = None,
         segmenter_range: tuple[float, float] = (0.0, 1.0),
         batch_size: int = 32,
+        reduction: str = "mean",
     ) -> None:
         if critic is None and segmenter is None:
             raise ValueError("SyntheticPairFilter needs a critic, a segmenter or both.")
@@ -103,6 +142,8 @@ class SyntheticPairFilter:
             raise ValueError("a segmenter filter needs min_dice (the Dice below which a pair is rejected).")
         if min_dice is not None and not 0.0 <= min_dice <= 1.0:
             raise ValueError(f"min_dice must be in [0, 1], got {min_dice}.")
+        if reduction not in DICE_REDUCTIONS:
+            raise ValueError(f"reduction must be one of {DICE_REDUCTIONS}, got {reduction!r}.")
         self.num_classes = int(num_classes)
         self.critic = critic
         self.critic_threshold = critic_threshold
@@ -110,6 +151,7 @@ class SyntheticPairFilter:
         self.min_dice = min_dice
         self.segmenter_range = tuple(segmenter_range)
         self.batch_size = int(batch_size)
+        self.reduction = reduction
         self.num_seen = 0
         self.num_accepted = 0
         self.last_scores: dict[str, torch.Tensor] = {}
@@ -159,7 +201,8 @@ class SyntheticPairFilter:
 
     @torch.no_grad()
     def segmenter_dice(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean foreground Dice ``(N,)`` between each label and the segmenter's prediction for its image."""
+        """Foreground Dice ``(N,)`` between each label and the segmenter's prediction for its image (over classes
+        as ``reduction`` says)."""
         if self.segmenter is None:
             raise ValueError("no segmenter configured.")
         seg = self.segmenter
@@ -178,7 +221,7 @@ class SyntheticPairFilter:
         finally:
             if isinstance(seg, nn.Module) and was_training is not None:
                 seg.train(was_training)
-        return foreground_dice(torch.cat(preds), labels, self.num_classes)
+        return foreground_dice(torch.cat(preds), labels, self.num_classes, self.reduction)
 
     def fit_critic_threshold(self, images: torch.Tensor, labels: torch.Tensor | None, quantile: float = 0.1) -> float:
         """Set ``critic_threshold`` to the ``quantile`` of the critic's scores of real pairs, and return it.
