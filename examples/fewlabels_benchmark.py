@@ -106,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render-min-dice", type=float, default=0.5,
                    help="cond_pseudo_checked: Dice every class of a rendered map must reach against the classical "
                         "segmenter's prediction")
+    p.add_argument("--render-min-pixels", type=int, default=32,
+                   help="cond_pseudo_checked: classes with fewer pixels in a map are not checked (fragments)")
     p.add_argument("--sigma-min-dice", type=float, default=0.6,
                    help="joint_pool: largest sigma whose variants of the k slices keep this label Dice")
     p.add_argument("--seg-weight", type=float, default=0.5,

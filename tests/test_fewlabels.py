@@ -236,6 +236,11 @@ def test_min_reduction_rejects_a_pair_that_loses_one_class():
     min_keep = SyntheticPairFilter(CLASSES, segmenter=segmenter, min_dice=0.4, reduction="min")
     assert mean_keep(x * 2 - 1, y).all()  # class 1 right hides class 2 lost
     assert torch.equal(min_keep(x * 2 - 1, y), torch.tensor([True] * 3 + [False] * 3))
+    # a class the label holds fewer pixels of than min_class_pixels is not checked
+    small = int((y[3:] == 2).flatten(1).sum(1).max()) + 1
+    assert class_dice(lost, y, CLASSES, min_pixels=small)[3:, 1].isnan().all()
+    lenient = SyntheticPairFilter(CLASSES, segmenter=segmenter, min_dice=0.4, reduction="min", min_class_pixels=small)
+    assert lenient(x * 2 - 1, y).all()
     with pytest.raises(ValueError, match="reduction"):
         SyntheticPairFilter(CLASSES, segmenter=segmenter, min_dice=0.4, reduction="median")
     with pytest.raises(ValueError, match="reduction"):

@@ -184,6 +184,8 @@ class FewLabelSettings:
         render_min_dice: ``cond_pseudo_checked``: a rendered pair is kept only if the classical segmenter's
             prediction for its image reaches this Dice in every foreground class of its map
             (``SyntheticPairFilter(reduction="min")``): a guard against renders that lose one structure.
+        render_min_pixels: ``cond_pseudo_checked``: classes of which a map holds fewer pixels are not checked
+            (fragments of a pseudo-label, whose Dice is noise).
         sigma_min_dice: ``joint_pool``: largest sigma whose variants of the k slices keep this label Dice.
         seg_weight: segmentation consistency of the conditional GVAEs (``GVAETrainer(segmenter=, seg_weight=)``
             with the ``classical`` arm's segmenter); 0: none.
@@ -218,6 +220,7 @@ class FewLabelSettings:
     critic_quantile: float = -1.0
     min_dice: float = 0.7
     render_min_dice: float = 0.5
+    render_min_pixels: int = 32
     sigma_min_dice: float = 0.6
     seg_weight: float = 0.5
     seg_objective: str = "consistency"
@@ -244,6 +247,8 @@ class FewLabelSettings:
             raise ValueError(f"grad_weight must be >= 0, got {self.grad_weight}.")
         if not 0 <= self.render_min_dice <= 1:
             raise ValueError(f"render_min_dice must be in [0, 1], got {self.render_min_dice}.")
+        if self.render_min_pixels < 0:
+            raise ValueError(f"render_min_pixels must be >= 0, got {self.render_min_pixels}.")
         if not 0 < self.pseudo_keep <= 1:
             raise ValueError(f"pseudo_keep must be in (0, 1], got {self.pseudo_keep}.")
 
@@ -587,7 +592,7 @@ def conditional_synthesis(
     if critic_filter or segmenter is not None:
         keep = SyntheticPairFilter(settings.num_classes, critic=critic if critic_filter else None, segmenter=segmenter,
                                    min_dice=settings.render_min_dice if segmenter is not None else None,
-                                   reduction="min")
+                                   reduction="min", min_class_pixels=settings.render_min_pixels)
     if critic_filter:
         keep.fit_critic_threshold(_stack(items, "image").float() * 2 - 1, _stack(items, "label").long(),
                                   settings.critic_quantile)
@@ -1067,7 +1072,8 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         arm_notes += "; `cond_pseudo_post`: each pool pair rendered from a draw of its own posterior"
     if "cond_pseudo_checked" in str(s.get("arms", "")):
         arm_notes += (f"; `cond_pseudo_checked`: renders kept where the classical segmenter finds every class of the "
-                      f"map with Dice >= {s.get('render_min_dice')}")
+                      f"map with Dice >= {s.get('render_min_dice')} (classes of {s.get('render_min_pixels', 0)}+ "
+                      "pixels)")
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
                   "confident about")
@@ -1179,12 +1185,13 @@ GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
 """Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
 GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "gvae_batch", "latent_size",
                  "base_channels", "upsample", "kl_weight", "adv_weight", "critic_quantile", "min_dice", "sigma_min_dice",
-                 "render_min_dice", "seg_weight", "seg_objective", "seg_lr", "condition_mode", "critic_head"}
+                 "render_min_dice", "render_min_pixels", "seg_weight", "seg_objective", "seg_lr", "condition_mode", "critic_head"}
 """Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
 SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0,
-                         "render_min_dice": FewLabelSettings.render_min_dice}
+                         "render_min_dice": FewLabelSettings.render_min_dice,
+                         "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)
 behaved as: a run from before merges with one that states the value."""
 

@@ -25,12 +25,18 @@ DICE_REDUCTIONS = ("mean", "min")
 """How :func:`foreground_dice` and :class:`SyntheticPairFilter` reduce the per-class Dice of an item."""
 
 
-def class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
+def class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int, min_pixels: int = 0) -> torch.Tensor:
     """Dice per item and foreground class between two class-index maps ``(N, 1, *spatial)``.
+
+    Args:
+        pred, label: class-index maps ``(N, 1, *spatial)``.
+        num_classes: classes, background included.
+        min_pixels: classes of which ``label`` holds fewer pixels are left out (NaN): the Dice of a fragment of a
+            few pixels is noise. 0: a class counts wherever either map holds it.
 
     Returns:
         float tensor ``(N, num_classes - 1)``: column ``c - 1`` holds class ``c``'s Dice, NaN where the class is
-        absent from both maps of the item.
+        absent from both maps of the item (or below ``min_pixels`` in ``label``).
 
     Raises:
         ValueError: the two maps' shapes differ.
@@ -49,11 +55,14 @@ def class_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> tor
         t = (label == c).reshape(n, -1)
         denom = (p.sum(1) + t.sum(1)).float()
         dice = 2.0 * (p & t).sum(1).float() / denom.clamp(min=1)
-        columns.append(torch.where(denom > 0, dice, torch.full_like(dice, float("nan"))))
+        counted = (denom > 0) & (t.sum(1) >= min_pixels)
+        columns.append(torch.where(counted, dice, torch.full_like(dice, float("nan"))))
     return torch.stack(columns, 1) if columns else torch.zeros(n, 0)
 
 
-def foreground_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int, reduction: str = "mean") -> torch.Tensor:
+def foreground_dice(
+    pred: torch.Tensor, label: torch.Tensor, num_classes: int, reduction: str = "mean", min_pixels: int = 0
+) -> torch.Tensor:
     """Foreground Dice per item between two class-index maps ``(N, 1, *spatial)``, over classes.
 
     Classes 1..``num_classes - 1`` absent from both maps of an item are left out; an item with no foreground in
@@ -64,6 +73,7 @@ def foreground_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int, r
         num_classes: classes, background included.
         reduction: ``"mean"`` over the item's classes, or ``"min"``: its worst class (a pair whose one structure
             is wrong scores low even when the others are right).
+        min_pixels: as :func:`class_dice` (0: every class either map holds counts).
 
     Returns:
         float tensor ``(N,)``.
@@ -77,7 +87,7 @@ def foreground_dice(pred: torch.Tensor, label: torch.Tensor, num_classes: int, r
     """
     if reduction not in DICE_REDUCTIONS:
         raise ValueError(f"reduction must be one of {DICE_REDUCTIONS}, got {reduction!r}.")
-    dice = class_dice(pred, label, num_classes)
+    dice = class_dice(pred, label, num_classes, min_pixels)
     present = ~dice.isnan()
     if reduction == "min":  # classes absent from both maps do not count against the item
         return torch.where(present, dice, torch.ones_like(dice)).amin(1) if dice.shape[1] else torch.ones(len(dice))
@@ -111,6 +121,8 @@ class SyntheticPairFilter:
         min_dice: minimum foreground Dice between label and segmenter prediction.
         reduction: how the segmenter test reduces classes, ``"mean"`` (of the classes present) or ``"min"``
             (every class present must reach ``min_dice``).
+        min_class_pixels: the segmenter test leaves out classes of which a pair's label holds fewer pixels
+            (fragments whose Dice is noise); 0: none left out.
         segmenter_range: intensity range the segmenter was trained on (images arrive in [-1, 1]).
         batch_size: pairs per forward pass.
 
@@ -135,6 +147,7 @@ class SyntheticPairFilter:
         segmenter_range: tuple[float, float] = (0.0, 1.0),
         batch_size: int = 32,
         reduction: str = "mean",
+        min_class_pixels: int = 0,
     ) -> None:
         if critic is None and segmenter is None:
             raise ValueError("SyntheticPairFilter needs a critic, a segmenter or both.")
@@ -152,6 +165,7 @@ class SyntheticPairFilter:
         self.segmenter_range = tuple(segmenter_range)
         self.batch_size = int(batch_size)
         self.reduction = reduction
+        self.min_class_pixels = int(min_class_pixels)
         self.num_seen = 0
         self.num_accepted = 0
         self.last_scores: dict[str, torch.Tensor] = {}
@@ -221,7 +235,7 @@ class SyntheticPairFilter:
         finally:
             if isinstance(seg, nn.Module) and was_training is not None:
                 seg.train(was_training)
-        return foreground_dice(torch.cat(preds), labels, self.num_classes, self.reduction)
+        return foreground_dice(torch.cat(preds), labels, self.num_classes, self.reduction, self.min_class_pixels)
 
     def fit_critic_threshold(self, images: torch.Tensor, labels: torch.Tensor | None, quantile: float = 0.1) -> float:
         """Set ``critic_threshold`` to the ``quantile`` of the critic's scores of real pairs, and return it.
