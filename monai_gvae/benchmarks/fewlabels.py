@@ -49,6 +49,7 @@ from monai_gvae.transforms import (
     PackImageLabeld,
     SyntheticPairFilter,
     calibrate_posterior_sigma,
+    class_dice,
     encode_pairs,
     interpolate_label_maps,
     label_to_condition,
@@ -402,10 +403,10 @@ def pseudo_label_quality(
     rows = []
     for i, (item, predicted) in enumerate(zip(pool, labels)):
         truth = torch.as_tensor(item["label"]).reshape(predicted.shape)
-        dice = [float(2 * ((predicted == c) & (truth == c)).sum() / ((predicted == c).sum() + (truth == c).sum()))
-                for c in range(1, num_classes) if (truth == c).any()]
+        dice = class_dice(predicted[None], truth[None], num_classes, min_pixels=1)[0]  # the classes truth holds
+        dice = dice[~dice.isnan()]
         rows.append({"slice_index": item.get("slice_index"), "confidence": confidence[i], "kept": i in kept,
-                     "dice": float(np.mean(dice)) if dice else float("nan"),
+                     "dice": float(dice.mean()) if len(dice) else float("nan"),
                      "pixels": [int((truth == c).sum()) for c in range(1, num_classes)]})
     return rows
 
