@@ -689,7 +689,7 @@ def run_cell(
         train: the train split.
         evaluation: the items scored (the val or test split); ``None``: the train slices outside the k.
         arms: among :data:`ARMS`; ``classical`` comes first (its segmenter pseudo-labels the pool, filters
-            ``joint_pool``'s pairs and, with ``settings.seg_weight``, drives the conditional GVAEs).
+            ``joint_pool``'s pairs, checks ``cond_pseudo_checked``'s renders and, with ``settings.seg_weight``, drives the conditional GVAEs).
         settings: the benchmark's settings.
         pretrained: :func:`pretrain`'s output, needed by the :data:`POOL_ARMS`.
         log: progress messages.
