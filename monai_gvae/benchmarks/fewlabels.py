@@ -689,7 +689,8 @@ def run_cell(
         train: the train split.
         evaluation: the items scored (the val or test split); ``None``: the train slices outside the k.
         arms: among :data:`ARMS`; ``classical`` comes first (its segmenter pseudo-labels the pool, filters
-            ``joint_pool``'s pairs, checks ``cond_pseudo_checked``'s renders and, with ``settings.seg_weight``, drives the conditional GVAEs).
+            ``joint_pool``'s pairs, checks ``cond_pseudo_checked``'s renders and, with ``settings.seg_weight``,
+            drives the conditional GVAEs).
         settings: the benchmark's settings.
         pretrained: :func:`pretrain`'s output, needed by the :data:`POOL_ARMS`.
         log: progress messages.
@@ -1073,7 +1074,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         arm_notes += "; `cond_pseudo_post`: each pool pair rendered from a draw of its own posterior"
     if "cond_pseudo_checked" in str(s.get("arms", "")):
         arm_notes += (f"; `cond_pseudo_checked`: renders kept where the classical segmenter finds every class of the "
-                      f"map with Dice >= {s.get('render_min_dice')} (classes of {s.get('render_min_pixels', 0)}+ "
+                      f"map with Dice >= {s['render_min_dice']} (classes of {s['render_min_pixels']}+ "
                       "pixels)")
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
@@ -1186,7 +1187,8 @@ GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
 """Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
 GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "gvae_batch", "latent_size",
                  "base_channels", "upsample", "kl_weight", "adv_weight", "critic_quantile", "min_dice", "sigma_min_dice",
-                 "render_min_dice", "render_min_pixels", "seg_weight", "seg_objective", "seg_lr", "condition_mode", "critic_head"}
+                 "render_min_dice", "render_min_pixels", "seg_weight", "seg_objective", "seg_lr", "condition_mode",
+                 "critic_head"}
 """Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
