@@ -446,3 +446,48 @@ def test_interval_report_and_selftrain_comparison():
         r["dice_cerebellum"] = float("nan") if r["seed"] == 0 else r["dice"] + (0.1 if r["arm"] == "cond" else 0.0)
     text = fewlabels_report(results)
     assert "| classical + label-conditioned GVAE (k slices only) | +3.0 / +12.5 |" in text  # seeds 1, 2: +13, +12
+
+
+def test_cotraining_pairs_are_the_k_pairs_repeated_to_half_and_the_pseudo_labelled_pool():
+    from monai_gvae.benchmarks.fewlabels import cotraining_pairs
+
+    items = load_brain_slices("train")[:5]
+    pseudo = [{"image": torch.zeros(1, 64, 64), "label": torch.full((1, 64, 64), j % 4), "slice_index": 100 + j,
+               "pseudo_label": True} for j in range(41)]
+    data = cotraining_pairs(items, pseudo)
+    assert len(data) == 5 * 8 + 41  # round(41 / 5) = 8 copies of the k pairs
+    assert all(not d["pseudo_label"] and torch.equal(torch.as_tensor(d["image"]), torch.as_tensor(i["image"]))
+               for d, i in zip(data[:40], items * 8))
+    assert all(d["pseudo_label"] and torch.equal(d["label"], p["label"]) for d, p in zip(data[40:], pseudo))
+    assert len(cotraining_pairs(items, pseudo[:2])) == 5 + 2  # never fewer than one copy of the k pairs
+    with pytest.raises(ValueError, match="labelled and pseudo-labelled"):
+        cotraining_pairs(items, [])
+
+
+def test_run_cell_trains_the_cotrained_arms_gvae_on_the_k_pairs_and_the_pseudo_labelled_pool(monkeypatch):
+    import monai_gvae.benchmarks.fewlabels as fewlabels
+
+    trained = {}
+    original = fewlabels._train_conditional
+
+    def spy(items, source, *args, **kwargs):
+        trained[source] = list(items)
+        return original(items, source, *args, **kwargs)
+
+    monkeypatch.setattr(fewlabels, "_train_conditional", spy)
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0})
+    train = load_brain_slices("train")
+    runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "cond_pseudo", "cond_pseudo_cotrained"], s,
+                    log=lambda m: None)
+    assert [r["arm"] for r in runs] == ["classical", "cond_pseudo", "cond_pseudo_cotrained"]
+    k_slices = {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
+    assert {i["slice_index"] for i in trained["k"]} == k_slices and len(trained["k"]) == 5  # cond_pseudo: k only
+    pool = [i for i in trained["cotrained"] if i["pseudo_label"]]
+    real = [i for i in trained["cotrained"] if not i["pseudo_label"]]
+
+    def index_of(image):  # which train slice an image is
+        return next(t["slice_index"] for t in train if torch.equal(torch.as_tensor(t["image"]), torch.as_tensor(image)))
+
+    assert sorted(index_of(i["image"]) for i in pool) == sorted({i["slice_index"] for i in train} - k_slices)
+    assert {index_of(i["image"]) for i in real} == k_slices and len(real) == 5 * round(len(pool) / 5)
+    assert "cond_pseudo_cotrained" in fewlabels.PSEUDO_LABEL_ARMS and "cond_pseudo_cotrained" in ARM_NAMES

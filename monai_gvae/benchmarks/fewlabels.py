@@ -77,6 +77,8 @@ __all__ = [
     "fewlabel_splits",
     "pseudo_label_quality",
     "pseudo_labelled_pool",
+    "cotraining_pairs",
+    "COTRAINED_ARMS",
     "worst_class_losses",
     "deformation",
     "packer",
@@ -97,7 +99,8 @@ __all__ = [
 ]
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
-        "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked")
+        "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked",
+        "cond_pseudo_cotrained")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
@@ -118,6 +121,8 @@ ARM_NAMES = {
                           "similar pseudo-label maps of the pool",
     "cond_pseudo_checked": "classical + label-conditioned GVAE (k slices) rendering the pool's pseudo-label maps, "
                            "kept where the segmenter finds every class",
+    "cond_pseudo_cotrained": "classical + label-conditioned GVAE trained on the k slices and the pseudo-labelled pool, "
+                             "rendering the pool's pseudo-label maps",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -134,6 +139,7 @@ ARM_SHORT = {
     "cond_pseudo_post": "+ cond. GVAE, pool images re-rendered at pool maps",
     "cond_pseudo_interp": "+ cond. GVAE, interpolated pool maps",
     "cond_pseudo_checked": "+ cond. GVAE, pool maps, per-class check",
+    "cond_pseudo_cotrained": "+ cond. GVAE (k + pool), pool maps",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
@@ -147,11 +153,17 @@ LABEL_MAP_SOURCES = {
     "cond_pseudo_post": ("deformed", "pool"),
     "cond_pseudo_interp": ("interpolated", "pool"),
     "cond_pseudo_checked": ("deformed", "pool"),
+    "cond_pseudo_cotrained": ("deformed", "pool"),
 }
 """Where each conditional arm's label maps come from, ``(how, whose)``: deformed or interpolated copies of the k
 slices' maps or of the pool's pseudo-label maps (see :func:`label_maps_for`); the arms of one source and GVAE render
 the same maps (``cond_pseudo_post`` from posterior latents; ``cond_pseudo_checked`` keeps those of the same candidates
 that pass its per-class segmenter check, drawing more candidates to replace the rejected)."""
+COTRAINED_ARMS = ("cond_pseudo_cotrained",)
+"""Conditional arms whose GVAE trains on the k pairs **and** the pool's pseudo-labelled pairs
+(:func:`cotraining_pairs`), not on the k pairs alone: the pool's images show the generator the anatomy of every level
+of the train split (a GVAE trained on five slices draws a structure they barely show, e.g. the cerebellum, as a flat
+blob; docs/fewlabels.md section 6, k = 20)."""
 CONDITIONAL_ARMS = tuple(LABEL_MAP_SOURCES)
 PSEUDO_LABEL_ARMS = ("selftrain",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "pool")
 """Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k): the
@@ -170,7 +182,7 @@ class FewLabelSettings:
         synthetic_fraction: share of synthetic items per segmenter epoch, in [0, 1).
         num_synthetic: synthetic pairs generated per (k, seed, arm).
         gvae_iterations: conditional GVAE iterations on the k slices (the arms whose GVAE sees only them: ``cond``,
-            ``cond_pseudo``, ``cond_interp``).
+            ``cond_pseudo``, ``cond_interp``) and of the co-trained GVAE (:data:`COTRAINED_ARMS`: the same budget).
         pretrain_iterations: image-only pre-training iterations on the unlabelled pool.
         adapt_iterations: adaptation iterations on the k slices (pool arms).
         gvae_batch: GVAE batch.
@@ -379,6 +391,35 @@ def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict], keep:
     kept = _most_confident(confidence, keep)
     return [{"image": image, "label": label.long(), "slice_index": item.get("slice_index"), "pseudo_label": True}
             for i, (image, label, item) in enumerate(zip(images, labels, pool)) if i in kept]
+
+
+def cotraining_pairs(items: Sequence[dict], pseudo: Sequence[dict]) -> list[dict]:
+    """The training set of a co-trained conditional GVAE (:data:`COTRAINED_ARMS`): the k labelled pairs, repeated so
+    that they make about half of it, and the pool's pseudo-labelled pairs.
+
+    Why half: the k pairs are the only image-label correspondences known to be right; the pool's pairs bring the
+    anatomy of the levels the k slices do not show, with the segmenter's labels (wrong where it is wrong).
+
+    Args:
+        items: the k labelled pairs.
+        pseudo: :func:`pseudo_labelled_pool`'s pairs (the pool's images with their pseudo-labels).
+
+    Returns:
+        ``items`` repeated ``max(1, round(len(pseudo) / len(items)))`` times, then ``pseudo``, each as
+        ``{"image", "label", "pseudo_label": bool}`` (one set of keys, so that batches of both collate).
+
+    Raises:
+        ValueError: no labelled pairs, or no pseudo-labelled pairs.
+
+    Example::
+
+        data = cotraining_pairs(k_items, pseudo_labelled_pool(unet, pool))  # 5 items x 8 + 41 pool pairs
+    """
+    if not items or not pseudo:
+        raise ValueError(f"co-training needs labelled and pseudo-labelled pairs, got {len(items)} and {len(pseudo)}.")
+    repeats = max(1, round(len(pseudo) / len(items)))
+    real = [{"image": i["image"], "label": i["label"], "pseudo_label": False} for i in items]
+    return real * repeats + [{"image": p["image"], "label": p["label"], "pseudo_label": True} for p in pseudo]
 
 
 def pseudo_label_quality(
@@ -759,9 +800,11 @@ def run_cell(
         elif arm == "interp":
             record(arm, interpolated_pairs(items, settings.num_synthetic, seed * 1000, settings.num_classes))
         elif arm in CONDITIONAL_ARMS:
-            source = "pool" if arm in POOL_ARMS else "k"
+            source = "pool" if arm in POOL_ARMS else "cotrained" if arm in COTRAINED_ARMS else "k"
             if source not in conditional_models:  # arms of one source share its GVAE (the same training)
-                conditional_models[source] = _train_conditional(items, source, pretrained, settings, seed, segmenter)
+                conditional_models[source] = _train_conditional(
+                    cotraining_pairs(items, pseudo) if source == "cotrained" else items, source, pretrained,
+                    settings, seed, segmenter)
             gvae, critic, seconds = conditional_models[source]
             # arms of one GVAE and label-map source render the same pairs, whichever of them comes first
             # (selftrain_cond: cond_pseudo's); cond_pseudo_post re-renders them from their posterior latents;
@@ -832,8 +875,9 @@ def _train_conditional(
     seed: int,
     segmenter: torch.nn.Module | None,
 ) -> tuple[GVAE, GVAECritic, float]:
-    """A label-conditioned GVAE on the k slices (segmentation consistency with ``segmenter`` when
-    ``settings.seg_weight > 0``); ``source="pool"`` starts from the pool pre-training."""
+    """A label-conditioned GVAE on ``items`` (the k slices; ``source="cotrained"``: :func:`cotraining_pairs`), with
+    segmentation consistency with ``segmenter`` when ``settings.seg_weight > 0``; ``source="pool"`` starts from the
+    pool pre-training. Every source trains ``settings.gvae_iterations`` (pool: ``adapt_iterations``) iterations."""
     gvae, critic = gvae_parts(settings, "conditional", seed)
     if source == "pool":
         load_pretrained_weights(gvae, pretrained["gvae"], key=None)
