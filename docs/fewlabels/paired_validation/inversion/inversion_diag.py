@@ -1,5 +1,6 @@
 """(docs/fewlabels.md, section 6, "Reading the pool through the generator"; run from the repository root as
-`python docs/fewlabels/paired_validation/inversion/inversion_diag.py SEED K`; it caches its models in /work/runs/r31.)
+`python docs/fewlabels/paired_validation/inversion/inversion_diag.py SEED K`; it caches its models in $DIAG_CACHE, default runs/diagnostics; the recorded
+run used /work/runs/r31.)
 Diagnostic: refine the k-segmenter's pool pseudo-labels by inverting the conditional GVAE
 (soft label map L minimising |G(z, L) - x|_1 + beta * CE(L, p_seg)). Reads hidden pool labels (diagnostic only)."""
 import sys, time, json, os, torch, numpy as np
@@ -15,7 +16,9 @@ items = labelled_subset(data.train, k, seed)
 chosen = {i["slice_index"] for i in items}
 pool = [i for i in data.train if i["slice_index"] not in chosen]
 t = time.time()
-ck = f"/work/runs/r31/models_s{seed}_k{k}_g{gens}.pt"
+cache = os.environ.get("DIAG_CACHE", os.path.join("runs", "diagnostics"))
+os.makedirs(cache, exist_ok=True)
+ck = os.path.join(cache, f"models_s{seed}_k{k}_g{gens}.pt")
 if os.path.exists(ck):
     net, gvae = torch.load(ck, weights_only=False)
 else:

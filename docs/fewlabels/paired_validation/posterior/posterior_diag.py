@@ -19,12 +19,14 @@ items = labelled_subset(data.train, k, seed)
 chosen = {i["slice_index"] for i in items}
 pool = [i for i in data.train if i["slice_index"] not in chosen]
 t = time.time()
-import os
-if os.path.exists("/work/runs/r30/oracle.pt"):
-    oracle = torch.load("/work/runs/r30/oracle.pt", weights_only=False)
+# models and PNGs go to $DIAG_CACHE (default runs/diagnostics under the current folder; the recorded runs used /work/runs/r30)
+cache = os.environ.get("DIAG_CACHE", os.path.join("runs", "diagnostics"))
+os.makedirs(cache, exist_ok=True)
+if os.path.exists(os.path.join(cache, "oracle.pt")):
+    oracle = torch.load(os.path.join(cache, "oracle.pt"), weights_only=False)
 else:
     oracle, _ = train_segmenter(list(data.train), iterations=1200, batch_size=s.batch_size, seed=7, shuffle_seed=7)
-    torch.save(oracle, "/work/runs/r30/oracle.pt")
+    torch.save(oracle, os.path.join(cache, "oracle.pt"))
 net, _ = train_segmenter(items, iterations=s.seg_iterations, batch_size=s.batch_size, seed=seed, shuffle_seed=seed)
 gvae, critic = gvae_parts(s, "conditional", seed)
 train_gvae(gvae, critic, items, packer(True, augment=True), s.gvae_iterations, s, seed, segmenter=net)
@@ -54,5 +56,5 @@ print("oracle on real val slabs with true maps:", dice_scores(oracle, data.val, 
 for name, x in (("real pool + pseudo map", img), ("prior render", prior), ("posterior mean render", post_mu), ("posterior sample render", post_s)):
     print(f"{name:26s} grad {grad(x):.4f}  oracle Dice vs paired map {exact(x, lab):.4f}  L1 to real {float((x-img).abs().mean()):.4f}")
 from monai_gvae.benchmarks.fewlabels import save_pairs
-save_pairs([{"image": a, "label": b} for a, b in zip(post_mu[:16], lab[:16])], f"/work/runs/r30/post_s{seed}_k{k}_kl{klw}{tag}_g{gens}.png", True)
-save_pairs([{"image": a, "label": b} for a, b in zip(prior[:16], lab[:16])], f"/work/runs/r30/prior_s{seed}_k{k}_kl{klw}{tag}_g{gens}.png", True)
+save_pairs([{"image": a, "label": b} for a, b in zip(post_mu[:16], lab[:16])], os.path.join(cache, f"post_s{seed}_k{k}_kl{klw}{tag}_g{gens}.png"), True)
+save_pairs([{"image": a, "label": b} for a, b in zip(prior[:16], lab[:16])], os.path.join(cache, f"prior_s{seed}_k{k}_kl{klw}{tag}_g{gens}.png"), True)
