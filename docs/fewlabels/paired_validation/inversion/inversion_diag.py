@@ -1,6 +1,6 @@
 """(docs/fewlabels.md, section 6, "Reading the pool through the generator"; run from the repository root as
-`python docs/fewlabels/paired_validation/inversion/inversion_diag.py SEED K`; it caches its models in $DIAG_CACHE, default runs/diagnostics; the recorded
-run used /work/runs/r31.)
+`python docs/fewlabels/paired_validation/inversion/inversion_diag.py SEED K`; it caches its models in $DIAG_CACHE,
+default runs/diagnostics; the recorded run used /work/runs/r31.)
 Diagnostic: refine the k-segmenter's pool pseudo-labels by inverting the conditional GVAE
 (soft label map L minimising |G(z, L) - x|_1 + beta * CE(L, p_seg)). Reads hidden pool labels (diagnostic only)."""
 import sys, time, json, os, torch, numpy as np

@@ -19,14 +19,16 @@ items = labelled_subset(data.train, k, seed)
 chosen = {i["slice_index"] for i in items}
 pool = [i for i in data.train if i["slice_index"] not in chosen]
 t = time.time()
-# models and PNGs go to $DIAG_CACHE (default runs/diagnostics under the current folder; the recorded runs used /work/runs/r30)
+# models and PNGs go to $DIAG_CACHE (default runs/diagnostics under the current folder;
+# the recorded runs used /work/runs/r30)
 cache = os.environ.get("DIAG_CACHE", os.path.join("runs", "diagnostics"))
 os.makedirs(cache, exist_ok=True)
-if os.path.exists(os.path.join(cache, "oracle.pt")):
-    oracle = torch.load(os.path.join(cache, "oracle.pt"), weights_only=False)
+oracle_path = os.path.join(cache, "oracle.pt")
+if os.path.exists(oracle_path):
+    oracle = torch.load(oracle_path, weights_only=False)
 else:
     oracle, _ = train_segmenter(list(data.train), iterations=1200, batch_size=s.batch_size, seed=7, shuffle_seed=7)
-    torch.save(oracle, os.path.join(cache, "oracle.pt"))
+    torch.save(oracle, oracle_path)
 net, _ = train_segmenter(items, iterations=s.seg_iterations, batch_size=s.batch_size, seed=seed, shuffle_seed=seed)
 gvae, critic = gvae_parts(s, "conditional", seed)
 train_gvae(gvae, critic, items, packer(True, augment=True), s.gvae_iterations, s, seed, segmenter=net)
