@@ -55,6 +55,7 @@ from monai_gvae.transforms import (
     label_to_condition,
     nearest_label_maps,
     posterior_variants,
+    propagate_label_map,
     synthesize_for_labels,
 )
 
@@ -79,6 +80,8 @@ __all__ = [
     "pseudo_labelled_pool",
     "cotraining_pairs",
     "COTRAINED_ARMS",
+    "atlas_labelled_pool",
+    "ATLAS_ARMS",
     "worst_class_losses",
     "deformation",
     "packer",
@@ -100,7 +103,7 @@ __all__ = [
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
         "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked",
-        "cond_pseudo_cotrained")
+        "cond_pseudo_cotrained", "selftrain_atlas", "cond_pseudo_atlas")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
@@ -123,6 +126,8 @@ ARM_NAMES = {
                            "kept where the segmenter finds every class",
     "cond_pseudo_cotrained": "classical + label-conditioned GVAE trained on the k slices and the pseudo-labelled pool, "
                              "rendering the pool's pseudo-label maps",
+    "selftrain_atlas": "classical + pool images with the k slices' labels registered to them (atlas control, no GVAE)",
+    "cond_pseudo_atlas": "classical + label-conditioned GVAE (k slices) rendering the pool's registered label maps",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -140,6 +145,8 @@ ARM_SHORT = {
     "cond_pseudo_interp": "+ cond. GVAE, interpolated pool maps",
     "cond_pseudo_checked": "+ cond. GVAE, pool maps, per-class check",
     "cond_pseudo_cotrained": "+ cond. GVAE (k + pool), pool maps",
+    "selftrain_atlas": "+ atlas-labelled pool (no GVAE)",
+    "cond_pseudo_atlas": "+ cond. GVAE, atlas-labelled pool maps",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
@@ -154,9 +161,11 @@ LABEL_MAP_SOURCES = {
     "cond_pseudo_interp": ("interpolated", "pool"),
     "cond_pseudo_checked": ("deformed", "pool"),
     "cond_pseudo_cotrained": ("deformed", "pool"),
+    "cond_pseudo_atlas": ("deformed", "atlas"),
 }
 """Where each conditional arm's label maps come from, ``(how, whose)``: deformed or interpolated copies of the k
-slices' maps or of the pool's pseudo-label maps (see :func:`label_maps_for`); the arms of one source and GVAE render
+slices' maps, of the pool's pseudo-label maps (``"pool"``) or of the pool's registered maps (``"atlas"``, see
+:func:`atlas_labelled_pool`; see :func:`label_maps_for`); the arms of one source and GVAE render
 the same maps (``cond_pseudo_post`` from posterior latents; ``cond_pseudo_checked`` keeps those of the same candidates
 that pass its per-class segmenter check, drawing more candidates to replace the rejected)."""
 COTRAINED_ARMS = ("cond_pseudo_cotrained",)
@@ -168,6 +177,9 @@ CONDITIONAL_ARMS = tuple(LABEL_MAP_SOURCES)
 PSEUDO_LABEL_ARMS = ("selftrain",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "pool")
 """Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k): the
 self-training control and the conditional arms that render the pool's maps."""
+ATLAS_ARMS = ("selftrain_atlas",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "atlas")
+"""Arms that label the pool by registration instead (:func:`atlas_labelled_pool`): the atlas control (the pool's
+own images with those labels) and the conditional arm that renders those maps."""
 SCHEDULES = ("mix", "finetune")
 
 
@@ -420,6 +432,43 @@ def cotraining_pairs(items: Sequence[dict], pseudo: Sequence[dict]) -> list[dict
     repeats = max(1, round(len(pseudo) / len(items)))
     real = [{"image": i["image"], "label": i["label"], "pseudo_label": False} for i in items]
     return real * repeats + [{"image": p["image"], "label": p["label"], "pseudo_label": True} for p in pseudo]
+
+
+def atlas_labelled_pool(
+    items: Sequence[dict], pool: Sequence[dict], keep: float = 1.0, demons_iterations: int = 100
+) -> list[dict]:
+    """The pool's images with label maps registered from the k labelled slices (what the :data:`ATLAS_ARMS` add).
+
+    Every labelled slice is registered to each pool image (affine, then demons) and the label map of the one whose
+    warped image correlates best with the pool image is kept (:func:`~monai_gvae.transforms.propagate_label_map`).
+    Why: the pool's value lies in the slices the k-trained segmenter labels worst (with the pool's true labels the
+    self-training control gains about +7 Dice points at k = 5 and 10 on validation, with the segmenter's about +1 to
+    +3; docs/fewlabels.md section 6), the levels the k slices barely show; a registered map copies the nearest
+    labelled anatomy and only deforms it. The ranking for ``keep`` is that correlation.
+
+    Args:
+        items: the k labelled pairs (the atlases).
+        pool: the unlabelled items (their ``label``, if any, is not read).
+        keep: share of the pool kept, best-fitting first, in (0, 1]; 1 keeps every slice.
+        demons_iterations: iterations of the demons field (:func:`~monai_gvae.transforms.register_label_map`).
+
+    Returns:
+        ``[{"image", "label" (1, S, S) int64, "slice_index", "pseudo_label": True, "fit": correlation}]`` for the kept
+        slices, in the pool's order.
+
+    Raises:
+        ValueError: ``keep`` outside (0, 1], no labelled items, or images of other shapes than the atlases'.
+
+    Example::
+
+        pairs = atlas_labelled_pool(k_items, pool)  # every pool image with its best atlas's registered labels
+    """
+    labelled = [{"image": torch.as_tensor(i["image"]).float(), "label": torch.as_tensor(i["label"])} for i in items]
+    maps = [propagate_label_map(torch.as_tensor(p["image"]).float(), labelled, demons_iterations) for p in pool]
+    kept = _most_confident([fit for _, fit in maps], keep)
+    return [{"image": torch.as_tensor(p["image"]).float(), "label": label, "slice_index": p.get("slice_index"),
+             "pseudo_label": True, "fit": fit}
+            for i, (p, (label, fit)) in enumerate(zip(pool, maps)) if i in kept]
 
 
 def pseudo_label_quality(
@@ -725,7 +774,7 @@ def run_cell(
 
     Args:
         k: labelled slices, drawn from ``train`` by ``labelled_subset(train, k, seed)``; the other train slices are
-            the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS`.
+            the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS` and :data:`ATLAS_ARMS`.
         seed: the cell's seed.
         train: the train split.
         evaluation: the items scored (the val or test split); ``None``: the train slices outside the k.
@@ -768,6 +817,8 @@ def run_cell(
     runs: list[dict] = []
     segmenter: UNet | None = None
     pseudo: list[dict] | None = None
+    atlas: list[dict] | None = None  # the pool labelled by registration (ATLAS_ARMS), made once per cell
+    atlas_seconds = 0.0
     conditional_models: dict[str, tuple[GVAE, GVAECritic, float]] = {}
     rendered: dict[str, tuple[list[dict], float | None]] = {}
 
@@ -791,8 +842,14 @@ def run_cell(
     for arm in arms:
         if arm in PSEUDO_LABEL_ARMS and pseudo is None:
             pseudo = pseudo_labelled_pool(segmenter, pool, settings.pseudo_keep)
+        if arm in ATLAS_ARMS and atlas is None:
+            started = time.perf_counter()
+            atlas = atlas_labelled_pool(items, pool, settings.pseudo_keep)
+            atlas_seconds = round(time.perf_counter() - started, 1)
         if arm == "classical":
             record(arm, None)
+        elif arm == "selftrain_atlas":
+            record(arm, atlas, label_seconds=atlas_seconds)
         elif arm == "elastic":
             record(arm, deformed_pairs(items, settings.num_synthetic, seed * 1000))
         elif arm == "selftrain":
@@ -813,8 +870,9 @@ def run_cell(
             checked = arm == "cond_pseudo_checked"
             maps = (source, LABEL_MAP_SOURCES[arm], posterior, checked)
             if maps not in rendered:
+                pool_maps = atlas if LABEL_MAP_SOURCES[arm][1] == "atlas" else pseudo
                 rendered[maps] = conditional_synthesis(gvae, critic, items, settings, seed,
-                                                       label_maps_for(arm, pseudo, settings.num_classes),
+                                                       label_maps_for(arm, pool_maps, settings.num_classes),
                                                        posterior=posterior, segmenter=segmenter if checked else None)
             pairs, acceptance = rendered[maps]
             if arm == "selftrain_cond":
@@ -823,7 +881,8 @@ def run_cell(
                 record(arm, [pseudo[i % len(pseudo)] for i in range(len(pairs))] + pairs,
                        fraction=2 * settings.synthetic_fraction, gvae_seconds=seconds, acceptance=acceptance)
             else:
-                record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance)
+                extra = {"label_seconds": atlas_seconds} if arm in ATLAS_ARMS else {}
+                record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance, **extra)
         elif arm == "joint_pool":
             pairs, extra = joint_pool_synthesis(items, pretrained, segmenter, settings, seed)
             record(arm, pairs, **extra)
@@ -855,11 +914,11 @@ def label_maps_for(
     if arm not in LABEL_MAP_SOURCES:
         raise ValueError(f"{arm!r} is not a conditional arm (one of {CONDITIONAL_ARMS}).")
     how, whose = LABEL_MAP_SOURCES[arm]
-    if whose == "pool" and not pseudo:
-        raise ValueError(f"the arm {arm!r} renders the pool's pseudo-label maps: pass them (pseudo=).")
+    if whose != "k" and not pseudo:
+        raise ValueError(f"the arm {arm!r} renders the pool's label maps: pass them (pseudo=).")
 
     def label_maps(items: Sequence[dict], n: int, seed: int) -> list[dict]:
-        source = pseudo if whose == "pool" else items
+        source = pseudo if whose != "k" else items
         if how == "interpolated":
             return interpolated_pairs(source, n, seed, num_classes)
         return deformed_pairs(source, n, seed)
@@ -1120,6 +1179,9 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         arm_notes += (f"; `cond_pseudo_checked`: renders kept where the classical segmenter finds every class of the "
                       f"map with Dice >= {s['render_min_dice']} (classes of {s['render_min_pixels']}+ "
                       "pixels)")
+    if any(arm in str(s.get("arms", "")) for arm in ATLAS_ARMS):
+        arm_notes += ("; `*_atlas`: the pool labelled by registering each of the k slices to each pool image (affine, "
+                      "then demons; SimpleITK) and keeping the best-correlated one's map")
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
                   "confident about")

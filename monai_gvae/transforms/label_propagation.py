@@ -1,0 +1,149 @@
+"""Label maps for unlabelled images by registration: the classical few-label segmentation (atlas propagation).
+
+With a handful of labelled images and a pool of unlabelled ones of the same anatomy, each labelled image can be
+registered to a pool image and its label map warped along: the pool image gets a label map whose shapes follow its
+own anatomy. A segmenter trained on the few labelled images labels the levels they do not show poorly (e.g. the
+cerebellum of inferior brain slices when one of five labelled slices shows it); registration copies the nearest
+labelled anatomy and only has to deform it, so it degrades more gracefully there. The few-label benchmark uses these
+maps as the pool's labels (``--pool-labels atlas``), both for the self-training control and for the label maps a
+conditional GVAE renders.
+
+Registration is SimpleITK's: an affine transform fitted by mean squares (the images share a modality), then a
+fast symmetric-forces demons displacement field; labels are resampled by nearest neighbour. Both run on one
+thread: a multi-threaded metric sums in an order that depends on the thread count, and the few-label benchmark
+promises the same figures to the last digit for the same command (the images are small; one thread costs little).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+__all__ = ["register_label_map", "propagate_label_map"]
+
+
+def _channel_first(x: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
+    array = np.asarray(torch.as_tensor(x).detach().cpu(), dtype=np.float32)
+    if array.ndim not in (3, 4) or array.shape[0] != 1:
+        raise ValueError(f"{what} must be channel-first with one channel, (1, H, W) or (1, D, H, W), got "
+                         f"{tuple(array.shape)}.")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} holds NaN or infinite values.")
+    return array[0]
+
+
+def _sitk(array: np.ndarray) -> sitk.Image:
+    return sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def register_label_map(
+    image: torch.Tensor,
+    atlas_image: torch.Tensor,
+    atlas_label: torch.Tensor,
+    demons_iterations: int = 100,
+    demons_smoothing: float = 1.5,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Register ``atlas_image`` to ``image`` (affine, then demons) and carry ``atlas_label`` along.
+
+    Args:
+        image: the fixed image, ``(1, H, W)`` or ``(1, D, H, W)``.
+        atlas_image: the moving (labelled) image, the same shape.
+        atlas_label: its class-index map, the same shape.
+        demons_iterations: iterations of the demons field (0: affine only).
+        demons_smoothing: standard deviation, in pixels, of the Gaussian that regularises the demons field.
+
+    Returns:
+        ``(label, warped_image)``: the atlas label map in ``image``'s space (``int64``, ``(1, *spatial)``) and the
+        atlas image warped the same way (``float32``), whose similarity to ``image`` says how well it fits.
+
+    Raises:
+        ValueError: shapes that are not channel-first single-channel 2D/3D, differ between the three inputs, or
+            values that are not finite.
+
+    Example::
+
+        label, warped = register_label_map(pool_image, labelled["image"], labelled["label"])
+    """
+    fixed_np = _channel_first(image, "image")
+    moving_np = _channel_first(atlas_image, "atlas_image")
+    label_np = _channel_first(atlas_label, "atlas_label")
+    if not fixed_np.shape == moving_np.shape == label_np.shape:
+        raise ValueError(f"image, atlas_image and atlas_label must have one shape, got {fixed_np.shape}, "
+                         f"{moving_np.shape} and {label_np.shape}.")
+    fixed, moving, label = _sitk(fixed_np), _sitk(moving_np), _sitk(label_np)
+    registration = sitk.ImageRegistrationMethod()
+    registration.SetNumberOfThreads(1)
+    registration.SetMetricAsMeanSquares()
+    registration.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=200)
+    registration.SetOptimizerScalesFromPhysicalShift()
+    start = sitk.CenteredTransformInitializer(fixed, moving, sitk.AffineTransform(fixed.GetDimension()),
+                                              sitk.CenteredTransformInitializerFilter.MOMENTS)
+    registration.SetInitialTransform(start, inPlace=False)
+    registration.SetInterpolator(sitk.sitkLinear)
+    registration.SetShrinkFactorsPerLevel([2, 1])
+    registration.SetSmoothingSigmasPerLevel([1, 0])
+    affine = registration.Execute(fixed, moving)
+    moved = sitk.Resample(moving, fixed, affine, sitk.sitkLinear, 0.0)
+    moved_label = sitk.Resample(label, fixed, affine, sitk.sitkNearestNeighbor, 0.0)
+    if demons_iterations > 0:
+        demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+        demons.SetNumberOfThreads(1)
+        demons.SetNumberOfIterations(int(demons_iterations))
+        demons.SetStandardDeviations(float(demons_smoothing))
+        field = demons.Execute(fixed, moved)
+        warp = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+        moved = sitk.Resample(moved, fixed, warp, sitk.sitkLinear, 0.0)
+        moved_label = sitk.Resample(moved_label, fixed, warp, sitk.sitkNearestNeighbor, 0.0)
+    warped_label = torch.from_numpy(sitk.GetArrayFromImage(moved_label).round().astype(np.int64))[None]
+    warped_image = torch.from_numpy(sitk.GetArrayFromImage(moved).astype(np.float32))[None]
+    return warped_label, warped_image
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double(), b.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = float(a.norm() * b.norm())
+    return float((a * b).sum()) / denominator if denominator > 0 else 0.0
+
+
+def propagate_label_map(
+    image: torch.Tensor,
+    atlases: Sequence[dict],
+    demons_iterations: int = 100,
+    demons_smoothing: float = 1.5,
+) -> tuple[torch.Tensor, float]:
+    """A label map for ``image``: every labelled atlas registered to it, the label of the best fitting one kept.
+
+    Why the best single atlas and not a vote: with a few labelled slices at different levels of the anatomy, most
+    atlases show other structures than ``image`` and a vote of them outvotes the one nearest in level (on the
+    embedded brain slices, k = 5: majority vote of the 3 best 0.63 mean Dice on the pool, best atlas 0.87).
+
+    Args:
+        image: ``(1, H, W)`` or ``(1, D, H, W)``.
+        atlases: the labelled items, ``{"image", "label"}`` of ``image``'s shape.
+        demons_iterations, demons_smoothing: as :func:`register_label_map`.
+
+    Returns:
+        ``(label, correlation)``: the best atlas's warped label map ``(1, *spatial)`` int64 and the Pearson
+        correlation between its warped image and ``image`` (in [-1, 1]; the higher, the more the label is trusted).
+
+    Raises:
+        ValueError: no atlases, or as :func:`register_label_map`.
+
+    Example::
+
+        label, fit = propagate_label_map(pool_item["image"], labelled_items)
+    """
+    if not atlases:
+        raise ValueError("label propagation needs at least one labelled atlas.")
+    target = torch.as_tensor(image).float()
+    best: tuple[torch.Tensor, float] | None = None
+    for atlas in atlases:
+        label, warped = register_label_map(target, atlas["image"], atlas["label"], demons_iterations, demons_smoothing)
+        fit = _correlation(warped, target)
+        if best is None or fit > best[1]:
+            best = (label, fit)
+    return best
