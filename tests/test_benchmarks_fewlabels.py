@@ -491,3 +491,74 @@ def test_run_cell_trains_the_cotrained_arms_gvae_on_the_k_pairs_and_the_pseudo_l
     assert sorted(index_of(i["image"]) for i in pool) == sorted({i["slice_index"] for i in train} - k_slices)
     assert {index_of(i["image"]) for i in real} == k_slices and len(real) == 5 * round(len(pool) / 5)
     assert "cond_pseudo_cotrained" in fewlabels.PSEUDO_LABEL_ARMS and "cond_pseudo_cotrained" in ARM_NAMES
+
+
+def test_atlas_labelled_pool_registers_the_k_maps_to_the_pool_and_reads_no_pool_label():
+    from monai_gvae.benchmarks.fewlabels import atlas_labelled_pool
+    from monai_gvae.transforms import class_dice
+
+    train = load_brain_slices("train")
+    items = [train[5], train[35]]  # slices 43 and 119
+    hidden = [train[9], train[39], train[34]]  # slices 47, 139 and 118
+    pool = [{"image": i["image"], "slice_index": i["slice_index"]} for i in hidden]  # no label to read
+    pairs = atlas_labelled_pool(items, pool)
+    assert [p["slice_index"] for p in pairs] == [i["slice_index"] for i in hidden]
+    assert all(p["pseudo_label"] and p["label"].shape == (1, 64, 64) and p["label"].dtype == torch.int64
+               for p in pairs)
+    assert all(torch.equal(p["image"], torch.as_tensor(i["image"]).float()) for p, i in zip(pairs, hidden))
+
+    def dice(label, item):
+        return float(class_dice(torch.as_tensor(label)[None], torch.as_tensor(item["label"])[None], 4,
+                                min_pixels=1).nanmean())
+
+    # each pool slice gets the nearest labelled anatomy, registered: better than that slice's map as it is (20 mm
+    # up the head shrinks: 0.47 -> 0.87)
+    assert dice(pairs[1]["label"], hidden[1]) > max(0.8, dice(items[1]["label"], hidden[1]) + 0.2)
+    only_nearest = atlas_labelled_pool(items[:1], pool[:1])[0]  # 4 mm up, registered beats the map as it is
+    assert dice(only_nearest["label"], hidden[0]) > dice(items[0]["label"], hidden[0]) + 0.05
+    assert dice(pairs[2]["label"], hidden[2]) > 0.85
+    # keep ranks by the fit (the correlation of the registered atlas image): the best-fitting share stays
+    half = atlas_labelled_pool(items, pool, keep=0.5)
+    fits = sorted((p["fit"] for p in pairs), reverse=True)
+    assert len(half) == 2 and [p["fit"] for p in half] == [f for f in (p["fit"] for p in pairs) if f >= fits[1]]
+    assert all(torch.equal(a["label"], b["label"]) for a, b in zip(atlas_labelled_pool(items, pool), pairs))
+    with pytest.raises(ValueError, match="keep"):
+        atlas_labelled_pool(items, pool, keep=0.0)
+
+
+def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos_gvae(monkeypatch):
+    import monai_gvae.benchmarks.fewlabels as fewlabels
+
+    calls, maps, labelled = {}, {}, {}
+    train_segmenter, label_maps_for, atlas_labelled_pool = (fewlabels.train_segmenter, fewlabels.label_maps_for,
+                                                            fewlabels.atlas_labelled_pool)
+
+    def segmenter_spy(items, **kwargs):
+        calls[len(calls)] = kwargs
+        return train_segmenter(items, **kwargs)
+
+    def maps_spy(arm, pseudo, *args):
+        maps[arm] = pseudo
+        return label_maps_for(arm, pseudo, *args)
+
+    def atlas_spy(items, pool, keep=1.0):
+        labelled["items"], labelled["pool"] = list(items), list(pool)
+        labelled["pairs"] = atlas_labelled_pool(items, pool, keep)
+        return labelled["pairs"]
+
+    monkeypatch.setattr(fewlabels, "train_segmenter", segmenter_spy)
+    monkeypatch.setattr(fewlabels, "label_maps_for", maps_spy)
+    monkeypatch.setattr(fewlabels, "atlas_labelled_pool", atlas_spy)
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "seg_iterations": 1})
+    train = load_brain_slices("train")[:9]  # k = 5 and a pool of 4: few registrations
+    arms = ["classical", "cond_pseudo", "selftrain_atlas", "cond_pseudo_atlas"]
+    runs = run_cell(5, 0, train, load_brain_slices("val"), arms, s, log=lambda m: None)
+    assert [r["arm"] for r in runs] == arms
+    k_slices = {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
+    assert {i["slice_index"] for i in labelled["items"]} == k_slices  # the atlases: the k labelled slices
+    assert {i["slice_index"] for i in labelled["pool"]} == {i["slice_index"] for i in train} - k_slices
+    assert calls[2]["synthetic"] is labelled["pairs"]  # selftrain_atlas: the pool images with registered maps
+    assert maps["cond_pseudo_atlas"] is labelled["pairs"] and maps["cond_pseudo"] is not labelled["pairs"]
+    assert runs[3]["gvae_seconds"] == runs[1]["gvae_seconds"]  # one GVAE of the k slices for both
+    assert runs[2]["label_seconds"] == runs[3]["label_seconds"] >= 0  # the pool registered once per cell
+    assert set(fewlabels.ATLAS_ARMS) == {"selftrain_atlas", "cond_pseudo_atlas"} <= set(ARM_NAMES)

@@ -223,7 +223,8 @@ class FewLabelSettings:
             ``"finetune"`` (the last ``finetune_iterations`` iterations on the real pairs only).
         finetune_iterations: real-only iterations at the end with ``schedule="finetune"``.
         pseudo_keep: share of the pool the pseudo-label arms (``selftrain``, ``cond_pseudo``) use, the slices the
-            classical segmenter is most confident about (:func:`pseudo_labelled_pool`); 1: the whole pool.
+            classical segmenter is most confident about (:func:`pseudo_labelled_pool`), and the :data:`ATLAS_ARMS`,
+            the slices whose registered atlas fits best (:func:`atlas_labelled_pool`); 1: the whole pool.
         grad_weight: weight of the gradient difference term of the GVAE objective
             (``EncoderGeneratorLoss(gradient_weight=...)``: edges as strong as the data's); 0: none.
         num_classes: label classes, background included.
