@@ -5,8 +5,8 @@ registered to a pool image and its label map warped along: the pool image gets a
 own anatomy. A segmenter trained on the few labelled images labels the levels they do not show poorly (e.g. the
 cerebellum of inferior brain slices when one of five labelled slices shows it); registration copies the nearest
 labelled anatomy and only has to deform it, so it degrades more gracefully there. The few-label benchmark uses these
-maps as the pool's labels (``--pool-labels atlas``), both for the self-training control and for the label maps a
-conditional GVAE renders.
+maps as the pool's labels (arms ``selftrain_atlas`` and ``cond_pseudo_atlas``), both for a self-training control and
+for the label maps a conditional GVAE renders (docs/fewlabels.md, "Pool labels by registration").
 
 Registration is SimpleITK's: an affine transform fitted by mean squares (the images share a modality), then a
 fast symmetric-forces demons displacement field; labels are resampled by nearest neighbour. Both run on one
@@ -119,7 +119,7 @@ def propagate_label_map(
 
     Why the best single atlas and not a vote: with a few labelled slices at different levels of the anatomy, most
     atlases show other structures than ``image`` and a vote of them outvotes the one nearest in level (on the
-    embedded brain slices, k = 5: majority vote of the 3 best 0.63 mean Dice on the pool, best atlas 0.87).
+    embedded brain slices, k = 5, seed 101: majority vote of the 3 best 0.63 mean Dice on the pool, best atlas 0.87).
 
     Args:
         image: ``(1, H, W)`` or ``(1, D, H, W)``.
