@@ -465,11 +465,11 @@ def atlas_labelled_pool(
         pairs = atlas_labelled_pool(k_items, pool)  # every pool image with its best atlas's registered labels
     """
     labelled = [{"image": torch.as_tensor(i["image"]).float(), "label": torch.as_tensor(i["label"])} for i in items]
-    maps = [propagate_label_map(torch.as_tensor(p["image"]).float(), labelled, demons_iterations) for p in pool]
+    images = [torch.as_tensor(p["image"]).float() for p in pool]
+    maps = [propagate_label_map(image, labelled, demons_iterations) for image in images]
     kept = _most_confident([fit for _, fit in maps], keep)
-    return [{"image": torch.as_tensor(p["image"]).float(), "label": label, "slice_index": p.get("slice_index"),
-             "pseudo_label": True, "fit": fit}
-            for i, (p, (label, fit)) in enumerate(zip(pool, maps)) if i in kept]
+    return [{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True, "fit": fit}
+            for i, (p, image, (label, fit)) in enumerate(zip(pool, images, maps)) if i in kept]
 
 
 def pseudo_label_quality(
@@ -898,7 +898,8 @@ def label_maps_for(
 
     Args:
         arm: one of :data:`CONDITIONAL_ARMS`.
-        pseudo: :func:`pseudo_labelled_pool`'s pairs (needed by the pool-map arms).
+        pseudo: the pool's labelled pairs the pool-map arms render: :func:`pseudo_labelled_pool`'s, or
+            :func:`atlas_labelled_pool`'s for the ``"atlas"`` arms (needed by both).
         num_classes: classes, background included (for the shape-based interpolation).
 
     Returns:
