@@ -124,8 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--finetune-iterations", type=int, default=100, help="--schedule finetune: real-only iterations")
     p.add_argument("--pseudo-keep", type=float, default=1.0,
                    help="selftrain, cond_pseudo: share of the pool used, the slices the classical segmenter is most "
-                        "confident about; *_atlas arms: the slices whose registered atlas fits best (1: the whole "
-                        "pool)")
+                        "confident about; *_atlas arms: the slices whose registered atlas fits best; *_fused arms: "
+                        "the slices where segmenter and registration agree most (1: the whole pool)")
+    p.add_argument("--atlas-weight", type=float, default=0.5,
+                   help="*_fused arms: probability margin given to the registered class over the segmenter's "
+                        "(0: the segmenter's labels; 1: the registered ones)")
     p.add_argument("--grad-weight", type=float, default=0.0,
                    help="GVAEs: weight of the gradient difference term (edges as strong as the data's); 0: none")
     p.add_argument("--split-layout", default="alternate", choices=SLAB_LAYOUTS,

@@ -51,6 +51,7 @@ from monai_gvae.transforms import (
     calibrate_posterior_sigma,
     class_dice,
     encode_pairs,
+    fuse_label_maps,
     interpolate_label_maps,
     label_to_condition,
     nearest_label_maps,
@@ -82,6 +83,8 @@ __all__ = [
     "COTRAINED_ARMS",
     "atlas_labelled_pool",
     "ATLAS_ARMS",
+    "fused_labelled_pool",
+    "FUSED_ARMS",
     "worst_class_losses",
     "deformation",
     "packer",
@@ -103,7 +106,7 @@ __all__ = [
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
         "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked",
-        "cond_pseudo_cotrained", "selftrain_atlas", "cond_pseudo_atlas")
+        "cond_pseudo_cotrained", "selftrain_atlas", "cond_pseudo_atlas", "selftrain_fused", "cond_pseudo_fused")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
@@ -128,6 +131,9 @@ ARM_NAMES = {
                              "rendering the pool's pseudo-label maps",
     "selftrain_atlas": "classical + pool images with the k slices' labels registered to them (atlas control, no GVAE)",
     "cond_pseudo_atlas": "classical + label-conditioned GVAE (k slices) rendering the pool's registered label maps",
+    "selftrain_fused": "classical + pool images with the segmenter's and the registered labels fused (control, no "
+                       "GVAE)",
+    "cond_pseudo_fused": "classical + label-conditioned GVAE (k slices) rendering the pool's fused label maps",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -147,6 +153,8 @@ ARM_SHORT = {
     "cond_pseudo_cotrained": "+ cond. GVAE (k + pool), pool maps",
     "selftrain_atlas": "+ atlas-labelled pool (no GVAE)",
     "cond_pseudo_atlas": "+ cond. GVAE, atlas-labelled pool maps",
+    "selftrain_fused": "+ fused-labelled pool (no GVAE)",
+    "cond_pseudo_fused": "+ cond. GVAE, fused pool maps",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
@@ -162,10 +170,12 @@ LABEL_MAP_SOURCES = {
     "cond_pseudo_checked": ("deformed", "pool"),
     "cond_pseudo_cotrained": ("deformed", "pool"),
     "cond_pseudo_atlas": ("deformed", "atlas"),
+    "cond_pseudo_fused": ("deformed", "fused"),
 }
 """Where each conditional arm's label maps come from, ``(how, whose)``: deformed or interpolated copies of the k
-slices' maps, of the pool's pseudo-label maps (``"pool"``) or of the pool's registered maps (``"atlas"``, see
-:func:`atlas_labelled_pool`; see :func:`label_maps_for`); the arms of one source and GVAE render
+slices' maps, of the pool's pseudo-label maps (``"pool"``), of the pool's registered maps (``"atlas"``, see
+:func:`atlas_labelled_pool`) or of both fused (``"fused"``, see :func:`fused_labelled_pool`; see
+:func:`label_maps_for`); the arms of one source and GVAE render
 the same maps (``cond_pseudo_post`` from posterior latents; ``cond_pseudo_checked`` keeps those of the same candidates
 that pass its per-class segmenter check, drawing more candidates to replace the rejected)."""
 COTRAINED_ARMS = ("cond_pseudo_cotrained",)
@@ -180,6 +190,9 @@ self-training control and the conditional arms that render the pool's maps."""
 ATLAS_ARMS = ("selftrain_atlas",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "atlas")
 """Arms that label the pool by registration instead (:func:`atlas_labelled_pool`): the atlas control (the pool's
 own images with those labels) and the conditional arm that renders those maps."""
+FUSED_ARMS = ("selftrain_fused",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "fused")
+"""Arms that label the pool with the classical segmenter's probabilities and the registered maps fused per pixel
+(:func:`fused_labelled_pool`): the fused control and the conditional arm that renders those maps."""
 SCHEDULES = ("mix", "finetune")
 
 
@@ -224,7 +237,11 @@ class FewLabelSettings:
         finetune_iterations: real-only iterations at the end with ``schedule="finetune"``.
         pseudo_keep: share of the pool the pseudo-label arms (``selftrain``, ``cond_pseudo``) use, the slices the
             classical segmenter is most confident about (:func:`pseudo_labelled_pool`), and the :data:`ATLAS_ARMS`,
-            the slices whose registered atlas fits best (:func:`atlas_labelled_pool`); 1: the whole pool.
+            the slices whose registered atlas fits best (:func:`atlas_labelled_pool`), and the :data:`FUSED_ARMS`, the
+            slices where the segmenter and the registration agree most (:func:`fused_labelled_pool`); 1: the whole
+            pool.
+        atlas_weight: the :data:`FUSED_ARMS`' probability margin given to the registered class
+            (:func:`~monai_gvae.transforms.fuse_label_maps`): it wins where the segmenter's top class beats it by less.
         grad_weight: weight of the gradient difference term of the GVAE objective
             (``EncoderGeneratorLoss(gradient_weight=...)``: edges as strong as the data's); 0: none.
         num_classes: label classes, background included.
@@ -256,6 +273,7 @@ class FewLabelSettings:
     schedule: str = "mix"
     finetune_iterations: int = 100
     pseudo_keep: float = 1.0
+    atlas_weight: float = 0.5
     grad_weight: float = 0.0
     num_classes: int = NUM_CLASSES
 
@@ -277,6 +295,8 @@ class FewLabelSettings:
             raise ValueError(f"render_min_pixels must be >= 0, got {self.render_min_pixels}.")
         if not 0 < self.pseudo_keep <= 1:
             raise ValueError(f"pseudo_keep must be in (0, 1], got {self.pseudo_keep}.")
+        if self.atlas_weight < 0:
+            raise ValueError(f"atlas_weight must be >= 0, got {self.atlas_weight}.")
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace | Mapping[str, Any]) -> FewLabelSettings:
@@ -357,11 +377,16 @@ def fewlabel_splits(
 
 
 @torch.no_grad()
-def _pseudo_labels(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """``(images, argmax labels (N, 1, S, S), confidence per slice)`` of the pool (see :func:`pseudo_labelled_pool`)."""
+def _pool_logits(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (N, 1, S, S), logits (N, C, S, S))`` of the pool, in batches of 32."""
     segmenter.eval()
     images = _stack(pool, "image").float()
-    logits = torch.cat([segmenter(images[i:i + 32]) for i in range(0, len(images), 32)])
+    return images, torch.cat([segmenter(images[i:i + 32]) for i in range(0, len(images), 32)])
+
+
+def _pseudo_labels(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """``(images, argmax labels (N, 1, S, S), confidence per slice)`` of the pool (see :func:`pseudo_labelled_pool`)."""
+    images, logits = _pool_logits(segmenter, pool)
     labels = logits.argmax(1, keepdim=True)  # from the logits: the labels of keep=1 stay those of earlier runs
     foreground = labels > 0
     top = logits.softmax(1).amax(1, keepdim=True)
@@ -470,6 +495,57 @@ def atlas_labelled_pool(
     kept = _most_confident([fit for _, fit in maps], keep)
     return [{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True, "fit": fit}
             for i, (p, image, (label, fit)) in enumerate(zip(pool, images, maps)) if i in kept]
+
+
+def fused_labelled_pool(
+    segmenter: torch.nn.Module,
+    registered: Sequence[dict],
+    keep: float = 1.0,
+    atlas_weight: float = 0.5,
+    num_classes: int = NUM_CLASSES,
+) -> list[dict]:
+    """The pool's images with the segmenter's probabilities and their registered label maps fused per pixel (what
+    the :data:`FUSED_ARMS` add): :func:`~monai_gvae.transforms.fuse_label_maps`.
+
+    Why: neither pool labeller is better everywhere. On the validation draws the registered maps labelled the pool
+    better at k = 5 and the segmenter on some k = 10 draws, and on one test draw (k = 10, seed 5) training on the
+    registered maps lost 31 Dice points in the cerebellum against classical augmentation (docs/fewlabels.md section
+    6, "Pool labels by registration"). The fusion keeps the segmenter's class where it is sure and the registered
+    class where it is not. The ranking for ``keep`` is the two labellers' agreement on the slice (the mean
+    foreground Dice between the segmenter's argmax and the registered map): a slice both label alike is more likely
+    labelled right.
+
+    Args:
+        segmenter: maps images ``(N, 1, S, S)`` to logits (the ``classical`` arm's UNet, trained on the k pairs).
+        registered: :func:`atlas_labelled_pool`'s pairs of the pool (every slice: ``keep=1``).
+        keep: share of the pool kept, most agreed first, in (0, 1]; 1 keeps every slice.
+        atlas_weight: the probability margin the registered class is given (0: the segmenter's argmax).
+        num_classes: classes, background included (the agreement's Dice).
+
+    Returns:
+        ``[{"image", "label" (1, S, S) int64, "slice_index", "pseudo_label": True, "fit": agreement}]`` for the kept
+        slices, in ``registered``'s order.
+
+    Raises:
+        ValueError: ``keep`` outside (0, 1], no registered pairs, or as :func:`~monai_gvae.transforms.fuse_label_maps`.
+
+    Example::
+
+        registered = atlas_labelled_pool(k_items, pool)
+        pairs = fused_labelled_pool(unet, registered)  # the segmenter where it is sure, the registration elsewhere
+    """
+    if not registered:
+        raise ValueError("fused pool labels need the registered pool (atlas_labelled_pool's pairs), got none.")
+    images, logits = _pool_logits(segmenter, registered)
+    probabilities = logits.softmax(1)
+    atlas = torch.stack([torch.as_tensor(p["label"]).long() for p in registered])
+    fused = [fuse_label_maps(prob, label, atlas_weight) for prob, label in zip(probabilities, atlas)]
+    # agreement of the two labellers per slice: mean foreground Dice over the classes either holds (1: none holds any)
+    dice = class_dice(logits.argmax(1, keepdim=True), atlas, num_classes)
+    agreement = [float(row[~row.isnan()].mean()) if (~row.isnan()).any() else 1.0 for row in dice]
+    kept = _most_confident(agreement, keep)
+    return [{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True, "fit": fit}
+            for i, (p, image, label, fit) in enumerate(zip(registered, images, fused, agreement)) if i in kept]
 
 
 def pseudo_label_quality(
@@ -775,7 +851,7 @@ def run_cell(
 
     Args:
         k: labelled slices, drawn from ``train`` by ``labelled_subset(train, k, seed)``; the other train slices are
-            the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS` and :data:`ATLAS_ARMS`.
+            the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS`, :data:`ATLAS_ARMS` and :data:`FUSED_ARMS`.
         seed: the cell's seed.
         train: the train split.
         evaluation: the items scored (the val or test split); ``None``: the train slices outside the k.
@@ -803,7 +879,7 @@ def run_cell(
         raise ValueError(f"unknown arm(s) {unknown}; choose from {ARMS}.")
     if pretrained is None and any(a in POOL_ARMS for a in arms):
         raise ValueError(f"the arms {[a for a in arms if a in POOL_ARMS]} need the pool pre-training (pretrained=).")
-    needs_segmenter = [a for a in arms if a in PSEUDO_LABEL_ARMS + ("joint_pool",)
+    needs_segmenter = [a for a in arms if a in PSEUDO_LABEL_ARMS + FUSED_ARMS + ("joint_pool",)
                        or (a in CONDITIONAL_ARMS and settings.seg_weight > 0)]
     if needs_segmenter and (not arms or arms[0] != "classical"):
         raise ValueError(f"the arms {needs_segmenter} use the classical arm's segmenter: put 'classical' first.")
@@ -818,7 +894,9 @@ def run_cell(
     runs: list[dict] = []
     segmenter: UNet | None = None
     pseudo: list[dict] | None = None
-    atlas: list[dict] | None = None  # the pool labelled by registration (ATLAS_ARMS), made once per cell
+    registered: list[dict] | None = None  # the whole pool labelled by registration, made once per cell
+    atlas: list[dict] | None = None  # its kept share (ATLAS_ARMS)
+    fused: list[dict] | None = None  # the segmenter and the registration fused (FUSED_ARMS)
     atlas_seconds = 0.0
     conditional_models: dict[str, tuple[GVAE, GVAECritic, float]] = {}
     rendered: dict[str, tuple[list[dict], float | None]] = {}
@@ -843,14 +921,22 @@ def run_cell(
     for arm in arms:
         if arm in PSEUDO_LABEL_ARMS and pseudo is None:
             pseudo = pseudo_labelled_pool(segmenter, pool, settings.pseudo_keep)
-        if arm in ATLAS_ARMS and atlas is None:
+        if arm in ATLAS_ARMS + FUSED_ARMS and registered is None:
             started = time.perf_counter()
-            atlas = atlas_labelled_pool(items, pool, settings.pseudo_keep)
+            registered = atlas_labelled_pool(items, pool)
             atlas_seconds = round(time.perf_counter() - started, 1)
+        if arm in ATLAS_ARMS and atlas is None:  # the same slices atlas_labelled_pool(items, pool, keep) returns
+            kept = _most_confident([p["fit"] for p in registered], settings.pseudo_keep)
+            atlas = [p for i, p in enumerate(registered) if i in kept]
+        if arm in FUSED_ARMS and fused is None:
+            fused = fused_labelled_pool(segmenter, registered, settings.pseudo_keep, settings.atlas_weight,
+                                        settings.num_classes)
         if arm == "classical":
             record(arm, None)
         elif arm == "selftrain_atlas":
             record(arm, atlas, label_seconds=atlas_seconds)
+        elif arm == "selftrain_fused":
+            record(arm, fused, label_seconds=atlas_seconds)
         elif arm == "elastic":
             record(arm, deformed_pairs(items, settings.num_synthetic, seed * 1000))
         elif arm == "selftrain":
@@ -871,7 +957,7 @@ def run_cell(
             checked = arm == "cond_pseudo_checked"
             maps = (source, LABEL_MAP_SOURCES[arm], posterior, checked)
             if maps not in rendered:
-                pool_maps = atlas if LABEL_MAP_SOURCES[arm][1] == "atlas" else pseudo
+                pool_maps = {"atlas": atlas, "fused": fused}.get(LABEL_MAP_SOURCES[arm][1], pseudo)
                 rendered[maps] = conditional_synthesis(gvae, critic, items, settings, seed,
                                                        label_maps_for(arm, pool_maps, settings.num_classes),
                                                        posterior=posterior, segmenter=segmenter if checked else None)
@@ -882,7 +968,7 @@ def run_cell(
                 record(arm, [pseudo[i % len(pseudo)] for i in range(len(pairs))] + pairs,
                        fraction=2 * settings.synthetic_fraction, gvae_seconds=seconds, acceptance=acceptance)
             else:
-                extra = {"label_seconds": atlas_seconds} if arm in ATLAS_ARMS else {}
+                extra = {"label_seconds": atlas_seconds} if arm in ATLAS_ARMS + FUSED_ARMS else {}
                 record(arm, pairs, gvae_seconds=seconds, acceptance=acceptance, **extra)
         elif arm == "joint_pool":
             pairs, extra = joint_pool_synthesis(items, pretrained, segmenter, settings, seed)
@@ -898,8 +984,9 @@ def label_maps_for(
 
     Args:
         arm: one of :data:`CONDITIONAL_ARMS`.
-        pseudo: the pool's labelled pairs the pool-map arms render: :func:`pseudo_labelled_pool`'s, or
-            :func:`atlas_labelled_pool`'s for the ``"atlas"`` arms (needed by both).
+        pseudo: the pool's labelled pairs the pool-map arms render: :func:`pseudo_labelled_pool`'s,
+            :func:`atlas_labelled_pool`'s for the ``"atlas"`` arms, :func:`fused_labelled_pool`'s for the ``"fused"``
+            arms (needed by all).
         num_classes: classes, background included (for the shape-based interpolation).
 
     Returns:
@@ -1184,6 +1271,9 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     if any(arm in str(s.get("arms", "")) for arm in ATLAS_ARMS):
         arm_notes += ("; `*_atlas`: the pool labelled by registering each of the k slices to each pool image (affine, "
                       "then demons; SimpleITK) and keeping the best-correlated one's map")
+    if any(arm in str(s.get("arms", "")) for arm in FUSED_ARMS):
+        arm_notes += (f"; `*_fused`: the classical segmenter's softmax and that registered map fused per pixel, "
+                      f"argmax(p + {s.get('atlas_weight', 0.5)} onehot)")
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
                   "confident about")
@@ -1300,7 +1390,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 """Settings that change only the GVAE arms: a run without GVAE arms merges with runs that set them otherwise."""
 
 
-SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0,
+SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0, "atlas_weight": 0.5,
                          "render_min_dice": FewLabelSettings.render_min_dice,
                          "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)
