@@ -557,8 +557,101 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
     k_slices = {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
     assert {i["slice_index"] for i in labelled["items"]} == k_slices  # the atlases: the k labelled slices
     assert {i["slice_index"] for i in labelled["pool"]} == {i["slice_index"] for i in train} - k_slices
-    assert calls[2]["synthetic"] is labelled["pairs"]  # selftrain_atlas: the pool images with registered maps
-    assert maps["cond_pseudo_atlas"] is labelled["pairs"] and maps["cond_pseudo"] is not labelled["pairs"]
+    def same(pairs, expected):  # the same pair objects, in order
+        return len(pairs) == len(expected) and all(p is e for p, e in zip(pairs, expected))
+
+    assert same(calls[2]["synthetic"], labelled["pairs"])  # selftrain_atlas: the pool images with registered maps
+    assert maps["cond_pseudo_atlas"] is calls[2]["synthetic"] and not same(maps["cond_pseudo"], labelled["pairs"])
     assert runs[3]["gvae_seconds"] == runs[1]["gvae_seconds"]  # one GVAE of the k slices for both
     assert runs[2]["label_seconds"] == runs[3]["label_seconds"] >= 0  # the pool registered once per cell
     assert set(fewlabels.ATLAS_ARMS) == {"selftrain_atlas", "cond_pseudo_atlas"} <= set(ARM_NAMES)
+
+
+class _ConfidentOn(torch.nn.Module):
+    """A stand-in segmenter: logits of a fixed class map, sure (margin ``sure``) inside ``region`` and unsure
+    (two classes nearly tied) outside it."""
+
+    def __init__(self, label, region, classes=4, sure=8.0):
+        super().__init__()
+        self.label, self.region, self.classes, self.sure = label, region, classes, sure
+
+    def forward(self, images):
+        onehot = torch.nn.functional.one_hot(self.label[0], self.classes).permute(2, 0, 1).float()
+        scale = torch.where(self.region, torch.tensor(self.sure), torch.tensor(0.1))
+        return (onehot * scale).expand(len(images), -1, -1, -1)
+
+
+def test_fused_labelled_pool_keeps_the_segmenter_where_sure_and_the_registration_elsewhere():
+    from monai_gvae.benchmarks.fewlabels import fused_labelled_pool
+
+    segmented = torch.zeros(1, 8, 8, dtype=torch.long)
+    segmented[:, :, :4] = 1
+    registered_map = torch.full((1, 8, 8), 2, dtype=torch.long)
+    region = torch.zeros(8, 8, dtype=torch.bool)
+    region[:4] = True  # the segmenter is sure in the top half only
+    registered = [{"image": torch.rand(1, 8, 8), "label": registered_map, "slice_index": 7, "fit": 0.9},
+                  {"image": torch.rand(1, 8, 8), "label": segmented.clone(), "slice_index": 8, "fit": 0.1}]
+    pairs = fused_labelled_pool(_ConfidentOn(segmented, region), registered)
+    assert [p["slice_index"] for p in pairs] == [7, 8] and all(p["pseudo_label"] for p in pairs)
+    assert torch.equal(pairs[0]["image"], registered[0]["image"])
+    fused = pairs[0]["label"]
+    assert fused.shape == (1, 8, 8) and fused.dtype == torch.int64
+    assert torch.equal(fused[:, :4], segmented[:, :4])  # sure: the segmenter's classes
+    assert (fused[:, 4:] == 2).all()  # unsure: the registered class
+    # agreement ranks the slices for keep: the second slice's registration equals the segmenter's map
+    assert pairs[1]["fit"] == 1.0 and pairs[0]["fit"] < 0.5
+    assert [p["slice_index"] for p in fused_labelled_pool(_ConfidentOn(segmented, region), registered, keep=0.5)] == [8]
+    # weight 0: the segmenter's argmax everywhere; weight 1: the registered map everywhere
+    assert torch.equal(fused_labelled_pool(_ConfidentOn(segmented, region), registered, atlas_weight=0.0)[0]["label"],
+                       segmented)
+    assert torch.equal(fused_labelled_pool(_ConfidentOn(segmented, region), registered, atlas_weight=1.0)[0]["label"],
+                       registered_map)
+    with pytest.raises(ValueError, match="registered pool"):
+        fused_labelled_pool(_ConfidentOn(segmented, region), [])
+
+
+def test_run_cell_fused_arms_train_on_the_fused_pool_of_one_registration(monkeypatch):
+    import monai_gvae.benchmarks.fewlabels as fewlabels
+
+    calls, maps, registrations, fusions = {}, {}, [], []
+    train_segmenter, label_maps_for = fewlabels.train_segmenter, fewlabels.label_maps_for
+    atlas_labelled_pool, fused_labelled_pool = fewlabels.atlas_labelled_pool, fewlabels.fused_labelled_pool
+
+    def segmenter_spy(items, **kwargs):
+        calls[len(calls)] = kwargs
+        net, seconds = train_segmenter(items, **kwargs)
+        calls[len(calls) - 1]["net"] = net
+        return net, seconds
+
+    def maps_spy(arm, pseudo, *args):
+        maps[arm] = pseudo
+        return label_maps_for(arm, pseudo, *args)
+
+    def atlas_spy(items, pool, keep=1.0):
+        registrations.append(atlas_labelled_pool(items, pool, keep))
+        return registrations[-1]
+
+    def fused_spy(segmenter, registered, keep, atlas_weight, num_classes):
+        fusions.append((segmenter, registered, keep, atlas_weight, fused_labelled_pool(
+            segmenter, registered, keep, atlas_weight, num_classes)))
+        return fusions[-1][-1]
+
+    monkeypatch.setattr(fewlabels, "train_segmenter", segmenter_spy)
+    monkeypatch.setattr(fewlabels, "label_maps_for", maps_spy)
+    monkeypatch.setattr(fewlabels, "atlas_labelled_pool", atlas_spy)
+    monkeypatch.setattr(fewlabels, "fused_labelled_pool", fused_spy)
+    s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "seg_iterations": 1,
+                                         "atlas_weight": 0.25})
+    train = load_brain_slices("train")[:9]  # k = 5 and a pool of 4: few registrations
+    arms = ["classical", "selftrain_atlas", "selftrain_fused", "cond_pseudo_fused"]
+    runs = run_cell(5, 0, train, load_brain_slices("val"), arms, s, log=lambda m: None)
+    assert [r["arm"] for r in runs] == arms
+    assert len(registrations) == 1 and len(fusions) == 1  # the pool registered and fused once per cell
+    segmenter, registered, keep, weight, fused = fusions[0]
+    assert segmenter is calls[0]["net"] and registered is registrations[0] and (keep, weight) == (1.0, 0.25)
+    assert calls[2]["synthetic"] is fused and maps["cond_pseudo_fused"] is fused  # the control and the renders
+    assert all(a is b for a, b in zip(calls[1]["synthetic"], registered))  # selftrain_atlas: the registered maps
+    assert runs[1]["label_seconds"] == runs[2]["label_seconds"] == runs[3]["label_seconds"] >= 0
+    with pytest.raises(ValueError, match="put 'classical' first"):
+        run_cell(5, 0, train, None, ["selftrain_fused"], s, log=lambda m: None)
+    assert set(fewlabels.FUSED_ARMS) == {"selftrain_fused", "cond_pseudo_fused"} <= set(ARM_NAMES)

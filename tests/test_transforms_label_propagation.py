@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from monai_gvae.transforms import class_dice, propagate_label_map, register_label_map
+from monai_gvae.transforms import class_dice, fuse_label_maps, propagate_label_map, register_label_map
 
 
 def blobs(shape, centres, radius):
@@ -48,6 +48,8 @@ def test_register_label_map_names_bad_inputs():
         register_label_map(torch.full_like(image, float("nan")), image, label)
     with pytest.raises(ValueError, match="atlas_image must be channel-first with one channel"):
         register_label_map(image, image.repeat(2, 1, 1), label)
+    with pytest.raises(ValueError, match="class indices"):
+        register_label_map(image, image, label.float() * 0.5)  # a soft map, not classes
 
 
 def test_propagate_label_map_keeps_the_best_fitting_atlas():
@@ -62,3 +64,39 @@ def test_propagate_label_map_keeps_the_best_fitting_atlas():
     assert mean_dice(label, truth, 3) > 0.9
     with pytest.raises(ValueError, match="at least one labelled atlas"):
         propagate_label_map(image, [])
+
+
+def test_fuse_label_maps_gives_the_registered_class_its_margin():
+    # three pixels, three classes: the segmenter sure of class 0, unsure between 0 and 2, unsure between 1 and 0
+    probabilities = torch.tensor([[0.9, 0.5, 0.35], [0.05, 0.1, 0.45], [0.05, 0.4, 0.2]])[:, None, :]  # (C, 1, 3)
+    registered = torch.tensor([[[2, 2, 0]]])
+    assert fuse_label_maps(probabilities, registered).tolist() == [[[0, 2, 0]]]  # margins 0.85, 0.1, 0.1 vs 0.5
+    assert fuse_label_maps(probabilities, registered, atlas_weight=0.0).tolist() == [[[0, 0, 1]]]  # the argmax
+    assert fuse_label_maps(probabilities, registered, atlas_weight=1.0).tolist() == [[[2, 2, 0]]]  # the registration
+    # 3D: (C, D, H, W) and (1, D, H, W)
+    probabilities_3d = torch.softmax(torch.randn(4, 3, 5, 6), 0)
+    registered_3d = torch.randint(0, 4, (1, 3, 5, 6))
+    fused = fuse_label_maps(probabilities_3d, registered_3d)
+    assert fused.shape == (1, 3, 5, 6) and fused.dtype == torch.int64
+    sure = probabilities_3d.amax(0, keepdim=True) - probabilities_3d.gather(0, registered_3d) >= 0.5
+    assert torch.equal(fused[sure], probabilities_3d.argmax(0, keepdim=True)[sure])
+    assert torch.equal(fused[~sure], registered_3d[~sure])
+
+
+def test_fuse_label_maps_names_bad_inputs():
+    probabilities = torch.softmax(torch.randn(3, 4, 4), 0)
+    label = torch.zeros(1, 4, 4, dtype=torch.long)
+    with pytest.raises(ValueError, match="spatial shape"):
+        fuse_label_maps(probabilities, label[:, :2])
+    with pytest.raises(ValueError, match="a softmax, not logits"):
+        fuse_label_maps(torch.randn(3, 4, 4) * 5, label)
+    with pytest.raises(ValueError, match="NaN"):
+        fuse_label_maps(torch.full((3, 4, 4), float("nan")), label)
+    with pytest.raises(ValueError, match=r"class indices in 0..2"):
+        fuse_label_maps(probabilities, label + 3)
+    with pytest.raises(ValueError, match="integer class indices"):
+        fuse_label_maps(probabilities, label.float() + 0.5)
+    with pytest.raises(ValueError, match="atlas_weight"):
+        fuse_label_maps(probabilities, label, atlas_weight=-0.1)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        fuse_label_maps(probabilities[0], label)

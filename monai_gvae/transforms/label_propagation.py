@@ -65,8 +65,8 @@ def register_label_map(
         atlas image warped the same way (``float32``), whose similarity to ``image`` says how well it fits.
 
     Raises:
-        ValueError: shapes that are not channel-first single-channel 2D/3D, differ between the three inputs, or
-            values that are not finite.
+        ValueError: shapes that are not channel-first single-channel 2D/3D, differ between the three inputs,
+            values that are not finite, or an ``atlas_label`` that is not a map of class indices (integers >= 0).
 
     Example::
 
@@ -78,6 +78,9 @@ def register_label_map(
     if not fixed_np.shape == moving_np.shape == label_np.shape:
         raise ValueError(f"image, atlas_image and atlas_label must have one shape, got {fixed_np.shape}, "
                          f"{moving_np.shape} and {label_np.shape}.")
+    if (label_np != np.round(label_np)).any() or (label_np < 0).any():
+        # nearest-neighbour resampling would round a soft or negative map into classes it never held
+        raise ValueError("atlas_label must hold class indices (integers >= 0), got fractional or negative values.")
     fixed, moving, label = _sitk(fixed_np), _sitk(moving_np), _sitk(label_np)
     registration = sitk.ImageRegistrationMethod()
     registration.SetNumberOfThreads(1)
