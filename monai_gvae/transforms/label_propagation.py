@@ -166,7 +166,10 @@ def fuse_label_maps(probabilities: torch.Tensor, label: torch.Tensor, atlas_weig
     segmenter's argmax, 1 or more the registered map. Why a margin and not a vote: the two labellers fail in different
     places (a segmenter trained on a few slices is unsure on the levels they do not show, where registration copies
     the nearest labelled anatomy; a failed registration misplaces whole structures the segmenter finds with
-    confidence), and the segmenter's probability says which of the two places a pixel is in.
+    confidence), and the segmenter's probability says which of the two places a pixel is in, as far as it is
+    calibrated: a segmenter trained on five or ten slices is sure of its classes nearly everywhere, wrong ones
+    included, and then the fusion follows it (on the few-label benchmark at 0.5 it trained as the segmenter's labels
+    did; docs/fewlabels.md section 6, "Fused pool labels").
 
     Args:
         probabilities: class probabilities ``(C, *spatial)`` (a softmax: values in [0, 1], summing to 1 over ``C``).
