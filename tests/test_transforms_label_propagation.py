@@ -92,7 +92,7 @@ def test_fuse_label_maps_names_bad_inputs():
         fuse_label_maps(torch.randn(3, 4, 4) * 5, label)
     with pytest.raises(ValueError, match="NaN"):
         fuse_label_maps(torch.full((3, 4, 4), float("nan")), label)
-    with pytest.raises(ValueError, match=r"class indices in 0..2"):
+    with pytest.raises(ValueError, match=r"classes outside \[0, 2\]"):
         fuse_label_maps(probabilities, label + 3)
     with pytest.raises(ValueError, match="integer class indices"):
         fuse_label_maps(probabilities, label.float() + 0.5)

@@ -400,6 +400,12 @@ def _most_confident(confidence: Sequence[float], keep: float) -> set[int]:
     return set(sorted(range(len(confidence)), key=lambda i: -confidence[i])[:max(1, round(keep * len(confidence)))])
 
 
+def _best_fitting(pairs: Sequence[dict], keep: float) -> list[dict]:
+    """The share ``keep`` of labelled pool pairs with the highest ``"fit"``, in their order."""
+    kept = _most_confident([p["fit"] for p in pairs], keep)
+    return [p for i, p in enumerate(pairs) if i in kept]
+
+
 def pseudo_labelled_pool(segmenter: torch.nn.Module, pool: Sequence[dict], keep: float = 1.0) -> list[dict]:
     """The pool's images with the segmenter's predictions as labels (what self-training adds), optionally only the
     ones it is most confident about.
@@ -492,9 +498,8 @@ def atlas_labelled_pool(
     labelled = [{"image": torch.as_tensor(i["image"]).float(), "label": torch.as_tensor(i["label"])} for i in items]
     images = [torch.as_tensor(p["image"]).float() for p in pool]
     maps = [propagate_label_map(image, labelled, demons_iterations) for image in images]
-    kept = _most_confident([fit for _, fit in maps], keep)
-    return [{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True, "fit": fit}
-            for i, (p, image, (label, fit)) in enumerate(zip(pool, images, maps)) if i in kept]
+    return _best_fitting([{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True,
+                           "fit": fit} for p, image, (label, fit) in zip(pool, images, maps)], keep)
 
 
 def fused_labelled_pool(
@@ -508,9 +513,9 @@ def fused_labelled_pool(
     the :data:`FUSED_ARMS` add): :func:`~monai_gvae.transforms.fuse_label_maps`.
 
     Why: neither pool labeller is better everywhere. On the draws of the validation seeds (a train-split diagnostic)
-    the registered maps labelled the pool better at k = 5 and the segmenter on some k = 10 draws, and on one test draw (k = 10, seed 5) training on the
-    registered maps lost 31 Dice points in the cerebellum against classical augmentation (docs/fewlabels.md section
-    6, "Pool labels by registration"). The fusion keeps the segmenter's class where it is sure and the registered
+    the registered maps labelled the pool better at k = 5 and the segmenter on some k = 10 draws, and on one test
+    draw (k = 10, seed 5) training on the registered maps lost 31 Dice points in the cerebellum against classical
+    augmentation (docs/fewlabels.md section 6, "Pool labels by registration"). The fusion keeps the segmenter's class where it is sure and the registered
     class where it is not. The ranking for ``keep`` is the two labellers' agreement on the slice (the mean
     foreground Dice between the segmenter's argmax and the registered map): a slice both label alike is more likely
     labelled right. Measured (validation, 10 seeds, weight 0.5): the fused labels trained as the segmenter's did
@@ -544,11 +549,9 @@ def fused_labelled_pool(
     atlas = torch.stack([torch.as_tensor(p["label"]).long() for p in registered])
     fused = [fuse_label_maps(prob, label, atlas_weight) for prob, label in zip(probabilities, atlas)]
     # agreement of the two labellers per slice: mean foreground Dice over the classes either holds (1: none holds any)
-    dice = class_dice(logits.argmax(1, keepdim=True), atlas, num_classes)
-    agreement = [float(row[~row.isnan()].mean()) if (~row.isnan()).any() else 1.0 for row in dice]
-    kept = _most_confident(agreement, keep)
-    return [{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True, "fit": fit}
-            for i, (p, image, label, fit) in enumerate(zip(registered, images, fused, agreement)) if i in kept]
+    agreement = class_dice(logits.argmax(1, keepdim=True), atlas, num_classes).nanmean(1).nan_to_num(1.0).tolist()
+    return _best_fitting([{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True,
+                           "fit": fit} for p, image, label, fit in zip(registered, images, fused, agreement)], keep)
 
 
 def pseudo_label_quality(
@@ -929,8 +932,7 @@ def run_cell(
             registered = atlas_labelled_pool(items, pool)
             atlas_seconds = round(time.perf_counter() - started, 1)
         if arm in ATLAS_ARMS and atlas is None:  # the same slices atlas_labelled_pool(items, pool, keep) returns
-            kept = _most_confident([p["fit"] for p in registered], settings.pseudo_keep)
-            atlas = [p for i, p in enumerate(registered) if i in kept]
+            atlas = _best_fitting(registered, settings.pseudo_keep)
         if arm in FUSED_ARMS and fused is None:
             fused = fused_labelled_pool(segmenter, registered, settings.pseudo_keep, settings.atlas_weight,
                                         settings.num_classes)

@@ -27,6 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from .label_maps import _check_label
+
 __all__ = ["register_label_map", "propagate_label_map", "fuse_label_maps"]
 
 
@@ -203,12 +205,6 @@ def fuse_label_maps(probabilities: torch.Tensor, label: torch.Tensor, atlas_weig
     if probabilities.min() < 0 or probabilities.max() > 1 or not torch.allclose(
             probabilities.sum(0), torch.ones(()), atol=1e-3):
         raise ValueError("probabilities must lie in [0, 1] and sum to 1 over the class axis (a softmax, not logits).")
-    classes = probabilities.shape[0]
-    if label.is_floating_point() and not (torch.isfinite(label).all() and (label == label.round()).all()):
-        raise ValueError("label must hold integer class indices, got fractional or non-finite values.")
-    label = label.long()
-    if label.min() < 0 or label.max() >= classes:
-        raise ValueError(f"label values must be class indices in 0..{classes - 1}, got "
-                         f"{int(label.min())}..{int(label.max())}.")
+    label = _check_label(label, probabilities.shape[0], "label")
     onehot = torch.zeros_like(probabilities).scatter_(0, label, 1.0)
     return (probabilities + atlas_weight * onehot).argmax(0, keepdim=True)
