@@ -515,8 +515,8 @@ def fused_labelled_pool(
     Why: neither pool labeller is better everywhere. On the draws of the validation seeds (a train-split diagnostic)
     the registered maps labelled the pool better at k = 5 and the segmenter on some k = 10 draws, and on one test
     draw (k = 10, seed 5) training on the registered maps lost 31 Dice points in the cerebellum against classical
-    augmentation (docs/fewlabels.md section 6, "Pool labels by registration"). The fusion keeps the segmenter's class where it is sure and the registered
-    class where it is not. The ranking for ``keep`` is the two labellers' agreement on the slice (the mean
+    augmentation (docs/fewlabels.md section 6, "Pool labels by registration"). The fusion keeps the segmenter's class
+    where it is sure and the registered class where it is not. The ranking for ``keep`` is the two labellers' agreement on the slice (the mean
     foreground Dice between the segmenter's argmax and the registered map): a slice both label alike is more likely
     labelled right. Measured (validation, 10 seeds, weight 0.5): the fused labels trained as the segmenter's did
     (+0.3 / -0.0 Dice points against self-training at k = 5 / 10) and 2.2 points below the registered maps at k = 10:

@@ -1,8 +1,9 @@
 """Diagnostic (reads the pool's hidden labels, train split only; the test slabs are not read): what the registered
 pool labels of the test protocol's cell seed 5, k = 10 (alternate layout, the cell where `selftrain_atlas` lost 11.4
 points, cerebellum 30.9, on the test slabs) look like against the pool's true labels, slice by slice, beside the
-k-trained segmenter's labels. Per pool slice: its level, the atlas chosen (its level) and the fit, each labeller's
-mean foreground Dice and cerebellum Dice, and the cerebellum pixels each labeller and the truth give.
+k-trained segmenter's labels. Per pool slice: its level, the fit of its registration (the correlation `--pseudo-keep`
+ranks by), each labeller's mean foreground Dice and cerebellum Dice, and the cerebellum pixels each labeller and the
+truth give.
 Usage, from the repository root: python docs/fewlabels/diagnostics/atlas_test5/atlas_failure.py [SEED] [K] [LAYOUT]"""
 import sys
 
@@ -37,7 +38,7 @@ dice_atl = class_dice(atl, truth, C, min_pixels=1).numpy()
 cb = C - 1  # cerebellum is the last class
 print("level  fit    seg-Dice atlas-Dice | cerebellum Dice seg/atlas | cerebellum px truth/seg/atlas")
 for i, p in enumerate(pool):
-    print(f"{p['slice_index']:5d} {registered[i].get('fit', float('nan')):.3f}  {np.nanmean(dice_seg[i]):.3f}    "
+    print(f"{p['slice_index']:5d} {registered[i]['fit']:.3f}  {np.nanmean(dice_seg[i]):.3f}    "
           f"{np.nanmean(dice_atl[i]):.3f}     | {dice_seg[i, cb - 1]:.3f} / {dice_atl[i, cb - 1]:.3f}            | "
           f"{int((truth[i] == cb).sum())} / {int((seg[i] == cb).sum())} / {int((atl[i] == cb).sum())}")
 print(f"mean: segmenter {np.nanmean(dice_seg):.3f}, registration {np.nanmean(dice_atl):.3f}; cerebellum "
