@@ -655,3 +655,42 @@ def test_run_cell_fused_arms_train_on_the_fused_pool_of_one_registration(monkeyp
     with pytest.raises(ValueError, match="put 'classical' first"):
         run_cell(5, 0, train, None, ["selftrain_fused"], s, log=lambda m: None)
     assert set(fewlabels.FUSED_ARMS) == {"selftrain_fused", "cond_pseudo_fused"} <= set(ARM_NAMES)
+
+
+def test_area_guard_leaves_out_the_registered_maps_that_lost_a_structure(monkeypatch):
+    import monai_gvae.benchmarks.fewlabels as fewlabels
+
+    calls = {}
+    train_segmenter = fewlabels.train_segmenter
+
+    def segmenter_spy(items, **kwargs):
+        calls[len(calls)] = kwargs
+        return train_segmenter(items, **kwargs)
+
+    train = load_brain_slices("train")[4:22]  # levels 42-50 and 66-74: k = 5 and a pool of 13
+    pool = [i for i in train if i["slice_index"] not in {j["slice_index"] for j in fewlabels.labelled_subset(train, 5, 0)}]
+    levels = [p["slice_index"] for p in pool]
+    # the pool slice with the most pool neighbours within 3 levels loses its labels (it has at least 3 to be judged by)
+    lost = max(levels, key=lambda z: sum(abs(z - other) <= 3 for other in levels))
+    assert sum(abs(lost - other) <= 3 for other in levels) >= 4
+
+    def true_maps_but_one(items, pool, keep=1.0):
+        # a stand-in registration (no SimpleITK, fast): the pool's own maps, one slice's with every class lost
+        pairs = [{"image": p["image"], "label": torch.as_tensor(p["label"]).clone(), "slice_index": p["slice_index"],
+                  "pseudo_label": True, "fit": 1.0} for p in pool]
+        pairs[levels.index(lost)]["label"].zero_()
+        return pairs
+
+    monkeypatch.setattr(fewlabels, "train_segmenter", segmenter_spy)
+    monkeypatch.setattr(fewlabels, "atlas_labelled_pool", true_maps_but_one)
+    guarded = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1, "area_guard": True})
+    runs = run_cell(5, 0, train, load_brain_slices("val")[:4], ["classical", "selftrain_atlas"], guarded,
+                    log=lambda m: None)
+    assert runs[1]["guard_left_out"] == [lost]
+    assert [p["slice_index"] for p in calls[1]["synthetic"]] == [p["slice_index"] for p in pool if p["slice_index"] != lost]
+    unguarded = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1})
+    runs = run_cell(5, 0, train, load_brain_slices("val")[:4], ["classical", "selftrain_atlas"], unguarded,
+                    log=lambda m: None)
+    assert "guard_left_out" not in runs[1] and len(calls[3]["synthetic"]) == len(pool)
+    with pytest.raises(ValueError, match="whole pool"):
+        fewlabels.area_guarded_pool(true_maps_but_one(None, pool)[:-1], pool)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from monai_gvae.transforms import class_dice, fuse_label_maps, propagate_label_map, register_label_map
+from monai_gvae.transforms import (class_dice, fuse_label_maps, implausible_class_areas, propagate_label_map,
+                                   register_label_map)
 
 
 def blobs(shape, centres, radius):
@@ -100,3 +101,50 @@ def test_fuse_label_maps_names_bad_inputs():
         fuse_label_maps(probabilities, label, atlas_weight=-0.1)
     with pytest.raises(ValueError, match=r"\(C, H, W\)"):
         fuse_label_maps(probabilities[0], label)
+
+
+def disc_series(radii, size=48, label_value=1):
+    """Label maps of a disc whose radius follows ``radii`` (one map per level)."""
+    grid = torch.stack(torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")).float()
+    distance = ((grid - size / 2) ** 2).sum(0).sqrt()
+    return [(distance <= r).long()[None] * label_value for r in radii]
+
+
+def test_implausible_class_areas_flags_a_map_that_lost_or_invented_a_structure():
+    maps = disc_series([12, 12.5, 13, 13.5, 14, 14.5, 15])  # about 450-700 px, smooth along the axis
+    levels = list(range(7))
+    assert implausible_class_areas(maps, levels, 3) == [False] * 7
+    lost = list(maps)
+    lost[3] = torch.zeros_like(maps[3])  # the registration dropped the structure on one slice
+    assert implausible_class_areas(lost, levels, 3) == [False, False, False, True, False, False, False]
+    invented = list(maps)
+    invented[5] = maps[5].clone()
+    invented[5][0, :12, :12] = 2  # 144 px of a class no neighbour holds
+    assert implausible_class_areas(invented, levels, 3) == [False] * 5 + [True, False]
+    # neighbours are the maps within the window, of the same group only: alone in its group, a map is not judged
+    assert implausible_class_areas(lost, [0, 1, 2, 30, 4, 5, 6], 3) == [False] * 7
+    assert implausible_class_areas(lost, levels, 3, groups=list("aaabbbb"))[3]
+    assert implausible_class_areas(lost, levels, 3, groups=list("aaabccc")) == [False] * 7
+    # judged by at least 3 neighbours: the median of two is their mean, which the lost map would drag down
+    assert implausible_class_areas(lost[2:5], [2, 3, 4], 3) == [False] * 3
+    assert implausible_class_areas(lost[2:5], [2, 3, 4], 3, min_neighbours=2)[2]  # a healthy map flagged
+    # a small structure's change below min_pixels is not judged; above it, it is
+    small = disc_series([3, 3, 3, 3, 0, 3, 3])  # 29 px gone on level 4
+    assert not any(implausible_class_areas(small, levels, 2))
+    assert implausible_class_areas(small, levels, 2, min_pixels=10)[4]
+
+
+def test_implausible_class_areas_names_bad_inputs():
+    maps = disc_series([5, 5, 5])
+    with pytest.raises(ValueError, match="at least one"):
+        implausible_class_areas([], [], 2)
+    with pytest.raises(ValueError, match="one length"):
+        implausible_class_areas(maps, [0, 1], 2)
+    with pytest.raises(ValueError, match="window"):
+        implausible_class_areas(maps, [0, 1, 2], 2, window=0)
+    with pytest.raises(ValueError, match="min_neighbours"):
+        implausible_class_areas(maps, [0, 1, 2], 2, min_neighbours=0)
+    with pytest.raises(ValueError, match="one shape"):
+        implausible_class_areas(maps[:2] + disc_series([5], size=32), [0, 1, 2], 2)
+    with pytest.raises(ValueError, match="outside"):
+        implausible_class_areas(maps, [0, 1, 2], 1)

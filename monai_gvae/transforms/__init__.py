@@ -16,7 +16,7 @@ from .dictionary import (
 )
 from .filtering import DICE_REDUCTIONS, SyntheticPairFilter, calibrate_posterior_sigma, class_dice, foreground_dice
 from .label_maps import interpolate_label_maps, nearest_label_maps, signed_distance_maps
-from .label_propagation import fuse_label_maps, propagate_label_map, register_label_map
+from .label_propagation import fuse_label_maps, implausible_class_areas, propagate_label_map, register_label_map
 from .pool import SYNTHETIC_FLAG, SYNTHETIC_MODE, SYNTHETIC_MODEL, GVAESamplePool, synthetic_meta
 from .utils import from_model_range, pack_image_label, to_model_range, unpack_image_label, unpack_to_host
 
@@ -54,4 +54,5 @@ __all__ = [
     "register_label_map",
     "propagate_label_map",
     "fuse_label_maps",
+    "implausible_class_areas",
 ]

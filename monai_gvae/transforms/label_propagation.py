@@ -17,6 +17,10 @@ promises the same figures to the last digit for the same command (the images are
 everywhere (on the embedded slices registration labels the pool better at k = 5 and on the levels the k slices
 barely show, the k-trained segmenter better on some k = 10 draws, and a registration can fail on one image where the
 segmenter does not), so each pixel keeps the segmenter's class where it is sure and the registered class elsewhere.
+
+:func:`implausible_class_areas` guards registered maps by the anatomy's continuity instead: along a volume's axis a
+structure's area changes little from one slice to the next, so a map in which a class holds far fewer (or more) pixels
+than in the maps of the neighbouring slices lost (or invented) that structure.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import torch
 
 from .label_maps import _check_label
 
-__all__ = ["register_label_map", "propagate_label_map", "fuse_label_maps"]
+__all__ = ["register_label_map", "propagate_label_map", "fuse_label_maps", "implausible_class_areas"]
 
 
 def _channel_first(x: torch.Tensor | np.ndarray, what: str) -> np.ndarray:
@@ -208,3 +212,74 @@ def fuse_label_maps(probabilities: torch.Tensor, label: torch.Tensor, atlas_weig
     label = _check_label(label, probabilities.shape[0], "label")
     onehot = torch.zeros_like(probabilities).scatter_(0, label, 1.0)
     return (probabilities + atlas_weight * onehot).argmax(0, keepdim=True)
+
+
+def implausible_class_areas(
+    labels: Sequence[torch.Tensor],
+    levels: Sequence[int],
+    num_classes: int,
+    groups: Sequence[object] | None = None,
+    window: int = 3,
+    tolerance: float = 0.75,
+    min_pixels: int = 100,
+    min_neighbours: int = 3,
+) -> list[bool]:
+    """Which label maps of slices along an axis hold a class area out of line with their neighbours' maps.
+
+    For every map and foreground class, the reference is the median pixel count of that class over the other maps of
+    the same group (volume) whose level lies within ``window`` of this map's; the map is implausible if some class's
+    count differs from its reference by more than ``max(tolerance * reference, min_pixels)``. A map with fewer than
+    ``min_neighbours`` such neighbours is not judged: the median of two is their mean, which one failed neighbour
+    drags as far as the failure itself. Why: a registration that fails on one slice drops or misplaces a whole structure
+    (on the few-label benchmark's test seed 5 two pool slices' maps held 21 and 16 cerebellum pixels where the
+    neighbouring slices' maps held 538 to 601; docs/fewlabels.md section 6), while anatomy changes little over a few
+    millimetres; the median of several neighbours is not moved by one failed one. ``min_pixels`` keeps small
+    structures, whose area varies more in relative terms, from being judged by their noise.
+
+    Args:
+        labels: class-index maps ``(1, *spatial)`` of one spatial shape, one per slice.
+        levels: each slice's position along the axis (e.g. ``slice_index``), in slices.
+        num_classes: classes, background included (class 0 is not judged).
+        groups: each slice's volume (maps of different groups are never neighbours); ``None``: one volume.
+        window: the largest level distance of a neighbour, > 0.
+        tolerance: the relative departure from the neighbours' median allowed, > 0.
+        min_pixels: the absolute departure always allowed, >= 0.
+        min_neighbours: the fewest neighbours a map is judged by, >= 1.
+
+    Returns:
+        one flag per map, ``True`` where it is implausible.
+
+    Raises:
+        ValueError: lengths that differ, no maps, maps of different shapes, a ``window`` or ``tolerance`` <= 0, a
+            negative ``min_pixels``, a ``min_neighbours`` < 1, or label values outside ``0..num_classes-1``.
+
+    Example::
+
+        flags = implausible_class_areas([p["label"] for p in registered], [p["slice_index"] for p in registered], 4)
+        kept = [p for p, bad in zip(registered, flags) if not bad]
+    """
+    if not labels:
+        raise ValueError("implausible_class_areas needs at least one label map.")
+    groups = [None] * len(labels) if groups is None else list(groups)
+    if not len(labels) == len(levels) == len(groups):
+        raise ValueError(f"labels, levels and groups must have one length, got {len(labels)}, {len(levels)} and "
+                         f"{len(groups)}.")
+    if window <= 0 or tolerance <= 0 or min_pixels < 0 or min_neighbours < 1:
+        raise ValueError(f"window and tolerance must be > 0, min_pixels >= 0 and min_neighbours >= 1, got {window}, "
+                         f"{tolerance}, {min_pixels} and {min_neighbours}.")
+    maps = [torch.as_tensor(label) for label in labels]
+    if any(m.shape != maps[0].shape for m in maps):
+        raise ValueError(f"label maps must share one shape, got {sorted({tuple(m.shape) for m in maps})}.")
+    maps = [_check_label(m, num_classes, "labels") for m in maps]
+    counts = np.stack([np.bincount(m.flatten().numpy(), minlength=num_classes)[1:] for m in maps]).astype(float)
+    flags = []
+    for i in range(len(maps)):
+        near = [j for j in range(len(maps))
+                if j != i and groups[j] == groups[i] and abs(int(levels[j]) - int(levels[i])) <= window]
+        if len(near) < min_neighbours:
+            flags.append(False)
+            continue
+        reference = np.median(counts[near], axis=0)
+        allowed = np.maximum(tolerance * reference, min_pixels)
+        flags.append(bool((np.abs(counts[i] - reference) > allowed).any()))
+    return flags
