@@ -131,7 +131,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "(0: the segmenter's labels; 1: the registered ones)")
     p.add_argument("--area-guard", action="store_true",
                    help="*_atlas arms: leave out pool slices whose registered map holds a class area out of line with "
-                        "the maps of the pool slices within 3 levels (needs slice order)")
+                        "the maps of the pool slices within 3 levels of the same volume (--data-dir 2D slice files: "
+                        "no neighbours, never judged)")
     p.add_argument("--grad-weight", type=float, default=0.0,
                    help="GVAEs: weight of the gradient difference term (edges as strong as the data's); 0: none")
     p.add_argument("--split-layout", default="alternate", choices=SLAB_LAYOUTS,

@@ -520,9 +520,11 @@ def area_guarded_pool(registered: Sequence[dict], pool: Sequence[dict], num_clas
     The constants were fixed from that one train-split diagnostic before any benchmark run with the guard.
 
     Args:
-        registered: :func:`atlas_labelled_pool`'s pairs (each with ``slice_index``), in ``pool``'s order.
-        pool: the pool items they label (``source`` ``"volume:slice"`` groups the slices of ``--data-dir`` volumes;
-            without it every slice is of one volume).
+        registered: :func:`atlas_labelled_pool`'s pairs, in ``pool``'s order.
+        pool: the pool items they label: with ``source`` ``"volume:slice"`` (``--data-dir``:
+            :func:`~monai_gvae.data.load_labelled_slices`), slices are neighbours within one volume by their slice
+            number (2D slice files, each its own volume, are never judged); without it, one volume, levels
+            ``slice_index``.
         num_classes: classes, background included.
 
     Returns:
@@ -540,9 +542,11 @@ def area_guarded_pool(registered: Sequence[dict], pool: Sequence[dict], num_clas
         raise ValueError(f"the registered pool ({len(registered)} pairs) must label the whole pool ({len(pool)} items).")
     if not registered:
         return []
-    groups = [str(p.get("source", "")).rsplit(":", 1)[0] for p in pool]
-    flags = implausible_class_areas([p["label"] for p in registered], [p["slice_index"] for p in registered],
-                                    num_classes, groups)
+    # --data-dir items name their volume and slice ("volume:slice"; slice_index counts the kept slices of all
+    # volumes); the embedded slices are one volume, slice_index their level
+    sources = [str(p["source"]).rsplit(":", 1) if "source" in p else ("", p["slice_index"]) for p in pool]
+    flags = implausible_class_areas([p["label"] for p in registered], [int(level) for _, level in sources],
+                                    num_classes, [volume for volume, _ in sources])
     return [p for p, implausible in zip(registered, flags) if not implausible]
 
 
