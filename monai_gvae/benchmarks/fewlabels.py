@@ -539,7 +539,8 @@ def area_guarded_pool(registered: Sequence[dict], pool: Sequence[dict], num_clas
         pairs = area_guarded_pool(atlas_labelled_pool(k_items, pool), pool)
     """
     if len(registered) != len(pool):
-        raise ValueError(f"the registered pool ({len(registered)} pairs) must label the whole pool ({len(pool)} items).")
+        raise ValueError(f"the registered pool ({len(registered)} pairs) must label the whole pool "
+                         f"({len(pool)} items).")
     if not registered:
         return []
     # --data-dir items name their volume and slice ("volume:slice"; slice_index counts the kept slices of all
@@ -564,10 +565,10 @@ def fused_labelled_pool(
     the registered maps labelled the pool better at k = 5 and the segmenter on some k = 10 draws, and on one test
     draw (k = 10, seed 5) training on the registered maps lost 31 Dice points in the cerebellum against classical
     augmentation (docs/fewlabels.md section 6, "Pool labels by registration"). The fusion keeps the segmenter's class
-    where it is sure and the registered class where it is not. The ranking for ``keep`` is the two labellers' agreement on the slice (the mean
-    foreground Dice between the segmenter's argmax and the registered map): a slice both label alike is more likely
-    labelled right. Measured (validation, 10 seeds, weight 0.5): the fused labels trained as the segmenter's did
-    (+0.3 / -0.0 Dice points against self-training at k = 5 / 10) and 2.2 points below the registered maps at k = 10:
+    where it is sure and the registered class where it is not. The ranking for ``keep`` is the two labellers'
+    agreement on the slice (the mean foreground Dice between the segmenter's argmax and the registered map): a slice
+    both label alike is more likely labelled right. Measured (validation, 10 seeds, weight 0.5): the fused labels
+    trained as the segmenter's did (+0.3 / -0.0 Dice points against self-training at k = 5 / 10) and 2.2 points below the registered maps at k = 10:
     a UNet trained on a few slices is sure of its classes nearly everywhere, wrong ones included, so its softmax
     leaves registration few pixels (docs/fewlabels.md section 6, "Fused pool labels").
 
