@@ -568,8 +568,9 @@ def fused_labelled_pool(
     where it is sure and the registered class where it is not. The ranking for ``keep`` is the two labellers'
     agreement on the slice (the mean foreground Dice between the segmenter's argmax and the registered map): a slice
     both label alike is more likely labelled right. Measured (validation, 10 seeds, weight 0.5): the fused labels
-    trained as the segmenter's did (+0.3 / -0.0 Dice points against self-training at k = 5 / 10) and 2.2 points below the registered maps at k = 10:
-    a UNet trained on a few slices is sure of its classes nearly everywhere, wrong ones included, so its softmax
+    trained as the segmenter's did (+0.3 / -0.0 Dice points against self-training at k = 5 / 10) and 2.2 points
+    below the registered maps at k = 10: a UNet trained on a few slices is sure of its classes nearly everywhere,
+    wrong ones included, so its softmax
     leaves registration few pixels (docs/fewlabels.md section 6, "Fused pool labels").
 
     Args:
