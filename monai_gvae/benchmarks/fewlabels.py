@@ -570,7 +570,8 @@ def fused_labelled_pool(
     both label alike is more likely labelled right. Measured (validation, 10 seeds, weight 0.5): the fused labels
     trained as the segmenter's did (+0.3 / -0.0 Dice points against self-training at k = 5 / 10) and 2.2 points
     below the registered maps at k = 10: a UNet trained on a few slices is sure of its classes nearly everywhere,
-    wrong ones included, so its softmax leaves registration few pixels (docs/fewlabels.md section 6, "Fused pool labels").
+    wrong ones included, so its softmax leaves registration few pixels (docs/fewlabels.md section 6, "Fused pool
+    labels").
 
     Args:
         segmenter: maps images ``(N, 1, S, S)`` to logits (the ``classical`` arm's UNet, trained on the k pairs).
