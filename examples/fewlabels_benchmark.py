@@ -5,8 +5,9 @@ of the same unlabelled images (self-training), for a MONAI UNet trained on k lab
 Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the code is ``monai_gvae.benchmarks``:
 
 * Data: the embedded 64x64 axial brain slices (121 slices, 4 classes), or your own ``--data-dir`` with
-  ``images/`` and ``labels/`` NIfTI files (2D slices, or 3D volumes sliced along ``--axis``; resized to 64x64,
-  label values remapped to 0..C-1). The slices are split into contiguous slabs with gaps of 3 slices: train, val
+  ``images/`` and ``labels/`` NIfTI files (2D slices, or 3D volumes reoriented to RAS and sliced along ``--axis``,
+  0 sagittal, 1 coronal, 2 axial, each slice in the radiological view; resized to 64x64, label values remapped to
+  0..C-1). The slices are split into contiguous slabs with gaps of 3 slices: train, val
   (for choosing settings) and test (held out); ``--split-layout paired`` puts a val slab beside each test slab
   (validation then sees the levels the test scores; the recorded runs used the default ``alternate``). Per seed, k slices are drawn from train; the other train slices
   are the unlabelled pool (labels hidden).
@@ -75,7 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--data-dir", default=None,
                    help="a folder with images/ and labels/ NIfTI files (default: the embedded brain slices)")
-    p.add_argument("--axis", type=int, default=2, help="--data-dir: the axis along which 3D volumes are sliced")
+    p.add_argument("--axis", type=int, default=2, help="--data-dir: anatomical axis along which 3D volumes are sliced "
+                   "(after RAS reorientation): 0 sagittal, 1 coronal, 2 axial")
     p.add_argument("--num-classes", type=int, default=None,
                    help="--data-dir: label classes incl. background (an error if the labels hold more; default: as found)")
     p.add_argument("--ks", default="5,10", help="numbers of labelled training slices")

@@ -38,8 +38,9 @@ def test_3d_volumes_sliced_padded_resized_and_remapped(tmp_path):
     assert set(np.unique(first["label"]).tolist()) == {0, 1, 2}  # 0, 10, 20 -> 0, 1, 2
     assert first["label_values"] == [0, 10, 20]
     assert 0.0 <= first["image"].min() and first["image"].max() <= 1.0
-    # the 40 x 20 slice was padded to 40 x 40: the padded columns (a quarter on each side) are empty
-    assert first["image"][0, :, :3].max() == 0 and first["label"][0, :, :3].max() == 0
+    # the 40 x 20 slice (20 x 40 in the radiological view) was padded to 40 x 40: the padded rows (a quarter on
+    # each side) are empty
+    assert first["image"][0, :3].max() == 0 and first["label"][0, :3].max() == 0
     # the brightest class keeps the highest intensity
     assert first["image"][first["label"] == 2].mean() > first["image"][first["label"] == 1].mean()
     # slicing along another axis gives other slices
@@ -87,3 +88,34 @@ def test_bad_inputs_are_named(tmp_path):
         load_labelled_slices(tmp_path / "missing")
     with pytest.raises(ValueError, match="axis"):
         load_labelled_slices(tmp_path / "d", axis=3)
+
+
+def test_volumes_reoriented_to_ras_and_shown_in_the_radiological_view(tmp_path):
+    """``axis`` is anatomical whatever the voxel order, and each slice is in the radiological view: a marker at the
+    volume's right-anterior-superior corner shows at the top left of an axial slice (anterior up, right on the
+    left), and the same volume stored left-right mirrored (an LAS affine) gives the same slices."""
+    image = np.zeros((20, 20, 6), np.float32)
+    label = np.zeros((20, 20, 6), np.int16)
+    label[2:18, 2:18, 1:] = 1
+    label[14:18, 14:18, 1:] = 2  # right (high x), anterior (high y) corner; RAS order, identity affine
+    image[:] = 50.0 + 100.0 * label
+    _save(tmp_path / "ras" / "images" / "a.nii.gz", image)
+    _save(tmp_path / "ras" / "labels" / "a.nii.gz", label)
+    flip_x = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip_x[0, 3] = 19.0
+    for sub, array in (("images", image[::-1]), ("labels", label[::-1])):  # voxel order L->R reversed: LAS
+        (tmp_path / "las" / sub).mkdir(parents=True)
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(array), flip_x), str(tmp_path / "las" / sub / "a.nii.gz"))
+    ras = load_labelled_slices(tmp_path / "ras", image_size=20, axis=2)
+    las = load_labelled_slices(tmp_path / "las", image_size=20, axis=2)
+    marker = np.argwhere(ras[0]["label"][0] == 2)
+    assert marker[:, 0].max() < 10 and marker[:, 1].max() < 10  # top left: anterior up, patient right on the left
+    for a, b in zip(ras, las):
+        np.testing.assert_array_equal(a["label"], b["label"])
+        np.testing.assert_allclose(a["image"], b["image"])
+    # coronal (20 x 6 slices padded to 20 x 20): the right-sided marker on the image's left, the empty inferior
+    # plane z = 0 in the bottom row of the brain's band (superior at the top)
+    coronal = load_labelled_slices(tmp_path / "ras", image_size=20, axis=1)[-1]["label"][0]
+    assert np.argwhere(coronal == 2)[:, 1].max() < 10
+    band = np.flatnonzero(coronal.any(1))  # rows 7..12 hold z = 5..0 (padding 7 above and below)
+    assert (band.min(), band.max()) == (7, 11)

@@ -349,7 +349,8 @@ def fewlabel_splits(
         data_dir: ``None`` for the embedded slices (:func:`~monai_gvae.data.load_brain_slices`); else a folder read
             by :func:`~monai_gvae.data.load_labelled_slices` (2D slices, or 3D volumes sliced along ``axis``,
             resized to 64 x 64, labels remapped to ``0..C-1``); the slices are split in their file and slice order.
-        axis: the axis along which 3D volumes are sliced (``data_dir`` only).
+        axis: the anatomical axis along which 3D volumes are sliced, after RAS reorientation: 0 sagittal,
+            1 coronal, 2 axial (``data_dir`` only).
         num_classes: classes declared for ``data_dir`` (an error when the labels hold more); ``None``: as found.
         holdout_fraction, val_fraction, gap: the slab split (:func:`~monai_gvae.data.brain_slab_split`).
         split_layout: ``"alternate"`` (val and test slabs at different levels, the recorded runs) or ``"paired"``

@@ -15,6 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai.transforms import Orientation
+
+from monai_gvae.data.brain_build import radiological
 from monai_gvae.data.inputs import InputImageError, find_images, load_image
 
 __all__ = ["load_labelled_slices"]
@@ -30,7 +33,12 @@ def load_labelled_slices(
 ) -> list[dict[str, Any]]:
     """Read ``data_dir/images`` and ``data_dir/labels`` (NIfTI files paired by name) as square 2D slices.
 
-    Each 3D volume is cut into slices along ``axis`` (a 2D file is one slice); a slice is kept when at least
+    Each 3D volume is reoriented to RAS (MONAI's ``Orientation``, from the file's affine) and cut into slices
+    along the anatomical ``axis`` (0 sagittal, 1 coronal, 2 axial), each slice in the radiological view of the
+    embedded slices (:func:`~monai_gvae.data.brain_build.radiological`: anterior or superior at the top, the
+    patient's right on the image's left), so that the image's columns run left-right in axial and coronal slices
+    (what a left-right flip, ``RandFlipd(spatial_axis=1)``, expects) and grids read as a viewer shows them. A 2D
+    file is one slice, taken as stored (rows first, as ``LoadImage`` reads it). A slice is kept when at least
     ``min_foreground`` of its label is foreground (non-zero). Intensities are mapped to [0, 1] per file with
     the ``percentiles`` of its non-zero voxels, then clipped. Each slice is zero-padded to a square (centred) and
     resized to ``image_size`` (area averaging for the image, nearest neighbour for the label). Label values are
@@ -41,7 +49,8 @@ def load_labelled_slices(
         data_dir: the folder holding ``images/`` and ``labels/``.
         image_size: edge length of the square slices.
         num_classes: classes declared; an error when the labels hold more distinct values. ``None``: as found.
-        axis: spatial axis along which 3D volumes are sliced (0, 1 or 2 of the array as read).
+        axis: anatomical axis along which 3D volumes are sliced: 0 sagittal, 1 coronal, 2 axial (after RAS
+            reorientation; a volume already in RAS order is sliced along the same array axis).
         min_foreground: fraction of foreground label pixels a slice needs to be kept, in ``[0, 1)``.
         percentiles: ``(low, high)`` intensity percentiles mapped to 0 and 1.
 
@@ -121,7 +130,10 @@ def _read_pair(image_item: Any, label_item: Any) -> tuple[np.ndarray, np.ndarray
     """An image and its label as arrays of the same 2D or 3D shape (singleton and channel axes dropped)."""
     arrays = []
     for item in (image_item, label_item):
-        array = np.asarray(torch.as_tensor(load_image(item)).float())
+        loaded = load_image(item)
+        if loaded.ndim == 4 and min(loaded.shape[1:]) > 1:  # a 3D volume: RAS order, so that axis is anatomical
+            loaded = Orientation(axcodes="RAS", labels=None)(loaded)
+        array = np.asarray(torch.as_tensor(loaded).float())
         if array.shape[0] != 1:
             raise InputImageError(f"{item.path}: {array.shape[0]} channels; one channel (a grey image or a label map) is expected.")
         array = array[0]
@@ -152,7 +164,9 @@ def _unit_intensity(image: np.ndarray, percentiles: tuple[float, float]) -> np.n
 
 
 def _slices(image: np.ndarray, label: np.ndarray, axis: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    return [(np.take(image, i, axis), np.take(label, i, axis), i) for i in range(image.shape[axis])]
+    """The RAS volume's slices along ``axis``, each in the radiological view (the in-plane axes stay in RAS order)."""
+    return [(np.ascontiguousarray(radiological(np.take(image, i, axis))),
+             np.ascontiguousarray(radiological(np.take(label, i, axis))), i) for i in range(image.shape[axis])]
 
 
 def _square_resize(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
