@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout)
-    settings = FewLabelSettings.from_namespace({**vars(args), "num_classes": data.num_classes})
+    settings = FewLabelSettings.from_namespace({**vars(args), "num_classes": data.num_classes,
+                                                "left_right_flip": data.left_right_flip})
     evaluation = data.test if args.eval_split == "test" else data.val
     start = time.perf_counter()
 

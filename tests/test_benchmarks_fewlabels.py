@@ -713,3 +713,39 @@ def test_area_guarded_pool_judges_data_dir_slices_within_their_volume_by_slice_n
     # the same maps 20 slices apart within volume a: no neighbours within 3 slices, nothing judged
     spread = [dict(p, source=f"a:{20 * i}") if p["source"].startswith("a") else p for i, p in enumerate(pool)]
     assert len(area_guarded_pool(registered, spread, num_classes=2)) == len(pool)
+
+
+def test_sagittal_slices_are_not_flipped_left_right(tmp_path):
+    """A sagittal slice has no left-right axis in-plane: ``--axis 0`` turns the augmentation's column flip off (it
+    would flip anterior and posterior), in the segmenter's classical augmentation and in the GVAE's deformations."""
+    import nibabel as nib
+    import numpy as np
+    from monai.transforms import RandFlipd
+
+    from monai_gvae.benchmarks.fewlabels import deformation, fewlabel_splits
+    from monai_gvae.benchmarks.segmentation import classical_transform
+
+    label = np.zeros((64, 64, 64), np.int16)
+    label[2:62, 2:62, 2:62] = 1  # 60 slices with foreground along every axis: enough for the slab split
+    for sub, array in (("images", 100.0 * label + 20.0), ("labels", label)):
+        (tmp_path / sub).mkdir()
+        nib.save(nib.Nifti1Image(array.astype(np.float32 if sub == "images" else np.int16), np.eye(4)),
+                 str(tmp_path / sub / "v.nii.gz"))
+    assert fewlabel_splits(tmp_path, axis=2).left_right_flip and fewlabel_splits(tmp_path, axis=1).left_right_flip
+    assert not fewlabel_splits(tmp_path, axis=0).left_right_flip
+    assert fewlabel_splits().left_right_flip  # the embedded axial slices
+
+    def flips(compose):
+        return [t for t in compose.transforms if isinstance(t, RandFlipd)]
+
+    assert len(flips(classical_transform())) == 1 and flips(classical_transform(False)) == []
+    assert len(flips(deformation())) == 1 and flips(deformation(False)) == []
+    # without the flip, a pair of the fixture's asymmetric map is never mirrored: every deformed copy keeps its
+    # structure on the side it was (affine and elastic warps move it by a few pixels only)
+    asym = torch.zeros(1, 32, 32, dtype=torch.long)
+    asym[0, 8:24, 2:10] = 1
+    items = [{"image": asym.float(), "label": asym}]
+    for left_right_flip, expect_mirrored in ((False, False), (True, True)):
+        pairs = deformed_pairs(items, 16, seed=0, left_right_flip=left_right_flip)
+        mirrored = [bool(p["label"][0, :, 16:].sum() > p["label"][0, :, :16].sum()) for p in pairs]
+        assert any(mirrored) == expect_mirrored

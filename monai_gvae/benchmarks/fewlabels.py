@@ -250,6 +250,8 @@ class FewLabelSettings:
         grad_weight: weight of the gradient difference term of the GVAE objective
             (``EncoderGeneratorLoss(gradient_weight=...)``: edges as strong as the data's); 0: none.
         num_classes: label classes, background included.
+        left_right_flip: the classical augmentation and the deformations flip the columns (the patient's
+            left-right axis of axial and coronal slices); ``False`` for sagittal slices (:class:`FewLabelData`).
     """
 
     seg_iterations: int = 600
@@ -282,6 +284,7 @@ class FewLabelSettings:
     area_guard: bool = False
     grad_weight: float = 0.0
     num_classes: int = NUM_CLASSES
+    left_right_flip: bool = True
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -324,6 +327,9 @@ class FewLabelData:
         num_classes: label classes, background included.
         class_names: names of the foreground classes 1.. (for per-class Dice).
         description: where the slices come from, for the report's header.
+        left_right_flip: whether the slices' columns run left-right, so that the augmentation may flip them
+            (:attr:`FewLabelSettings.left_right_flip`): true for the embedded axial slices and ``data_dir``'s axial
+            and coronal slices (and 2D files), false for sagittal slices (``axis=0``).
     """
 
     train: list[dict]
@@ -332,6 +338,7 @@ class FewLabelData:
     num_classes: int
     class_names: tuple[str, ...]
     description: str
+    left_right_flip: bool = True
 
 
 def fewlabel_splits(
@@ -380,7 +387,8 @@ def fewlabel_splits(
     names = tuple(f"class_{v}" for v in values[1:]) + tuple(f"class_{c}" for c in range(len(values), classes))
     return FewLabelData(**splits, num_classes=classes, class_names=names,
                         description=f"{os.fspath(data_dir)} ({len(items)} slices along axis {axis}, label values "
-                                    f"{values} as classes 0..{classes - 1})")
+                                    f"{values} as classes 0..{classes - 1})",
+                        left_right_flip=axis != 0)  # a sagittal slice's columns run anterior-posterior
 
 
 @torch.no_grad()
@@ -636,10 +644,16 @@ def pseudo_label_quality(
 
 
 # --- transforms
-def deformation() -> Compose:
-    """New label maps for synthesis (and the elastic control): flip, affine and elastic warps of real pairs."""
+def deformation(left_right_flip: bool = True) -> Compose:
+    """New label maps for synthesis (and the elastic control): flip, affine and elastic warps of real pairs.
+
+    Args:
+        left_right_flip: include the left-right flip (columns, as
+            :func:`~monai_gvae.benchmarks.segmentation.classical_transform`); ``False`` for sagittal slices.
+    """
+    flip = [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1)] if left_right_flip else []
     return Compose([
-        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),
+        *flip,
         RandAffined(keys=KEYS, prob=0.8, rotate_range=0.26, scale_range=0.1, translate_range=4,
                     mode=("bilinear", "nearest"), padding_mode="zeros"),
         Rand2DElasticd(keys=KEYS, prob=1.0, spacing=16, magnitude_range=(0, 2), mode=("bilinear", "nearest"),
@@ -647,9 +661,9 @@ def deformation() -> Compose:
     ])
 
 
-def packer(with_label: bool, augment: bool, num_classes: int = NUM_CLASSES) -> Compose:
+def packer(with_label: bool, augment: bool, num_classes: int = NUM_CLASSES, left_right_flip: bool = True) -> Compose:
     """Items to GVAE inputs: the image alone, or image + one-hot label (optionally after :func:`deformation`)."""
-    steps = [deformation()] if augment else []
+    steps = [deformation(left_right_flip)] if augment else []
     steps += [PackImageLabeld("image", "label" if with_label else None,
                               num_classes=num_classes if with_label else None),
               EnsureTyped(keys="image", track_meta=False)]
@@ -746,9 +760,9 @@ def pretrain(train: Sequence[dict], settings: FewLabelSettings, seed: int) -> di
 
 
 # --- synthetic pairs
-def deformed_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
+def deformed_pairs(items: Sequence[dict], n: int, seed: int, left_right_flip: bool = True) -> list[dict]:
     """``n`` real pairs warped by :func:`deformation` (image and label together), seeded."""
-    warp = deformation()
+    warp = deformation(left_right_flip)
     warp.set_random_state(seed=seed)
     rng = np.random.default_rng(seed)
     out = []
@@ -758,7 +772,9 @@ def deformed_pairs(items: Sequence[dict], n: int, seed: int) -> list[dict]:
     return out
 
 
-def interpolated_pairs(items: Sequence[dict], n: int, seed: int, num_classes: int = NUM_CLASSES) -> list[dict]:
+def interpolated_pairs(
+    items: Sequence[dict], n: int, seed: int, num_classes: int = NUM_CLASSES, left_right_flip: bool = True
+) -> list[dict]:
     """``n`` pairs between two similar labelled items, then warped by :func:`deformation`, seeded.
 
     Each pair takes an item, one of its two most similar others (label Dice: ``nearest_label_maps``) and a
@@ -769,7 +785,7 @@ def interpolated_pairs(items: Sequence[dict], n: int, seed: int, num_classes: in
     """
     labels = _stack(items, "label").long()
     neighbours = nearest_label_maps(labels, num_classes, neighbours=min(2, len(items) - 1))
-    warp = deformation()
+    warp = deformation(left_right_flip)
     warp.set_random_state(seed=seed)
     rng = np.random.default_rng(seed)
     out = []
@@ -855,7 +871,8 @@ def joint_pool_synthesis(
     load_pretrained_weights(gvae, pretrained["gvae"], key=None)
     load_pretrained_weights(critic, pretrained["critic"], key=None)
     gvae.encoder.requires_grad_(False)  # latents of unlabelled images stay those of the pre-trained encoder
-    seconds = train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=settings.num_classes),
+    seconds = train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=settings.num_classes,
+                                                     left_right_flip=settings.left_right_flip),
                          settings.adapt_iterations, settings, seed,
                          params=gvae.generator.parameters())
     real_images, real_labels = _stack(items, "image").float() * 2 - 1, _stack(items, "label").long()
@@ -966,7 +983,7 @@ def run_cell(
         net, seconds = train_segmenter(items, iterations=settings.seg_iterations, batch_size=settings.batch_size,
                                        seed=seed, synthetic=synthetic, synthetic_fraction=fraction,
                                        shuffle_seed=seed, num_classes=settings.num_classes,
-                                       finetune_iterations=finetune)
+                                       finetune_iterations=finetune, left_right_flip=settings.left_right_flip)
         if arm == "classical":
             segmenter = net
         scores = dice_scores(net, evaluation, settings.num_classes, class_names)
@@ -1000,11 +1017,12 @@ def run_cell(
         elif arm == "selftrain_fused":
             record(arm, fused, label_seconds=atlas_seconds)
         elif arm == "elastic":
-            record(arm, deformed_pairs(items, settings.num_synthetic, seed * 1000))
+            record(arm, deformed_pairs(items, settings.num_synthetic, seed * 1000, settings.left_right_flip))
         elif arm == "selftrain":
             record(arm, pseudo)
         elif arm == "interp":
-            record(arm, interpolated_pairs(items, settings.num_synthetic, seed * 1000, settings.num_classes))
+            record(arm, interpolated_pairs(items, settings.num_synthetic, seed * 1000, settings.num_classes,
+                                           settings.left_right_flip))
         elif arm in CONDITIONAL_ARMS:
             source = "pool" if arm in POOL_ARMS else "cotrained" if arm in COTRAINED_ARMS else "k"
             if source not in conditional_models:  # arms of one source share its GVAE (the same training)
@@ -1021,7 +1039,8 @@ def run_cell(
             if maps not in rendered:
                 pool_maps = {"atlas": atlas, "fused": fused}.get(LABEL_MAP_SOURCES[arm][1], pseudo)
                 rendered[maps] = conditional_synthesis(gvae, critic, items, settings, seed,
-                                                       label_maps_for(arm, pool_maps, settings.num_classes),
+                                                       label_maps_for(arm, pool_maps, settings.num_classes,
+                                                                      settings.left_right_flip),
                                                        posterior=posterior, segmenter=segmenter if checked else None)
             pairs, acceptance = rendered[maps]
             if arm == "selftrain_cond":
@@ -1040,7 +1059,7 @@ def run_cell(
 
 
 def label_maps_for(
-    arm: str, pseudo: Sequence[dict] | None, num_classes: int = NUM_CLASSES
+    arm: str, pseudo: Sequence[dict] | None, num_classes: int = NUM_CLASSES, left_right_flip: bool = True
 ) -> Callable[[Sequence[dict], int, int], list[dict]]:
     """How a conditional arm makes the label maps it renders (:data:`LABEL_MAP_SOURCES`): deformed or interpolated
     copies of the k maps, or of the pool's pseudo-label maps (each deformed with its pool image).
@@ -1051,6 +1070,7 @@ def label_maps_for(
             :func:`atlas_labelled_pool`'s for the ``"atlas"`` arms, :func:`fused_labelled_pool`'s for the ``"fused"``
             arms (needed by all).
         num_classes: classes, background included (for the shape-based interpolation).
+        left_right_flip: the deformation's left-right flip (:func:`deformation`).
 
     Returns:
         ``label_maps(items, n, seed)``, as :func:`conditional_synthesis` takes it.
@@ -1072,8 +1092,8 @@ def label_maps_for(
     def label_maps(items: Sequence[dict], n: int, seed: int) -> list[dict]:
         source = pseudo if whose != "k" else items
         if how == "interpolated":
-            return interpolated_pairs(source, n, seed, num_classes)
-        return deformed_pairs(source, n, seed)
+            return interpolated_pairs(source, n, seed, num_classes, left_right_flip)
+        return deformed_pairs(source, n, seed, left_right_flip)
 
     return label_maps
 
@@ -1094,7 +1114,8 @@ def _train_conditional(
         load_pretrained_weights(gvae, pretrained["gvae"], key=None)
         load_pretrained_weights(critic, pretrained["critic"], key=None)
     iterations = settings.adapt_iterations if source == "pool" else settings.gvae_iterations
-    seconds = train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=settings.num_classes),
+    seconds = train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=settings.num_classes,
+                                                     left_right_flip=settings.left_right_flip),
                          iterations, settings, seed, segmenter=segmenter)
     return gvae, critic, seconds
 

@@ -151,10 +151,17 @@ def labelled_items(train: Sequence[dict], k: str | int, seed: int) -> list[dict]
     return labelled_subset(train, n, seed)
 
 
-def classical_transform() -> Compose:
-    """Classical augmentation of image+label pairs: left-right flip and a small affine (rotation, scale, shift)."""
+def classical_transform(left_right_flip: bool = True) -> Compose:
+    """Classical augmentation of image+label pairs: left-right flip and a small affine (rotation, scale, shift).
+
+    Args:
+        left_right_flip: flip the columns (axis 1) with probability 0.5: the patient's left-right axis in the
+            radiological view of axial and coronal slices (the labels are not lateralised). ``False`` for slices
+            without a left-right axis (sagittal), where it would flip anterior and posterior.
+    """
+    flip = [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1)] if left_right_flip else []
     return Compose([
-        RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1),  # left-right: the labels are not lateralised
+        *flip,
         RandAffined(keys=KEYS, prob=0.8, rotate_range=0.26, scale_range=0.1, translate_range=4,
                     mode=("bilinear", "nearest"), padding_mode="zeros"),
     ])
@@ -181,6 +188,7 @@ def train_segmenter(
     shuffle_seed: int | None = None,
     num_classes: int = NUM_CLASSES,
     finetune_iterations: int = 0,
+    left_right_flip: bool = True,
 ) -> tuple[UNet, float]:
     """Train a MONAI ``UNet`` (one residual unit per level, ``DiceCELoss``, Adam) on real and synthetic pairs.
 
@@ -204,6 +212,7 @@ def train_segmenter(
         num_classes: output channels, background included.
         finetune_iterations: the last this many of the ``iterations`` train on the real pairs only (same network
             and optimiser): a schedule that learns from synthetic pairs first, then adapts to real images.
+        left_right_flip: ``classical``'s left-right flip (:func:`classical_transform`).
 
     Returns:
         ``(network in eval mode, training seconds)``.
@@ -223,7 +232,7 @@ def train_segmenter(
         source = [{key: item[key] for key in KEYS} for item in synthetic] if isinstance(synthetic, Sequence) else (
             GVAESynthesized(KEYS, synthetic, prob=1.0, intensity_range=(0.0, 1.0)))
         fraction = synthetic_fraction
-    post = [classical_transform()] if classical else []
+    post = [classical_transform(left_right_flip)] if classical else []
     post.append(EnsureTyped(keys=KEYS, track_meta=False))
     real = [{"image": i["image"], "label": i["label"]} for i in items]
     if not 0 <= finetune_iterations < iterations:
