@@ -132,7 +132,7 @@ def _read_pair(image_item: Any, label_item: Any) -> tuple[np.ndarray, np.ndarray
     for item in (image_item, label_item):
         loaded = load_image(item)
         if loaded.ndim == 4 and min(loaded.shape[1:]) > 1:  # a 3D volume: RAS order, so that axis is anatomical
-            loaded = Orientation(axcodes="RAS", labels=None)(loaded)
+            loaded = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(loaded)
         array = np.asarray(torch.as_tensor(loaded).float())
         if array.shape[0] != 1:
             raise InputImageError(f"{item.path}: {array.shape[0]} channels; one channel (a grey image or a label map) is expected.")
