@@ -119,3 +119,15 @@ def test_volumes_reoriented_to_ras_and_shown_in_the_radiological_view(tmp_path):
     assert np.argwhere(coronal == 2)[:, 1].max() < 10
     band = np.flatnonzero(coronal.any(1))  # rows 7..12 hold z = 5..0 (padding 7 above and below)
     assert (band.min(), band.max()) == (7, 11)
+
+
+def test_a_label_in_another_voxel_order_than_its_image_is_refused(tmp_path):
+    """Reoriented to RAS apart, an image and a label stored in different voxel orders would no longer overlay: the
+    error names the label and both orders."""
+    image, label = _volume()
+    _save(tmp_path / "images" / "a.nii.gz", image)
+    las = np.diag([-1.0, 1.0, 1.0, 1.0])
+    (tmp_path / "labels").mkdir()
+    nib.save(nib.Nifti1Image(label, las), str(tmp_path / "labels" / "a.nii.gz"))
+    with pytest.raises(InputImageError, match=r"labels/a.nii.gz: voxel order LAS .* \(RAS\)"):
+        load_labelled_slices(tmp_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -61,8 +62,8 @@ def load_labelled_slices(
     Raises:
         FileNotFoundError: no such folder, or no ``images``/``labels`` subfolder.
         InputImageError: no NIfTI file, an image without a label (or a label without an image), an image and
-            label of different shapes, a file that is neither 2D nor 3D, more label values than ``num_classes``,
-            non-integer label values, or no slice with foreground; each names the file.
+            label of different shapes or voxel orders (3D), a file that is neither 2D nor 3D, more label values than
+            ``num_classes``, non-integer label values, or no slice with foreground; each names the file.
         ValueError: invalid ``image_size``, ``axis``, ``min_foreground`` or ``percentiles``.
 
     Example::
@@ -128,10 +129,11 @@ def _paired_files(data_dir: str) -> list[tuple[str, Any, Any]]:
 
 def _read_pair(image_item: Any, label_item: Any) -> tuple[np.ndarray, np.ndarray]:
     """An image and its label as arrays of the same 2D or 3D shape (singleton and channel axes dropped)."""
-    arrays = []
+    arrays, voxel_orders = [], []
     for item in (image_item, label_item):
         loaded = load_image(item)
         if loaded.ndim == 4 and min(loaded.shape[1:]) > 1:  # a 3D volume: RAS order, so that axis is anatomical
+            voxel_orders.append("".join(nib.aff2axcodes(np.asarray(loaded.affine))))
             loaded = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(loaded)
         array = np.asarray(torch.as_tensor(loaded).float())
         if array.shape[0] != 1:
@@ -143,6 +145,11 @@ def _read_pair(image_item: Any, label_item: Any) -> tuple[np.ndarray, np.ndarray
             raise InputImageError(f"{item.path}: a 2D slice or a 3D volume is expected, got shape {array.shape}.")
         arrays.append(array)
     image, label = arrays
+    if len(set(voxel_orders)) > 1:  # reoriented apart, the two would no longer overlay: refuse, do not guess
+        raise InputImageError(
+            f"{label_item.path}: voxel order {voxel_orders[1]} (from its affine) differs from its image "
+            f"{image_item.path} ({voxel_orders[0]}); save the label with the image's affine."
+        )
     if image.shape != label.shape:
         raise InputImageError(
             f"{label_item.path}: label shape {label.shape} differs from its image {image_item.path} {image.shape}."
