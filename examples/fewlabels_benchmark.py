@@ -217,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": time.perf_counter() - start,
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, torch "
                     f"{torch.__version__} with {args.threads} thread(s)",
-        "settings": {k: v for k, v in vars(args).items() if not k.endswith("_list")},
+        "settings": {**{k: v for k, v in vars(args).items() if not k.endswith("_list")},
+                     "left_right_flip": settings.left_right_flip},
     }
     print(write_fewlabels_outputs(results, args.output_dir, args.overwrite))
     return results

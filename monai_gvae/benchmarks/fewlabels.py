@@ -23,12 +23,19 @@ import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
 from monai.networks.nets import UNet
-from monai.transforms import Compose, EnsureTyped, Rand2DElasticd, RandAffined, RandFlipd
+from monai.transforms import Compose, EnsureTyped, Rand2DElasticd
 from monai.utils import set_determinism
 
 from monai_gvae.benchmarks.plots import PLOT_COLOURS, plot_dice_against_k
 from monai_gvae.benchmarks.report import markdown_table, prepare_output_dir, read_json, write_json, write_text
-from monai_gvae.benchmarks.segmentation import IMAGE_SIZE, KEYS, NUM_CLASSES, dice_scores, train_segmenter
+from monai_gvae.benchmarks.segmentation import (
+    IMAGE_SIZE,
+    KEYS,
+    NUM_CLASSES,
+    classical_transform,
+    dice_scores,
+    train_segmenter,
+)
 from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference, paired_differences_by_seed
 from monai_gvae.bundle import save_sample_grid
 from monai_gvae.data import (
@@ -645,17 +652,15 @@ def pseudo_label_quality(
 
 # --- transforms
 def deformation(left_right_flip: bool = True) -> Compose:
-    """New label maps for synthesis (and the elastic control): flip, affine and elastic warps of real pairs.
+    """New label maps for synthesis (and the elastic control): the classical augmentation's flip and affine
+    (:func:`~monai_gvae.benchmarks.segmentation.classical_transform`), then an elastic warp, of real pairs.
 
     Args:
-        left_right_flip: include the left-right flip (columns, as
-            :func:`~monai_gvae.benchmarks.segmentation.classical_transform`); ``False`` for sagittal slices.
+        left_right_flip: include the left-right flip; ``False`` for sagittal slices.
     """
-    flip = [RandFlipd(keys=KEYS, prob=0.5, spatial_axis=1)] if left_right_flip else []
+    # its steps, not the Compose itself: a nested Compose would draw other seeds for them
     return Compose([
-        *flip,
-        RandAffined(keys=KEYS, prob=0.8, rotate_range=0.26, scale_range=0.1, translate_range=4,
-                    mode=("bilinear", "nearest"), padding_mode="zeros"),
+        *classical_transform(left_right_flip).transforms,
         Rand2DElasticd(keys=KEYS, prob=1.0, spacing=16, magnitude_range=(0, 2), mode=("bilinear", "nearest"),
                        padding_mode="zeros"),
     ])
@@ -1369,10 +1374,11 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
                 else f"segmentation gradient matching (segmenter copy trained at {s['seg_lr']})")
         levers = (f" Conditional GVAEs: `{s['condition_mode']}` conditioning, `{s['critic_head']}` critic, "
                   f"{term} weight {s['seg_weight']} (the classical arm's segmenter).")
+    classical = "flip + affine" if s.get("left_right_flip", True) else "affine (no flip: sagittal slices)"
     return [
         data,
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
-        f"{s['batch_size']} in every arm (same initial weights per seed); classical flip + affine on every item; "
+        f"{s['batch_size']} in every arm (same initial weights per seed); classical {classical} on every item; "
         f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
         f"pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
@@ -1478,7 +1484,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 
 
 SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0, "atlas_weight": 0.5,
-                         "area_guard": False,
+                         "area_guard": False, "left_right_flip": True,
                          "render_min_dice": FewLabelSettings.render_min_dice,
                          "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)
