@@ -14,12 +14,12 @@ from monai_gvae.benchmarks.fewlabels import (
     fewlabels_report,
     gvae_parts,
     interpolated_pairs,
-    _legend_name,
     merge_runs,
     render_run,
     run_cell,
     worst_class_losses,
 )
+from monai_gvae.benchmarks.fewlabels.outputs import _legend_name
 from monai_gvae.data import load_brain_slices
 
 SETTINGS = {"output_dir": "x", "overwrite": False, "ks": "5", "seeds": "0", "arms": "classical,cond",
@@ -267,16 +267,16 @@ def test_cond_pseudo_renders_pool_pseudo_label_maps_with_segmentation_consistenc
 
 
 def test_selftrain_cond_adds_the_pool_images_and_cond_pseudo_pairs_each_at_the_synthetic_share(monkeypatch):
-    import monai_gvae.benchmarks.fewlabels as fewlabels
+    from monai_gvae.benchmarks.fewlabels import cell  # spies go where run_cell looks its helpers up
 
     calls = {}
-    train_segmenter = fewlabels.train_segmenter
+    train_segmenter = cell.train_segmenter
 
     def spy(items, **kwargs):  # the synthetic items and share each arm's segmenter trains on
         calls[len(calls)] = kwargs
         return train_segmenter(items, **kwargs)
 
-    monkeypatch.setattr(fewlabels, "train_segmenter", spy)
+    monkeypatch.setattr(cell, "train_segmenter", spy)
     s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "pseudo_keep": 0.5, "num_synthetic": 40,
                                          "seg_iterations": 1})
     train = load_brain_slices("train")
@@ -288,7 +288,7 @@ def test_selftrain_cond_adds_the_pool_images_and_cond_pseudo_pairs_each_at_the_s
     assert len(both) == 2 * len(gvae_pairs) == 2 * s.num_synthetic == runs[2]["num_synthetic"]
     # the second half: cond_pseudo's pairs themselves (one GVAE, one synthesis); the first: pool images, cycled
     assert all(a is b for a, b in zip(both[len(gvae_pairs):], gvae_pairs))
-    pool = {i["slice_index"] for i in train[5:]} - {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
+    pool = {i["slice_index"] for i in train[5:]} - {i["slice_index"] for i in cell.labelled_subset(train, 5, 0)}
     first = both[:len(gvae_pairs)]
     assert all(p["pseudo_label"] and p["slice_index"] in pool for p in first)
     assert len({p["slice_index"] for p in first}) == round(0.5 * (len(train) - 5))  # the confident half, every one
@@ -465,22 +465,22 @@ def test_cotraining_pairs_are_the_k_pairs_repeated_to_half_and_the_pseudo_labell
 
 
 def test_run_cell_trains_the_cotrained_arms_gvae_on_the_k_pairs_and_the_pseudo_labelled_pool(monkeypatch):
-    import monai_gvae.benchmarks.fewlabels as fewlabels
+    from monai_gvae.benchmarks.fewlabels import cell  # spies go where run_cell looks its helpers up
 
     trained = {}
-    original = fewlabels._train_conditional
+    original = cell._train_conditional
 
     def spy(items, source, *args, **kwargs):
         trained[source] = list(items)
         return original(items, source, *args, **kwargs)
 
-    monkeypatch.setattr(fewlabels, "_train_conditional", spy)
+    monkeypatch.setattr(cell, "_train_conditional", spy)
     s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0})
     train = load_brain_slices("train")
     runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "cond_pseudo", "cond_pseudo_cotrained"], s,
                     log=lambda m: None)
     assert [r["arm"] for r in runs] == ["classical", "cond_pseudo", "cond_pseudo_cotrained"]
-    k_slices = {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
+    k_slices = {i["slice_index"] for i in cell.labelled_subset(train, 5, 0)}
     assert {i["slice_index"] for i in trained["k"]} == k_slices and len(trained["k"]) == 5  # cond_pseudo: k only
     pool = [i for i in trained["cotrained"] if i["pseudo_label"]]
     real = [i for i in trained["cotrained"] if not i["pseudo_label"]]
@@ -490,7 +490,7 @@ def test_run_cell_trains_the_cotrained_arms_gvae_on_the_k_pairs_and_the_pseudo_l
 
     assert sorted(index_of(i["image"]) for i in pool) == sorted({i["slice_index"] for i in train} - k_slices)
     assert {index_of(i["image"]) for i in real} == k_slices and len(real) == 5 * round(len(pool) / 5)
-    assert "cond_pseudo_cotrained" in fewlabels.PSEUDO_LABEL_ARMS and "cond_pseudo_cotrained" in ARM_NAMES
+    assert "cond_pseudo_cotrained" in cell.PSEUDO_LABEL_ARMS and "cond_pseudo_cotrained" in ARM_NAMES
 
 
 def test_atlas_labelled_pool_registers_the_k_maps_to_the_pool_and_reads_no_pool_label():
@@ -527,11 +527,11 @@ def test_atlas_labelled_pool_registers_the_k_maps_to_the_pool_and_reads_no_pool_
 
 
 def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos_gvae(monkeypatch):
-    import monai_gvae.benchmarks.fewlabels as fewlabels
+    from monai_gvae.benchmarks.fewlabels import cell  # spies go where run_cell looks its helpers up
 
     calls, maps, labelled = {}, {}, {}
-    train_segmenter, label_maps_for, atlas_labelled_pool = (fewlabels.train_segmenter, fewlabels.label_maps_for,
-                                                            fewlabels.atlas_labelled_pool)
+    train_segmenter, label_maps_for, atlas_labelled_pool = (cell.train_segmenter, cell.label_maps_for,
+                                                            cell.atlas_labelled_pool)
 
     def segmenter_spy(items, **kwargs):
         calls[len(calls)] = kwargs
@@ -546,15 +546,15 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
         labelled["pairs"] = atlas_labelled_pool(items, pool, keep)
         return labelled["pairs"]
 
-    monkeypatch.setattr(fewlabels, "train_segmenter", segmenter_spy)
-    monkeypatch.setattr(fewlabels, "label_maps_for", maps_spy)
-    monkeypatch.setattr(fewlabels, "atlas_labelled_pool", atlas_spy)
+    monkeypatch.setattr(cell, "train_segmenter", segmenter_spy)
+    monkeypatch.setattr(cell, "label_maps_for", maps_spy)
+    monkeypatch.setattr(cell, "atlas_labelled_pool", atlas_spy)
     s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "seg_iterations": 1})
     train = load_brain_slices("train")[:9]  # k = 5 and a pool of 4: few registrations
     arms = ["classical", "cond_pseudo", "selftrain_atlas", "cond_pseudo_atlas"]
     runs = run_cell(5, 0, train, load_brain_slices("val"), arms, s, log=lambda m: None)
     assert [r["arm"] for r in runs] == arms
-    k_slices = {i["slice_index"] for i in fewlabels.labelled_subset(train, 5, 0)}
+    k_slices = {i["slice_index"] for i in cell.labelled_subset(train, 5, 0)}
     assert {i["slice_index"] for i in labelled["items"]} == k_slices  # the atlases: the k labelled slices
     assert {i["slice_index"] for i in labelled["pool"]} == {i["slice_index"] for i in train} - k_slices
     def same(pairs, expected):  # the same pair objects, in order
@@ -564,7 +564,7 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
     assert maps["cond_pseudo_atlas"] is calls[2]["synthetic"] and not same(maps["cond_pseudo"], labelled["pairs"])
     assert runs[3]["gvae_seconds"] == runs[1]["gvae_seconds"]  # one GVAE of the k slices for both
     assert runs[2]["label_seconds"] == runs[3]["label_seconds"] >= 0  # the pool registered once per cell
-    assert set(fewlabels.ATLAS_ARMS) == {"selftrain_atlas", "cond_pseudo_atlas"} <= set(ARM_NAMES)
+    assert set(cell.ATLAS_ARMS) == {"selftrain_atlas", "cond_pseudo_atlas"} <= set(ARM_NAMES)
 
 
 class _ConfidentOn(torch.nn.Module):
@@ -611,11 +611,11 @@ def test_fused_labelled_pool_keeps_the_segmenter_where_sure_and_the_registration
 
 
 def test_run_cell_fused_arms_train_on_the_fused_pool_of_one_registration(monkeypatch):
-    import monai_gvae.benchmarks.fewlabels as fewlabels
+    from monai_gvae.benchmarks.fewlabels import cell  # spies go where run_cell looks its helpers up
 
     calls, maps, registrations, fusions = {}, {}, [], []
-    train_segmenter, label_maps_for = fewlabels.train_segmenter, fewlabels.label_maps_for
-    atlas_labelled_pool, fused_labelled_pool = fewlabels.atlas_labelled_pool, fewlabels.fused_labelled_pool
+    train_segmenter, label_maps_for = cell.train_segmenter, cell.label_maps_for
+    atlas_labelled_pool, fused_labelled_pool = cell.atlas_labelled_pool, cell.fused_labelled_pool
 
     def segmenter_spy(items, **kwargs):
         calls[len(calls)] = kwargs
@@ -636,10 +636,10 @@ def test_run_cell_fused_arms_train_on_the_fused_pool_of_one_registration(monkeyp
             segmenter, registered, keep, atlas_weight, num_classes)))
         return fusions[-1][-1]
 
-    monkeypatch.setattr(fewlabels, "train_segmenter", segmenter_spy)
-    monkeypatch.setattr(fewlabels, "label_maps_for", maps_spy)
-    monkeypatch.setattr(fewlabels, "atlas_labelled_pool", atlas_spy)
-    monkeypatch.setattr(fewlabels, "fused_labelled_pool", fused_spy)
+    monkeypatch.setattr(cell, "train_segmenter", segmenter_spy)
+    monkeypatch.setattr(cell, "label_maps_for", maps_spy)
+    monkeypatch.setattr(cell, "atlas_labelled_pool", atlas_spy)
+    monkeypatch.setattr(cell, "fused_labelled_pool", fused_spy)
     s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "seg_iterations": 1,
                                          "atlas_weight": 0.25})
     train = load_brain_slices("train")[:9]  # k = 5 and a pool of 4: few registrations
@@ -654,21 +654,21 @@ def test_run_cell_fused_arms_train_on_the_fused_pool_of_one_registration(monkeyp
     assert runs[1]["label_seconds"] == runs[2]["label_seconds"] == runs[3]["label_seconds"] >= 0
     with pytest.raises(ValueError, match="put 'classical' first"):
         run_cell(5, 0, train, None, ["selftrain_fused"], s, log=lambda m: None)
-    assert set(fewlabels.FUSED_ARMS) == {"selftrain_fused", "cond_pseudo_fused"} <= set(ARM_NAMES)
+    assert set(cell.FUSED_ARMS) == {"selftrain_fused", "cond_pseudo_fused"} <= set(ARM_NAMES)
 
 
 def test_area_guard_leaves_out_the_registered_maps_that_lost_a_structure(monkeypatch):
-    import monai_gvae.benchmarks.fewlabels as fewlabels
+    from monai_gvae.benchmarks.fewlabels import cell  # spies go where run_cell looks its helpers up
 
     calls = {}
-    train_segmenter = fewlabels.train_segmenter
+    train_segmenter = cell.train_segmenter
 
     def segmenter_spy(items, **kwargs):
         calls[len(calls)] = kwargs
         return train_segmenter(items, **kwargs)
 
     train = load_brain_slices("train")[4:22]  # levels 42-50 and 66-74: k = 5 and a pool of 13
-    labelled = {j["slice_index"] for j in fewlabels.labelled_subset(train, 5, 0)}
+    labelled = {j["slice_index"] for j in cell.labelled_subset(train, 5, 0)}
     pool = [i for i in train if i["slice_index"] not in labelled]
     levels = [p["slice_index"] for p in pool]
     # the pool slice with the most pool neighbours within 3 levels loses its labels (it has at least 3 to be judged by)
@@ -682,8 +682,8 @@ def test_area_guard_leaves_out_the_registered_maps_that_lost_a_structure(monkeyp
         pairs[levels.index(lost)]["label"].zero_()
         return pairs
 
-    monkeypatch.setattr(fewlabels, "train_segmenter", segmenter_spy)
-    monkeypatch.setattr(fewlabels, "atlas_labelled_pool", true_maps_but_one)
+    monkeypatch.setattr(cell, "train_segmenter", segmenter_spy)
+    monkeypatch.setattr(cell, "atlas_labelled_pool", true_maps_but_one)
     guarded = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1, "area_guard": True})
     runs = run_cell(5, 0, train, load_brain_slices("val")[:4], ["classical", "selftrain_atlas"], guarded,
                     log=lambda m: None)
@@ -694,7 +694,7 @@ def test_area_guard_leaves_out_the_registered_maps_that_lost_a_structure(monkeyp
                     log=lambda m: None)
     assert "guard_left_out" not in runs[1] and len(calls[3]["synthetic"]) == len(pool)
     with pytest.raises(ValueError, match="whole pool"):
-        fewlabels.area_guarded_pool(true_maps_but_one(None, pool)[:-1], pool)
+        cell.area_guarded_pool(true_maps_but_one(None, pool)[:-1], pool)
 
 
 def test_area_guarded_pool_judges_data_dir_slices_within_their_volume_by_slice_number():

@@ -10,6 +10,8 @@ the pool's images and the classical segmenter's pseudo-labels; no val or test la
 of the pool's pseudo-label maps, to set the per-class agreement threshold before any validation run is scored."""
 import sys, json, torch
 from monai_gvae.benchmarks import fewlabels as F
+from monai_gvae.benchmarks.fewlabels.synthesis import _stack, _train_conditional  # imports as of the fewlabels package split (2026-12-04); the code is as it ran
+from monai_gvae.transforms import synthesize_for_labels
 from monai_gvae.benchmarks.segmentation import train_segmenter
 from monai_gvae.data.subsets import labelled_subset
 seed, k = int(sys.argv[1]), int(sys.argv[2])
@@ -22,11 +24,11 @@ pool = [i for i in data.train if i["slice_index"] not in chosen]
 seg, _ = train_segmenter(items, iterations=s.seg_iterations, batch_size=s.batch_size, seed=seed, synthetic=None,
                          synthetic_fraction=s.synthetic_fraction, shuffle_seed=seed, num_classes=s.num_classes)
 pseudo = F.pseudo_labelled_pool(seg, pool, 1.0)
-gvae, critic, secs = F._train_conditional(items, "k", None, s, seed, seg)
+gvae, critic, secs = _train_conditional(items, "k", None, s, seed, seg)
 maps = F.label_maps_for("cond_pseudo", pseudo, s.num_classes)(items, 256, seed * 1000)
-labels = F._stack(maps, "label")
-images = F.synthesize_for_labels(gvae, labels, torch.Generator().manual_seed(seed))
-real = F._stack(maps, "image").float() * 2 - 1
+labels = _stack(maps, "label")
+images = synthesize_for_labels(gvae, labels, torch.Generator().manual_seed(seed))
+real = _stack(maps, "image").float() * 2 - 1
 seg.eval()
 with torch.no_grad():
     torch.save({"labels": labels, "render_pred": seg((images + 1) / 2).argmax(1, keepdim=True),

@@ -10,7 +10,8 @@ import time
 import numpy as np
 import torch
 
-from monai_gvae.benchmarks.fewlabels import _pool_logits, atlas_labelled_pool, fewlabel_splits, fused_labelled_pool
+from monai_gvae.benchmarks.fewlabels import atlas_labelled_pool, fewlabel_splits, fused_labelled_pool
+from monai_gvae.benchmarks.fewlabels.pool_labels import _pool_logits  # imports as of the fewlabels package split (2026-12-04); the code is as it ran
 from monai_gvae.benchmarks.segmentation import train_segmenter
 from monai_gvae.data import labelled_subset
 from monai_gvae.transforms import class_dice

@@ -24,7 +24,8 @@ import time
 import numpy as np
 import torch
 
-from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, _train_conditional, fewlabel_splits, save_pairs)
+from monai_gvae.benchmarks.fewlabels import FewLabelSettings, fewlabel_splits, save_pairs
+from monai_gvae.benchmarks.fewlabels.synthesis import _train_conditional  # imports as of the fewlabels package split (2026-12-04); the code is as it ran
 from monai_gvae.benchmarks.segmentation import train_segmenter
 from monai_gvae.data import labelled_subset
 from monai_gvae.transforms import class_dice, interpolate_label_maps, nearest_label_maps, register_label_map

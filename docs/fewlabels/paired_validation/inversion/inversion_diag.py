@@ -4,7 +4,8 @@ default runs/diagnostics; the recorded run used /work/runs/r31.)
 Diagnostic: refine the k-segmenter's pool pseudo-labels by inverting the conditional GVAE
 (soft label map L minimising |G(z, L) - x|_1 + beta * CE(L, p_seg)). Reads hidden pool labels (diagnostic only)."""
 import sys, time, json, os, torch, numpy as np
-from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, fewlabel_splits, labelled_subset, gvae_parts, train_gvae,
+from monai_gvae.data import labelled_subset  # imports as of the fewlabels package split (2026-12-04); the code is as it ran
+from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, fewlabel_splits, gvae_parts, train_gvae,
                                              packer)
 from monai_gvae.benchmarks.segmentation import train_segmenter, dice_scores
 torch.set_num_threads(1)

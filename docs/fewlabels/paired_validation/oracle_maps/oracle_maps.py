@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-import monai_gvae.benchmarks.fewlabels as fewlabels
+import monai_gvae.benchmarks.fewlabels.cell as fewlabels  # run_cell's module, where it looks pseudo_labelled_pool up
 
 _pseudo_labelled_pool = fewlabels.pseudo_labelled_pool
 

@@ -2,7 +2,8 @@
 pool image's posterior code instead of a prior draw?  Paired val split, keep-0.5 GVAE 500 / seg 1200 setting.
 Oracle segmenter (all train slices, TRUE labels; diagnostic only) scores how well each image carries its map."""
 import sys, time, torch, numpy as np
-from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, fewlabel_splits, labelled_subset, gvae_parts, train_gvae,
+from monai_gvae.data import labelled_subset  # imports as of the fewlabels package split (2026-12-04); the code is as it ran
+from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, fewlabel_splits, gvae_parts, train_gvae,
                                              packer, pseudo_labelled_pool, deformed_pairs)
 from monai_gvae.benchmarks.segmentation import train_segmenter, dice_scores
 from monai_gvae.transforms.conditioning import synthesize_for_labels, encode_pairs

@@ -1,7 +1,8 @@
 """Diagnostic (not an arm): per-class intensity of cond_pseudo's GVAE images against the real pool images of the
 same label maps (true maps: diagnostic only), paired val split, seed S, k = K, the keep-0.5 GVAE 500 / seg 1200 setting."""
 import sys, torch, numpy as np
-from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, fewlabel_splits, labelled_subset, gvae_parts, train_gvae,
+from monai_gvae.data import labelled_subset  # imports as of the fewlabels package split (2026-12-04); the code is as it ran
+from monai_gvae.benchmarks.fewlabels import (FewLabelSettings, fewlabel_splits, gvae_parts, train_gvae,
                                              packer, pseudo_labelled_pool)
 from monai_gvae.benchmarks.segmentation import train_segmenter
 from monai_gvae.transforms.conditioning import synthesize_for_labels
