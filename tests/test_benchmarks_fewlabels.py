@@ -64,6 +64,10 @@ def test_report_renders_known_numbers_and_stores_paired_differences():
     assert "| classical + label-conditioned GVAE (k slices only) | +0.040 ± 0.000 |" in fewlabels_report(one).splitlines()
     val = fake_results([0, 1], eval_split="val")
     assert "train slices outside the k: tuning only" in fewlabels_report(val)
+    # sagittal slices are not flipped (no lateral axis in-plane): no table row or header line may say they were
+    sagittal = fewlabels_report(fake_results([0, 1, 2], left_right_flip=False)).splitlines()
+    assert "| classical (affine only: sagittal slices are not flipped) | 0.680 ± 0.020 |" in sagittal
+    assert not any("flip + affine" in line for line in sagittal)
 
 
 def test_plot_legend_names_a_segmentation_term_other_than_the_default():

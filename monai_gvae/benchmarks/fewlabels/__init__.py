@@ -31,6 +31,7 @@ from .arms import (
     POOL_ARMS,
     PSEUDO_LABEL_ARMS,
     SCHEDULES,
+    arm_names,
 )
 from .cell import run_cell
 from .outputs import (
@@ -70,6 +71,7 @@ __all__ = [
     "ARMS",
     "ARM_NAMES",
     "ARM_SHORT",
+    "arm_names",
     "POOL_ARMS",
     "PSEUDO_LABEL_ARMS",
     "LABEL_MAP_SOURCES",

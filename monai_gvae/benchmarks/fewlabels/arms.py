@@ -4,6 +4,9 @@ section 6 has what each arm measured)."""
 
 from __future__ import annotations
 
+__all__ = ["ARMS", "ARM_NAMES", "ARM_SHORT", "POOL_ARMS", "LABEL_MAP_SOURCES", "COTRAINED_ARMS", "CONDITIONAL_ARMS",
+           "PSEUDO_LABEL_ARMS", "ATLAS_ARMS", "FUSED_ARMS", "SCHEDULES", "GVAE_ARMS", "arm_names"]
+
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
         "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked",
         "cond_pseudo_cotrained", "selftrain_atlas", "cond_pseudo_atlas", "selftrain_fused", "cond_pseudo_fused")
@@ -96,3 +99,16 @@ FUSED_ARMS = ("selftrain_fused",) + tuple(arm for arm, (_, whose) in LABEL_MAP_S
 SCHEDULES = ("mix", "finetune")
 GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
 """Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
+
+
+def arm_names(left_right_flip: bool = True) -> dict[str, str]:
+    """:data:`ARM_NAMES` with the classical arm named by the augmentation it ran: without the left-right flip for
+    sagittal slices, which have no lateral axis in-plane (:attr:`FewLabelSettings.left_right_flip`).
+
+    Example::
+
+        arm_names(False)["classical"]  # 'classical (affine only: sagittal slices are not flipped)'
+    """
+    if left_right_flip:
+        return ARM_NAMES
+    return {**ARM_NAMES, "classical": "classical (affine only: sagittal slices are not flipped)"}

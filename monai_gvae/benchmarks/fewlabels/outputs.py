@@ -15,7 +15,7 @@ from monai_gvae.benchmarks.report import markdown_table, prepare_output_dir, rea
 from monai_gvae.benchmarks.segmentation import IMAGE_SIZE
 from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference, paired_differences_by_seed
 
-from .arms import ARM_NAMES, ARM_SHORT, ARMS, ATLAS_ARMS, CONDITIONAL_ARMS, FUSED_ARMS, GVAE_ARMS
+from .arms import ARM_SHORT, ARMS, ATLAS_ARMS, CONDITIONAL_ARMS, FUSED_ARMS, GVAE_ARMS, arm_names
 from .settings import FewLabelSettings
 
 __all__ = ["CONFIDENCE_FORMAT", "mean_gvae_seconds", "worst_class_losses", "fewlabels_report",
@@ -44,9 +44,10 @@ def _ks_and_arms(results: Mapping[str, Any]) -> tuple[list[int], list[str]]:
 
 def _paired_rows(
     by_seed: Mapping[tuple[int, str], dict[int, float]], ks: Sequence[int], arms: Sequence[str], baseline: str,
-    store: dict[str, Any], with_interval: bool,
+    store: dict[str, Any], with_interval: bool, names: Mapping[str, str],
 ) -> list[list[str]]:
-    """One row per arm other than ``baseline``: the paired difference per k (stored in ``store[f"{arm}@{k}"]``)."""
+    """One row per arm other than ``baseline``, named by ``names``: the paired difference per k (stored in
+    ``store[f"{arm}@{k}"]``)."""
     rows = []
     for arm in arms:
         if arm == baseline:
@@ -66,7 +67,7 @@ def _paired_rows(
             else:
                 verdict = _SPREAD_VERDICTS.get(diff.spread_verdict, " (within spread)")
                 cells.append(f"{diff.mean:+.3f} ± {diff.std:.3f}{verdict}")
-        rows.append([ARM_NAMES[arm]] + cells)
+        rows.append([names[arm]] + cells)
     return rows
 
 
@@ -134,6 +135,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
     (``results["worst_class_loss"]``); filter acceptance."""
     runs = results["runs"]
     ks, arms = _ks_and_arms(results)
+    names = arm_names(results["settings"].get("left_right_flip", True))
     header = ["arm"] + [f"k = {k}" for k in ks]
     table: dict[tuple[int, str], list[float]] = {}
     by_seed: dict[tuple[int, str], dict[int, float]] = {}
@@ -143,7 +145,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
     seeds_of_arm = _seeds_of_arm(runs, arms)
     seeds_differ = len({tuple(v) for v in seeds_of_arm.values()}) > 1
     # where arms have other seeds, each row says how many: absolute means over other seeds are not comparable
-    dice_rows = ([ARM_NAMES[arm] + (f" ({len(seeds_of_arm[arm])} seeds)" if seeds_differ else "")]
+    dice_rows = ([names[arm] + (f" ({len(seeds_of_arm[arm])} seeds)" if seeds_differ else "")]
                  + ["{:.3f} ± {:.3f}".format(*mean_std(table[k, arm])) if (k, arm) in table else "-" for k in ks]
                  for arm in arms)
     lines = markdown_table(header, dice_rows)
@@ -162,7 +164,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
     lines += ["", intro, ""]
     results["paired"] = {}
     lines += markdown_table(["arm − classical"] + header[1:],
-                            _paired_rows(by_seed, ks, arms, "classical", results["paired"], with_interval))
+                            _paired_rows(by_seed, ks, arms, "classical", results["paired"], with_interval, names))
     gvae_arms = [a for a in arms if a in CONDITIONAL_ARMS + ("joint_pool",)]
     if with_interval and "selftrain" in arms and gvae_arms:
         results["paired_selftrain"] = {}
@@ -170,7 +172,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
                   "pool), as above:", ""]
         lines += markdown_table(["arm − self-training"] + header[1:],
                                 _paired_rows(by_seed, ks, ["selftrain"] + gvae_arms, "selftrain",
-                                             results["paired_selftrain"], True))
+                                             results["paired_selftrain"], True, names))
     class_keys = [key for key in runs[0] if key.startswith("dice_")] if runs else []
     if with_interval and class_keys:
         rows = []
@@ -180,9 +182,9 @@ def _tables(results: dict[str, Any]) -> list[str]:
                 of_cell = [r for r in runs if r["arm"] == arm and r["k"] == k]
                 cells.append(" / ".join(f"{np.nanmean([r[c] for r in of_cell]):.2f}" for c in class_keys)
                              if of_cell else "-")
-            rows.append([ARM_NAMES[arm]] + cells)
-        names = " / ".join(c[len("dice_"):] for c in class_keys)
-        lines += ["", f"Dice per class (mean over seeds; {names}):", ""] + markdown_table(header, rows)
+            rows.append([names[arm]] + cells)
+        class_list = " / ".join(c[len("dice_"):] for c in class_keys)
+        lines += ["", f"Dice per class (mean over seeds; {class_list}):", ""] + markdown_table(header, rows)
         # which class an arm's gain or loss comes from (e.g. a class that few of the k slices show)
         results["paired_per_class"] = {}
 
@@ -190,10 +192,10 @@ def _tables(results: dict[str, Any]) -> list[str]:
             means = results["paired_per_class"][f"{arm}@{k}"] = _paired_class_means(runs, arm, k, class_keys)
             return " / ".join(f"{100 * means[c]:+.1f}" if c in means else "-" for c in class_keys)
 
-        rows = [[ARM_NAMES[arm]] + [mean_cell(arm, k) for k in ks] for arm in arms if arm != "classical"]
+        rows = [[names[arm]] + [mean_cell(arm, k) for k in ks] for arm in arms if arm != "classical"]
         if rows:
             lines += ["", f"Paired difference to classical per class, Dice points (mean over the seeds both arms "
-                      f"have; {names}):", ""] + markdown_table(["arm − classical"] + header[1:], rows)
+                      f"have; {class_list}):", ""] + markdown_table(["arm − classical"] + header[1:], rows)
         # the mean hides a class that one seed's synthetic pairs ruin: the worst seed of each class
         results["worst_class_loss"] = {}
 
@@ -203,17 +205,17 @@ def _tables(results: dict[str, Any]) -> list[str]:
                                                          for c, (d, seed) in worst.items()}
             return " / ".join(f"{100 * worst[c][0]:+.1f} (s{worst[c][1]})" if c in worst else "-" for c in class_keys)
 
-        rows = [[ARM_NAMES[arm]] + [worst_cell(arm, k) for k in ks] for arm in arms if arm != "classical"]
+        rows = [[names[arm]] + [worst_cell(arm, k) for k in ks] for arm in arms if arm != "classical"]
         if rows:
             lines += ["", f"Worst seed per class: the largest per-seed drop against classical, Dice points (seed; "
-                      f"{names}):", ""] + markdown_table(["arm − classical, worst seed"] + header[1:], rows)
+                      f"{class_list}):", ""] + markdown_table(["arm − classical, worst seed"] + header[1:], rows)
     acc = [r for r in runs if r.get("acceptance") is not None]
     if acc:
         rows = []
         for arm in arms:
             of_arm = [r for r in acc if r["arm"] == arm]
             if of_arm:
-                rows.append([ARM_NAMES[arm]] + [f"{np.mean([r['acceptance'] for r in of_arm if r['k'] == k]):.2f}"
+                rows.append([names[arm]] + [f"{np.mean([r['acceptance'] for r in of_arm if r['k'] == k]):.2f}"
                                                 if any(r["k"] == k for r in of_arm) else "-" for k in ks])
         lines += ["", "Filter acceptance rate (mean over seeds):", ""] + markdown_table(header, rows)
     return lines
