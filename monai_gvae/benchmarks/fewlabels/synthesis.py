@@ -42,6 +42,7 @@ __all__ = ["deformation", "packer", "gvae_parts", "train_gvae", "pretrain", "def
            "conditional_synthesis", "joint_pool_synthesis", "save_pairs", "label_maps_for"]
 
 
+# --- deformations and GVAE inputs
 def deformation(left_right_flip: bool = True) -> Compose:
     """New label maps for synthesis (and the elastic control): the classical augmentation's flip and affine
     (:func:`~monai_gvae.benchmarks.segmentation.classical_transform`), then an elastic warp, of real pairs.
@@ -300,6 +301,7 @@ def save_pairs(pairs: Sequence[dict], path: str | os.PathLike, overwrite: bool, 
     save_sample_grid(grid, path, 1, num_classes)
 
 
+# --- what each conditional arm renders, and its GVAE
 def label_maps_for(
     arm: str, pseudo: Sequence[dict] | None, num_classes: int = NUM_CLASSES, left_right_flip: bool = True
 ) -> Callable[[Sequence[dict], int, int], list[dict]]:
