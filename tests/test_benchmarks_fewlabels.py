@@ -753,3 +753,14 @@ def test_sagittal_slices_are_not_flipped_left_right(tmp_path):
         pairs = deformed_pairs(items, 16, seed=0, left_right_flip=left_right_flip)
         mirrored = [bool(p["label"][0, :, 16:].sum() > p["label"][0, :, :16].sum()) for p in pairs]
         assert any(mirrored) == expect_mirrored
+
+
+def test_the_pool_is_segmented_without_recording_gradients():
+    # the pool labellers only read the segmenter's outputs: no autograd graph over the whole pool
+    from monai_gvae.benchmarks.fewlabels.pool_labels import _pool_logits
+
+    net = torch.nn.Conv2d(1, 4, 1)
+    images, logits = _pool_logits(net, [{"image": torch.rand(1, 8, 8)} for _ in range(3)])
+    assert images.shape == (3, 1, 8, 8) and logits.shape == (3, 4, 8, 8)
+    assert not logits.requires_grad
+    assert net.training is False  # segmented in eval mode

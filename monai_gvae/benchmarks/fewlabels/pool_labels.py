@@ -18,6 +18,7 @@ __all__ = ["pseudo_labelled_pool", "cotraining_pairs", "atlas_labelled_pool", "a
            "fused_labelled_pool", "pseudo_label_quality"]
 
 
+@torch.no_grad()
 def _pool_logits(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(images (N, 1, S, S), logits (N, C, S, S))`` of the pool, in batches of 32."""
     segmenter.eval()

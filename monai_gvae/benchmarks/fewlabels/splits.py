@@ -92,8 +92,6 @@ def fewlabel_splits(
                         left_right_flip=axis != 0)  # a sagittal slice's columns run anterior-posterior
 
 
-@torch.no_grad()
-
 
 def _stack(items: Sequence[Mapping[str, Any]], key: str) -> torch.Tensor:
     """``items[i][key]`` stacked along a new first axis."""
