@@ -59,8 +59,8 @@ import numpy as np
 import torch
 
 from monai_gvae.benchmarks.fewlabels import (
-    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, POOL_ARMS, SCHEDULES, SEG_OBJECTIVES, UPSAMPLE_MODES,
-    FewLabelSettings,
+    ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, K_UNITS, MIN_VOLUMES_FOR_VOLUME_SPLIT, POOL_ARMS, SCHEDULES,
+    SEG_OBJECTIVES, SPLIT_UNITS, UPSAMPLE_MODES, FewLabelSettings,
     fewlabel_splits, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
@@ -80,7 +80,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(after RAS reorientation): 0 sagittal, 1 coronal, 2 axial")
     p.add_argument("--num-classes", type=int, default=None,
                    help="--data-dir: label classes incl. background (an error if the labels hold more; default: as found)")
-    p.add_argument("--ks", default="5,10", help="numbers of labelled training slices")
+    p.add_argument("--ks", default="5,10", help="numbers of labelled training slices (volumes with --k-unit volume)")
+    p.add_argument("--k-unit", default="slice", choices=K_UNITS,
+                   help="what k counts: labelled slices, or labelled volumes (whole scans: every slice of k train "
+                        "volumes labelled, the other train volumes the pool; needs the volume split)")
+    p.add_argument("--split-unit", default="auto", choices=SPLIT_UNITS,
+                   help="--data-dir: hold out slabs of slices (inside each volume) or whole volumes (held-out "
+                        f"subjects); auto: volumes from {MIN_VOLUMES_FOR_VOLUME_SPLIT} 3D volumes on")
     p.add_argument("--seeds", default="0,1,2,3,4,5,6,7", help="seeds (subset draw, initialisation, sampling)")
     p.add_argument("--arms", default="classical,elastic,selftrain,cond,cond_pseudo",
                    help=f"arms among {', '.join(ARMS)} (classical is always run first)")
@@ -183,11 +189,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(text)
         return results
     command = command_line(SCRIPT, sys.argv[1:] if argv is None else argv)
-    prepare_output_dir(args.output_dir, args.overwrite)
     # deterministic: the same command and seed give the same figures (checked by tests/test_examples.py)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout)
+    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout,
+                           split_unit=args.split_unit)
+    if args.k_unit == "volume" and data.split_unit != "volume":
+        raise SystemExit("--k-unit volume labels whole volumes, so whole volumes must be held out too: a --data-dir "
+                         f"of at least {MIN_VOLUMES_FOR_VOLUME_SPLIT} 3D volumes, or --split-unit volume.")
+    prepare_output_dir(args.output_dir, args.overwrite)  # after the data: a bad folder leaves no output folder
     settings = FewLabelSettings.from_namespace({**vars(args), "num_classes": data.num_classes,
                                                 "left_right_flip": data.left_right_flip})
     evaluation = data.test if args.eval_split == "test" else data.val
@@ -211,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "runs": runs, "table_format": CONFIDENCE_FORMAT, "data": data.description, "num_classes": data.num_classes,
         "n_train": len(data.train), "n_val": len(data.val), "n_test": len(data.test), "gap": 3, "command": command,
+        "split_unit": data.split_unit,
         "gvae_seconds": mean_gvae_seconds(runs),
         "pretrain_seconds": round(float(np.mean(pretrain_seconds)), 1) if pretrain_seconds else None,
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),

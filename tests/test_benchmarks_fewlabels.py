@@ -20,7 +20,7 @@ from monai_gvae.benchmarks.fewlabels import (
     worst_class_losses,
 )
 from monai_gvae.benchmarks.fewlabels.outputs import _legend_name
-from monai_gvae.data import load_brain_slices
+from monai_gvae.data import labelled_subset, load_brain_slices
 
 SETTINGS = {"output_dir": "x", "overwrite": False, "ks": "5", "seeds": "0", "arms": "classical,cond",
             "eval_split": "test", "seg_iterations": 3, "batch_size": 4, "synthetic_fraction": 0.25, "num_synthetic": 8,
@@ -292,7 +292,7 @@ def test_selftrain_cond_adds_the_pool_images_and_cond_pseudo_pairs_each_at_the_s
     assert len(both) == 2 * len(gvae_pairs) == 2 * s.num_synthetic == runs[2]["num_synthetic"]
     # the second half: cond_pseudo's pairs themselves (one GVAE, one synthesis); the first: pool images, cycled
     assert all(a is b for a, b in zip(both[len(gvae_pairs):], gvae_pairs))
-    pool = {i["slice_index"] for i in train[5:]} - {i["slice_index"] for i in cell.labelled_subset(train, 5, 0)}
+    pool = {i["slice_index"] for i in train[5:]} - {i["slice_index"] for i in labelled_subset(train, 5, 0)}
     first = both[:len(gvae_pairs)]
     assert all(p["pseudo_label"] and p["slice_index"] in pool for p in first)
     assert len({p["slice_index"] for p in first}) == round(0.5 * (len(train) - 5))  # the confident half, every one
@@ -484,7 +484,7 @@ def test_run_cell_trains_the_cotrained_arms_gvae_on_the_k_pairs_and_the_pseudo_l
     runs = run_cell(5, 0, train, load_brain_slices("val"), ["classical", "cond_pseudo", "cond_pseudo_cotrained"], s,
                     log=lambda m: None)
     assert [r["arm"] for r in runs] == ["classical", "cond_pseudo", "cond_pseudo_cotrained"]
-    k_slices = {i["slice_index"] for i in cell.labelled_subset(train, 5, 0)}
+    k_slices = {i["slice_index"] for i in labelled_subset(train, 5, 0)}
     assert {i["slice_index"] for i in trained["k"]} == k_slices and len(trained["k"]) == 5  # cond_pseudo: k only
     pool = [i for i in trained["cotrained"] if i["pseudo_label"]]
     real = [i for i in trained["cotrained"] if not i["pseudo_label"]]
@@ -545,9 +545,9 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
         maps[arm] = pseudo
         return label_maps_for(arm, pseudo, *args)
 
-    def atlas_spy(items, pool, keep=1.0):
+    def atlas_spy(items, pool, keep=1.0, per_volume=False):
         labelled["items"], labelled["pool"] = list(items), list(pool)
-        labelled["pairs"] = atlas_labelled_pool(items, pool, keep)
+        labelled["pairs"] = atlas_labelled_pool(items, pool, keep, per_volume=per_volume)
         return labelled["pairs"]
 
     monkeypatch.setattr(cell, "train_segmenter", segmenter_spy)
@@ -558,7 +558,7 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
     arms = ["classical", "cond_pseudo", "selftrain_atlas", "cond_pseudo_atlas"]
     runs = run_cell(5, 0, train, load_brain_slices("val"), arms, s, log=lambda m: None)
     assert [r["arm"] for r in runs] == arms
-    k_slices = {i["slice_index"] for i in cell.labelled_subset(train, 5, 0)}
+    k_slices = {i["slice_index"] for i in labelled_subset(train, 5, 0)}
     assert {i["slice_index"] for i in labelled["items"]} == k_slices  # the atlases: the k labelled slices
     assert {i["slice_index"] for i in labelled["pool"]} == {i["slice_index"] for i in train} - k_slices
     def same(pairs, expected):  # the same pair objects, in order
@@ -631,8 +631,8 @@ def test_run_cell_fused_arms_train_on_the_fused_pool_of_one_registration(monkeyp
         maps[arm] = pseudo
         return label_maps_for(arm, pseudo, *args)
 
-    def atlas_spy(items, pool, keep=1.0):
-        registrations.append(atlas_labelled_pool(items, pool, keep))
+    def atlas_spy(items, pool, keep=1.0, per_volume=False):
+        registrations.append(atlas_labelled_pool(items, pool, keep, per_volume=per_volume))
         return registrations[-1]
 
     def fused_spy(segmenter, registered, keep, atlas_weight, num_classes):
@@ -672,14 +672,14 @@ def test_area_guard_leaves_out_the_registered_maps_that_lost_a_structure(monkeyp
         return train_segmenter(items, **kwargs)
 
     train = load_brain_slices("train")[4:22]  # levels 42-50 and 66-74: k = 5 and a pool of 13
-    labelled = {j["slice_index"] for j in cell.labelled_subset(train, 5, 0)}
+    labelled = {j["slice_index"] for j in labelled_subset(train, 5, 0)}
     pool = [i for i in train if i["slice_index"] not in labelled]
     levels = [p["slice_index"] for p in pool]
     # the pool slice with the most pool neighbours within 3 levels loses its labels (it has at least 3 to be judged by)
     lost = max(levels, key=lambda z: sum(abs(z - other) <= 3 for other in levels))
     assert sum(abs(lost - other) <= 3 for other in levels) >= 4
 
-    def true_maps_but_one(items, pool, keep=1.0):
+    def true_maps_but_one(items, pool, keep=1.0, per_volume=False):
         # a stand-in registration (no SimpleITK, fast): the pool's own maps, one slice's with every class lost
         pairs = [{"image": p["image"], "label": torch.as_tensor(p["label"]).clone(), "slice_index": p["slice_index"],
                   "pseudo_label": True, "fit": 1.0} for p in pool]

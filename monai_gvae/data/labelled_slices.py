@@ -56,8 +56,10 @@ def load_labelled_slices(
         percentiles: ``(low, high)`` intensity percentiles mapped to 0 and 1.
 
     Returns:
-        list of ``{"image", "label", "slice_index", "source"}`` dicts (``slice_index`` the position in the whole
-        ordered list, ``source`` ``"name:slice"``), with the remapping stored in each item's ``"label_values"``.
+        list of ``{"image", "label", "slice_index", "source", "volume", "level"}`` dicts (``slice_index`` the position
+        in the whole ordered list, ``volume`` the file's name without extension, ``level`` the slice's index along
+        ``axis`` in its volume (0 for a 2D file), ``source`` ``"volume:level"``), with the remapping stored in each
+        item's ``"label_values"``.
 
     Raises:
         FileNotFoundError: no such folder, or no ``images``/``labels`` subfolder.
@@ -96,8 +98,8 @@ def load_labelled_slices(
                 continue
             remapped = np.searchsorted(values, label2d)  # values is sorted and holds every label value
             image_t, label_t = _square_resize(image2d, remapped, image_size)
-            items.append({"image": image_t, "label": label_t, "source": f"{name}:{index}",
-                          "label_values": values.tolist()})
+            items.append({"image": image_t, "label": label_t, "source": f"{name}:{index}", "volume": name,
+                          "level": index, "label_values": values.tolist()})
     if not items:
         raise InputImageError(f"{data_dir}: no slice has at least {min_foreground:.0%} foreground label pixels.")
     for position, item in enumerate(items):

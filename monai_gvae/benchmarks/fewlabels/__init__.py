@@ -7,8 +7,8 @@ It shares the segmentation benchmark's segmenter, classical augmentation and met
 
 * :mod:`.arms` -- the arms, their names and the groups they fall in;
 * :mod:`.settings` -- :class:`FewLabelSettings`, the command line's settings, typed;
-* :mod:`.splits` -- :func:`fewlabel_splits`: the train / val / test slabs of the embedded slices or of a user's
-  NIfTI folders;
+* :mod:`.splits` -- :func:`fewlabel_splits`: the train / val / test slabs (or held-out volumes) of the embedded
+  slices or of a user's NIfTI folders; :func:`labelled_and_pool`: a cell's k labelled slices or scans and its pool;
 * :mod:`.pool_labels` -- labels for the unlabelled pool: pseudo-labels, registered maps, both fused, and guards;
 * :mod:`.synthesis` -- deformations, GVAE training, and the synthetic pairs of the GVAE arms;
 * :mod:`.cell` -- :func:`run_cell`: every arm of one (k, seed) cell;
@@ -30,6 +30,7 @@ from .arms import (
     LABEL_MAP_SOURCES,
     POOL_ARMS,
     PSEUDO_LABEL_ARMS,
+    K_UNITS,
     SCHEDULES,
     arm_names,
 )
@@ -52,7 +53,14 @@ from .pool_labels import (
     pseudo_labelled_pool,
 )
 from .settings import CONDITION_MODES, CRITIC_HEADS, SEG_OBJECTIVES, UPSAMPLE_MODES, FewLabelSettings
-from .splits import FewLabelData, fewlabel_splits
+from .splits import (
+    MIN_VOLUMES_FOR_VOLUME_SPLIT,
+    SPLIT_UNITS,
+    VOLUME_SPLIT_SEED,
+    FewLabelData,
+    fewlabel_splits,
+    labelled_and_pool,
+)
 from .synthesis import (
     conditional_synthesis,
     deformation,
@@ -81,12 +89,17 @@ __all__ = [
     "CRITIC_HEADS",
     "UPSAMPLE_MODES",
     "SCHEDULES",
+    "K_UNITS",
+    "SPLIT_UNITS",
+    "MIN_VOLUMES_FOR_VOLUME_SPLIT",
+    "VOLUME_SPLIT_SEED",
     "SEG_OBJECTIVES",
     "CONFIDENCE_FORMAT",
     "GVAE_ARMS",
     "FewLabelSettings",
     "FewLabelData",
     "fewlabel_splits",
+    "labelled_and_pool",
     "pseudo_label_quality",
     "pseudo_labelled_pool",
     "cotraining_pairs",

@@ -5,7 +5,7 @@ section 6 has what each arm measured)."""
 from __future__ import annotations
 
 __all__ = ["ARMS", "ARM_NAMES", "ARM_SHORT", "POOL_ARMS", "LABEL_MAP_SOURCES", "COTRAINED_ARMS", "CONDITIONAL_ARMS",
-           "PSEUDO_LABEL_ARMS", "ATLAS_ARMS", "FUSED_ARMS", "SCHEDULES", "GVAE_ARMS", "arm_names"]
+           "PSEUDO_LABEL_ARMS", "ATLAS_ARMS", "FUSED_ARMS", "SCHEDULES", "K_UNITS", "GVAE_ARMS", "arm_names"]
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
         "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked",
@@ -97,6 +97,8 @@ FUSED_ARMS = ("selftrain_fused",) + tuple(arm for arm, (_, whose) in LABEL_MAP_S
 """Arms that label the pool with the classical segmenter's probabilities and the registered maps fused per pixel
 (:func:`fused_labelled_pool`): the fused control and the conditional arm that renders those maps."""
 SCHEDULES = ("mix", "finetune")
+K_UNITS = ("slice", "volume")
+"""What a cell's k counts: labelled slices, or labelled volumes (whole scans, every slice labelled)."""
 GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
 """Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 from monai.networks.nets import UNet
 
 from monai_gvae.benchmarks.segmentation import dice_scores, train_segmenter
-from monai_gvae.data import BRAIN_CLASS_NAMES, labelled_subset
+from monai_gvae.data import BRAIN_CLASS_NAMES
 from monai_gvae.networks import GVAE, GVAECritic
 
 from .arms import (
@@ -33,6 +33,7 @@ from .pool_labels import (
     pseudo_labelled_pool,
 )
 from .settings import FewLabelSettings
+from .splits import labelled_and_pool
 from .synthesis import (
     _train_conditional,
     conditional_synthesis,
@@ -62,8 +63,9 @@ def run_cell(
     """Every arm of one (k, seed) cell: the same k labelled slices, segmenters from the same initial weights.
 
     Args:
-        k: labelled slices, drawn from ``train`` by ``labelled_subset(train, k, seed)``; the other train slices are
-            the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS`, :data:`ATLAS_ARMS` and :data:`FUSED_ARMS`.
+        k: labelled slices (or volumes, ``settings.k_unit``), drawn from ``train`` by
+            :func:`labelled_and_pool`; the other train slices are the unlabelled pool of the :data:`PSEUDO_LABEL_ARMS`,
+            :data:`ATLAS_ARMS` and :data:`FUSED_ARMS`.
         seed: the cell's seed.
         train: the train split.
         evaluation: the items scored (the val or test split); ``None``: the train slices outside the k.
@@ -98,9 +100,7 @@ def run_cell(
     if "selftrain_cond" in arms and not 2 * settings.synthetic_fraction < 1:
         raise ValueError(f"selftrain_cond mixes two synthetic shares of {settings.synthetic_fraction}: their sum must "
                          "be below 1.")
-    items = labelled_subset(train, k, seed)
-    chosen = {i["slice_index"] for i in items}
-    pool = [i for i in train if i["slice_index"] not in chosen]  # labels hidden: only pseudo-labels are used
+    items, pool = labelled_and_pool(train, k, seed, settings.k_unit)  # the pool's labels are hidden: never read
     if evaluation is None:  # the train slices outside the k labelled ones
         evaluation = pool
     runs: list[dict] = []
@@ -136,7 +136,7 @@ def run_cell(
             pseudo = pseudo_labelled_pool(segmenter, pool, settings.pseudo_keep)
         if arm in ATLAS_ARMS + FUSED_ARMS and registered is None:
             started = time.perf_counter()
-            registered = atlas_labelled_pool(items, pool)
+            registered = atlas_labelled_pool(items, pool, per_volume=settings.k_unit == "volume")
             atlas_seconds = round(time.perf_counter() - started, 1)
         if arm in ATLAS_ARMS and atlas is None:  # the same slices atlas_labelled_pool(items, pool, keep) returns
             guarded = area_guarded_pool(registered, pool, settings.num_classes) if settings.area_guard else registered

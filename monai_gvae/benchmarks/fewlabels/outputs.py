@@ -235,10 +235,18 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
                   else "val: for choosing settings")
         layout = ("; val and test slabs alternate (different levels)" if s.get("split_layout", "alternate") ==
                   "alternate" else "; a val slab beside each test slab (the same levels)")
-        data = (f"- Data: {results['data']}, {IMAGE_SIZE}x{IMAGE_SIZE}; contiguous slabs with gaps of "
-                f"{results.get('gap', 3)} slices between splits{layout}: train {results['n_train']}, val {results['n_val']}, "
-                f"test {results['n_test']} slices. Per seed k labelled slices are drawn from train; the other train "
-                f"slices are the unlabelled pool (labels hidden). Scored on `{s['eval_split']}` ({scored}).")
+        if results.get("split_unit", "slab") == "volume":
+            held_out = "whole volumes held out (no volume in two splits)"
+        else:
+            held_out = f"contiguous slabs with gaps of {results.get('gap', 3)} slices between splits{layout}"
+        if s.get("k_unit", "slice") == "volume":
+            draw = ("Per seed k labelled volumes (every slice labelled) are drawn from train's volumes; the other "
+                    "train volumes are")
+        else:
+            draw = "Per seed k labelled slices are drawn from train; the other train slices are"
+        data = (f"- Data: {results['data']}, {IMAGE_SIZE}x{IMAGE_SIZE}; {held_out}: train {results['n_train']}, val "
+                f"{results['n_val']}, test {results['n_test']} slices. {draw} the unlabelled pool (labels hidden). "
+                f"Scored on `{s['eval_split']}` ({scored}).")
     schedule = ""
     if s.get("schedule") == "finetune":
         schedule = f"; synthetic arms end with {s['finetune_iterations']} real-only iterations"
@@ -256,7 +264,9 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
                       f"map with Dice >= {s['render_min_dice']} (classes of {s['render_min_pixels']}+ "
                       "pixels)")
     if any(arm in str(s.get("arms", "")) for arm in ATLAS_ARMS):
-        arm_notes += ("; `*_atlas`: the pool labelled by registering each of the k slices to each pool image (affine, "
+        atlases = ("each labelled volume's slice at the nearest relative level" if s.get("k_unit", "slice") ==
+                   "volume" else "each of the k slices")
+        arm_notes += (f"; `*_atlas`: the pool labelled by registering {atlases} to each pool image (affine, "
                       "then demons; SimpleITK) and keeping the best-correlated one's map")
     if any(arm in str(s.get("arms", "")) for arm in FUSED_ARMS):
         arm_notes += (f"; `*_fused`: the classical segmenter's softmax and that registered map fused per pixel, "

@@ -12,7 +12,7 @@ import torch
 from monai_gvae.benchmarks.segmentation import NUM_CLASSES
 from monai_gvae.transforms import class_dice, fuse_label_maps, implausible_class_areas, propagate_label_map
 
-from .splits import _stack
+from .splits import _stack, _volume_of
 
 __all__ = ["pseudo_labelled_pool", "cotraining_pairs", "atlas_labelled_pool", "area_guarded_pool",
            "fused_labelled_pool", "pseudo_label_quality"]
@@ -109,7 +109,8 @@ def cotraining_pairs(items: Sequence[dict], pseudo: Sequence[dict]) -> list[dict
 
 
 def atlas_labelled_pool(
-    items: Sequence[dict], pool: Sequence[dict], keep: float = 1.0, demons_iterations: int = 100
+    items: Sequence[dict], pool: Sequence[dict], keep: float = 1.0, demons_iterations: int = 100,
+    per_volume: bool = False,
 ) -> list[dict]:
     """The pool's images with label maps registered from the k labelled slices (what the :data:`ATLAS_ARMS` add).
 
@@ -125,6 +126,10 @@ def atlas_labelled_pool(
         pool: the unlabelled items (their ``label``, if any, is not read).
         keep: share of the pool kept, best-fitting first, in (0, 1]; 1 keeps every slice.
         demons_iterations: iterations of the demons field (:func:`~monai_gvae.transforms.register_label_map`).
+        per_volume: the labelled items are whole volumes (k labelled scans): each pool slice is registered from one
+            slice per labelled volume, the one at the nearest relative level (position between its volume's first
+            and last slice), not from every labelled slice (k x hundreds of registrations per pool slice, most of
+            them of other anatomy).
 
     Returns:
         ``[{"image", "label" (1, S, S) int64, "slice_index", "pseudo_label": True, "fit": correlation}]`` for the kept
@@ -139,9 +144,34 @@ def atlas_labelled_pool(
     """
     labelled = [{"image": torch.as_tensor(i["image"]).float(), "label": torch.as_tensor(i["label"])} for i in items]
     images = [torch.as_tensor(p["image"]).float() for p in pool]
-    maps = [propagate_label_map(image, labelled, demons_iterations) for image in images]
+    if per_volume:
+        atlases = _nearest_level_atlases(items, pool, labelled)
+    else:
+        atlases = [labelled] * len(pool)
+    maps = [propagate_label_map(image, candidates, demons_iterations) for image, candidates in zip(images, atlases)]
     return _best_fitting([{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True,
                            "fit": fit} for p, image, (label, fit) in zip(pool, images, maps)], keep)
+
+
+def _relative_levels(items: Sequence[dict]) -> list[float]:
+    """Each item's position between the first (0) and last (1) slice of its volume among ``items``."""
+    levels = [float(i.get("level", i.get("slice_index", 0))) for i in items]
+    extent: dict[str, tuple[float, float]] = {}
+    for item, level in zip(items, levels):
+        low, high = extent.get(_volume_of(item), (level, level))
+        extent[_volume_of(item)] = (min(low, level), max(high, level))
+    return [(level - extent[_volume_of(i)][0]) / max(extent[_volume_of(i)][1] - extent[_volume_of(i)][0], 1.0)
+            for i, level in zip(items, levels)]
+
+
+def _nearest_level_atlases(items: Sequence[dict], pool: Sequence[dict], labelled: Sequence[dict]) -> list[list[dict]]:
+    """For each pool slice, one of ``labelled`` per labelled volume: the one nearest in relative level."""
+    item_levels, pool_levels = _relative_levels(items), _relative_levels(pool)
+    volumes: dict[str, list[int]] = {}
+    for position, item in enumerate(items):
+        volumes.setdefault(_volume_of(item), []).append(position)
+    return [[labelled[min(members, key=lambda m: abs(item_levels[m] - level))] for members in volumes.values()]
+            for level in pool_levels]
 
 
 def area_guarded_pool(registered: Sequence[dict], pool: Sequence[dict], num_classes: int = NUM_CLASSES) -> list[dict]:

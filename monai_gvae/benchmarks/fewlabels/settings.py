@@ -13,7 +13,7 @@ from monai_gvae.engines.gvae_trainer import SEG_OBJECTIVES
 from monai_gvae.networks.blocks.trunks import CONDITION_MODES, UPSAMPLE_MODES
 from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
 
-from .arms import SCHEDULES
+from .arms import K_UNITS, SCHEDULES
 
 __all__ = ["FewLabelSettings", "CONDITION_MODES", "CRITIC_HEADS", "SEG_OBJECTIVES", "UPSAMPLE_MODES"]
 
@@ -72,6 +72,9 @@ class FewLabelSettings:
         num_classes: label classes, background included.
         left_right_flip: the classical augmentation and the deformations flip the columns (the patient's
             left-right axis of axial and coronal slices); ``False`` for sagittal slices (:class:`FewLabelData`).
+        k_unit: what k counts, ``"slice"`` (labelled slices) or ``"volume"`` (labelled scans: every slice of k
+            train volumes; :func:`labelled_and_pool`), :data:`K_UNITS`. With ``"volume"`` the :data:`ATLAS_ARMS`
+            register, for each pool slice, one slice per labelled volume: the one at the nearest relative level.
     """
 
     seg_iterations: int = 600
@@ -105,8 +108,11 @@ class FewLabelSettings:
     grad_weight: float = 0.0
     num_classes: int = NUM_CLASSES
     left_right_flip: bool = True
+    k_unit: str = "slice"
 
     def __post_init__(self) -> None:
+        if self.k_unit not in K_UNITS:
+            raise ValueError(f"k_unit must be one of {K_UNITS}, got {self.k_unit!r}.")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
         if self.schedule == "finetune" and not 0 < self.finetune_iterations < self.seg_iterations:
