@@ -10,7 +10,9 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
   0..C-1). The slices are split into contiguous slabs with gaps of 3 slices: train, val
   (for choosing settings) and test (held out); ``--split-layout paired`` puts a val slab beside each test slab
   (validation then sees the levels the test scores; the recorded runs used the default ``alternate``). Per seed, k slices are drawn from train; the other train slices
-  are the unlabelled pool (labels hidden).
+  are the unlabelled pool (labels hidden). Several 3D volumes: slabs inside each volume; from 4 volumes on
+  (``--split-unit auto``) whole volumes are held out (held-out subjects), and ``--k-unit volume`` makes k count
+  labelled scans (every slice of k train volumes; the other train volumes are the pool).
 * Segmenter (every arm): MONAI ``UNet`` (8-16-32-64, one residual unit), DiceCE, Adam 1e-3, ``--seg-iterations``
   x batch ``--batch-size`` from the same initial weights per seed; classical augmentation (left-right flip +
   affine) on every item, real or synthetic.
@@ -44,6 +46,7 @@ Usage::
     python examples/fewlabels_benchmark.py --seeds 4,5,6,7 --output-dir runs/fl_b
     python examples/fewlabels_benchmark.py --merge runs/fl_a runs/fl_b --output-dir runs/fewlabels
     python examples/fewlabels_benchmark.py --data-dir my_scans --axis 2 --num-classes 3 --output-dir runs/mine
+    python examples/fewlabels_benchmark.py --data-dir my_scans --k-unit volume --ks 2,5 --output-dir runs/scans
     python examples/fewlabels_benchmark.py --quick --output-dir /tmp/fewlabels_quick   # a smoke test
 """
 
@@ -85,8 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="what k counts: labelled slices, or labelled volumes (whole scans: every slice of k train "
                         "volumes labelled, the other train volumes the pool; needs the volume split)")
     p.add_argument("--split-unit", default="auto", choices=SPLIT_UNITS,
-                   help="--data-dir: hold out slabs of slices (inside each volume) or whole volumes (held-out "
-                        f"subjects); auto: volumes from {MIN_VOLUMES_FOR_VOLUME_SPLIT} 3D volumes on")
+                   help="--data-dir: hold out slabs of slices (inside each volume; --split-layout applies) or whole "
+                        f"volumes (held-out subjects); auto: volumes from {MIN_VOLUMES_FOR_VOLUME_SPLIT} 3D volumes on")
     p.add_argument("--seeds", default="0,1,2,3,4,5,6,7", help="seeds (subset draw, initialisation, sampling)")
     p.add_argument("--arms", default="classical,elastic,selftrain,cond,cond_pseudo",
                    help=f"arms among {', '.join(ARMS)} (classical is always run first)")

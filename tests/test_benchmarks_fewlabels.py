@@ -152,6 +152,12 @@ def test_merge_runs_split_by_seed(tmp_path):
     with pytest.raises(ValueError, match="split_layout"):
         merge_runs([s0, write_run(tmp_path / "pair", fake_results([1], split_layout="paired"))], str(tmp_path / "x"),
                    False, "")
+    # a run from before k_unit existed counted k in slices: it merges with a slice run, never with a scan run
+    assert merge_runs([s0, write_run(tmp_path / "slices", fake_results([1], k_unit="slice"))], str(tmp_path / "m9"),
+                      False, "")[0]["paired"]["cond@5"]["n"] == 2
+    with pytest.raises(ValueError, match="k_unit"):
+        merge_runs([s0, write_run(tmp_path / "scans", fake_results([1], k_unit="volume"))], str(tmp_path / "x"),
+                   False, "")
     # runs split by k (a k added later, on the same seeds) merge into one table with a column per k
     k20 = write_run(tmp_path / "k20", fake_results([0, 1], k=20))
     merged7, text7 = merge_runs([s0, s1, k20], str(tmp_path / "m7"), False, "")
