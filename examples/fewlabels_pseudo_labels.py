@@ -21,17 +21,24 @@ import sys
 import numpy as np
 import torch
 
-from monai_gvae.benchmarks.fewlabels import fewlabel_splits, pseudo_label_quality
+from monai_gvae.benchmarks.fewlabels import (
+    K_UNITS,
+    SPLIT_UNITS,
+    fewlabel_splits,
+    labelled_and_pool,
+    pseudo_label_quality,
+)
 from monai_gvae.benchmarks.report import markdown_table
 from monai_gvae.benchmarks.segmentation import train_segmenter
-from monai_gvae.data import labelled_subset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--seed", type=int, default=0, help="the cell's seed (k slices drawn, initial weights)")
-    p.add_argument("--k", type=int, default=5, help="labelled training slices")
+    p.add_argument("--k", type=int, default=5, help="labelled training slices (volumes with --k-unit volume)")
+    p.add_argument("--k-unit", default="slice", choices=K_UNITS, help="what k counts (the benchmark's --k-unit)")
+    p.add_argument("--split-unit", default="auto", choices=SPLIT_UNITS, help="the benchmark's --split-unit")
     p.add_argument("--seg-iterations", type=int, default=600, help="segmenter iterations (the benchmark's)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--keep", type=float, default=0.5, help="share of the pool kept, most confident first")
@@ -46,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)  # the benchmark's segmenter, to the last digit
-    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes)
-    items = labelled_subset(data.train, args.k, args.seed)
+    data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_unit=args.split_unit)
+    items, pool = labelled_and_pool(data.train, args.k, args.seed, args.k_unit)
     chosen = {i["slice_index"] for i in items}
-    pool = [i for i in data.train if i["slice_index"] not in chosen]
     segmenter, _ = train_segmenter(items, iterations=args.seg_iterations, batch_size=args.batch_size, seed=args.seed,
-                                   shuffle_seed=args.seed, num_classes=data.num_classes)
+                                   shuffle_seed=args.seed, num_classes=data.num_classes,
+                                   left_right_flip=data.left_right_flip)  # sagittal slices are not flipped
     rows = pseudo_label_quality(segmenter, pool, args.keep, data.num_classes)
     names = list(data.class_names)
     print(f"k = {args.k}, seed {args.seed}: labelled slices {sorted(chosen)}; true pixels per class in them: "

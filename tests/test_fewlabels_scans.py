@@ -113,8 +113,8 @@ def test_registration_from_labelled_scans_uses_one_slice_per_scan_at_the_nearest
                         lambda image, atlases, iterations: fake_propagate(image, atlases, iterations))
 
     def scan(volume, levels):
-        return [{"image": torch.full((1, 4, 4), float(z)), "label": torch.zeros(1, 4, 4, dtype=torch.long), "volume": volume,
-                 "level": z, "slice_index": hash((volume, z)) % 10**6} for z in levels]
+        return [{"image": torch.full((1, 4, 4), float(z)), "label": torch.zeros(1, 4, 4, dtype=torch.long),
+                 "volume": volume, "level": z, "slice_index": hash((volume, z)) % 10**6} for z in levels]
 
     labelled = scan("a", range(0, 9)) + scan("b", range(20, 37))  # scan b is twice as long
     pool = scan("c", range(5, 10))  # relative levels 0, 0.25, 0.5, 0.75, 1
