@@ -27,10 +27,10 @@ from .arms import (
     COTRAINED_ARMS,
     FUSED_ARMS,
     GVAE_ARMS,
+    K_UNITS,
     LABEL_MAP_SOURCES,
     POOL_ARMS,
     PSEUDO_LABEL_ARMS,
-    K_UNITS,
     SCHEDULES,
     arm_names,
 )
