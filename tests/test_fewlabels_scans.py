@@ -138,6 +138,7 @@ def test_the_benchmark_runs_on_labelled_scans_from_the_command_line(tmp_path):
     assert "whole volumes held out (no volume in two splits)" in header
     assert "k labelled volumes (every slice labelled)" in header
     assert "each labelled volume's slice at the nearest relative level" in header
+    assert "k slices" not in header and "pool images with the k scans' labels registered" in header
     # k in scans needs scans held out: the embedded slices (one volume) are refused before anything is written
     proc = run_example("fewlabels_benchmark.py", "--quick", "--k-unit", "volume", "--output-dir",
                        str(tmp_path / "refused"), expect_rc=1)

@@ -103,14 +103,18 @@ GVAE_ARMS = CONDITIONAL_ARMS + ("joint_pool",)
 """Arms that train a GVAE (what the :data:`GVAE_SETTINGS` change)."""
 
 
-def arm_names(left_right_flip: bool = True) -> dict[str, str]:
+def arm_names(left_right_flip: bool = True, k_unit: str = "slice") -> dict[str, str]:
     """:data:`ARM_NAMES` with the classical arm named by the augmentation it ran: without the left-right flip for
-    sagittal slices, which have no lateral axis in-plane (:attr:`FewLabelSettings.left_right_flip`).
+    sagittal slices, which have no lateral axis in-plane (:attr:`FewLabelSettings.left_right_flip`); and "k scans"
+    for "k slices" where k counts labelled volumes (``k_unit="volume"``).
 
     Example::
 
         arm_names(False)["classical"]  # 'classical (affine only: sagittal slices are not flipped)'
     """
-    if left_right_flip:
-        return ARM_NAMES
-    return {**ARM_NAMES, "classical": "classical (affine only: sagittal slices are not flipped)"}
+    names = dict(ARM_NAMES)
+    if not left_right_flip:
+        names["classical"] = "classical (affine only: sagittal slices are not flipped)"
+    if k_unit == "volume":
+        names = {arm: name.replace("k slices", "k scans") for arm, name in names.items()}
+    return names

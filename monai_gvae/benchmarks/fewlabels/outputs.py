@@ -135,7 +135,8 @@ def _tables(results: dict[str, Any]) -> list[str]:
     (``results["worst_class_loss"]``); filter acceptance."""
     runs = results["runs"]
     ks, arms = _ks_and_arms(results)
-    names = arm_names(results["settings"].get("left_right_flip", True))
+    names = arm_names(results["settings"].get("left_right_flip", True), results["settings"].get("k_unit", "slice"))
+    k_items = "k scans" if results["settings"].get("k_unit", "slice") == "volume" else "k slices"
     header = ["arm"] + [f"k = {k}" for k in ks]
     table: dict[tuple[int, str], list[float]] = {}
     by_seed: dict[tuple[int, str], dict[int, float]] = {}
@@ -156,7 +157,7 @@ def _tables(results: dict[str, Any]) -> list[str]:
                   + ". Paired differences use the seeds both arms have (n in results.json)."]
     with_interval = results.get("table_format", 1) >= CONFIDENCE_FORMAT
     if with_interval:
-        intro = ("Paired difference to classical (same seed, same k slices, same initial weights): mean over seeds "
+        intro = (f"Paired difference to classical (same seed, same {k_items}, same initial weights): mean over seeds "
                  "[95 % Student-t interval]; **gain** only when the whole interval lies above zero, loss when below:")
     else:
         intro = ("Paired difference to classical (same seed, same k slices), mean ± std over seeds; a gain counts "
@@ -283,6 +284,7 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         levers = (f" Conditional GVAEs: `{s['condition_mode']}` conditioning, `{s['critic_head']}` critic, "
                   f"{term} weight {s['seg_weight']} (the classical arm's segmenter).")
     classical = "flip + affine" if s.get("left_right_flip", True) else "affine (no flip: sagittal slices)"
+    k_items = "k scans" if s.get("k_unit", "slice") == "volume" else "k slices"
     return [
         data,
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
@@ -291,12 +293,12 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
         f"pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
-        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; GVAEs of the k slices (every conditional "
-        f"arm but `cond_pool`, `cond_pool_interp`): {s['gvae_iterations']} iterations on the k slices; pool arms: "
-        f"{s['pretrain_iterations']} image-only iterations on the pool (per seed) then "
-        f"{s['adapt_iterations']} on the k slices (budgets differ: see docs/fewlabels.md). Critic filter quantile "
-        f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the k "
-        f"slices, segmenter-agreement Dice >= {s['min_dice']}." + levers,
+        f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; GVAEs of the {k_items} (every "
+        f"conditional arm but `cond_pool`, `cond_pool_interp`): {s['gvae_iterations']} iterations on the {k_items}; "
+        f"pool arms: {s['pretrain_iterations']} image-only iterations on the pool (per seed) then "
+        f"{s['adapt_iterations']} on the {k_items} (budgets differ: see docs/fewlabels.md). Critic filter quantile "
+        f"{s['critic_quantile']}; joint_pool: sigma calibrated to label Dice >= {s['sigma_min_dice']} on the "
+        f"{k_items}, segmenter-agreement Dice >= {s['min_dice']}." + levers,
     ]
 
 
