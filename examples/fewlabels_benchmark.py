@@ -161,7 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.render or args.merge:
         return args
     if args.quick:
-        args.ks = "5"
+        args.ks = "1" if args.k_unit == "volume" else "5"  # one labelled scan, or five slices
         args.seeds = "0" if args.seeds == p.get_default("seeds") else args.seeds  # one seed unless asked for others
         args.seg_iterations, args.batch_size, args.num_synthetic = 3, 4, 8
         args.finetune_iterations = 1

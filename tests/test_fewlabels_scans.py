@@ -133,6 +133,7 @@ def test_the_benchmark_runs_on_labelled_scans_from_the_command_line(tmp_path):
     assert results["split_unit"] == "volume" and results["settings"]["k_unit"] == "volume"
     assert results["n_train"] == 6 * 8 and results["n_test"] == 2 * 8
     assert {r["arm"] for r in results["runs"]} == {"classical", "selftrain", "selftrain_atlas"}
+    assert {r["k"] for r in results["runs"]} == {1}  # --quick labels one scan
     assert all(0.0 <= r["dice"] <= 1.0 for r in results["runs"])
     header = (tmp_path / "out" / "results.md").read_text()
     assert "whole volumes held out (no volume in two splits)" in header
