@@ -12,7 +12,7 @@ import torch
 from monai_gvae.benchmarks.segmentation import NUM_CLASSES
 from monai_gvae.transforms import class_dice, fuse_label_maps, implausible_class_areas, propagate_label_map
 
-from .splits import _stack, _volume_of
+from .splits import _stack, _volume_of, _volume_slices
 
 __all__ = ["pseudo_labelled_pool", "cotraining_pairs", "atlas_labelled_pool", "area_guarded_pool",
            "fused_labelled_pool", "pseudo_label_quality"]
@@ -167,9 +167,7 @@ def _relative_levels(items: Sequence[dict]) -> list[float]:
 def _nearest_level_atlases(items: Sequence[dict], pool: Sequence[dict], labelled: Sequence[dict]) -> list[list[dict]]:
     """For each pool slice, one of ``labelled`` per labelled volume: the one nearest in relative level."""
     item_levels, pool_levels = _relative_levels(items), _relative_levels(pool)
-    volumes: dict[str, list[int]] = {}
-    for position, item in enumerate(items):
-        volumes.setdefault(_volume_of(item), []).append(position)
+    volumes = _volume_slices(items)
     return [[labelled[min(members, key=lambda m: abs(item_levels[m] - level))] for members in volumes.values()]
             for level in pool_levels]
 
