@@ -534,6 +534,21 @@ def test_atlas_labelled_pool_registers_the_k_maps_to_the_pool_and_reads_no_pool_
     assert all(torch.equal(a["label"], b["label"]) for a, b in zip(atlas_labelled_pool(items, pool), pairs))
     with pytest.raises(ValueError, match="keep"):
         atlas_labelled_pool(items, pool, keep=0.0)
+    # registered synthesis: the warped atlas image with its warped label, an exact pair in the pool slice's shape
+    from monai_gvae.benchmarks.fewlabels import registered_synthesis_pairs
+
+    synthetic = registered_synthesis_pairs(pairs)
+    assert [p["slice_index"] for p in synthetic] == [p["slice_index"] for p in pairs]
+    assert all(s["label"] is p["label"] and s["image"] is p["atlas_image"] and s["image"].shape == (1, 64, 64)
+               for s, p in zip(synthetic, pairs))
+    for s, item, hidden_item in zip(synthetic, pool, hidden):
+        pool_image = torch.as_tensor(item["image"]).float()
+        assert not torch.equal(s["image"], pool_image)  # the atlas's texture, not the pool image's
+        # moved onto the pool slice: nearer it than the atlases as they are
+        assert (s["image"] - pool_image).abs().mean() < min((torch.as_tensor(a["image"]) - pool_image).abs().mean()
+                                                            for a in items)
+    with pytest.raises(KeyError, match="atlas_image"):
+        registered_synthesis_pairs([{"image": pool[0]["image"], "label": pairs[0]["label"], "fit": 1.0}])
 
 
 def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos_gvae(monkeypatch):
@@ -561,7 +576,7 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
     monkeypatch.setattr(cell, "atlas_labelled_pool", atlas_spy)
     s = FewLabelSettings.from_namespace({**SETTINGS, "critic_quantile": -1.0, "seg_iterations": 1})
     train = load_brain_slices("train")[:9]  # k = 5 and a pool of 4: few registrations
-    arms = ["classical", "cond_pseudo", "selftrain_atlas", "cond_pseudo_atlas"]
+    arms = ["classical", "cond_pseudo", "selftrain_atlas", "cond_pseudo_atlas", "atlas_synth"]
     runs = run_cell(5, 0, train, load_brain_slices("val"), arms, s, log=lambda m: None)
     assert [r["arm"] for r in runs] == arms
     k_slices = {i["slice_index"] for i in labelled_subset(train, 5, 0)}
@@ -573,8 +588,12 @@ def test_run_cell_atlas_arms_train_on_the_registered_pool_and_share_cond_pseudos
     assert same(calls[2]["synthetic"], labelled["pairs"])  # selftrain_atlas: the pool images with registered maps
     assert maps["cond_pseudo_atlas"] is calls[2]["synthetic"] and not same(maps["cond_pseudo"], labelled["pairs"])
     assert runs[3]["gvae_seconds"] == runs[1]["gvae_seconds"]  # one GVAE of the k slices for both
-    assert runs[2]["label_seconds"] == runs[3]["label_seconds"] >= 0  # the pool registered once per cell
-    assert set(cell.ATLAS_ARMS) == {"selftrain_atlas", "cond_pseudo_atlas"} <= set(ARM_NAMES)
+    assert runs[2]["label_seconds"] == runs[3]["label_seconds"] == runs[4]["label_seconds"] >= 0  # registered once
+    # atlas_synth: the same registered maps, each with its atlas's warped image instead of the pool image
+    assert [p["label"] for p in calls[4]["synthetic"]] == [p["label"] for p in labelled["pairs"]]
+    assert all(s["image"] is p["atlas_image"] and s["image"] is not p["image"]
+               for s, p in zip(calls[4]["synthetic"], labelled["pairs"]))
+    assert set(cell.ATLAS_ARMS) == {"selftrain_atlas", "cond_pseudo_atlas", "atlas_synth"} <= set(ARM_NAMES)
 
 
 class _ConfidentOn(torch.nn.Module):

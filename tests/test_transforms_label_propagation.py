@@ -63,6 +63,10 @@ def test_propagate_label_map_keeps_the_best_fitting_atlas():
     _, other_warped = register_label_map(image, other, other_label)
     assert -1 <= fit <= 1 and fit > float(torch.corrcoef(torch.stack([other_warped.flatten(), image.flatten()]))[0, 1])
     assert mean_dice(label, truth, 3) > 0.9
+    # return_image: the same choice, with the chosen atlas's warped image (the other pair half of registered synthesis)
+    label_again, fit_again, warped = propagate_label_map(image, atlases, return_image=True)
+    assert torch.equal(label_again, label) and fit_again == fit
+    assert torch.equal(warped, register_label_map(image, near, near_label)[1])
     with pytest.raises(ValueError, match="at least one labelled atlas"):
         propagate_label_map(image, [])
 

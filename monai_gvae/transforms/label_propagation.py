@@ -128,7 +128,8 @@ def propagate_label_map(
     atlases: Sequence[dict],
     demons_iterations: int = 100,
     demons_smoothing: float = 1.5,
-) -> tuple[torch.Tensor, float]:
+    return_image: bool = False,
+) -> tuple[torch.Tensor, float] | tuple[torch.Tensor, float, torch.Tensor]:
     """A label map for ``image``: every labelled atlas registered to it, the label of the best fitting one kept.
 
     Why the best single atlas and not a vote: with a few labelled slices at different levels of the anatomy, most
@@ -139,10 +140,13 @@ def propagate_label_map(
         image: ``(1, H, W)`` or ``(1, D, H, W)``.
         atlases: the labelled items, ``{"image", "label"}`` of ``image``'s shape.
         demons_iterations, demons_smoothing: as :func:`register_label_map`.
+        return_image: also return the best atlas's warped image: with the warped label it is an exact pair (one
+            transform moved both) in ``image``'s shape, with the atlas's real texture (registered synthesis).
 
     Returns:
         ``(label, correlation)``: the best atlas's warped label map ``(1, *spatial)`` int64 and the Pearson
-        correlation between its warped image and ``image`` (in [-1, 1]; the higher, the more the label is trusted).
+        correlation between its warped image and ``image`` (in [-1, 1]; the higher, the more the label is trusted);
+        with ``return_image``, ``(label, correlation, warped_image)``.
 
     Raises:
         ValueError: no atlases, or as :func:`register_label_map`.
@@ -154,13 +158,13 @@ def propagate_label_map(
     if not atlases:
         raise ValueError("label propagation needs at least one labelled atlas.")
     target = torch.as_tensor(image).float()
-    best: tuple[torch.Tensor, float] | None = None
+    best: tuple[torch.Tensor, float, torch.Tensor] | None = None
     for atlas in atlases:
         label, warped = register_label_map(target, atlas["image"], atlas["label"], demons_iterations, demons_smoothing)
         fit = _correlation(warped, target)
         if best is None or fit > best[1]:
-            best = (label, fit)
-    return best
+            best = (label, fit, warped)
+    return best if return_image else best[:2]
 
 
 def fuse_label_maps(probabilities: torch.Tensor, label: torch.Tensor, atlas_weight: float = 0.5) -> torch.Tensor:

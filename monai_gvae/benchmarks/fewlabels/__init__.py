@@ -50,6 +50,7 @@ from .pool_labels import (
     cotraining_pairs,
     fused_labelled_pool,
     pseudo_label_quality,
+    registered_synthesis_pairs,
     pseudo_labelled_pool,
 )
 from .settings import CONDITION_MODES, CRITIC_HEADS, SEG_OBJECTIVES, UPSAMPLE_MODES, FewLabelSettings
@@ -101,6 +102,7 @@ __all__ = [
     "fewlabel_splits",
     "labelled_and_pool",
     "pseudo_label_quality",
+    "registered_synthesis_pairs",
     "pseudo_labelled_pool",
     "cotraining_pairs",
     "COTRAINED_ARMS",

@@ -9,7 +9,7 @@ __all__ = ["ARMS", "ARM_NAMES", "ARM_SHORT", "POOL_ARMS", "LABEL_MAP_SOURCES", "
 
 ARMS = ("classical", "elastic", "selftrain", "cond", "cond_pseudo", "cond_pool", "joint_pool", "interp", "cond_interp",
         "cond_pool_interp", "selftrain_cond", "cond_pseudo_post", "cond_pseudo_interp", "cond_pseudo_checked",
-        "cond_pseudo_cotrained", "selftrain_atlas", "cond_pseudo_atlas", "selftrain_fused", "cond_pseudo_fused")
+        "cond_pseudo_cotrained", "selftrain_atlas", "cond_pseudo_atlas", "selftrain_fused", "cond_pseudo_fused", "atlas_synth")
 ARM_NAMES = {
     "classical": "classical (flip + affine)",
     "elastic": "classical + elastic-warped real pairs (control, no GVAE)",
@@ -37,6 +37,8 @@ ARM_NAMES = {
     "selftrain_fused": "classical + pool images with the segmenter's and the registered labels fused (control, no "
                        "GVAE)",
     "cond_pseudo_fused": "classical + label-conditioned GVAE (k slices) rendering the pool's fused label maps",
+    "atlas_synth": "classical + the k slices warped onto the pool images with their labels (registered synthesis "
+                   "control, no GVAE)",
 }
 ARM_SHORT = {
     "classical": "classical",
@@ -58,6 +60,7 @@ ARM_SHORT = {
     "cond_pseudo_atlas": "+ cond. GVAE, atlas-labelled pool maps",
     "selftrain_fused": "+ fused-labelled pool (no GVAE)",
     "cond_pseudo_fused": "+ cond. GVAE, fused pool maps",
+    "atlas_synth": "+ registered synthesis (no GVAE)",
 }
 POOL_ARMS = ("cond_pool", "joint_pool", "cond_pool_interp")
 """Arms that pre-train a GVAE on the unlabelled pool (the train split's images, labels hidden)."""
@@ -90,9 +93,11 @@ CONDITIONAL_ARMS = tuple(LABEL_MAP_SOURCES)
 PSEUDO_LABEL_ARMS = ("selftrain",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "pool")
 """Arms that use the k-trained segmenter's pseudo-labels of the pool (the train images outside the k): the
 self-training control and the conditional arms that render the pool's maps."""
-ATLAS_ARMS = ("selftrain_atlas",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "atlas")
+ATLAS_ARMS = ("selftrain_atlas", "atlas_synth") + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items()
+                                                       if whose == "atlas")
 """Arms that label the pool by registration instead (:func:`atlas_labelled_pool`): the atlas control (the pool's
-own images with those labels) and the conditional arm that renders those maps."""
+own images with those labels), registered synthesis (the warped atlas images with the same labels:
+:func:`registered_synthesis_pairs`) and the conditional arm that renders those maps."""
 FUSED_ARMS = ("selftrain_fused",) + tuple(arm for arm, (_, whose) in LABEL_MAP_SOURCES.items() if whose == "fused")
 """Arms that label the pool with the classical segmenter's probabilities and the registered maps fused per pixel
 (:func:`fused_labelled_pool`): the fused control and the conditional arm that renders those maps."""

@@ -31,6 +31,7 @@ from .pool_labels import (
     cotraining_pairs,
     fused_labelled_pool,
     pseudo_labelled_pool,
+    registered_synthesis_pairs,
 )
 from .settings import FewLabelSettings
 from .splits import labelled_and_pool
@@ -152,6 +153,8 @@ def run_cell(
             record(arm, None)
         elif arm == "selftrain_atlas":
             record(arm, atlas, label_seconds=atlas_seconds, **atlas_extra)
+        elif arm == "atlas_synth":
+            record(arm, registered_synthesis_pairs(atlas), label_seconds=atlas_seconds, **atlas_extra)
         elif arm == "selftrain_fused":
             record(arm, fused, label_seconds=atlas_seconds)
         elif arm == "elastic":

@@ -14,7 +14,8 @@ from monai_gvae.transforms import class_dice, fuse_label_maps, implausible_class
 
 from .splits import _stack, _volume_of, _volume_slices
 
-__all__ = ["pseudo_labelled_pool", "cotraining_pairs", "atlas_labelled_pool", "area_guarded_pool",
+__all__ = ["pseudo_labelled_pool", "cotraining_pairs", "atlas_labelled_pool", "registered_synthesis_pairs",
+           "area_guarded_pool",
            "fused_labelled_pool", "pseudo_label_quality"]
 
 
@@ -132,8 +133,8 @@ def atlas_labelled_pool(
             them of other anatomy).
 
     Returns:
-        ``[{"image", "label" (1, S, S) int64, "slice_index", "pseudo_label": True, "fit": correlation}]`` for the kept
-        slices, in the pool's order.
+        ``[{"image", "label" (1, S, S) int64, "slice_index", "pseudo_label": True, "fit": correlation, "atlas_image":
+        the best atlas's image warped onto the pool image}]`` for the kept slices, in the pool's order.
 
     Raises:
         ValueError: ``keep`` outside (0, 1], no labelled items, or images of other shapes than the atlases'.
@@ -148,9 +149,37 @@ def atlas_labelled_pool(
         atlases = _nearest_level_atlases(items, pool, labelled)
     else:
         atlases = [labelled] * len(pool)
-    maps = [propagate_label_map(image, candidates, demons_iterations) for image, candidates in zip(images, atlases)]
+    maps = [propagate_label_map(image, candidates, demons_iterations, return_image=True)
+            for image, candidates in zip(images, atlases)]
     return _best_fitting([{"image": image, "label": label, "slice_index": p.get("slice_index"), "pseudo_label": True,
-                           "fit": fit} for p, image, (label, fit) in zip(pool, images, maps)], keep)
+                           "fit": fit, "atlas_image": warped}
+                          for p, image, (label, fit, warped) in zip(pool, images, maps)], keep)
+
+
+def registered_synthesis_pairs(registered: Sequence[dict]) -> list[dict]:
+    """The registered pool's exact pairs: each pool slice's best atlas image warped onto it, with the atlas's label
+    map warped by the same transform (what ``atlas_synth`` adds; registered synthesis, the spatial part of Zhao et al.
+    2019, "Data augmentation using learned transformations for one-shot medical image segmentation").
+
+    Why: a pool image with a registered label (``selftrain_atlas``) is real texture with a label that is wrong where
+    the registration is; a GVAE render of that label is an exact pair with blurred texture. The warped atlas is both
+    exact (one transform moved image and label) and real-textured (deformed), with the pool slice's shape.
+
+    Args:
+        registered: :func:`atlas_labelled_pool`'s pairs (each with its ``"atlas_image"``), after any guard or keep.
+
+    Returns:
+        ``[{"image": the warped atlas image, "label", "slice_index", "pseudo_label": True, "fit"}]`` in their order.
+
+    Raises:
+        KeyError: pairs without ``"atlas_image"`` (not made by :func:`atlas_labelled_pool`).
+
+    Example::
+
+        pairs = registered_synthesis_pairs(atlas_labelled_pool(k_items, pool))
+    """
+    return [{"image": p["atlas_image"], "label": p["label"], "slice_index": p.get("slice_index"), "pseudo_label": True,
+             "fit": p["fit"]} for p in registered]
 
 
 def _relative_levels(items: Sequence[dict]) -> list[float]:
