@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--split-unit", default="auto", choices=SPLIT_UNITS,
                    help="--data-dir: hold out slabs of slices (inside each volume; --split-layout applies) or whole "
                         f"volumes (held-out subjects); auto: volumes from {MIN_VOLUMES_FOR_VOLUME_SPLIT} 3D volumes on")
+    p.add_argument("--volume-pattern", default=None,
+                   help="--data-dir of 2D slice files: a regular expression whose first group names each file's "
+                        "subject (e.g. '(.+)_slice\\d+'), so that one subject's files are one volume (slabs inside "
+                        "it, or whole subjects held out; --k-unit volume counts subjects)")
     p.add_argument("--seeds", default="0,1,2,3,4,5,6,7", help="seeds (subset draw, initialisation, sampling)")
     p.add_argument("--arms", default="classical,elastic,selftrain,cond,cond_pseudo",
                    help=f"arms among {', '.join(ARMS)} (classical is always run first)")
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout,
-                           split_unit=args.split_unit)
+                           split_unit=args.split_unit, volume_pattern=args.volume_pattern)
     if args.k_unit == "volume" and data.split_unit != "volume":
         raise SystemExit("--k-unit volume labels whole volumes, so whole volumes must be held out too: a --data-dir "
                          f"of at least {MIN_VOLUMES_FOR_VOLUME_SPLIT} 3D volumes, or --split-unit volume.")

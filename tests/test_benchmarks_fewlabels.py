@@ -726,21 +726,21 @@ def test_area_guard_leaves_out_the_registered_maps_that_lost_a_structure(monkeyp
         cell.area_guarded_pool(true_maps_but_one(None, pool)[:-1], pool)
 
 
-def test_area_guarded_pool_judges_data_dir_slices_within_their_volume_by_slice_number():
+def test_area_guarded_pool_judges_data_dir_slices_within_their_volume_by_level():
     from monai_gvae.benchmarks.fewlabels import area_guarded_pool
 
     disc = torch.zeros(1, 32, 32, dtype=torch.long)
     disc[0, 8:24, 8:24] = 1  # 256 px
     # volume a: slices 10-14 (kept slices numbered 0-4 across volumes), slice 12 lost its structure; volume b: 2 slices
-    pool = [{"source": f"a:{z}", "slice_index": i} for i, z in enumerate(range(10, 15))]
-    pool += [{"source": "b:3", "slice_index": 5}, {"source": "b:40", "slice_index": 6}]
+    pool = [{"volume": "a", "level": z, "slice_index": i} for i, z in enumerate(range(10, 15))]
+    pool += [{"volume": "b", "level": 3, "slice_index": 5}, {"volume": "b", "level": 40, "slice_index": 6}]
     registered = [{"label": disc.clone(), "slice_index": p["slice_index"]} for p in pool]
     registered[2]["label"].zero_()
     registered[5]["label"].zero_()  # alone in its volume's window: not judged
     kept = area_guarded_pool(registered, pool, num_classes=2)
     assert [p["slice_index"] for p in kept] == [0, 1, 3, 4, 5, 6]
     # the same maps 20 slices apart within volume a: no neighbours within 3 slices, nothing judged
-    spread = [dict(p, source=f"a:{20 * i}") if p["source"].startswith("a") else p for i, p in enumerate(pool)]
+    spread = [dict(p, level=20 * i) if p["volume"] == "a" else p for i, p in enumerate(pool)]
     assert len(area_guarded_pool(registered, spread, num_classes=2)) == len(pool)
 
 

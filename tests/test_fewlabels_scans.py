@@ -105,12 +105,11 @@ def test_k_labelled_scans_are_whole_volumes_and_the_pool_is_the_other_train_volu
 def test_registration_from_labelled_scans_uses_one_slice_per_scan_at_the_nearest_level(monkeypatch):
     calls = []
 
-    def fake_propagate(image, atlases, demons_iterations=100):
+    def fake_propagate(image, atlases, demons_iterations=100, return_image=False):
         calls.append([int(a["image"].flatten()[0]) for a in atlases])  # each atlas image holds its level
-        return torch.zeros(1, 4, 4, dtype=torch.long), 0.5
+        return torch.zeros(1, 4, 4, dtype=torch.long), 0.5, torch.zeros(1, 4, 4)
 
-    monkeypatch.setattr(fewlabels.pool_labels, "propagate_label_map",
-                        lambda image, atlases, iterations: fake_propagate(image, atlases, iterations))
+    monkeypatch.setattr(fewlabels.pool_labels, "propagate_label_map", fake_propagate)
 
     def scan(volume, levels):
         return [{"image": torch.full((1, 4, 4), float(z)), "label": torch.zeros(1, 4, 4, dtype=torch.long),
@@ -144,3 +143,63 @@ def test_the_benchmark_runs_on_labelled_scans_from_the_command_line(tmp_path):
     proc = run_example("fewlabels_benchmark.py", "--quick", "--k-unit", "volume", "--output-dir",
                        str(tmp_path / "refused"), expect_rc=1)
     assert "--k-unit volume labels whole volumes" in proc.stderr and not (tmp_path / "refused").exists()
+
+
+def write_slice_files(folder, subjects: int, slices: int, size: int = 16) -> None:
+    """Each subject's slices as 2D files ``p{n}_slice{j}.nii.gz`` (numbers unpadded, so that name order is not slice
+    order past slice 9); class 2 widens with the slice number j, so that the order read can be checked."""
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for n in range(subjects):
+        for j in range(slices):
+            label = np.zeros((size, size), np.int16)
+            label[2:14, 2:14] = 1
+            label[4:9, 3 + n % 3:4 + n % 3 + j // 2] = 2
+            image = (label * 40.0 + 10.0).astype(np.float32)
+            for sub, array in (("images", image), ("labels", label)):
+                nib.save(nib.Nifti1Image(array, np.eye(4)), str(folder / sub / f"p{n}_slice{j}.nii.gz"))
+
+
+def test_2d_slice_files_grouped_by_subject_are_volumes(tmp_path):
+    from monai_gvae.data import InputImageError, load_labelled_slices
+
+    write_slice_files(tmp_path, subjects=6, slices=12)
+    items = load_labelled_slices(tmp_path, image_size=16, volume_pattern=r"(p\d+)_slice\d+")
+    assert [i["volume"] for i in items] == [f"p{n}" for n in range(6) for _ in range(12)]  # each subject consecutive
+    assert [i["level"] for i in items[:12]] == list(range(12))  # slice2 before slice10: natural name order
+    assert [i["source"] for i in items[:2]] == ["p0:0", "p0:1"]
+    # the level order is the slice order: class 2 widens along it (1 column at slice 0, 6 at slice 11)
+    widths = [int((i["label"] == 2).sum()) // 5 for i in items[:12]]
+    assert widths == [1 + j // 2 for j in range(12)]
+    ungrouped = load_labelled_slices(tmp_path, image_size=16)  # each file its own volume, as before
+    assert len({i["volume"] for i in ungrouped}) == 72 and {i["level"] for i in ungrouped} == {0}
+    # as volumes they are held out whole, and k counts subjects
+    data = fewlabel_splits(tmp_path, volume_pattern=r"(p\d+)_slice\d+")
+    assert data.split_unit == "volume" and "2D files grouped by" in data.description
+    volumes = {s: {i["volume"] for i in getattr(data, s)} for s in ("train", "val", "test")}
+    assert not (volumes["train"] & volumes["test"] or volumes["val"] & volumes["test"])
+    labelled, pool = labelled_and_pool(data.train, 1, 0, "volume")
+    assert len({i["volume"] for i in labelled}) == 1 and len(labelled) == 12
+    # bad patterns and names are named
+    with pytest.raises(ValueError, match="no group"):
+        load_labelled_slices(tmp_path, image_size=16, volume_pattern=r"p\d+")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        load_labelled_slices(tmp_path, image_size=16, volume_pattern=r"(p\d+")
+    with pytest.raises(InputImageError, match=r"p0_slice0\.nii\.gz.*does not match"):
+        load_labelled_slices(tmp_path, image_size=16, volume_pattern=r"(subject\d+)")
+    write_scans(tmp_path / "scans", 1)
+    with pytest.raises(InputImageError, match="3D volume; volume_pattern groups 2D slice files"):
+        load_labelled_slices(tmp_path / "scans", image_size=16, volume_pattern=r"(subject\d+)")
+
+
+def test_slice_files_of_several_subjects_run_from_the_command_line_with_registered_synthesis(tmp_path):
+    write_slice_files(tmp_path / "slices", subjects=6, slices=12)
+    run_example("fewlabels_benchmark.py", "--quick", "--data-dir", str(tmp_path / "slices"), "--volume-pattern",
+                r"(p\d+)_slice\d+", "--k-unit", "volume", "--arms", "classical,atlas_synth",
+                "--output-dir", str(tmp_path / "out"))
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["split_unit"] == "volume" and results["settings"]["volume_pattern"] == r"(p\d+)_slice\d+"
+    assert results["n_train"] % 12 == 0 and results["n_test"] % 12 == 0  # whole subjects
+    synth = [r for r in results["runs"] if r["arm"] == "atlas_synth"]
+    assert synth and all(r["num_synthetic"] > 0 and 0.0 <= r["dice"] <= 1.0 for r in synth)
+    assert "registered synthesis" in (tmp_path / "out" / "results.md").read_text()

@@ -10,6 +10,7 @@ the embedded slices.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import nibabel as nib
@@ -31,6 +32,7 @@ def load_labelled_slices(
     axis: int = 2,
     min_foreground: float = 0.01,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    volume_pattern: str | None = None,
 ) -> list[dict[str, Any]]:
     """Read ``data_dir/images`` and ``data_dir/labels`` (NIfTI files paired by name) as square 2D slices.
 
@@ -40,7 +42,10 @@ def load_labelled_slices(
     patient's right on the image's left), so that the image's columns run left-right in axial and coronal slices
     (what a left-right flip, ``RandFlipd(spatial_axis=1)``, expects) and grids read as a viewer shows them. A 2D
     file is one slice, taken as stored (rows first, as ``LoadImage`` reads it). A slice is kept when at least
-    ``min_foreground`` of its label is foreground (non-zero). Intensities are mapped to [0, 1] per file with
+    ``min_foreground`` of its label is foreground (non-zero). A 2D file names no subject, so each is its own
+    volume, unless ``volume_pattern`` groups the files of one subject into one volume (e.g. ``"(.+)_slice[0-9]+"``
+    for ``patient01_slice7.nii.gz``): its slices in natural name order (``slice2`` before ``slice10``), so that a
+    split can hold whole subjects out and k can count labelled subjects, as for 3D volumes. Intensities are mapped to [0, 1] per file with
     the ``percentiles`` of its non-zero voxels, then clipped. Each slice is zero-padded to a square (centred) and
     resized to ``image_size`` (area averaging for the image, nearest neighbour for the label). Label values are
     remapped to ``0..C-1`` in increasing order of the values found in all files (0 stays background when
@@ -54,19 +59,24 @@ def load_labelled_slices(
             reorientation; a volume already in RAS order is sliced along the same array axis).
         min_foreground: fraction of foreground label pixels a slice needs to be kept, in ``[0, 1)``.
         percentiles: ``(low, high)`` intensity percentiles mapped to 0 and 1.
+        volume_pattern: a regular expression searched in each 2D file's name (without extension) whose first group
+            names its volume (subject); ``None``: every 2D file is its own volume. 3D files are volumes already.
 
     Returns:
         list of ``{"image", "label", "slice_index", "source", "volume", "level"}`` dicts (``slice_index`` the position
         in the whole ordered list, ``volume`` the file's name without extension, ``level`` the slice's index along
-        ``axis`` in its volume (0 for a 2D file), ``source`` ``"volume:level"``), with the remapping stored in each
-        item's ``"label_values"``.
+        ``axis`` in its volume (0 for a 2D file; with ``volume_pattern`` the file's position in its volume),
+        ``source`` ``"volume:level"``), with the remapping stored in each item's ``"label_values"``; the items of
+        one volume are consecutive, in level order.
 
     Raises:
         FileNotFoundError: no such folder, or no ``images``/``labels`` subfolder.
         InputImageError: no NIfTI file, an image without a label (or a label without an image), an image and
             label of different shapes or voxel orders (3D), a file that is neither 2D nor 3D, more label values than
-            ``num_classes``, non-integer label values, or no slice with foreground; each names the file.
-        ValueError: invalid ``image_size``, ``axis``, ``min_foreground`` or ``percentiles``.
+            ``num_classes``, non-integer label values, no slice with foreground, or (``volume_pattern``) a 2D file
+            whose name it does not match or a 3D file; each names the file.
+        ValueError: invalid ``image_size``, ``axis``, ``min_foreground`` or ``percentiles``, or a
+            ``volume_pattern`` that is not a regular expression with a group.
 
     Example::
 
@@ -83,16 +93,19 @@ def load_labelled_slices(
         raise ValueError(f"percentiles must be (low, high) with 0 <= low < high <= 100, got {percentiles}.")
     pairs = _paired_files(os.fspath(data_dir))
     volumes = [(name, *_read_pair(image_item, label_item)) for name, image_item, label_item in pairs]
-    values = np.unique(np.concatenate([np.unique(label) for _, _, label in volumes]))
+    if volume_pattern is not None:
+        volumes = _grouped_slice_files(volumes, [image_item for _, image_item, _ in pairs], volume_pattern)
+    values = np.unique(np.concatenate([np.unique(v[2]) for v in volumes]))
     if num_classes is not None and len(values) > num_classes:
         raise InputImageError(
             f"{data_dir}: the label maps hold {len(values)} distinct values {values.tolist()[:12]} but "
             f"num_classes={num_classes} was declared; pass --num-classes {len(values)} or merge classes."
         )
     items: list[dict[str, Any]] = []
-    for name, image, label in volumes:
+    for name, image, label, *grouped_level in volumes:
+        level = grouped_level[0] if grouped_level else 0
         image = _unit_intensity(image, percentiles)
-        slices = [(image, label, 0)] if image.ndim == 2 else _slices(image, label, axis)
+        slices = [(image, label, level)] if image.ndim == 2 else _slices(image, label, axis)
         for image2d, label2d, index in slices:
             if np.mean(label2d != 0) < min_foreground:
                 continue
@@ -105,6 +118,37 @@ def load_labelled_slices(
     for position, item in enumerate(items):
         item["slice_index"] = position
     return items
+
+
+def _natural_key(name: str) -> list[Any]:
+    """``slice2`` before ``slice10``: digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _grouped_slice_files(
+    volumes: list[tuple[str, np.ndarray, np.ndarray]], files: list[Any], volume_pattern: str
+) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """2D slice files as ``(volume, image, label, level)``: the volume the pattern's first group names, the level the
+    file's position in its volume in natural name order; volumes in natural order of their names."""
+    try:
+        pattern = re.compile(volume_pattern)
+    except re.error as error:
+        raise ValueError(f"volume_pattern {volume_pattern!r} is not a regular expression: {error}") from error
+    if pattern.groups < 1:
+        raise ValueError(f"volume_pattern {volume_pattern!r} has no group: its first group (...) names the volume.")
+    grouped: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = {}
+    for (name, image, label), item in zip(volumes, files):
+        if image.ndim != 2:
+            raise InputImageError(f"{item.path}: a 3D volume; volume_pattern groups 2D slice files into volumes "
+                                  "(3D files are volumes already): leave it out, or keep 2D files only.")
+        match = pattern.search(name)
+        if match is None or not match.group(1):
+            raise InputImageError(f"{item.path}: its name {name!r} does not match volume_pattern {volume_pattern!r} "
+                                  "(the first group names the file's volume).")
+        grouped.setdefault(match.group(1), []).append((name, image, label))
+    return [(volume, image, label, level)
+            for volume in sorted(grouped, key=_natural_key)
+            for level, (_, image, label) in enumerate(sorted(grouped[volume], key=lambda f: _natural_key(f[0])))]
 
 
 def _paired_files(data_dir: str) -> list[tuple[str, Any, Any]]:

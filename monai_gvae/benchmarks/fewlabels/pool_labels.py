@@ -214,10 +214,10 @@ def area_guarded_pool(registered: Sequence[dict], pool: Sequence[dict], num_clas
 
     Args:
         registered: :func:`atlas_labelled_pool`'s pairs, in ``pool``'s order.
-        pool: the pool items they label: with ``source`` ``"volume:slice"`` (``--data-dir``:
-            :func:`~monai_gvae.data.load_labelled_slices`), slices are neighbours within one volume by their slice
-            number (2D slice files, each its own volume, are never judged); without it, one volume, levels
-            ``slice_index``.
+        pool: the pool items they label: with ``volume`` and ``level`` (``--data-dir``:
+            :func:`~monai_gvae.data.load_labelled_slices`), slices are neighbours within one volume by their level
+            (2D slice files, each its own volume unless grouped by subject, are never judged); without them, one
+            volume, levels ``slice_index``.
         num_classes: classes, background included.
 
     Returns:
@@ -236,11 +236,11 @@ def area_guarded_pool(registered: Sequence[dict], pool: Sequence[dict], num_clas
                          f"({len(pool)} items).")
     if not registered:
         return []
-    # --data-dir items name their volume and slice ("volume:slice"; slice_index counts the kept slices of all
-    # volumes); the embedded slices are one volume, slice_index their level
-    sources = [str(p["source"]).rsplit(":", 1) if "source" in p else ("", p["slice_index"]) for p in pool]
-    flags = implausible_class_areas([p["label"] for p in registered], [int(level) for _, level in sources],
-                                    num_classes, [volume for volume, _ in sources])
+    # --data-dir items name their volume and level (slice_index counts the kept slices of all volumes); the
+    # embedded slices are one volume, slice_index their level
+    flags = implausible_class_areas([p["label"] for p in registered],
+                                    [int(p.get("level", p["slice_index"])) for p in pool], num_classes,
+                                    [_volume_of(p) for p in pool])
     return [p for p, implausible in zip(registered, flags) if not implausible]
 
 

@@ -75,6 +75,7 @@ def fewlabel_splits(
     gap: int = 3,
     split_layout: str = "alternate",
     split_unit: str = "auto",
+    volume_pattern: str | None = None,
 ) -> FewLabelData:
     """Train / val / test splits of the embedded brain slices, or of a user's ``images/`` + ``labels/`` NIfTI folders.
 
@@ -98,6 +99,9 @@ def fewlabel_splits(
         split_layout: slabs: ``"alternate"`` (val and test slabs at different levels, the recorded runs) or
             ``"paired"`` (a val slab beside each test slab, so that validation sees the levels the test slabs score).
         split_unit: ``"auto"``, ``"slab"`` or ``"volume"`` (:data:`SPLIT_UNITS`, see above).
+        volume_pattern: ``data_dir`` of 2D slice files: a regular expression whose first group names each file's
+            subject, so that one subject's files are one volume (:func:`~monai_gvae.data.load_labelled_slices`); then
+            they count as 3D volumes here (slabs inside each, or whole subjects held out).
 
     Returns:
         :class:`FewLabelData`.
@@ -123,7 +127,8 @@ def fewlabel_splits(
                   for s in ("train", "val", "test")}
         return FewLabelData(**splits, num_classes=NUM_CLASSES, class_names=tuple(BRAIN_CLASS_NAMES[1:]),
                             description="embedded Colin27/AAL axial brain slices (4 classes)")
-    items = load_labelled_slices(data_dir, image_size=IMAGE_SIZE, num_classes=num_classes, axis=axis)
+    items = load_labelled_slices(data_dir, image_size=IMAGE_SIZE, num_classes=num_classes, axis=axis,
+                                 volume_pattern=volume_pattern)
     values = items[0]["label_values"]
     classes = num_classes if num_classes is not None else len(values)
     volumes = _volume_slices(items)
@@ -153,11 +158,13 @@ def fewlabel_splits(
                 item_roles[position] = role
         held_out = "; slabs inside each volume" if len(series) > 1 else ""
     splits = {s: [i for i, role in zip(items, item_roles) if role == s] for s in ("train", "val", "test")}
+    grouped = f"(2D files grouped by {volume_pattern!r}) " if volume_pattern else ""
     names = tuple(f"class_{v}" for v in values[1:]) + tuple(f"class_{c}" for c in range(len(values), classes))
     return FewLabelData(**splits, num_classes=classes, class_names=names,
                         description=f"{os.fspath(data_dir)} ({len(items)} slices of {len(volumes)} "
-                                    f"file{'s' if len(volumes) > 1 else ''} along axis "
-                                    f"{axis}, label values {values} as classes 0..{classes - 1}{held_out})",
+                                    f"{'volume' if volume_pattern else 'file'}{'s' if len(volumes) > 1 else ''} "
+                                    f"{grouped}along axis {axis}, label values {values} as classes "
+                                    f"0..{classes - 1}{held_out})",
                         left_right_flip=axis != 0,  # a sagittal slice's columns run anterior-posterior
                         split_unit=split_unit)
 
