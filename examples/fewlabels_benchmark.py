@@ -53,6 +53,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import platform
 import sys
@@ -60,6 +61,7 @@ import time
 
 import numpy as np
 import torch
+from monai.config import get_config_values
 
 from monai_gvae.benchmarks.fewlabels import (
     ARMS, CONDITION_MODES, CONFIDENCE_FORMAT, CRITIC_HEADS, K_UNITS, MIN_VOLUMES_FOR_VOLUME_SPLIT, POOL_ARMS, SCHEDULES,
@@ -235,6 +237,9 @@ def main(argv: list[str] | None = None) -> dict:
         "wall_seconds": time.perf_counter() - start,
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, torch "
                     f"{torch.__version__} with {args.threads} thread(s)",
+        # the last digits depend on the libraries' kernels too: figures reproduce with the same versions
+        "versions": {**{name: str(v) for name, v in get_config_values().items()},
+                     "SimpleITK": importlib.metadata.version("SimpleITK")},
         "settings": {**{k: v for k, v in vars(args).items() if not k.endswith("_list")},
                      "left_right_flip": settings.left_right_flip},
     }

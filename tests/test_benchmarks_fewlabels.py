@@ -158,6 +158,13 @@ def test_merge_runs_split_by_seed(tmp_path):
     with pytest.raises(ValueError, match="k_unit"):
         merge_runs([s0, write_run(tmp_path / "scans", fake_results([1], k_unit="volume"))], str(tmp_path / "x"),
                    False, "")
+    # runs made with other library versions do not pair (other last digits); runs from before versions were written
+    # merge with either
+    v1, v2 = ({**fake_results([1]), "versions": {"MONAI": m}} for m in ("1.5.0", "1.6.1"))
+    assert merge_runs([s0, write_run(tmp_path / "v1", v1)], str(tmp_path / "m10"), False, "")[0]["paired"]["cond@5"]["n"] == 2
+    with pytest.raises(ValueError, match="other library versions"):
+        merge_runs([write_run(tmp_path / "v0", {**fake_results([0]), "versions": {"MONAI": "1.5.0"}}),
+                    write_run(tmp_path / "v2", v2)], str(tmp_path / "x"), False, "")
     # runs split by k (a k added later, on the same seeds) merge into one table with a column per k
     k20 = write_run(tmp_path / "k20", fake_results([0, 1], k=20))
     merged7, text7 = merge_runs([s0, s1, k20], str(tmp_path / "m7"), False, "")

@@ -199,6 +199,7 @@ def test_slice_files_of_several_subjects_run_from_the_command_line_with_register
                 "--output-dir", str(tmp_path / "out"))
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["split_unit"] == "volume" and results["settings"]["volume_pattern"] == r"(p\d+)_slice\d+"
+    assert {"MONAI", "Pytorch", "Numpy", "SimpleITK"} <= set(results["versions"])
     assert results["n_train"] % 12 == 0 and results["n_test"] % 12 == 0  # whole subjects
     synth = [r for r in results["runs"] if r["arm"] == "atlas_synth"]
     assert synth and all(r["num_synthetic"] > 0 and 0.0 <= r["dice"] <= 1.0 for r in synth)

@@ -452,6 +452,10 @@ def merge_runs(
             raise ValueError(f"--merge: {folder} was run with other settings than {folders[0]} ({differ}); "
                              "only runs that differ in --seeds or --arms (and, without GVAE arms, in GVAE settings) "
                              "can be merged")
+        # other library versions give other last digits (docs/fewlabels.md, Protocol): such runs do not pair
+        if "versions" in part and "versions" in parts[0] and part["versions"] != parts[0]["versions"]:
+            raise ValueError(f"--merge: {folder} was run with other library versions than {folders[0]} "
+                             f"({part['versions']} against {parts[0]['versions']}); re-run it in one environment")
     runs: list[dict] = []
     seen: dict[tuple, float] = {}
     for folder, part in zip(folders, parts):
