@@ -2,6 +2,9 @@
 
 import json
 import math
+import random
+
+import numpy as np
 
 import pytest
 import torch
@@ -433,6 +436,30 @@ def test_grad_weight_reaches_the_gvae_objective():
     assert torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[1])  # only the term differs
     with pytest.raises(ValueError, match="grad_weight"):
         FewLabelSettings(grad_weight=-0.5)
+
+
+def test_train_gvae_checkpoints_see_the_training_midway_and_leave_it_unchanged():
+    """A budget curve from one training: ``on_checkpoint`` runs after the named iterations, with the networks in eval
+    mode, and whatever random numbers it draws, the training ends with the weights it has without it."""
+    from monai_gvae.benchmarks.fewlabels import gvae_parts, packer, train_gvae
+
+    items = load_brain_slices("train")[:4]
+    s = FewLabelSettings.from_namespace({**SETTINGS, "gvae_iterations": 4})
+    seen = []
+
+    def checkpoint(iteration):
+        seen.append((iteration, gvae.training, torch.cat([p.detach().flatten() for p in gvae.parameters()])))
+        torch.randn(100), np.random.rand(3), random.random()  # e.g. rendering from the prior
+
+    weights = []
+    for callback in (None, checkpoint):
+        gvae, critic = gvae_parts(s, "conditional", 0)
+        train_gvae(gvae, critic, items, packer(True, augment=False), 4, s, 0, checkpoints=(1, 3),
+                   on_checkpoint=callback)
+        weights.append(torch.cat([p.detach().flatten() for p in gvae.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    assert [(i, training) for i, training, _ in seen] == [(1, False), (3, False)]
+    assert not torch.equal(seen[0][2], seen[1][2]) and not torch.equal(seen[1][2], weights[1])  # midway weights
 
 
 def test_interval_report_and_selftrain_comparison():

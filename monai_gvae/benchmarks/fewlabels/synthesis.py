@@ -5,12 +5,14 @@ conditional arm renders."""
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from ignite.engine import Events
 from monai.data import DataLoader, Dataset
 from monai.networks.nets import UNet
 from monai.transforms import Compose, EnsureTyped, Rand2DElasticd
@@ -105,6 +107,8 @@ def train_gvae(
     seed: int,
     params: Iterator[torch.nn.Parameter] | None = None,
     segmenter: torch.nn.Module | None = None,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> float:
     """``iterations`` GVAE iterations on ``items`` (drawn with replacement, batch ``settings.gvae_batch``).
 
@@ -112,6 +116,10 @@ def train_gvae(
         params: the parameters the encoder-generator optimiser updates (default: all of ``gvae``'s).
         segmenter: with ``settings.seg_weight > 0`` and a label-conditioned ``gvae``: the frozen segmenter of the
             segmentation-consistency term (``GVAETrainer(segmenter=...)``).
+        checkpoints, on_checkpoint: ``on_checkpoint(i)`` is called after iteration ``i`` for each ``i`` in
+            ``checkpoints`` (a budget curve from one training: e.g. scoring renders at 500, 1000, 2000 iterations);
+            the networks are put back in train mode and the global random states (torch, numpy, ``random``)
+            restored after it, so that the training goes on exactly as without it.
 
     Returns:
         the seconds taken; ``gvae`` and ``critic`` are left in eval mode.
@@ -134,6 +142,21 @@ def train_gvae(
         seg_weight=settings.seg_weight if segmenter is not None else 0.0,
         seg_objective=settings.seg_objective, seg_lr=settings.seg_lr,
     )
+    if on_checkpoint is not None and checkpoints:
+        wanted = set(checkpoints)
+
+        @trainer.on(Events.ITERATION_COMPLETED(event_filter=lambda _, i: i in wanted))
+        def _checkpoint(engine: Any) -> None:
+            states = random.getstate(), np.random.get_state()
+            with torch.random.fork_rng(devices=[]):
+                gvae.eval()
+                critic.eval()
+                on_checkpoint(engine.state.iteration)
+                gvae.train()
+                critic.train()
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+
     start = time.perf_counter()
     trainer.run()
     gvae.eval()
