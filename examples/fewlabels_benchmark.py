@@ -12,7 +12,8 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
   (validation then sees the levels the test scores; the recorded runs used the default ``alternate``). Per seed, k slices are drawn from train; the other train slices
   are the unlabelled pool (labels hidden). Several 3D volumes: slabs inside each volume; from 4 volumes on
   (``--split-unit auto``) whole volumes are held out (held-out subjects), and ``--k-unit volume`` makes k count
-  labelled scans (every slice of k train volumes; the other train volumes are the pool).
+  labelled scans (every slice of k train volumes; the other train volumes are the pool). 2D slice files of several
+  subjects become one volume per subject with ``--volume-pattern`` (its first group names the subject).
 * Segmenter (every arm): MONAI ``UNet`` (8-16-32-64, one residual unit), DiceCE, Adam 1e-3, ``--seg-iterations``
   x batch ``--batch-size`` from the same initial weights per seed; classical augmentation (left-right flip +
   affine) on every item, real or synthetic.
@@ -24,17 +25,20 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
   their maps, each at the synthetic share, so 80 % real items at 10 %), ``cond_pseudo_post`` (the same GVAE
   re-renders the pool's images at their warped pseudo-label maps from each image's posterior latent; use it with a
   low ``--kl-weight`` such as 1e-4, at the default the posterior has collapsed to the prior),
-  ``cond_pseudo_interp`` (the same GVAE renders maps interpolated between two similar pool pseudo-label maps), and
-  the earlier ``cond_pool``, ``joint_pool``, ``interp``, ``cond_interp``, ``cond_pool_interp`` (docs/fewlabels.md).
+  ``cond_pseudo_interp`` (the same GVAE renders maps interpolated between two similar pool pseudo-label maps);
+  controls by registration (the k slices registered to each pool image): ``selftrain_atlas`` (the pool's images with
+  the registered labels; ``--area-guard``), ``atlas_synth`` (the warped atlas images with those labels: exact pairs
+  of real texture), ``selftrain_fused``; and the earlier ``cond_pool``, ``joint_pool``, ``interp``, ``cond_interp``, ``cond_pool_interp`` (docs/fewlabels.md).
 * Levers of the conditional GVAE: ``--seg-weight`` with ``--seg-objective`` (segmentation consistency, or gradient
   matching: GenSeg's bi-level objective to first order), ``--condition-mode spade``,
   ``--critic-head patch``, ``--adv-weight``; and the segmenter's ``--schedule finetune``.
 * Metric: foreground Dice on the scored split (``--eval-split val`` while choosing settings, ``test`` once), mean
   over present (slice, class) pairs; the paired difference to ``classical`` (and to ``selftrain``) with a 95 %
   Student-t interval over seeds: a gain only when the whole interval lies above zero.
-* Deterministic: the same command and seed give the same figures on the same kind of CPU (seeded everything,
-  ``torch.use_deterministic_algorithms``, ``--threads`` fixed); another CPU's floating-point kernels give other
-  figures (about a Dice point apart after 600 iterations), so pair arms within one machine type.
+* Deterministic: the same command and seed give the same figures on the same kind of CPU with the same library
+  versions (seeded everything, ``torch.use_deterministic_algorithms``, ``--threads`` fixed; ``results.json`` records
+  the versions); another CPU's or library's floating-point kernels give other figures (a seed's paired difference
+  moved by up to 3 points), so pair arms within one run or one environment (``--merge`` refuses other versions).
 
 Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.png`` (first seed) into
 ``--output-dir`` (refusing to overwrite without ``--overwrite``).
@@ -47,6 +51,7 @@ Usage::
     python examples/fewlabels_benchmark.py --merge runs/fl_a runs/fl_b --output-dir runs/fewlabels
     python examples/fewlabels_benchmark.py --data-dir my_scans --axis 2 --num-classes 3 --output-dir runs/mine
     python examples/fewlabels_benchmark.py --data-dir my_scans --k-unit volume --ks 2,5 --output-dir runs/scans
+    python examples/fewlabels_benchmark.py --data-dir my_slices --volume-pattern '(.+)_slice[0-9]+' --k-unit volume --output-dir runs/slices
     python examples/fewlabels_benchmark.py --quick --output-dir /tmp/fewlabels_quick   # a smoke test
 """
 
