@@ -8,13 +8,16 @@ the benchmark's conditional GVAE (k labelled slices, segmentation consistency 0.
 1200 iterations, paired split layout), scored at checkpoints of one run (train_gvae's on_checkpoint: random states
 restored, so the 500-iteration checkpoint is the benchmark's 500-iteration GVAE).
 
-Realism is judged two ways on the 18 val slices' label maps (held out from the GVAE and the judge):
-  judge Dice   a UNet trained on the whole train split with its true labels (1200 iterations, classical
-               augmentation) segments the renders of the val maps; its mean foreground Dice against the maps they
-               were rendered for, beside its Dice on the real val images (how well it segments real anatomy).
-               A render that looks like real anatomy of its map is segmented as well as a real image.
-  sharpness    mean gradient magnitude inside the head (label > 0) of the renders / of the real val images of the
-               same maps (1 = as sharp as real; the blur the samples show is below 1).
+Three measures (the benchmark's Dice, dice_scores: classes absent from a label map are not scored):
+  train on renders   (what the benchmark's GVAE arms rest on; "GAN-train", Shmelkov et al. 2018) a UNet trained
+                     only on renders of the 46 train slices' true label maps (1200 iterations, classical
+                     augmentation), scored on the real val slices; against the same UNet trained on the real
+                     train pairs (the reference): how much of a real image's teaching a render of its map carries.
+  judge              ("GAN-test") the reference UNet segments renders of the 18 val maps (held out from the GVAE
+                     and the UNet); Dice against the maps they were rendered for, beside its Dice on the real
+                     val images: whether the renders carry their maps' boundaries recognisably.
+  sharpness          mean gradient magnitude inside the head (label > 0) of the val renders / of the real val
+                     images of the same maps (1 = as sharp as real).
 Usage, from the repository root: python render_realism.py SEED K ITERATIONS [CHECKPOINTS, comma-separated]
 [SEGMENTER_ITERATIONS, 1200; fewer only for a smoke run]
 """
@@ -25,9 +28,8 @@ import torch
 
 from monai_gvae.benchmarks.fewlabels import FewLabelSettings, fewlabel_splits
 from monai_gvae.benchmarks.fewlabels.synthesis import gvae_parts, packer, train_gvae
-from monai_gvae.benchmarks.segmentation import train_segmenter
+from monai_gvae.benchmarks.segmentation import dice_scores, train_segmenter
 from monai_gvae.data import labelled_subset
-from monai_gvae.transforms import class_dice
 from monai_gvae.transforms.conditioning import synthesize_for_labels
 
 torch.set_num_threads(1)
@@ -50,11 +52,18 @@ val_maps = torch.stack([torch.as_tensor(i["label"]).long() for i in data.val])
 head = val_maps > 0
 
 
-def judged(images):
+train_maps = torch.stack([torch.as_tensor(i["label"]).long() for i in data.train])
+
+
+def scored(net, images=None):
+    pairs = data.val if images is None else [{"image": x, "label": m} for x, m in zip(images, val_maps)]
     with torch.no_grad():
-        predicted = judge(images).argmax(1, keepdim=True)
-    per_class = class_dice(predicted, val_maps, C).nanmean(0)
-    return float(per_class.nanmean()), [round(float(d), 3) for d in per_class]
+        scores = dice_scores(net, pairs, C, data.class_names)
+    return scores["dice"], [round(v, 3) for key, v in scores.items() if key != "dice"]
+
+
+def judged(images):
+    return scored(judge, images)
 
 
 def sharpness(images):
@@ -67,17 +76,24 @@ def sharpness(images):
 
 real_dice, real_classes = judged(val_images)
 real_sharpness = sharpness(val_images)
-print(f"seed {seed} k {k}: judge on the real val images: Dice {real_dice:.3f} {real_classes}; sharpness "
-      f"{real_sharpness:.4f} ({time.time() - start:.0f} s)", flush=True)
+print(f"seed {seed} k {k}: trained on the real train pairs, on the real val images: Dice {real_dice:.3f} "
+      f"{real_classes}; sharpness {real_sharpness:.4f} ({time.time() - start:.0f} s)", flush=True)
 gvae, critic = gvae_parts(settings, "conditional", seed)
 
 
 def score(iteration):
-    renders = (synthesize_for_labels(gvae, val_maps, torch.Generator().manual_seed(seed)) + 1) / 2
-    dice, classes = judged(renders.clamp(0, 1))
+    generator = torch.Generator().manual_seed(seed)
+    renders = ((synthesize_for_labels(gvae, val_maps, generator) + 1) / 2).clamp(0, 1)
+    dice, classes = judged(renders)
     ratio = sharpness(renders) / real_sharpness
-    print(f"iteration {iteration:5d}: judge Dice on renders {dice:.3f} {classes} (real {real_dice:.3f}); "
-          f"sharpness ratio {ratio:.3f} ({time.time() - start:.0f} s)", flush=True)
+    train_renders = ((synthesize_for_labels(gvae, train_maps, generator) + 1) / 2).clamp(0, 1)
+    on_renders, _ = train_segmenter([{"image": x, "label": m} for x, m in zip(train_renders, train_maps)],
+                                    iterations=seg_iterations, batch_size=settings.batch_size, seed=seed,
+                                    shuffle_seed=seed, num_classes=C)
+    trained, trained_classes = scored(on_renders)
+    print(f"iteration {iteration:5d}: trained on renders, on real val {trained:.3f} {trained_classes} (on real "
+          f"pairs {real_dice:.3f}); judge on val renders {dice:.3f} {classes}; sharpness ratio {ratio:.3f} "
+          f"({time.time() - start:.0f} s)", flush=True)
 
 
 train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=C), iterations, settings, seed,
