@@ -18,15 +18,18 @@ Three measures (the benchmark's Dice, dice_scores: classes absent from a label m
                      val images: whether the renders carry their maps' boundaries recognisably.
   sharpness          mean gradient magnitude inside the head (label > 0) of the val renders / of the real val
                      images of the same maps (1 = as sharp as real).
+Generator variants (argument VARIANT): "default" (the benchmark's conditional GVAE), "sharper" (SPADE conditioning,
+patch critic, adversarial weight 0.01: the sharpest renders of section 6), "cotrained" (trained on the k pairs and the
+pool's pseudo-labelled pairs, cond_pseudo_cotrained's generator).
 Usage, from the repository root: python render_realism.py SEED K ITERATIONS [CHECKPOINTS, comma-separated]
-[SEGMENTER_ITERATIONS, 1200; fewer only for a smoke run]
+[SEGMENTER_ITERATIONS, 1200; fewer only for a smoke run] [VARIANT, default]
 """
 import sys
 import time
 
 import torch
 
-from monai_gvae.benchmarks.fewlabels import FewLabelSettings, fewlabel_splits
+from monai_gvae.benchmarks.fewlabels import FewLabelSettings, cotraining_pairs, fewlabel_splits, pseudo_labelled_pool
 from monai_gvae.benchmarks.fewlabels.synthesis import gvae_parts, packer, train_gvae
 from monai_gvae.benchmarks.segmentation import dice_scores, train_segmenter
 from monai_gvae.data import labelled_subset
@@ -37,7 +40,9 @@ torch.use_deterministic_algorithms(True)
 seed, k, iterations = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 checkpoints = [int(c) for c in sys.argv[4].split(",")] if len(sys.argv) > 4 else [iterations]
 seg_iterations = int(sys.argv[5]) if len(sys.argv) > 5 else 1200
-settings = FewLabelSettings(seg_iterations=seg_iterations, gvae_iterations=iterations)
+variant = sys.argv[6] if len(sys.argv) > 6 else "default"
+sharper = {"condition_mode": "spade", "critic_head": "patch", "adv_weight": 0.01} if variant == "sharper" else {}
+settings = FewLabelSettings(seg_iterations=seg_iterations, gvae_iterations=iterations, **sharper)
 data = fewlabel_splits(split_layout="paired")
 C = data.num_classes
 items = labelled_subset(data.train, k, seed)
@@ -76,7 +81,7 @@ def sharpness(images):
 
 real_dice, real_classes = judged(val_images)
 real_sharpness = sharpness(val_images)
-print(f"seed {seed} k {k}: trained on the real train pairs, on the real val images: Dice {real_dice:.3f} "
+print(f"seed {seed} k {k} {variant}: trained on the real train pairs, on the real val images: Dice {real_dice:.3f} "
       f"{real_classes}; sharpness {real_sharpness:.4f} ({time.time() - start:.0f} s)", flush=True)
 gvae, critic = gvae_parts(settings, "conditional", seed)
 
@@ -96,5 +101,11 @@ def score(iteration):
           f"({time.time() - start:.0f} s)", flush=True)
 
 
-train_gvae(gvae, critic, items, packer(True, augment=True, num_classes=C), iterations, settings, seed,
+gvae_items = items
+if variant == "cotrained":
+    chosen = {i["slice_index"] for i in items}
+    pool = [{"image": i["image"], "slice_index": i["slice_index"]} for i in data.train
+            if i["slice_index"] not in chosen]
+    gvae_items = cotraining_pairs(items, pseudo_labelled_pool(segmenter, pool))
+train_gvae(gvae, critic, gvae_items, packer(True, augment=True, num_classes=C), iterations, settings, seed,
            segmenter=segmenter, checkpoints=checkpoints, on_checkpoint=score)
