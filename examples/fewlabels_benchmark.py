@@ -74,6 +74,7 @@ from monai_gvae.benchmarks.fewlabels import (
     fewlabel_splits, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
+from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS
 from monai_gvae.data import SLAB_LAYOUTS
 
 SCRIPT = "examples/fewlabels_benchmark.py"
@@ -155,6 +156,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="*_atlas arms: leave out pool slices whose registered map holds a class area out of line with "
                         "the maps of the pool slices within 3 levels of the same volume (--data-dir 2D slice files: "
                         "no neighbours, never judged)")
+    p.add_argument("--synthetic-intensity", default="none", choices=INTENSITY_RANDOMISATIONS,
+                   help="random intensity changes of every synthetic pair's image (renders, pool images) before the "
+                        "classical augmentation: noise, bias_contrast (bias field + gamma), sharpen, all; none: off")
     p.add_argument("--grad-weight", type=float, default=0.0,
                    help="GVAEs: weight of the gradient difference term (edges as strong as the data's); 0: none")
     p.add_argument("--split-layout", default="alternate", choices=SLAB_LAYOUTS,

@@ -822,3 +822,27 @@ def test_the_pool_is_segmented_without_recording_gradients():
     assert images.shape == (3, 1, 8, 8) and logits.shape == (3, 4, 8, 8)
     assert not logits.requires_grad
     assert net.training is False  # segmented in eval mode
+
+
+def test_synthetic_intensity_reaches_the_synthetic_side_of_every_synthetic_arm(monkeypatch):
+    from monai_gvae.benchmarks.fewlabels import cell
+
+    calls = []
+    train_segmenter = cell.train_segmenter
+
+    def segmenter_spy(items, **kwargs):
+        calls.append(kwargs)
+        return train_segmenter(items, **kwargs)
+
+    with pytest.raises(ValueError, match="synthetic_intensity must be one of"):
+        FewLabelSettings.from_namespace({**SETTINGS, "synthetic_intensity": "blur"})
+    monkeypatch.setattr(cell, "train_segmenter", segmenter_spy)
+    train = load_brain_slices("train")[:12]
+    settings = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1, "synthetic_intensity": "noise"})
+    runs = run_cell(5, 0, train, load_brain_slices("val")[:4], ["classical", "selftrain"], settings, log=lambda m: None)
+    assert [r["arm"] for r in runs] == ["classical", "selftrain"]
+    transform = calls[1]["synthetic_transform"]
+    assert [type(t).__name__ for t in transform.transforms] == ["RandGaussianNoised", "ScaleIntensityRanged"]
+    plain = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1})
+    run_cell(5, 0, train, load_brain_slices("val")[:4], ["classical", "selftrain"], plain, log=lambda m: None)
+    assert calls[3]["synthetic_transform"] is None

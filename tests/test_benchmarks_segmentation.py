@@ -9,8 +9,10 @@ from monai.networks.utils import one_hot
 from monai_gvae.benchmarks.segmentation import (
     ARM_NAMES,
     SegmentationSettings,
+    INTENSITY_RANDOMISATIONS,
     classical_transform,
     dice_scores,
+    intensity_randomisation,
     labelled_items,
     segmentation_report,
     train_arm_segmenter,
@@ -133,3 +135,57 @@ def test_report_renders_known_numbers(tmp_path):
     assert (tmp_path / "results.json").is_file() and set(ARM_NAMES) >= {"no_aug", "classical"}
     with pytest.raises(FileExistsError):
         write_segmentation_outputs(known_results(), tmp_path, overwrite=False)
+
+
+def blurred_head(size=32):
+    """A smooth disc with a brighter smooth core: a render-like image, and its two-class map."""
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    r = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2).float().sqrt()
+    image = (0.4 * torch.sigmoid((10 - r) / 2) + 0.3 * torch.sigmoid((5 - r) / 2))[None]
+    label = ((r < 10).long() + (r < 5).long())[None]
+    return {"image": image, "label": label}
+
+
+def gradient_energy(image):
+    """Mean squared finite difference: rises as edges steepen (the mean absolute difference of a monotone edge is
+    its height whatever its width, so it cannot tell sharpening)."""
+    return float(((image[..., 1:, :-1] - image[..., :-1, :-1]) ** 2).mean() + ((image[..., :-1, 1:] -
+                 image[..., :-1, :-1]) ** 2).mean())
+
+
+def test_intensity_randomisation_changes_the_image_only_and_sharpen_sharpens():
+    assert intensity_randomisation("none") is None
+    with pytest.raises(ValueError, match="intensity randomisation must be one of"):
+        intensity_randomisation("blur")
+    item = blurred_head()
+    for name in INTENSITY_RANDOMISATIONS[1:]:
+        transform = intensity_randomisation(name)
+        transform.set_random_state(seed=0)
+        outs = [transform(dict(item)) for _ in range(10)]
+        assert all(torch.equal(torch.as_tensor(o["label"]), item["label"]) for o in outs), name
+        images = [torch.as_tensor(o["image"]) for o in outs]
+        assert all(0 <= float(i.min()) and float(i.max()) <= 1 for i in images), name
+        # probability 0.8 per change: most of ten draws differ from the input
+        assert sum(not torch.allclose(i, item["image"]) for i in images) >= 5, name
+    sharpen = intensity_randomisation("sharpen")
+    sharpen.set_random_state(seed=0)
+    sharpened = [gradient_energy(torch.as_tensor(sharpen(dict(item))["image"])) for _ in range(10)]
+    assert sum(sharpened) / 10 > 1.03 * gradient_energy(item["image"])
+
+
+def test_item_and_synthetic_transforms_reach_the_items_they_name():
+    calls = {"item": 0, "synthetic": 0}
+
+    def counting(kind):
+        def transform(item):
+            calls[kind] += 1
+            return item
+        return transform
+
+    kwargs = dict(iterations=4, batch_size=4, seed=0, classical=False, channels=(4, 8), num_classes=3)
+    train_segmenter(separable_items(4, 0), synthetic=separable_items(4, 1), synthetic_fraction=0.25,
+                    item_transform=counting("item"), synthetic_transform=counting("synthetic"), **kwargs)
+    assert calls == {"item": 16, "synthetic": 4}  # 4 iterations of 4 items, a quarter of them synthetic
+    with pytest.raises(ValueError, match="pre-generated synthetic pairs"):
+        train_segmenter(separable_items(4, 0), synthetic=lambda item: item, synthetic_fraction=0.25,
+                        synthetic_transform=counting("synthetic"), **kwargs)

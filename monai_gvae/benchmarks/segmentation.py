@@ -26,7 +26,17 @@ from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks.nets import UNet
 from monai.networks.utils import one_hot
-from monai.transforms import Compose, EnsureTyped, RandAffined, RandFlipd
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    RandAdjustContrastd,
+    RandAffined,
+    RandBiasFieldd,
+    RandFlipd,
+    RandGaussianNoised,
+    RandGaussianSharpend,
+    ScaleIntensityRanged,
+)
 from monai.utils import set_determinism
 
 from monai_gvae.benchmarks.plots import PLOT_COLOURS, plot_dice_against_k
@@ -50,6 +60,8 @@ __all__ = [
     "SegmentationSettings",
     "labelled_items",
     "classical_transform",
+    "INTENSITY_RANDOMISATIONS",
+    "intensity_randomisation",
     "train_segmenter",
     "dice_scores",
     "train_joint_gvae",
@@ -167,6 +179,48 @@ def classical_transform(left_right_flip: bool = True) -> Compose:
     ])
 
 
+INTENSITY_RANDOMISATIONS = ("none", "noise", "bias_contrast", "sharpen", "all")
+"""Names :func:`intensity_randomisation` accepts."""
+
+
+def intensity_randomisation(name: str) -> Compose | None:
+    """Random intensity changes of an image+label pair's image (the label is untouched), for synthetic pairs
+    whose images are cleaner than real ones (a generator's renders: exact boundaries, little texture).
+
+    ``"noise"``: Gaussian noise (std drawn up to 0.03); ``"bias_contrast"``: a smooth multiplicative bias field
+    (coefficients up to 0.3) and a gamma contrast change (0.7-1.5); ``"sharpen"``: unsharp masking
+    (``RandGaussianSharpen``, alpha 2-5, moderate for 64 px slices); ``"all"``: the three in that order (sharpen,
+    bias and contrast, noise). Each change applies with probability 0.8; the image is clipped to [0, 1] at the end.
+
+    Args:
+        name: one of :data:`INTENSITY_RANDOMISATIONS`; ``"none"`` gives ``None``.
+
+    Returns:
+        A MONAI ``Compose`` over the ``"image"`` key, or ``None`` for ``"none"``.
+
+    Raises:
+        ValueError: an unknown name.
+
+    Example::
+
+        train_segmenter(items, iterations=600, batch_size=16, seed=0, synthetic=renders, synthetic_fraction=0.1,
+                        synthetic_transform=intensity_randomisation("all"))
+    """
+    if name not in INTENSITY_RANDOMISATIONS:
+        raise ValueError(f"intensity randomisation must be one of {INTENSITY_RANDOMISATIONS}, got {name!r}.")
+    if name == "none":
+        return None
+    sharpen = [RandGaussianSharpend(keys="image", prob=0.8, sigma1_x=(0.5, 1.0), sigma1_y=(0.5, 1.0),
+                                    sigma2_x=0.5, sigma2_y=0.5, alpha=(2.0, 5.0))]
+    bias_contrast = [RandBiasFieldd(keys="image", prob=0.8, coeff_range=(0.0, 0.3)),
+                     RandAdjustContrastd(keys="image", prob=0.8, gamma=(0.7, 1.5))]
+    noise = [RandGaussianNoised(keys="image", prob=0.8, std=0.03)]
+    chosen = {"noise": noise, "bias_contrast": bias_contrast, "sharpen": sharpen,
+              "all": sharpen + bias_contrast + noise}[name]
+    return Compose([*chosen, ScaleIntensityRanged(keys="image", a_min=0.0, a_max=1.0, b_min=0.0, b_max=1.0,
+                                                  clip=True)])
+
+
 def _has_synthetic(synthetic: Sequence[dict] | GVAESamplePool | None) -> bool:
     if synthetic is None:
         return False
@@ -189,6 +243,8 @@ def train_segmenter(
     num_classes: int = NUM_CLASSES,
     finetune_iterations: int = 0,
     left_right_flip: bool = True,
+    item_transform: Callable | None = None,
+    synthetic_transform: Callable | None = None,
 ) -> tuple[UNet, float]:
     """Train a MONAI ``UNet`` (one residual unit per level, ``DiceCELoss``, Adam) on real and synthetic pairs.
 
@@ -213,6 +269,9 @@ def train_segmenter(
         finetune_iterations: the last this many of the ``iterations`` train on the real pairs only (same network
             and optimiser): a schedule that learns from synthetic pairs first, then adapts to real images.
         left_right_flip: ``classical``'s left-right flip (:func:`classical_transform`).
+        item_transform: applied to every item, real or synthetic, before ``classical`` (e.g.
+            :func:`intensity_randomisation` when the "real" items are renders).
+        synthetic_transform: applied to the pre-generated synthetic pairs only, before ``classical``.
 
     Returns:
         ``(network in eval mode, training seconds)``.
@@ -221,6 +280,8 @@ def train_segmenter(
 
         net, seconds = train_segmenter(labelled_items(train, 5, 0), iterations=300, batch_size=16, seed=0)
     """
+    if synthetic_transform is not None and _has_synthetic(synthetic) and not isinstance(synthetic, Sequence):
+        raise ValueError("synthetic_transform applies to pre-generated synthetic pairs, not to a GVAESamplePool.")
     set_determinism(seed)
     net = UNet(2, 1, num_classes, channels=tuple(channels), strides=(2,) * (len(channels) - 1), num_res_units=1)
     source: Any = None
@@ -232,7 +293,8 @@ def train_segmenter(
         source = [{key: item[key] for key in KEYS} for item in synthetic] if isinstance(synthetic, Sequence) else (
             GVAESynthesized(KEYS, synthetic, prob=1.0, intensity_range=(0.0, 1.0)))
         fraction = synthetic_fraction
-    post = [classical_transform(left_right_flip)] if classical else []
+    post = [item_transform] if item_transform is not None else []
+    post += [classical_transform(left_right_flip)] if classical else []
     post.append(EnsureTyped(keys=KEYS, track_meta=False))
     real = [{"image": i["image"], "label": i["label"]} for i in items]
     if not 0 <= finetune_iterations < iterations:
@@ -245,6 +307,7 @@ def train_segmenter(
     start = time.perf_counter()
     for phase_source, phase_fraction, phase_iterations, phase_seed in phases:
         data = SyntheticMixDataset(real, phase_source, synthetic_fraction=phase_fraction, transform=Compose(post),
+                                   synthetic_transform=synthetic_transform,
                                    epoch_length=phase_iterations * batch_size, seed=phase_seed)
         loader_kwargs: dict[str, Any] = {}
         if shuffle_seed is not None:

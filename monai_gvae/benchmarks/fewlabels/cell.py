@@ -10,7 +10,7 @@ from typing import Any
 
 from monai.networks.nets import UNet
 
-from monai_gvae.benchmarks.segmentation import dice_scores, train_segmenter
+from monai_gvae.benchmarks.segmentation import dice_scores, intensity_randomisation, train_segmenter
 from monai_gvae.data import BRAIN_CLASS_NAMES
 from monai_gvae.networks import GVAE, GVAECritic
 
@@ -122,7 +122,8 @@ def run_cell(
         net, seconds = train_segmenter(items, iterations=settings.seg_iterations, batch_size=settings.batch_size,
                                        seed=seed, synthetic=synthetic, synthetic_fraction=fraction,
                                        shuffle_seed=seed, num_classes=settings.num_classes,
-                                       finetune_iterations=finetune, left_right_flip=settings.left_right_flip)
+                                       finetune_iterations=finetune, left_right_flip=settings.left_right_flip,
+                                       synthetic_transform=intensity_randomisation(settings.synthetic_intensity))
         if arm == "classical":
             segmenter = net
         scores = dice_scores(net, evaluation, settings.num_classes, class_names)

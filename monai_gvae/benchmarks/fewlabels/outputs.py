@@ -275,6 +275,9 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     if s.get("area_guard") and any(arm in str(s.get("arms", "")) for arm in ATLAS_ARMS):
         arm_notes += ("; `--area-guard`: pool slices whose registered map holds a class area more than max(75 %, "
                       "100 px) off the median of the pool maps within 3 slices (at least 3 of them) left out")
+    if s.get("synthetic_intensity", "none") != "none":
+        arm_notes += (f"; `--synthetic-intensity {s['synthetic_intensity']}`: every synthetic pair's image randomly "
+                      "changed in intensity before the classical augmentation")
     if s.get("pseudo_keep", 1.0) < 1:
         pseudo = (f"; pseudo-label arms: the {s['pseudo_keep']:.0%} of the pool the classical segmenter is most "
                   "confident about")
@@ -393,7 +396,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 
 SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0, "atlas_weight": 0.5,
                          "area_guard": False, "left_right_flip": True, "k_unit": "slice", "split_unit": "auto",
-                         "volume_pattern": None,
+                         "volume_pattern": None, "synthetic_intensity": "none",
                          "render_min_dice": FewLabelSettings.render_min_dice,
                          "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from monai_gvae.benchmarks.segmentation import NUM_CLASSES
+from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS, NUM_CLASSES
 from monai_gvae.engines.gvae_trainer import SEG_OBJECTIVES
 from monai_gvae.networks.blocks.trunks import CONDITION_MODES, UPSAMPLE_MODES
 from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
@@ -69,6 +69,9 @@ class FewLabelSettings:
             along their volume's axis, ``slice_index``).
         grad_weight: weight of the gradient difference term of the GVAE objective
             (``EncoderGeneratorLoss(gradient_weight=...)``: edges as strong as the data's); 0: none.
+        synthetic_intensity: random intensity changes of every synthetic pair's image before the classical
+            augmentation (:func:`~monai_gvae.benchmarks.segmentation.intensity_randomisation`, one of
+            ``INTENSITY_RANDOMISATIONS``): renders are cleaner than real images; ``"none"``: unchanged.
         num_classes: label classes, background included.
         left_right_flip: the classical augmentation and the deformations flip the columns (the patient's
             left-right axis of axial and coronal slices); ``False`` for sagittal slices (:class:`FewLabelData`).
@@ -106,6 +109,7 @@ class FewLabelSettings:
     atlas_weight: float = 0.5
     area_guard: bool = False
     grad_weight: float = 0.0
+    synthetic_intensity: str = "none"
     num_classes: int = NUM_CLASSES
     left_right_flip: bool = True
     k_unit: str = "slice"
@@ -130,6 +134,9 @@ class FewLabelSettings:
             raise ValueError(f"render_min_pixels must be >= 0, got {self.render_min_pixels}.")
         if not 0 < self.pseudo_keep <= 1:
             raise ValueError(f"pseudo_keep must be in (0, 1], got {self.pseudo_keep}.")
+        if self.synthetic_intensity not in INTENSITY_RANDOMISATIONS:
+            raise ValueError(f"synthetic_intensity must be one of {INTENSITY_RANDOMISATIONS}, got "
+                             f"{self.synthetic_intensity!r}.")
         if self.atlas_weight < 0:
             raise ValueError(f"atlas_weight must be >= 0, got {self.atlas_weight}.")
 
