@@ -38,7 +38,8 @@ Protocol (docs/fewlabels.md; rules in the project's benchmark-rules.md); the cod
 * Deterministic: the same command and seed give the same figures on the same kind of CPU with the same library
   versions (seeded everything, ``torch.use_deterministic_algorithms``, ``--threads`` fixed; ``results.json`` records
   the versions); another CPU's or library's floating-point kernels give other figures (a seed's paired difference
-  moved by up to 3 points), so pair arms within one run or one environment (``--merge`` refuses other versions).
+  moved by up to 6 points), so pair arms within one run or one environment (``--merge`` refuses other versions);
+  ``--seg-repeats R`` averages R segmenters per arm to damp those swings.
 
 Writes ``results.md``, ``results.json``, ``dice.png`` and ``samples_k{k}_{arm}.png`` (first seed) into
 ``--output-dir`` (refusing to overwrite without ``--overwrite``).
@@ -156,6 +157,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="*_atlas arms: leave out pool slices whose registered map holds a class area out of line with "
                         "the maps of the pool slices within 3 levels of the same volume (--data-dir 2D slice files: "
                         "no neighbours, never judged)")
+    p.add_argument("--seg-repeats", type=int, default=1,
+                   help="segmenters trained per arm from other initial weights (the same in every arm); the arm's "
+                        "Dice is their mean: damps the training's chaotic seed-level swings")
     p.add_argument("--synthetic-intensity", default="none", choices=INTENSITY_RANDOMISATIONS,
                    help="random intensity changes of every synthetic pair's image (renders, pool images) before the "
                         "classical augmentation: noise, bias_contrast (bias field + gamma), sharpen, all; none: off")

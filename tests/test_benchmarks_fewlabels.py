@@ -846,3 +846,34 @@ def test_synthetic_intensity_reaches_the_synthetic_side_of_every_synthetic_arm(m
     plain = FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 1})
     run_cell(5, 0, train, load_brain_slices("val")[:4], ["classical", "selftrain"], plain, log=lambda m: None)
     assert calls[3]["synthetic_transform"] is None
+
+
+def test_seg_repeats_average_segmenters_from_other_seeds_and_keep_repeat_zero(monkeypatch):
+    from monai_gvae.benchmarks.fewlabels import cell
+    from monai_gvae.benchmarks.fewlabels.settings import SEG_REPEAT_SEED_STRIDE
+
+    seeds = []
+    train_segmenter = cell.train_segmenter
+
+    def segmenter_spy(items, **kwargs):
+        seeds.append((kwargs["seed"], kwargs["shuffle_seed"]))
+        return train_segmenter(items, **kwargs)
+
+    with pytest.raises(ValueError, match="seg_repeats must be >= 1"):
+        FewLabelSettings.from_namespace({**SETTINGS, "seg_repeats": 0})
+    monkeypatch.setattr(cell, "train_segmenter", segmenter_spy)
+    train, val = load_brain_slices("train")[:12], load_brain_slices("val")[:4]
+    once = run_cell(5, 0, train, val, ["classical", "selftrain"],
+                    FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 2}), log=lambda m: None)
+    assert "repeat_dice" not in once[0]
+    seeds.clear()
+    twice = run_cell(5, 0, train, val, ["classical", "selftrain"],
+                     FewLabelSettings.from_namespace({**SETTINGS, "seg_iterations": 2, "seg_repeats": 2}),
+                     log=lambda m: None)
+    assert seeds == [(0, 0), (SEG_REPEAT_SEED_STRIDE, SEG_REPEAT_SEED_STRIDE)] * 2
+    for single, repeated in zip(once, twice):
+        first, second = repeated["repeat_dice"]
+        assert first == single["dice"]  # repeat 0 is the segmenter of one repeat
+        assert repeated["dice"] == pytest.approx((first + second) / 2)
+    # the classical arm's repeat 0 labelled the pool: self-training's first repeat is the same as with one repeat
+    assert twice[1]["repeat_dice"][0] == once[1]["dice"]

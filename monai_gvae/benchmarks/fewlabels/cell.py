@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from monai.networks.nets import UNet
 
 from monai_gvae.benchmarks.segmentation import dice_scores, intensity_randomisation, train_segmenter
@@ -33,7 +34,7 @@ from .pool_labels import (
     pseudo_labelled_pool,
     registered_synthesis_pairs,
 )
-from .settings import FewLabelSettings
+from .settings import SEG_REPEAT_SEED_STRIDE, FewLabelSettings
 from .splits import labelled_and_pool
 from .synthesis import (
     _train_conditional,
@@ -119,14 +120,25 @@ def run_cell(
         nonlocal segmenter
         finetune = settings.finetune_iterations if settings.schedule == "finetune" and synthetic else 0
         fraction = settings.synthetic_fraction if fraction is None else fraction
-        net, seconds = train_segmenter(items, iterations=settings.seg_iterations, batch_size=settings.batch_size,
-                                       seed=seed, synthetic=synthetic, synthetic_fraction=fraction,
-                                       shuffle_seed=seed, num_classes=settings.num_classes,
-                                       finetune_iterations=finetune, left_right_flip=settings.left_right_flip,
-                                       synthetic_transform=intensity_randomisation(settings.synthetic_intensity))
-        if arm == "classical":
-            segmenter = net
-        scores = dice_scores(net, evaluation, settings.num_classes, class_names)
+        repeats, seconds = [], 0.0
+        # ("repeat_dice", not "dice_...": keys "dice_<class>" are the per-class scores)
+        # repeat r trains from other initial weights and batches (the same in every arm): the mean over repeats damps
+        # the segmenter's chaotic training, whose last-bit swings are as large as the spread across seeds
+        for repeat in range(settings.seg_repeats):
+            repeat_seed = seed + SEG_REPEAT_SEED_STRIDE * repeat
+            net, repeat_seconds = train_segmenter(
+                items, iterations=settings.seg_iterations, batch_size=settings.batch_size, seed=repeat_seed,
+                synthetic=synthetic, synthetic_fraction=fraction, shuffle_seed=repeat_seed,
+                num_classes=settings.num_classes, finetune_iterations=finetune,
+                left_right_flip=settings.left_right_flip,
+                synthetic_transform=intensity_randomisation(settings.synthetic_intensity))
+            if arm == "classical" and repeat == 0:
+                segmenter = net  # the pool's labeller and the GVAEs' judge: the same with or without repeats
+            repeats.append(dice_scores(net, evaluation, settings.num_classes, class_names))
+            seconds += repeat_seconds
+        scores = {key: float(np.nanmean([r[key] for r in repeats])) for key in repeats[0]}
+        if settings.seg_repeats > 1:
+            extra = {**extra, "repeat_dice": [r["dice"] for r in repeats]}
         runs.append({"k": k, "seed": seed, "arm": arm, **scores, "seg_seconds": seconds,
                      "num_synthetic": len(synthetic) if synthetic else 0, **extra})
         log(f"k={k} seed={seed} {arm:11s} dice={scores['dice']:.4f} (seg {seconds:.0f} s) {extra}")

@@ -288,10 +288,12 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
                   f"{term} weight {s['seg_weight']} (the classical arm's segmenter).")
     classical = "flip + affine" if s.get("left_right_flip", True) else "affine (no flip: sagittal slices)"
     k_items = "k scans" if s.get("k_unit", "slice") == "volume" else "k slices"
+    repeats = (f"; {s['seg_repeats']} segmenters per arm from other initial weights, Dice their mean"
+               if s.get("seg_repeats", 1) > 1 else "")
     return [
         data,
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
-        f"{s['batch_size']} in every arm (same initial weights per seed); classical {classical} on every item; "
+        f"{s['batch_size']} in every arm (same initial weights per seed{repeats}); classical {classical} on every item; "
         f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
         f"pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
@@ -396,7 +398,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 
 SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0, "atlas_weight": 0.5,
                          "area_guard": False, "left_right_flip": True, "k_unit": "slice", "split_unit": "auto",
-                         "volume_pattern": None, "synthetic_intensity": "none",
+                         "volume_pattern": None, "synthetic_intensity": "none", "seg_repeats": 1,
                          "render_min_dice": FewLabelSettings.render_min_dice,
                          "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)

@@ -15,7 +15,11 @@ from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
 
 from .arms import K_UNITS, SCHEDULES
 
-__all__ = ["FewLabelSettings", "CONDITION_MODES", "CRITIC_HEADS", "SEG_OBJECTIVES", "UPSAMPLE_MODES"]
+__all__ = ["FewLabelSettings", "SEG_REPEAT_SEED_STRIDE", "CONDITION_MODES", "CRITIC_HEADS", "SEG_OBJECTIVES", "UPSAMPLE_MODES"]
+
+
+SEG_REPEAT_SEED_STRIDE = 1000
+"""Repeat r of an arm's segmenter (``FewLabelSettings.seg_repeats``) is seeded ``seed + r * SEG_REPEAT_SEED_STRIDE``."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,10 @@ class FewLabelSettings:
 
     Attributes:
         seg_iterations: segmenter iterations per arm.
+        seg_repeats: segmenters trained per arm, from other initial weights and batches (repeat r seeded
+            ``seed + r * SEG_REPEAT_SEED_STRIDE``, the same in every arm); the arm's Dice is their mean, so that the
+            segmenter's chaotic training (last-bit changes swing a seed's Dice by points) weighs less. Repeat 0 is the
+            segmenter of ``seg_repeats=1``, and the classical arm's repeat 0 labels the pool.
         batch_size: segmenter batch.
         synthetic_fraction: share of synthetic items per segmenter epoch, in [0, 1).
         num_synthetic: synthetic pairs generated per (k, seed, arm).
@@ -81,6 +89,7 @@ class FewLabelSettings:
     """
 
     seg_iterations: int = 600
+    seg_repeats: int = 1
     batch_size: int = 16
     synthetic_fraction: float = 0.1
     num_synthetic: int = 256
@@ -124,6 +133,8 @@ class FewLabelSettings:
                              f"{self.finetune_iterations}.")
         if self.seg_objective not in SEG_OBJECTIVES:
             raise ValueError(f"seg_objective must be one of {SEG_OBJECTIVES}, got {self.seg_objective!r}.")
+        if self.seg_repeats < 1:
+            raise ValueError(f"seg_repeats must be >= 1, got {self.seg_repeats}.")
         if self.seg_weight < 0:
             raise ValueError(f"seg_weight must be >= 0, got {self.seg_weight}.")
         if self.grad_weight < 0:
