@@ -20,6 +20,8 @@ from monai_gvae.benchmarks.segmentation import (
     write_segmentation_outputs,
 )
 from monai_gvae.data import labelled_subset
+from monai_gvae.networks import GVAE
+from monai_gvae.transforms import GVAESamplePool
 
 
 def separable_items(n, seed, size=32):
@@ -187,5 +189,8 @@ def test_item_and_synthetic_transforms_reach_the_items_they_name():
                     item_transform=counting("item"), synthetic_transform=counting("synthetic"), **kwargs)
     assert calls == {"item": 16, "synthetic": 4}  # 4 iterations of 4 items, a quarter of them synthetic
     with pytest.raises(ValueError, match="pre-generated synthetic pairs"):
-        train_segmenter(separable_items(4, 0), synthetic=lambda item: item, synthetic_fraction=0.25,
+        # a joint GVAE's sample pool synthesises on the fly: there are no pre-generated pairs to transform
+        joint = GVAE(2, 4, 32, latent_size=4, architecture="conv", base_channels=4, max_channels=8, image_channels=1,
+                     num_classes=3).eval()
+        train_segmenter(separable_items(4, 0), synthetic=GVAESamplePool(joint, pool_size=4), synthetic_fraction=0.25,
                         synthetic_transform=counting("synthetic"), **kwargs)

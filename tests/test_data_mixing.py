@@ -94,6 +94,9 @@ def test_invalid_arguments(model):
         SyntheticMixDataset(real_items(2), None, synthetic_fraction=0.5)
     with pytest.raises(ValueError, match="prob=1.0"):
         SyntheticMixDataset(real_items(2), GVAESynthesized(["image", "label"], model, prob=0.5))
+    with pytest.raises(ValueError, match="pre-generated synthetic pairs"):
+        SyntheticMixDataset(real_items(2), GVAESynthesized(["image", "label"], model, prob=1.0),
+                            synthetic_transform=lambda i: i)
     assert len(SyntheticMixDataset(real_items(3), None, synthetic_fraction=0.0)) == 3
     with pytest.raises(FileNotFoundError, match="manifest"):
         load_synthetic_manifest("/nonexistent")

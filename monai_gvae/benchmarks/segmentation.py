@@ -276,12 +276,14 @@ def train_segmenter(
     Returns:
         ``(network in eval mode, training seconds)``.
 
+    Raises:
+        ValueError: ``finetune_iterations`` outside ``[0, iterations)``, or a ``synthetic_transform`` with a
+            ``GVAESamplePool`` (``SyntheticMixDataset`` refuses it: no pre-generated pairs to transform).
+
     Example::
 
         net, seconds = train_segmenter(labelled_items(train, 5, 0), iterations=300, batch_size=16, seed=0)
     """
-    if synthetic_transform is not None and _has_synthetic(synthetic) and not isinstance(synthetic, Sequence):
-        raise ValueError("synthetic_transform applies to pre-generated synthetic pairs, not to a GVAESamplePool.")
     set_determinism(seed)
     net = UNet(2, 1, num_classes, channels=tuple(channels), strides=(2,) * (len(channels) - 1), num_res_units=1)
     source: Any = None

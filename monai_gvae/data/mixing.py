@@ -89,7 +89,8 @@ class SyntheticMixDataset(Dataset):
 
     Raises:
         ValueError: a fraction outside ``[0, 1)``, a missing or empty synthetic side, a synthesising transform
-            with ``prob < 1`` (it would leave some synthetic positions real), or an empty ``data``.
+            with ``prob < 1`` (it would leave some synthetic positions real) or with ``synthetic_transform`` (which
+            only a sequence's items pass through), or an empty ``data``.
 
     Example::
 
@@ -127,6 +128,10 @@ class SyntheticMixDataset(Dataset):
                 raise ValueError(
                     f"the synthesising transform has prob={synthetic.prob}; use prob=1.0 (the mixer sets the ratio)."
                 )
+        if synthetic_transform is not None and callable(synthetic):
+            # it would be silently skipped: only items of a sequence pass through it
+            raise ValueError("synthetic_transform applies to pre-generated synthetic pairs (a sequence), not to a "
+                             "synthesising transform: compose the two instead.")
         if epoch_length is not None and epoch_length < 1:
             raise ValueError(f"epoch_length must be >= 1, got {epoch_length}.")
         self.data = data

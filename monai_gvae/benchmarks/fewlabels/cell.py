@@ -121,7 +121,6 @@ def run_cell(
         finetune = settings.finetune_iterations if settings.schedule == "finetune" and synthetic else 0
         fraction = settings.synthetic_fraction if fraction is None else fraction
         repeats, seconds = [], 0.0
-        # ("repeat_dice", not "dice_...": keys "dice_<class>" are the per-class scores)
         # repeat r trains from other initial weights and batches (the same in every arm): the mean over repeats damps
         # the segmenter's chaotic training, whose last-bit swings are as large as the spread across seeds
         for repeat in range(settings.seg_repeats):
@@ -137,7 +136,7 @@ def run_cell(
             repeats.append(dice_scores(net, evaluation, settings.num_classes, class_names))
             seconds += repeat_seconds
         scores = {key: float(np.nanmean([r[key] for r in repeats])) for key in repeats[0]}
-        if settings.seg_repeats > 1:
+        if settings.seg_repeats > 1:  # "repeat_dice", not "dice_...": keys "dice_<class>" are per-class scores
             extra = {**extra, "repeat_dice": [r["dice"] for r in repeats]}
         runs.append({"k": k, "seed": seed, "arm": arm, **scores, "seg_seconds": seconds,
                      "num_synthetic": len(synthetic) if synthetic else 0, **extra})
