@@ -293,9 +293,9 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
     return [
         data,
         f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
-        f"{s['batch_size']} in every arm (same initial weights per seed{repeats}); classical {classical} on every item; "
-        f"synthetic arms: {s['synthetic_fraction']:.0%} of the items from {s['num_synthetic']} pre-generated "
-        f"pairs{schedule}{pseudo}{arm_notes}.",
+        f"{s['batch_size']} in every arm (same initial weights per seed{repeats}); "
+        f"classical {classical} on every item; synthetic arms: {s['synthetic_fraction']:.0%} of the items from "
+        f"{s['num_synthetic']} pre-generated pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "
         f"{s['base_channels']}, batch {s['gvae_batch']}, "
         f"w_kl {s['kl_weight']}, w_adv {s['adv_weight']}, w_gp 10{gradient}; GVAEs of the {k_items} (every "

@@ -15,7 +15,8 @@ from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
 
 from .arms import K_UNITS, SCHEDULES
 
-__all__ = ["FewLabelSettings", "SEG_REPEAT_SEED_STRIDE", "CONDITION_MODES", "CRITIC_HEADS", "SEG_OBJECTIVES", "UPSAMPLE_MODES"]
+__all__ = ["FewLabelSettings", "SEG_REPEAT_SEED_STRIDE", "CONDITION_MODES", "CRITIC_HEADS", "SEG_OBJECTIVES",
+           "UPSAMPLE_MODES"]
 
 
 SEG_REPEAT_SEED_STRIDE = 1000
