@@ -75,7 +75,7 @@ from monai_gvae.benchmarks.fewlabels import (
     fewlabel_splits, mean_gvae_seconds, merge_runs, pretrain, render_run, run_cell, write_fewlabels_outputs,
 )
 from monai_gvae.benchmarks.report import command_line, prepare_output_dir
-from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS
+from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS, SEG_LR_SCHEDULES
 from monai_gvae.data import SLAB_LAYOUTS
 
 SCRIPT = "examples/fewlabels_benchmark.py"
@@ -160,6 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seg-repeats", type=int, default=1,
                    help="segmenters trained per arm from other initial weights (the same in every arm); the arm's "
                         "Dice is their mean: damps the training's chaotic seed-level swings")
+    p.add_argument("--seg-lr-schedule", default="constant", choices=SEG_LR_SCHEDULES,
+                   help="the segmenters' learning rate: constant, or poly (nnU-Net's decay to 0 over the iterations: "
+                        "the scored last iterate hangs less on its last batches)")
     p.add_argument("--synthetic-intensity", default="none", choices=INTENSITY_RANDOMISATIONS,
                    help="random intensity changes of every synthetic pair's image (renders, pool images) before the "
                         "classical augmentation: noise, bias_contrast (bias field + gamma), sharpen, all; none: off")

@@ -70,6 +70,10 @@ def test_report_renders_known_numbers_and_stores_paired_differences():
     sagittal = fewlabels_report(fake_results([0, 1, 2], left_right_flip=False)).splitlines()
     assert "| classical (affine only: sagittal slices are not flipped) | 0.680 ± 0.020 |" in sagittal
     assert not any("flip + affine" in line for line in sagittal)
+    assert "Adam 1e-3, " in text and "decayed to 0 (poly" not in text  # the constant schedule of earlier records
+    assert "Adam 1e-3 decayed to 0 (poly, power 0.9), " in fewlabels_report(fake_results([0], seg_lr_schedule="poly"))
+    with pytest.raises(ValueError, match="seg_lr_schedule must be one of"):
+        FewLabelSettings.from_namespace({**SETTINGS, "seg_lr_schedule": "cosine"})
 
 
 def test_plot_legend_names_a_segmentation_term_other_than_the_default():

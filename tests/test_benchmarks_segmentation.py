@@ -10,6 +10,7 @@ from monai_gvae.benchmarks.segmentation import (
     ARM_NAMES,
     SegmentationSettings,
     INTENSITY_RANDOMISATIONS,
+    POLY_LR_POWER,
     classical_transform,
     dice_scores,
     intensity_randomisation,
@@ -194,3 +195,26 @@ def test_item_and_synthetic_transforms_reach_the_items_they_name():
                      num_classes=3).eval()
         train_segmenter(separable_items(4, 0), synthetic=GVAESamplePool(joint, pool_size=4), synthetic_fraction=0.25,
                         synthetic_transform=counting("synthetic"), **kwargs)
+
+
+@pytest.mark.parametrize("finetune_iterations", [0, 2])
+def test_poly_lr_schedule_decays_to_zero_over_every_iteration(monkeypatch, finetune_iterations):
+    seen = []  # the learning rate each optimiser step used, in order
+
+    class RecordingAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    kwargs = dict(iterations=6, batch_size=2, seed=0, classical=False, channels=(4, 8), num_classes=3, lr=1e-2,
+                  synthetic=separable_items(2, 1), synthetic_fraction=0.5, finetune_iterations=finetune_iterations)
+    constant_net, _ = train_segmenter(separable_items(4, 0), **kwargs)
+    assert seen == [1e-2] * 6
+    seen.clear()
+    poly_net, _ = train_segmenter(separable_items(4, 0), lr_schedule="poly", **kwargs)
+    # one decay over both phases: lr (1 - t/6)^0.9 at iteration t = 0..5, never reset by the fine-tuning phase
+    assert seen == pytest.approx([1e-2 * (1 - t / 6) ** POLY_LR_POWER for t in range(6)])
+    assert any(not torch.equal(a, b) for a, b in zip(constant_net.parameters(), poly_net.parameters()))
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        train_segmenter(separable_items(4, 0), lr_schedule="cosine", **kwargs)

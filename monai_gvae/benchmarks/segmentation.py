@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from monai.data import DataLoader
 from monai.engines import SupervisedTrainer
+from monai.handlers import LrScheduleHandler
 from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks.nets import UNet
@@ -61,6 +62,8 @@ __all__ = [
     "labelled_items",
     "classical_transform",
     "INTENSITY_RANDOMISATIONS",
+    "POLY_LR_POWER",
+    "SEG_LR_SCHEDULES",
     "intensity_randomisation",
     "train_segmenter",
     "dice_scores",
@@ -227,6 +230,13 @@ def _has_synthetic(synthetic: Sequence[dict] | GVAESamplePool | None) -> bool:
     return len(synthetic) > 0 if isinstance(synthetic, Sequence) else True
 
 
+SEG_LR_SCHEDULES = ("constant", "poly")
+"""The segmenter's learning-rate schedules (:func:`train_segmenter`): ``"constant"``, or ``"poly"``: nnU-Net's
+``lr * (1 - t / T) ** 0.9`` at iteration t of T, so that the scored last iterate does not hang on its last batches."""
+
+POLY_LR_POWER = 0.9
+
+
 def train_segmenter(
     items: Sequence[dict],
     *,
@@ -245,6 +255,7 @@ def train_segmenter(
     left_right_flip: bool = True,
     item_transform: Callable | None = None,
     synthetic_transform: Callable | None = None,
+    lr_schedule: str = "constant",
 ) -> tuple[UNet, float]:
     """Train a MONAI ``UNet`` (one residual unit per level, ``DiceCELoss``, Adam) on real and synthetic pairs.
 
@@ -272,18 +283,24 @@ def train_segmenter(
         item_transform: applied to every item, real or synthetic, before ``classical`` (e.g.
             :func:`intensity_randomisation` when the "real" items are renders).
         synthetic_transform: applied to the pre-generated synthetic pairs only, before ``classical``.
+        lr_schedule: one of :data:`SEG_LR_SCHEDULES`: ``"constant"`` (``lr`` throughout) or ``"poly"`` (``lr`` decayed
+            to 0 over all ``iterations``, ``finetune_iterations`` included, stepped every iteration by MONAI's
+            ``LrScheduleHandler``).
 
     Returns:
         ``(network in eval mode, training seconds)``.
 
     Raises:
-        ValueError: ``finetune_iterations`` outside ``[0, iterations)``, or a ``synthetic_transform`` with a
+        ValueError: ``lr_schedule`` not in :data:`SEG_LR_SCHEDULES`; ``finetune_iterations`` outside
+            ``[0, iterations)``, or a ``synthetic_transform`` with a
             ``GVAESamplePool`` (``SyntheticMixDataset`` refuses it: no pre-generated pairs to transform).
 
     Example::
 
         net, seconds = train_segmenter(labelled_items(train, 5, 0), iterations=300, batch_size=16, seed=0)
     """
+    if lr_schedule not in SEG_LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {SEG_LR_SCHEDULES}, got {lr_schedule!r}.")
     set_determinism(seed)
     net = UNet(2, 1, num_classes, channels=tuple(channels), strides=(2,) * (len(channels) - 1), num_res_units=1)
     source: Any = None
@@ -302,6 +319,10 @@ def train_segmenter(
     if not 0 <= finetune_iterations < iterations:
         raise ValueError(f"finetune_iterations must be in [0, iterations={iterations}), got {finetune_iterations}.")
     optimizer = torch.optim.Adam(net.parameters(), lr)
+    handlers = []
+    if lr_schedule == "poly":  # one scheduler over both phases: the decay ends with the last iteration
+        handlers.append(LrScheduleHandler(torch.optim.lr_scheduler.PolynomialLR(
+            optimizer, total_iters=iterations, power=POLY_LR_POWER), epoch_level=False, print_lr=False))
     # phase 1: real and synthetic pairs; phase 2 (finetune_iterations > 0): the real pairs only
     phases = [(source, fraction, iterations - finetune_iterations, seed)]
     if finetune_iterations:
@@ -318,7 +339,7 @@ def train_segmenter(
                             **loader_kwargs)
         SupervisedTrainer(
             device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net, optimizer=optimizer,
-            loss_function=DiceCELoss(to_onehot_y=True, softmax=True),
+            loss_function=DiceCELoss(to_onehot_y=True, softmax=True), train_handlers=handlers,
         ).run()
     return net.eval(), time.perf_counter() - start
 

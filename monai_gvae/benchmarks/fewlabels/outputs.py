@@ -12,7 +12,7 @@ import numpy as np
 
 from monai_gvae.benchmarks.plots import PLOT_COLOURS, plot_dice_against_k
 from monai_gvae.benchmarks.report import markdown_table, prepare_output_dir, read_json, write_json, write_text
-from monai_gvae.benchmarks.segmentation import IMAGE_SIZE
+from monai_gvae.benchmarks.segmentation import IMAGE_SIZE, POLY_LR_POWER
 from monai_gvae.benchmarks.stats import Verdict, mean_std, paired_difference, paired_differences_by_seed
 
 from .arms import ARM_SHORT, ARMS, ATLAS_ARMS, CONDITIONAL_ARMS, FUSED_ARMS, GVAE_ARMS, arm_names
@@ -288,11 +288,13 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
                   f"{term} weight {s['seg_weight']} (the classical arm's segmenter).")
     classical = "flip + affine" if s.get("left_right_flip", True) else "affine (no flip: sagittal slices)"
     k_items = "k scans" if s.get("k_unit", "slice") == "volume" else "k slices"
+    lr_schedule = (f" decayed to 0 (poly, power {POLY_LR_POWER})" if s.get("seg_lr_schedule", "constant") == "poly"
+                   else "")
     repeats = (f"; {s['seg_repeats']} segmenters per arm from other initial weights, Dice their mean"
                if s.get("seg_repeats", 1) > 1 else "")
     return [
         data,
-        f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3, {s['seg_iterations']} iterations x batch "
+        f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3{lr_schedule}, {s['seg_iterations']} iterations x batch "
         f"{s['batch_size']} in every arm (same initial weights per seed{repeats}); "
         f"classical {classical} on every item; synthetic arms: {s['synthetic_fraction']:.0%} of the items from "
         f"{s['num_synthetic']} pre-generated pairs{schedule}{pseudo}{arm_notes}.",
@@ -399,6 +401,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0, "atlas_weight": 0.5,
                          "area_guard": False, "left_right_flip": True, "k_unit": "slice", "split_unit": "auto",
                          "volume_pattern": None, "synthetic_intensity": "none", "seg_repeats": 1,
+                         "seg_lr_schedule": "constant",
                          "render_min_dice": FewLabelSettings.render_min_dice,
                          "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)

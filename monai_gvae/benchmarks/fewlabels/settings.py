@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS, NUM_CLASSES
+from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS, NUM_CLASSES, SEG_LR_SCHEDULES
 from monai_gvae.engines.gvae_trainer import SEG_OBJECTIVES
 from monai_gvae.networks.blocks.trunks import CONDITION_MODES, UPSAMPLE_MODES
 from monai_gvae.networks.nets.gvae_critic import CRITIC_HEADS
@@ -34,6 +34,8 @@ class FewLabelSettings:
             ``seed + r * SEG_REPEAT_SEED_STRIDE``, the same in every arm); the arm's Dice is their mean, so that the
             segmenter's chaotic training (last-bit changes swing a seed's Dice by points) weighs less. Repeat 0 is the
             segmenter of ``seg_repeats=1``, and the classical arm's repeat 0 labels the pool.
+        seg_lr_schedule: the segmenters' learning-rate schedule, ``"constant"`` or ``"poly"`` (decayed to 0 over the
+            ``seg_iterations``; :data:`~monai_gvae.benchmarks.segmentation.SEG_LR_SCHEDULES`), in every arm.
         batch_size: segmenter batch.
         synthetic_fraction: share of synthetic items per segmenter epoch, in [0, 1).
         num_synthetic: synthetic pairs generated per (k, seed, arm).
@@ -91,6 +93,7 @@ class FewLabelSettings:
 
     seg_iterations: int = 600
     seg_repeats: int = 1
+    seg_lr_schedule: str = "constant"
     batch_size: int = 16
     synthetic_fraction: float = 0.1
     num_synthetic: int = 256
@@ -134,6 +137,8 @@ class FewLabelSettings:
                              f"{self.finetune_iterations}.")
         if self.seg_objective not in SEG_OBJECTIVES:
             raise ValueError(f"seg_objective must be one of {SEG_OBJECTIVES}, got {self.seg_objective!r}.")
+        if self.seg_lr_schedule not in SEG_LR_SCHEDULES:
+            raise ValueError(f"seg_lr_schedule must be one of {SEG_LR_SCHEDULES}, got {self.seg_lr_schedule!r}.")
         if self.seg_repeats < 1:
             raise ValueError(f"seg_repeats must be >= 1, got {self.seg_repeats}.")
         if self.seg_weight < 0:
