@@ -1,5 +1,8 @@
 """monai_gvae.transforms.label_propagation: label maps carried to unlabelled images by registration."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -152,3 +155,17 @@ def test_implausible_class_areas_names_bad_inputs():
         implausible_class_areas(maps[:2] + disc_series([5], size=32), [0, 1, 2], 2)
     with pytest.raises(ValueError, match="outside"):
         implausible_class_areas(maps, [0, 1, 2], 1)
+
+
+def test_the_package_imports_without_simpleitk_and_registration_names_it():
+    # SimpleITK is imported when registration first runs: the engine and bundles run where it is not installed
+    code = ("import sys; sys.modules['SimpleITK'] = None\n"
+            "import monai_gvae.transforms as t, monai_gvae.engines, monai_gvae.benchmarks.fewlabels, torch\n"
+            "x = torch.rand(1, 16, 16)\n"
+            "try:\n"
+            "    t.register_label_map(x, x, (x > 0.5).float())\n"
+            "except Exception as e:\n"
+            "    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("OptionalImportError") and "SimpleITK" in out.stdout

@@ -28,10 +28,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import SimpleITK as sitk
 import torch
+from monai.utils import optional_import
 
 from .label_maps import _check_label
+
+# a dependency of the package, imported when first used: the package (the training engine, the bundles) imports
+# where SimpleITK is not installed (a GPU machine's own Python), and registration then names the missing module
+sitk, _ = optional_import("SimpleITK")
 
 __all__ = ["register_label_map", "propagate_label_map", "fuse_label_maps", "implausible_class_areas"]
 
