@@ -6,6 +6,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux_2_17_x86_64 -d .whl monai pytorch-ignite nibabel pydicom jsonschema \
 #       jsonschema-specifications referencing rpds-py fire termcolor
+# SimpleITK need not travel (its wheel alone would pass the 64 MiB transfer): only registration imports it, when it runs.
 # Locally, without a GPU: LOCAL=1 DEV=cpu EPOCHS=2 EP=1 OUT=/tmp/out FULLARGS=--quick bash examples/benchmarks/gpu_checks.sh
 set -o pipefail
 cd "$(dirname "$0")/../.."
