@@ -1,16 +1,25 @@
-"""Per-repeat Dice of the --seg-repeats 3 diagnostic, read from its logs (run from the repository root)."""
-import ast, glob, re, statistics as st
+"""Per-repeat Dice of a --seg-repeats 3 diagnostic, read from its logs (run from the repository root).
+
+Usage: python summarise_repeats.py [FOLDER holding s*/log.txt; default: this folder's records (constant lr)]
+The last line gives the quantities of stop 46's rule: classical's within-seed range averaged over the (k, seed) cells,
+and classical's mean Dice over every repeat.
+"""
+import ast, glob, re, statistics as st, sys
+folder = sys.argv[1] if len(sys.argv) > 1 else 'docs/fewlabels/paired_validation/seg_repeats'
 runs = {}
-for f in sorted(glob.glob('docs/fewlabels/paired_validation/seg_repeats/s*/log.txt')):
+for f in sorted(glob.glob(f'{folder}/s*/log.txt')):
     for line in open(f):
         m = re.search(r"k=(\d+) seed=(\d+) (\w+)\s+dice=\S+ \(seg \d+ s\) (\{.*\})", line)
         if m:
             extra = ast.literal_eval(m.group(4))
             runs[(m.group(3), int(m.group(1)), int(m.group(2)))] = extra['repeat_dice']
+ranges, classical_all = [], []
 for k in (5, 10):
     for s in (100, 101):
         c = runs.get(('classical', k, s))
         if not c: continue
+        ranges.append(100 * (max(c) - min(c)))
+        classical_all += c
         line = f"k={k} s{s} classical {' '.join(f'{v:.3f}' for v in c)} (range {100*(max(c)-min(c)):.1f})"
         for arm in ('selftrain', 'cond_pseudo'):
             a = runs.get((arm, k, s))
@@ -18,3 +27,6 @@ for k in (5, 10):
                 d = [100 * (x - y) for x, y in zip(a, c)]
                 line += f" | {arm} - classical per repeat {' '.join(f'{v:+.1f}' for v in d)}, mean {st.mean(d):+.1f}"
         print(line)
+if ranges:
+    print(f"classical: within-seed range {st.mean(ranges):.1f} points on average over {len(ranges)} cells; "
+          f"mean Dice {st.mean(classical_all):.4f} over {len(classical_all)} repeats")
