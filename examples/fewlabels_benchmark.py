@@ -172,6 +172,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="held-out slabs: val and test alternate (different levels), or paired (a val slab beside "
                         "each test slab, the same levels)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (fixed: figures depend on it)")
+    p.add_argument("--device", default="cpu",
+                   help="where segmenters and GVAEs train: cpu (default; the figures of docs/fewlabels.md), cuda, "
+                        "cuda:N; figures of one device do not reproduce on another")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test")
     p.add_argument("--render", action="store_true",
                    help="only rewrite results.md and dice.png from --output-dir's results.json (no training)")
@@ -199,7 +202,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.arm_list = ["classical"] + [a for a in args.arm_list if a != "classical"]
     if not 0.0 <= args.synthetic_fraction < 1.0:
         p.error("--synthetic-fraction must be in [0, 1)")
+    try:
+        torch.device(args.device)
+    except (RuntimeError, TypeError):
+        p.error(f"--device must be a torch device such as cpu, cuda or cuda:1, got {args.device!r}")
     return args
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # SimpleITK: only the registration arms import it
+        return None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -214,6 +228,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(text)
         return results
     command = command_line(SCRIPT, sys.argv[1:] if argv is None else argv)
+    if torch.device(args.device).type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {args.device}: CUDA is not available to this PyTorch ({torch.__version__}); "
+                             "use --device cpu.")
+        # deterministic cuBLAS needs a fixed workspace, set before its first call (PyTorch's reproducibility notes)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # deterministic: the same command and seed give the same figures (checked by tests/test_examples.py)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
@@ -252,10 +272,12 @@ def main(argv: list[str] | None = None) -> dict:
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
         "wall_seconds": time.perf_counter() - start,
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, torch "
-                    f"{torch.__version__} with {args.threads} thread(s)",
+                    f"{torch.__version__} with {args.threads} thread(s)" + (
+                        f", {torch.cuda.get_device_name(args.device)}" if torch.device(args.device).type == "cuda"
+                        else ""),
         # the last digits depend on the libraries' kernels too: figures reproduce with the same versions
         "versions": {**{name: str(v) for name, v in get_config_values().items()},
-                     "SimpleITK": importlib.metadata.version("SimpleITK")},
+                     "SimpleITK": _installed_version("SimpleITK")},
         "settings": {**{k: v for k, v in vars(args).items() if not k.endswith("_list")},
                      "left_right_flip": settings.left_right_flip},
     }

@@ -860,6 +860,7 @@ def test_seg_repeats_average_segmenters_from_other_seeds_and_keep_repeat_zero(mo
     train_segmenter = cell.train_segmenter
 
     def segmenter_spy(items, **kwargs):
+        assert kwargs["device"] == "cpu" and kwargs["lr_schedule"] == "constant"  # the settings reach every segmenter
         seeds.append((kwargs["seed"], kwargs["shuffle_seed"]))
         return train_segmenter(items, **kwargs)
 

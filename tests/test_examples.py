@@ -85,6 +85,17 @@ def test_fewlabels_benchmark_quick(tmp_path):
     assert "--merge" in merged and "1 merged runs" in merged and (tmp_path / "m" / "dice.png").is_file()
 
 
+def test_fewlabels_benchmark_names_a_bad_or_missing_device(tmp_path, capsys):
+    main = example_main("fewlabels_benchmark.py")
+    with pytest.raises(SystemExit):
+        main(["--quick", "--device", "gpu", "--output-dir", str(tmp_path / "a")])
+    assert "--device must be a torch device such as cpu, cuda or cuda:1, got 'gpu'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="--device cuda: CUDA is not available"):
+            main(["--quick", "--device", "cuda", "--output-dir", str(tmp_path / "b")])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # refused before any output
+
+
 # slow (about 40 s, the heaviest test): it keeps the suite under 10 minutes on 2 cores (issue 20); the package code
 # it drives is tested in tests/test_benchmarks_paper_tables.py, and `python -m pytest -m slow` runs it
 @pytest.mark.slow

@@ -256,6 +256,7 @@ def train_segmenter(
     item_transform: Callable | None = None,
     synthetic_transform: Callable | None = None,
     lr_schedule: str = "constant",
+    device: str | torch.device = "cpu",
 ) -> tuple[UNet, float]:
     """Train a MONAI ``UNet`` (one residual unit per level, ``DiceCELoss``, Adam) on real and synthetic pairs.
 
@@ -286,9 +287,11 @@ def train_segmenter(
         lr_schedule: one of :data:`SEG_LR_SCHEDULES`: ``"constant"`` (``lr`` throughout) or ``"poly"`` (``lr`` decayed
             to 0 over all ``iterations``, ``finetune_iterations`` included, stepped every iteration by MONAI's
             ``LrScheduleHandler``).
+        device: where the network trains (``"cpu"``, ``"cuda"``, ``"cuda:1"``); the items stay on the host and the
+            trainer copies each batch.
 
     Returns:
-        ``(network in eval mode, training seconds)``.
+        ``(network in eval mode, on device, training seconds)``.
 
     Raises:
         ValueError: ``lr_schedule`` not in :data:`SEG_LR_SCHEDULES`; ``finetune_iterations`` outside
@@ -302,7 +305,9 @@ def train_segmenter(
     if lr_schedule not in SEG_LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {SEG_LR_SCHEDULES}, got {lr_schedule!r}.")
     set_determinism(seed)
-    net = UNet(2, 1, num_classes, channels=tuple(channels), strides=(2,) * (len(channels) - 1), num_res_units=1)
+    # built on the host and then moved, so that a seed gives the same initial weights on every device
+    net = UNet(2, 1, num_classes, channels=tuple(channels), strides=(2,) * (len(channels) - 1),
+               num_res_units=1).to(device)
     source: Any = None
     fraction = 0.0
     if _has_synthetic(synthetic):
@@ -338,7 +343,7 @@ def train_segmenter(
         loader = DataLoader(data, batch_size=batch_size, shuffle=True, num_workers=num_workers, drop_last=True,
                             **loader_kwargs)
         SupervisedTrainer(
-            device=torch.device("cpu"), max_epochs=1, train_data_loader=loader, network=net, optimizer=optimizer,
+            device=torch.device(device), max_epochs=1, train_data_loader=loader, network=net, optimizer=optimizer,
             loss_function=DiceCELoss(to_onehot_y=True, softmax=True), train_handlers=handlers,
         ).run()
     return net.eval(), time.perf_counter() - start
@@ -357,7 +362,7 @@ def dice_scores(
     (``DiceMetric(include_background=False, ignore_empty=True)``); ``dice_<name>`` the mean per class.
 
     Args:
-        net: maps images ``(N, 1, H, W)`` to logits ``(N, num_classes, H, W)``.
+        net: maps images ``(N, 1, H, W)`` to logits ``(N, num_classes, H, W)``; a module gets them on its device.
         test: the ``{"image", "label"}`` pairs.
         num_classes: classes, background included.
         class_names: names of the foreground classes 1.. (``num_classes - 1`` of them).
@@ -371,7 +376,8 @@ def dice_scores(
     """
     images = torch.stack([torch.as_tensor(i["image"]) for i in test])
     labels = torch.stack([torch.as_tensor(i["label"]) for i in test])
-    pred = net(images).argmax(1, keepdim=True)
+    device = next(net.parameters()).device if isinstance(net, torch.nn.Module) else images.device
+    pred = net(images.to(device)).argmax(1, keepdim=True).cpu()
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     scores = metric(one_hot(pred, num_classes), one_hot(labels, num_classes))  # (N, C-1), NaN where absent
     out = {"dice": float(torch.nanmean(scores))}

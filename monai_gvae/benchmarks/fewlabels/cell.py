@@ -129,7 +129,7 @@ def run_cell(
                 items, iterations=settings.seg_iterations, batch_size=settings.batch_size, seed=repeat_seed,
                 synthetic=synthetic, synthetic_fraction=fraction, shuffle_seed=repeat_seed,
                 num_classes=settings.num_classes, finetune_iterations=finetune,
-                left_right_flip=settings.left_right_flip, lr_schedule=settings.seg_lr_schedule,
+                left_right_flip=settings.left_right_flip, lr_schedule=settings.seg_lr_schedule, device=settings.device,
                 synthetic_transform=intensity_randomisation(settings.synthetic_intensity))
             if arm == "classical" and repeat == 0:
                 segmenter = net  # the pool's labeller and the GVAEs' judge: the same with or without repeats

@@ -401,7 +401,7 @@ GVAE_SETTINGS = {"gvae_iterations", "pretrain_iterations", "adapt_iterations", "
 SETTINGS_BEFORE_ADDED = {"pseudo_keep": 1.0, "split_layout": "alternate", "grad_weight": 0.0, "atlas_weight": 0.5,
                          "area_guard": False, "left_right_flip": True, "k_unit": "slice", "split_unit": "auto",
                          "volume_pattern": None, "synthetic_intensity": "none", "seg_repeats": 1,
-                         "seg_lr_schedule": "constant",
+                         "seg_lr_schedule": "constant", "device": "cpu",
                          "render_min_dice": FewLabelSettings.render_min_dice,
                          "render_min_pixels": FewLabelSettings.render_min_pixels}
 """Settings added after runs were recorded, with the value that earlier runs (whose ``results.json`` lacks them)

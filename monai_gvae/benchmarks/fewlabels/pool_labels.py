@@ -24,7 +24,8 @@ def _pool_logits(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torc
     """``(images (N, 1, S, S), logits (N, C, S, S))`` of the pool, in batches of 32."""
     segmenter.eval()
     images = _stack(pool, "image").float()
-    return images, torch.cat([segmenter(images[i:i + 32]) for i in range(0, len(images), 32)])
+    device = next(segmenter.parameters()).device
+    return images, torch.cat([segmenter(images[i:i + 32].to(device)).cpu() for i in range(0, len(images), 32)])
 
 
 def _pseudo_labels(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor, list[float]]:

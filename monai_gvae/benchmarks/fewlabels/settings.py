@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+import torch
+
 from monai_gvae.benchmarks.segmentation import INTENSITY_RANDOMISATIONS, NUM_CLASSES, SEG_LR_SCHEDULES
 from monai_gvae.engines.gvae_trainer import SEG_OBJECTIVES
 from monai_gvae.networks.blocks.trunks import CONDITION_MODES, UPSAMPLE_MODES
@@ -89,6 +91,8 @@ class FewLabelSettings:
         k_unit: what k counts, ``"slice"`` (labelled slices) or ``"volume"`` (labelled scans: every slice of k
             train volumes; :func:`labelled_and_pool`), :data:`K_UNITS`. With ``"volume"`` the :data:`ATLAS_ARMS`
             register, for each pool slice, one slice per labelled volume: the one at the nearest relative level.
+        device: where the segmenters and GVAEs train and run (``"cpu"``, ``"cuda"``, ``"cuda:1"``); registration and
+            the data stay on the host. Figures of one device do not reproduce on another (other kernels).
     """
 
     seg_iterations: int = 600
@@ -126,8 +130,13 @@ class FewLabelSettings:
     num_classes: int = NUM_CLASSES
     left_right_flip: bool = True
     k_unit: str = "slice"
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}.") from error
         if self.k_unit not in K_UNITS:
             raise ValueError(f"k_unit must be one of {K_UNITS}, got {self.k_unit!r}.")
         if self.schedule not in SCHEDULES:

@@ -125,11 +125,13 @@ def train_gvae(
         the seconds taken; ``gvae`` and ``critic`` are left in eval mode.
     """
     set_determinism(seed)
+    gvae.to(settings.device)
+    critic.to(settings.device)
     data = Dataset([dict(i) for i in items], transform)
     sampler = torch.utils.data.RandomSampler(data, replacement=True, num_samples=iterations * settings.gvae_batch,
                                              generator=torch.Generator().manual_seed(seed))
     trainer = GVAETrainer(
-        device="cpu", max_epochs=1,
+        device=settings.device, max_epochs=1,
         train_data_loader=DataLoader(data, batch_size=settings.gvae_batch, sampler=sampler),
         network=gvae, critic=critic,
         optimizer=torch.optim.Adam(gvae.parameters() if params is None else params, 1e-3, betas=(0.5, 0.9)),
