@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # deterministic: the same command and seed give the same figures (checked by tests/test_examples.py)
     torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    # on CUDA some kernels have no deterministic version (the cross-entropy's nll_loss2d): PyTorch warns for them
+    torch.use_deterministic_algorithms(True, warn_only=torch.device(args.device).type == "cuda")
     data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout,
                            split_unit=args.split_unit, volume_pattern=args.volume_pattern)
     if args.k_unit == "volume" and data.split_unit != "volume":

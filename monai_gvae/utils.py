@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import itertools
 import os
 import shutil
 import tempfile
@@ -12,8 +13,25 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["atomic_path", "atomic_directory", "check_targets_free", "flag", "flag_word", "check_bool", "parse_value"]
+__all__ = ["module_device", "atomic_path", "atomic_directory", "check_targets_free", "flag", "flag_word", "check_bool",
+           "parse_value"]
+
+
+def module_device(module: Any) -> torch.device:
+    """Where a network runs: the device of its first parameter or buffer; the host for a module without any or a
+    plain callable (e.g. a fixed threshold), so that callers copy their inputs there either way.
+
+    Example::
+
+        logits = net(images.to(module_device(net))).cpu()
+    """
+    if isinstance(module, torch.nn.Module):
+        tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
+        if tensor is not None:
+            return tensor.device
+    return torch.device("cpu")
 
 
 @contextlib.contextmanager

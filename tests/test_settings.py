@@ -18,7 +18,7 @@ from monai_gvae.engines import GVAETrainer, configure_backends, maybe_compile
 from monai_gvae.handlers import GVAECheckpointHandler
 from monai_gvae.networks import GVAE, GVAECritic, prepare_network
 from monai_gvae.transforms import GVAESamplePool, GVAESynthesize
-from monai_gvae.utils import check_bool, flag, flag_word
+from monai_gvae.utils import check_bool, flag, flag_word, module_device
 
 from conftest import REPO_ROOT, subprocess_env
 
@@ -148,3 +148,13 @@ def test_bundle_command_line_typo_stops_with_a_clear_error(tmp_path):
     assert "amp must be true or false, got 'ture'" in result.stderr
     assert "PROBE reached" not in result.stdout
     assert not os.path.exists(tmp_path / "run" / "model.pt")
+
+
+def test_module_device_reads_parameters_then_buffers_and_falls_back_to_the_host():
+    assert module_device(torch.nn.Linear(2, 2)) == torch.device("cpu")
+    buffered = torch.nn.Module()
+    buffered.register_buffer("scale", torch.ones(1, device="meta"))  # a buffer alone says where the module runs
+    assert module_device(buffered) == torch.device("meta")
+    assert module_device(torch.nn.Linear(2, 2, device="meta")) == torch.device("meta")
+    assert module_device(torch.nn.ReLU()) == torch.device("cpu")  # no tensors: the host
+    assert module_device(lambda x: x) == torch.device("cpu")

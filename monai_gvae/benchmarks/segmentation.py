@@ -49,6 +49,7 @@ from monai_gvae.engines import GVAETrainer
 from monai_gvae.losses import CriticLoss, EncoderGeneratorLoss
 from monai_gvae.networks import GVAE, GVAECritic
 from monai_gvae.transforms import GVAESamplePool, GVAESynthesized, PackImageLabeld
+from monai_gvae.utils import module_device
 
 __all__ = [
     "NUM_CLASSES",
@@ -376,8 +377,7 @@ def dice_scores(
     """
     images = torch.stack([torch.as_tensor(i["image"]) for i in test])
     labels = torch.stack([torch.as_tensor(i["label"]) for i in test])
-    device = next(net.parameters()).device if isinstance(net, torch.nn.Module) else images.device
-    pred = net(images.to(device)).argmax(1, keepdim=True).cpu()
+    pred = net(images.to(module_device(net))).argmax(1, keepdim=True).cpu()
     metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     scores = metric(one_hot(pred, num_classes), one_hot(labels, num_classes))  # (N, C-1), NaN where absent
     out = {"dice": float(torch.nanmean(scores))}

@@ -16,6 +16,7 @@ from torch import nn
 
 from monai_gvae.transforms.conditioning import encode_pairs, label_to_condition
 from monai_gvae.transforms.utils import from_model_range, unpack_image_label
+from monai_gvae.utils import module_device
 
 __all__ = ["DICE_REDUCTIONS", "class_dice", "foreground_dice", "SyntheticPairFilter", "calibrate_posterior_sigma"]
 
@@ -223,9 +224,7 @@ class SyntheticPairFilter:
         was_training = getattr(seg, "training", None)
         if isinstance(seg, nn.Module):
             seg.eval()
-            device = next(seg.parameters()).device
-        else:
-            device = torch.device("cpu")
+        device = module_device(seg)
         preds = []
         try:
             for start in range(0, images.shape[0], self.batch_size):

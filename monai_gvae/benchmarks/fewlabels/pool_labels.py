@@ -11,6 +11,7 @@ import torch
 
 from monai_gvae.benchmarks.segmentation import NUM_CLASSES
 from monai_gvae.transforms import class_dice, fuse_label_maps, implausible_class_areas, propagate_label_map
+from monai_gvae.utils import module_device
 
 from .splits import _stack, _volume_of, _volume_slices
 
@@ -24,7 +25,7 @@ def _pool_logits(segmenter: torch.nn.Module, pool: Sequence[dict]) -> tuple[torc
     """``(images (N, 1, S, S), logits (N, C, S, S))`` of the pool, in batches of 32."""
     segmenter.eval()
     images = _stack(pool, "image").float()
-    device = next(segmenter.parameters()).device
+    device = module_device(segmenter)
     return images, torch.cat([segmenter(images[i:i + 32].to(device)).cpu() for i in range(0, len(images), 32)])
 
 
