@@ -1,5 +1,5 @@
-"""Small helpers shared across monai-gvae: atomic file writes, output checks, and booleans from text (the bottom
-layer: imports nothing from the package)."""
+"""Small helpers shared across monai-gvae: atomic file writes, output checks, booleans from text, and the device a
+network runs on (the bottom layer: imports nothing from the package, and torch only when asked for a device)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["module_device", "atomic_path", "atomic_directory", "check_targets_free", "flag", "flag_word", "check_bool",
            "parse_value"]
@@ -27,6 +29,8 @@ def module_device(module: Any) -> torch.device:
 
         logits = net(images.to(module_device(net))).cpu()
     """
+    import torch  # here, not above: `monai-gvae --help` and `--version` answer without importing torch
+
     if isinstance(module, torch.nn.Module):
         tensor = next(itertools.chain(module.parameters(), module.buffers()), None)
         if tensor is not None:

@@ -294,8 +294,8 @@ def _protocol(results: Mapping[str, Any]) -> list[str]:
                if s.get("seg_repeats", 1) > 1 else "")
     return [
         data,
-        f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3{lr_schedule}, {s['seg_iterations']} iterations x batch "
-        f"{s['batch_size']} in every arm (same initial weights per seed{repeats}); "
+        f"- Segmenter: MONAI UNet (8, 16, 32, 64), DiceCE, Adam 1e-3{lr_schedule}, {s['seg_iterations']} iterations "
+        f"x batch {s['batch_size']} in every arm (same initial weights per seed{repeats}); "
         f"classical {classical} on every item; synthetic arms: {s['synthetic_fraction']:.0%} of the items from "
         f"{s['num_synthetic']} pre-generated pairs{schedule}{pseudo}{arm_notes}.",
         f"- GVAE: conv ({s.get('upsample', 'transposed')} upsampling), latent {s['latent_size']}, base channels "

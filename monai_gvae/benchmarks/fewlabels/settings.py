@@ -136,7 +136,8 @@ class FewLabelSettings:
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as error:
-            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}.") from error
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}."
+                             ) from error
         if self.k_unit not in K_UNITS:
             raise ValueError(f"k_unit must be one of {K_UNITS}, got {self.k_unit!r}.")
         if self.schedule not in SCHEDULES:
