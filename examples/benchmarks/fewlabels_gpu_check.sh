@@ -7,11 +7,7 @@
 set -o pipefail
 cd "$(dirname "$0")/../.."
 DEV=${DEV:-cuda}; SEG=${SEG:-1200}; GVAE=${GVAE:-500}
-if [ -z "$LOCAL" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source examples/benchmarks/device_env.sh
 rm -rf /tmp/fl_qa /tmp/fl_qb /tmp/fl_cell
 for r in a b; do
   timeout 120 python3 examples/fewlabels_benchmark.py --quick --device $DEV --arms classical,selftrain,cond_pseudo \

@@ -11,11 +11,7 @@
 set -o pipefail
 cd "$(dirname "$0")/../.."
 DEV=${DEV:-cuda}; EPOCHS=${EPOCHS:-100}; EP=${EP:-10}
-if [ -z "$LOCAL" ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONUNBUFFERED=1
+source examples/benchmarks/device_env.sh
 nvidia-smi -L 2>/dev/null
 python3 -c "import torch, monai, ignite; print('torch', torch.__version__, 'monai', monai.__version__, 'ignite', ignite.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no cuda')"
 B=bundles/gvae_brain2d/configs
