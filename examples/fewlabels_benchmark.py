@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(text)
         return results
     command = command_line(SCRIPT, sys.argv[1:] if argv is None else argv)
-    if torch.device(args.device).type == "cuda":
+    on_cuda = torch.device(args.device).type == "cuda"
+    if on_cuda:
         if not torch.cuda.is_available():
             raise SystemExit(f"--device {args.device}: CUDA is not available to this PyTorch ({torch.__version__}); "
                              "use --device cpu.")
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     # deterministic: the same command and seed give the same figures (checked by tests/test_examples.py)
     torch.set_num_threads(args.threads)
     # on CUDA some kernels have no deterministic version (the cross-entropy's nll_loss2d): PyTorch warns for them
-    torch.use_deterministic_algorithms(True, warn_only=torch.device(args.device).type == "cuda")
+    torch.use_deterministic_algorithms(True, warn_only=on_cuda)
     data = fewlabel_splits(args.data_dir, args.axis, args.num_classes, split_layout=args.split_layout,
                            split_unit=args.split_unit, volume_pattern=args.volume_pattern)
     if args.k_unit == "volume" and data.split_unit != "volume":
@@ -273,9 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
         "seg_seconds_mean": float(np.mean([r["seg_seconds"] for r in runs])),
         "wall_seconds": time.perf_counter() - start,
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other jobs, torch "
-                    f"{torch.__version__} with {args.threads} thread(s)" + (
-                        f", {torch.cuda.get_device_name(args.device)}" if torch.device(args.device).type == "cuda"
-                        else ""),
+                    f"{torch.__version__} with {args.threads} thread(s)"
+                    + (f", {torch.cuda.get_device_name(args.device)}" if on_cuda else ""),
         # the last digits depend on the libraries' kernels too: figures reproduce with the same versions
         "versions": {**{name: str(v) for name, v in get_config_values().items()},
                      "SimpleITK": _installed_version("SimpleITK")},

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from monai_gvae.transforms.utils import unpack_image_label
+from monai_gvae.utils import module_device
 
 __all__ = ["label_to_condition", "encode_pairs", "synthesize_for_labels", "posterior_variants"]
 
@@ -51,10 +52,6 @@ def label_to_condition(label: torch.Tensor, num_classes: int, condition_channels
     return onehot * 2.0 - 1.0
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def encode_pairs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mu, logvar)`` of image(+label) pairs under a joint, conditional or image-only GVAE.
@@ -70,7 +67,7 @@ def encode_pairs(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | 
     Returns:
         ``(mu, logvar)`` on the CPU, each ``(N, latent_size)``.
     """
-    device = _model_device(model)
+    device = module_device(model)
     images = images.to(device, torch.float32)
     condition = None
     if getattr(model, "condition_channels", 0):
@@ -128,7 +125,7 @@ def synthesize_for_labels(
         latents = torch.randn(n, model.latent_size, generator=generator)
     if latents.shape != (n, model.latent_size):
         raise ValueError(f"latents must have shape ({n}, {model.latent_size}), got {tuple(latents.shape)}.")
-    device = _model_device(model)
+    device = module_device(model)
     out = []
     for start in range(0, n, batch_size):
         cond = label_to_condition(labels[start : start + batch_size], model.num_classes, model.condition_channels)
@@ -170,7 +167,7 @@ def posterior_variants(
     """
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}.")
-    device = _model_device(model)
+    device = module_device(model)
     conditional = bool(getattr(model, "condition_channels", 0))
     out_images, out_labels = [], []
     for start in range(0, images.shape[0], batch_size):

@@ -186,7 +186,7 @@ class SyntheticPairFilter:
         if self.critic is None:
             raise ValueError("no critic configured.")
         critic = self.critic
-        device = next(critic.parameters()).device
+        device = module_device(critic)
         was_training = critic.training
         critic.eval()
         in_channels = int(getattr(critic, "in_channels", images.shape[1]))
@@ -320,7 +320,7 @@ def calibrate_posterior_sigma(
         raise ValueError("need at least one sigma and one draw.")
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = module_device(model)
     try:
         mu, _ = encode_pairs(model, images, labels)
         table: dict[float, float] = {}
